@@ -1,0 +1,30 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both create .venv on first use and install the pinned versions from requirements.lock.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint lock
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/surgecast demo --out demo-out
+
+test: $(STAMP)
+	bash scripts/test-services.sh
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check forecaster controller tests benchmarks
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable | grep -v '^surgecast' > requirements.lock

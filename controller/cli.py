@@ -1,0 +1,26 @@
+"""The ``surgecast`` console command: forecaster commands plus replay, controller, decisions."""
+
+from __future__ import annotations
+
+import typer
+
+from forecaster import __version__
+from forecaster.cli import app as forecaster_app
+
+app = typer.Typer(
+    name="surgecast",
+    help="Predictive autoscaling for Kubernetes: forecast traffic peaks and scale before them.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+for command in forecaster_app.registered_commands:
+    app.registered_commands.append(command)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
