@@ -1,7 +1,7 @@
-"""Command-line entry points for the forecaster side: generate, ingest, train, forecast, backtest.
+"""Command-line entry points for the forecaster side.
 
-Each command is a thin shell over a library function so analysts get the same behaviour in a
-notebook. Errors the user can fix are reported as one line on stderr with a non-zero exit.
+Each command lives in a ``_cli_*`` module as a thin shell over a library function, so
+analysts get the same behaviour in a notebook. This module only gathers them into one app.
 """
 
 from __future__ import annotations
@@ -10,8 +10,4 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one clear line on stderr and exit; used for every user-fixable error."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+# Command modules register here, one line each: app.registered_commands += module.app.registered_commands

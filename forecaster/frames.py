@@ -1,0 +1,83 @@
+"""Long-format frames: the one shape every series and forecast travels in.
+
+A series frame has columns ``unique_id`` (str), ``ds`` (timezone-naive datetime64, UTC) and
+``y`` (float, NaN where data is missing). A forecast frame has ``unique_id, ds, yhat`` plus
+one column per quantile named by :func:`quantile_column`. Backtest frames add ``cutoff``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+SERIES_COLUMNS = ("unique_id", "ds", "y")
+
+
+def quantile_column(q: float) -> str:
+    """Name of the forecast column holding quantile ``q`` (0 < q < 1), e.g. ``q0.9``."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
+    return f"q{q:g}"
+
+
+def quantile_columns(quantiles: Sequence[float]) -> list[str]:
+    """Column names for several quantiles, in the order given."""
+    return [quantile_column(q) for q in quantiles]
+
+
+def validate_series(df: pd.DataFrame) -> pd.DataFrame:
+    """Check that ``df`` is a long-format series frame and return it with canonical dtypes.
+
+    Raises ``ValueError`` with a message naming what is wrong, so a CLI can print it as is.
+    The input is not modified.
+    """
+    missing = [c for c in SERIES_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"series frame lacks column(s) {', '.join(missing)}; expected unique_id, ds, y"
+        )
+    out = df.copy()
+    out["unique_id"] = out["unique_id"].astype(str)
+    ds = pd.to_datetime(out["ds"])
+    if getattr(ds.dt, "tz", None) is not None:
+        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
+    out["ds"] = ds.astype("datetime64[ns]")
+    out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
+    if out.duplicated(["unique_id", "ds"]).any():
+        raise ValueError("series frame has duplicate (unique_id, ds) rows")
+    return out.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+
+def read_series(path: str | Path) -> pd.DataFrame:
+    """Read a series frame from ``.csv`` or ``.parquet`` and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        df = pd.read_csv(path)
+    else:
+        raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
+    return validate_series(df)
+
+
+def write_frame(df: pd.DataFrame, path: str | Path) -> None:
+    """Write any long-format frame to ``.csv`` or ``.parquet``, chosen by the extension."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
+
+
+def series_freq(df: pd.DataFrame) -> pd.Timedelta:
+    """The sampling interval of a series frame: the most common step between timestamps."""
+    steps = df.sort_values(["unique_id", "ds"]).groupby("unique_id")["ds"].diff().dropna()
+    if steps.empty:
+        raise ValueError("cannot infer the interval of a series with fewer than two points")
+    return pd.Timedelta(steps.mode().iloc[0])
