@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from forecaster import _cli_ingest
+
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 # Command modules register here, one line each: app.registered_commands += module.app.registered_commands
+app.registered_commands += _cli_ingest.app.registered_commands

@@ -1,0 +1,171 @@
+"""``surgecast ingest``: access logs or count files in, a long-format request-rate series out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import typer
+from tqdm import tqdm
+
+from forecaster._cli_common import fail
+from forecaster.frames import write_frame
+from forecaster.ingest import IngestError, IngestReport, ingest_logs, load_counts
+from forecaster.logs import CLF_TIME_FORMAT, LogFormat, LogFormatError, builtin_format, pattern_format
+
+app = typer.Typer()
+
+FORMATS = ("auto", "clf", "combined", "json", "counts")
+
+
+@app.command()
+def ingest(
+    files: list[str] = typer.Argument(..., help="Log files (plain, .gz, .bz2); '-' reads stdin."),
+    freq: str = typer.Option("1min", "--freq", help="Interval: 1s, 10s, 1min, 5min, 1h, ..."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the series here (.csv or .parquet); default: CSV on stdout."
+    ),
+    log_format: str = typer.Option(
+        "auto",
+        "--format",
+        help="auto, clf, combined, json (nginx escape=json lines) or counts (timestamp,count CSV).",
+    ),
+    pattern: str | None = typer.Option(
+        None,
+        "--pattern",
+        help="Your own format: a regex with named groups; 'time' is required, 'vhost', 'method', "
+        "'path', 'status', 'request' are optional. Example: "
+        r"'^(?P<vhost>\S+) \S+ \S+ \S+ \[(?P<time>[^\]]+)\] \"(?P<request>[^\"]*)\" (?P<status>\d+)'",
+    ),
+    time_format: str = typer.Option(
+        CLF_TIME_FORMAT, "--time-format", help="strftime format of the 'time' group of --pattern."
+    ),
+    tz: str = typer.Option(
+        "UTC",
+        "--tz",
+        help="Zone of times that carry no offset (--pattern without %z, --format counts): "
+        "an IANA name or an offset like -04:00.",
+    ),
+    by: list[str] = typer.Option(
+        [], "--by", help="Split by vhost, path, status (class, e.g. 2xx) or method; repeatable."
+    ),
+    path_depth: int = typer.Option(1, "--path-depth", min=1, help="Path segments in a --by path label."),
+    gap: str = typer.Option(
+        "30min",
+        "--gap",
+        help="A silence at least this long is missing data (NaN), not zero traffic; 0 disables.",
+    ),
+    since: str | None = typer.Option(None, "--since", help="Ignore (and count) lines before this UTC time."),
+    until: str | None = typer.Option(None, "--until", help="Ignore (and count) lines at or after this UTC time."),
+    unique_id: str = typer.Option("all", "--id", help="Series label when not split with --by."),
+    max_bad_fraction: float = typer.Option(
+        0.05, "--max-bad-fraction", min=0.0, max=1.0, help="Fail when more lines than this are malformed."
+    ),
+    report_path: Path | None = typer.Option(None, "--report", help="Also write the line report as JSON."),
+) -> None:
+    """Count requests per interval in access logs, keeping gaps as missing data.
+
+    Every line is either parsed or counted as malformed by reason; the summary on stderr
+    shows both and a few examples, and --max-bad-fraction turns too many into an error.
+    """
+    by = [part for item in by for part in item.split(",") if part]
+    if log_format not in FORMATS:
+        fail(f"unknown --format {log_format!r}; choose one of {', '.join(FORMATS)}")
+    if output is not None and output.suffix not in (".csv", ".parquet"):
+        fail(f"{output}: output must end in .csv or .parquet")
+    try:
+        if log_format == "counts":
+            if by:
+                fail("--by needs access logs; count files have no request fields")
+            series = pd.concat([load_counts(f, tz=tz, freq=freq, gap=_gap(gap)) for f in files])
+            report = None
+        else:
+            fmt = _choose_format(log_format, pattern, time_format, tz, files)
+            result = _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id)
+            series, report = result.series, result.report
+    except (IngestError, LogFormatError, ValueError) as exc:
+        fail(str(exc))
+    if report is not None:
+        typer.echo(describe_report(report), err=True)
+        if report_path is not None:
+            report_path.write_text(json.dumps(report.to_dict(), indent=2))
+    typer.echo(describe_series(series, freq), err=True)
+    if report is not None and report.bad_fraction > max_bad_fraction:
+        fail(
+            f"{report.bad_fraction:.1%} of lines are malformed, more than --max-bad-fraction "
+            f"{max_bad_fraction:.1%}; no output written",
+            code=3,
+        )
+    if output is None:
+        series.to_csv(sys.stdout, index=False)
+    else:
+        write_frame(series, output)
+        typer.echo(f"wrote {len(series):,} rows to {output}", err=True)
+
+
+def _gap(gap: str) -> str | None:
+    return None if gap.strip() in ("0", "") else gap
+
+
+def _choose_format(
+    name: str, pattern: str | None, time_format: str, tz: str, files: list[str]
+) -> LogFormat | None:
+    if pattern is not None:
+        return pattern_format(pattern, time_format=time_format, tz=tz)
+    if name == "auto":
+        return None
+    sample: list[str] = []
+    if name == "json" and files[0] != "-":
+        from forecaster.ingest import read_log_sample
+
+        sample = read_log_sample(files[0])
+    return builtin_format(name, sample)
+
+
+def _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id):  # type: ignore[no-untyped-def]
+    total = sum(Path(f).stat().st_size for f in files if f != "-" and Path(f).is_file())
+    with tqdm(
+        total=total or None, unit="B", unit_scale=True, disable=not sys.stderr.isatty(), leave=False
+    ) as bar:
+        return ingest_logs(
+            files,
+            freq=freq,
+            log_format=fmt,
+            by=by,
+            path_depth=path_depth,
+            gap=_gap(gap),
+            since=pd.Timestamp(since) if since else None,
+            until=pd.Timestamp(until) if until else None,
+            unique_id=unique_id,
+            progress=bar.update,
+        )
+
+
+def describe_report(report: IngestReport) -> str:
+    """The line accounting, malformed reasons and examples, as people read them."""
+    lines = [
+        f"read {report.lines:,} lines from {len(report.sources)} file(s), format {report.format}: "
+        f"{report.parsed:,} parsed + {report.malformed_total:,} malformed"
+    ]
+    for reason, count in report.malformed.items():
+        if count:
+            lines.append(f"  {reason}: {count:,}")
+            lines.extend(f"    e.g. {example}" for example in report.examples.get(reason, []))
+    return "\n".join(lines)
+
+
+def describe_series(series: pd.DataFrame, freq: str) -> str:
+    """Requests, span, peak and missing intervals of an ingested series frame."""
+    if series.empty:
+        return "no request was counted"
+    total = series.groupby("ds")["y"].sum(min_count=1)
+    peak_at = total.idxmax()
+    missing = int(total.isna().sum())
+    return (
+        f"{series['unique_id'].nunique()} series, {len(total):,} intervals of {freq} from "
+        f"{total.index.min():%Y-%m-%d %H:%M} to {total.index.max():%Y-%m-%d %H:%M} UTC; "
+        f"{int(total.sum()):,} requests; peak {int(total.max()):,} per {freq} at {peak_at:%Y-%m-%d %H:%M} UTC; "
+        f"{missing:,} intervals missing (gaps)"
+    )

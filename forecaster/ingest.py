@@ -1,0 +1,491 @@
+"""Turn access logs into request-count series, streaming, in bounded memory.
+
+Logs are read in chunks of whole lines (a few tens of MiB), each chunk parsed column-wise
+by :mod:`forecaster.logs` and reduced at once to counts per interval, so memory depends on
+the chunk size and the number of intervals, not on the size of the log.
+
+A gap in the log is not a quiet spell: when *no* request at all is seen for at least
+``gap`` (an outage, a rotated file that is absent), those intervals are NaN in every series,
+so a model never learns fake zeros. Shorter silences are real zeros.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import itertools
+import os
+import sys
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from forecaster.logs import (
+    LINE,
+    MALFORMED_REASONS,
+    ClfFormat,
+    LogFormat,
+    LogFormatError,
+    detect_format,
+)
+
+DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
+EXAMPLES_PER_REASON = 3
+MAX_GRID_ROWS = 50_000_000
+STDIN = "-"
+
+
+class IngestError(ValueError):
+    """Input the user must fix: a missing or empty file, an unreadable stream, bad options."""
+
+
+@dataclass
+class IngestReport:
+    """What was read and what became of every line: ``parsed + malformed == lines``."""
+
+    sources: list[str]
+    format: str = ""
+    lines: int = 0
+    parsed: int = 0
+    malformed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MALFORMED_REASONS, 0))
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.malformed_total / self.lines if self.lines else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "sources": self.sources,
+            "format": self.format,
+            "lines": self.lines,
+            "parsed": self.parsed,
+            "malformed": self.malformed_total,
+            "malformed_by_reason": {k: v for k, v in self.malformed.items() if v},
+            "examples": self.examples,
+        }
+
+
+@dataclass
+class IngestResult:
+    series: pd.DataFrame
+    report: IngestReport
+
+
+def parse_freq(freq: str) -> int:
+    """Interval length in whole seconds from a pandas-style alias (``1s``, ``5min``, ``1h``).
+
+    The interval must divide a day so that buckets line up with midnight in UTC.
+    """
+    try:
+        seconds = pd.Timedelta(freq).total_seconds()
+    except ValueError:
+        raise IngestError(f"invalid --freq {freq!r}; use e.g. 1s, 10s, 1min, 5min, 1h") from None
+    if seconds < 1 or seconds != int(seconds) or 86400 % int(seconds):
+        raise IngestError(f"--freq {freq!r} must be a whole number of seconds that divides a day")
+    return int(seconds)
+
+
+def _open(source: str) -> BinaryIO:
+    if source == STDIN:
+        return sys.stdin.buffer
+    path = Path(source)
+    if not path.is_file():
+        raise IngestError(f"{source}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
+    """Yield blocks of whole lines; the last block may lack its final newline."""
+    rest = b""
+    while True:
+        block = stream.read(chunk_bytes)
+        if not block:
+            break
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            rest = block
+            continue
+        rest = block[cut:]
+        yield block[:cut]
+    if rest:
+        yield rest
+
+
+def lines_column(chunk: bytes) -> pl.Series:
+    """Split a block into a string column of lines without copying line by line.
+
+    Bytes that are not UTF-8 become U+FFFD (so the line is later classed ``binary``); the
+    line offsets are computed on the re-encoded bytes and handed to Arrow directly.
+    """
+    data = chunk
+    if not chunk.isascii():
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            data = chunk.decode("utf-8", errors="replace").encode("utf-8")
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+    if data and data[-1:] != b"\n":
+        ends = np.append(ends, len(data))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    array = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)
+    )
+    return pl.Series(LINE, array, dtype=pl.String)
+
+
+def _key_expr(key: str, path_depth: int) -> pl.Expr:
+    """How a raw key field becomes a series label: status classes, path prefixes."""
+    column = pl.col(key).fill_null("-")
+    if key == "status":
+        return pl.when(column.str.contains(r"^\d{3}$")).then(column.str.slice(0, 1) + "xx").otherwise(
+            column
+        )
+    if key == "path":
+        bare = column.str.replace(r"[?#].*$", "")
+        parts = bare.str.split("/").list.slice(1, path_depth)
+        return pl.lit("/") + parts.list.join("/")
+    if key == "method":
+        return column.str.to_uppercase()
+    return column.str.to_lowercase()
+
+
+@dataclass
+class _Counter:
+    """Accumulates counts per (bucket, keys) across chunks, compacting as it goes."""
+
+    keys: Sequence[str]
+    partials: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, counts: pl.DataFrame) -> None:
+        self.partials.append(counts)
+        if len(self.partials) >= 32:
+            self.partials = [self.total()]
+
+    def total(self) -> pl.DataFrame:
+        if not self.partials:
+            schema = {"bucket": pl.Datetime("us", "UTC"), **dict.fromkeys(self.keys, pl.String)}
+            return pl.DataFrame(schema={**schema, "y": pl.UInt32})
+        merged = pl.concat(self.partials)
+        return merged.group_by(["bucket", *self.keys]).agg(pl.col("y").sum())
+
+
+def ingest_logs(
+    sources: str | Path | Sequence[str | Path],
+    *,
+    freq: str = "1min",
+    log_format: LogFormat | None = None,
+    by: Sequence[str] = (),
+    path_depth: int = 1,
+    gap: str | None = "30min",
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    unique_id: str = "all",
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Count requests per interval in one or more access logs (plain, .gz, .bz2 or ``-``).
+
+    Args:
+        sources: paths, or ``-`` for standard input; lines may be out of order.
+        freq: interval length (``1s``, ``10s``, ``1min``, ``5min``, ``1h``...).
+        log_format: a :class:`~forecaster.logs.LogFormat`; ``None`` detects it from the
+            first lines of the first source.
+        by: split into one series per value of these key fields (``vhost``, ``path``,
+            ``status``, ``method``); labels look like ``status=2xx,method=GET``.
+        path_depth: how many leading path segments make a ``path`` label.
+        gap: a run of intervals with no request at all lasting at least this long is
+            missing data (NaN), not zero traffic. ``None`` or ``0`` keeps zeros.
+        since, until: only lines in [since, until) count; others are ``out_of_range``.
+        unique_id: the series label when ``by`` is empty.
+        chunk_bytes: bytes read at a time; with ``workers`` it bounds memory.
+        workers: chunks parsed at once, default one per core (polars releases the GIL).
+        progress: called with the number of bytes read after each chunk.
+
+    Returns:
+        The long-format series (``unique_id, ds, y``; ``ds`` in UTC) and the report.
+    """
+    paths = [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
+    if not paths:
+        raise IngestError("no input files given")
+    bucket_seconds = parse_freq(freq)
+    gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
+    report = IngestReport(sources=paths)
+    counter = _Counter(keys=list(by))
+    streams = [_open(p) for p in paths]  # opens all first: a missing file fails before any work
+    fmt = log_format
+    for path, stream in zip(paths, streams, strict=True):
+        first_line_no = 1
+        try:
+            with stream if path != STDIN else _nullcontext(stream):
+                chunks = iter_line_chunks(stream, chunk_bytes)
+                if fmt is None:
+                    chunks, fmt = _detect(chunks)
+                report.format = fmt.name
+                job = _ChunkJob(fmt, list(by), path_depth, bucket_seconds, since, until)
+                for chunk_size, parsed in _ordered_map(job, chunks, workers or os.cpu_count() or 1):
+                    _tally(report, parsed, path, first_line_no)
+                    counter.add(parsed.counts)
+                    first_line_no += parsed.lines
+                    if progress is not None:
+                        progress(chunk_size)
+        except (OSError, EOFError) as exc:
+            raise IngestError(f"{path}: cannot read past line {first_line_no - 1}: {exc}") from None
+    if report.lines == 0:
+        raise IngestError(f"{', '.join(paths)}: empty, nothing to ingest")
+    series = counts_to_series(counter.total(), bucket_seconds, gap_seconds, list(by), unique_id)
+    return IngestResult(series=series, report=report)
+
+
+def _detect(chunks: Iterator[bytes]) -> tuple[Iterator[bytes], LogFormat]:
+    """Detect the format from the first chunk, and give that chunk back to the stream."""
+    first = next(chunks, b"")
+    fmt = detect_format(lines_column(first).head(200).to_list()) if first else ClfFormat()
+    return itertools.chain([first] if first else [], chunks), fmt
+
+
+@dataclass
+class _ParsedChunk:
+    lines: int
+    counts: pl.DataFrame  # bucket, keys..., y
+    reasons: dict[str | None, int]
+    examples: list[tuple[int, str, str]]  # (row in chunk, reason, line)
+
+
+@dataclass
+class _ChunkJob:
+    """Parse one chunk and reduce it to counts, reason tallies and a few examples."""
+
+    fmt: LogFormat
+    keys: list[str]
+    path_depth: int
+    bucket_seconds: int
+    since: pd.Timestamp | None
+    until: pd.Timestamp | None
+
+    def __call__(self, chunk: bytes) -> tuple[int, _ParsedChunk]:
+        parsed = _apply_window(self.fmt.parse(lines_column(chunk), self.keys), self.since, self.until)
+        good = parsed.filter(pl.col("reason").is_null())
+        counts = good.select(
+            pl.col("ts").dt.truncate(f"{self.bucket_seconds}s").alias("bucket"),
+            *[_key_expr(k, self.path_depth).alias(k) for k in self.keys],
+        ).group_by(["bucket", *self.keys]).agg(pl.len().alias("y"))
+        reasons = dict(parsed.group_by("reason").len().iter_rows())
+        examples = (
+            parsed.with_row_index("n")
+            .filter(pl.col("reason").is_not_null())
+            .group_by("reason", maintain_order=True)
+            .head(EXAMPLES_PER_REASON)
+            .select("n", "reason", LINE)
+        )
+        return len(chunk), _ParsedChunk(parsed.height, counts, reasons, list(examples.iter_rows()))
+
+
+def _ordered_map(
+    fn: Callable[[bytes], tuple[int, _ParsedChunk]], items: Iterator[bytes], workers: int
+) -> Iterator[tuple[int, _ParsedChunk]]:
+    """Like ``executor.map`` but reads ahead at most ``2 * workers`` items (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: deque[Future[tuple[int, _ParsedChunk]]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * max(1, workers):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class _nullcontext:
+    """Leave standard input open after reading it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> BinaryIO:
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _apply_window(parsed: pl.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pl.DataFrame:
+    if since is None and until is None:
+        return parsed
+    ts = pl.col("ts")
+    outside = pl.lit(False)
+    if since is not None:
+        outside = outside | (ts < _utc(since))
+    if until is not None:
+        outside = outside | (ts >= _utc(until))
+    return parsed.with_columns(
+        pl.when(pl.col("reason").is_null() & outside).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias(
+            "reason"
+        )
+    )
+
+
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _tally(report: IngestReport, parsed: _ParsedChunk, source: str, first_line_no: int) -> None:
+    report.lines += parsed.lines
+    for reason, count in parsed.reasons.items():
+        if reason is None:
+            report.parsed += count
+        else:
+            report.malformed[reason] += count
+    for n, reason, line in parsed.examples:
+        shown = report.examples.setdefault(reason, [])
+        if len(shown) < EXAMPLES_PER_REASON:
+            shown.append(f"{source}:{first_line_no + n}: {line.rstrip(chr(10))[:160]!r}")
+
+
+def counts_to_series(
+    counts: pl.DataFrame,
+    bucket_seconds: int,
+    gap_seconds: float,
+    keys: Sequence[str],
+    unique_id: str = "all",
+) -> pd.DataFrame:
+    """Complete per-key counts onto a regular grid, zero-filling, and mask long gaps as NaN.
+
+    ``counts`` has a UTC ``bucket`` column, the key columns and ``y``. The gap mask is
+    computed on the total over all keys: when the whole service is silent for ``gap_seconds``
+    or more, every series is missing there; a key that is silent while others are busy is
+    truly zero.
+    """
+    columns = ["unique_id", "ds", "y"]
+    if counts.height == 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ["str", "datetime64[ns]", "float"])})
+    frame = counts.to_pandas()
+    frame["ds"] = frame["bucket"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    if keys:
+        frame["unique_id"] = [
+            ",".join(f"{k}={v}" for k, v in zip(keys, row, strict=True))
+            for row in frame[list(keys)].itertuples(index=False)
+        ]
+    else:
+        frame["unique_id"] = unique_id
+    step = pd.Timedelta(seconds=bucket_seconds)
+    first, last = frame["ds"].min(), frame["ds"].max()
+    ids = sorted(frame["unique_id"].unique())
+    rows = ((last - first) // step + 1) * len(ids)
+    if rows > MAX_GRID_ROWS:
+        raise IngestError(
+            f"timestamps span {first} to {last} UTC: {rows:,} series rows at this --freq; "
+            "a few lines probably carry wrong dates, so pass --since/--until"
+        )
+    grid = pd.date_range(first, last, freq=step)
+    total = frame.groupby("ds")["y"].sum().reindex(grid, fill_value=0)
+    missing = gap_mask(total.to_numpy() == 0, int(np.ceil(gap_seconds / bucket_seconds)) if gap_seconds else 0)
+    wide = frame.pivot_table(index="ds", columns="unique_id", values="y", aggfunc="sum")
+    wide = wide.reindex(index=grid, columns=ids, fill_value=0).fillna(0).astype(float)
+    wide.loc[missing, :] = np.nan
+    wide.index.name = "ds"
+    long = wide.reset_index().melt(id_vars="ds", var_name="unique_id", value_name="y")
+    return long[columns].sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+
+def gap_mask(empty: np.ndarray, min_run: int) -> np.ndarray:
+    """True inside every run of ``empty`` at least ``min_run`` long (``min_run`` 0: never)."""
+    mask = np.zeros(len(empty), dtype=bool)
+    if min_run <= 0 or not empty.any():
+        return mask
+    padded = np.concatenate([[False], empty, [False]]).astype(np.int8)
+    edges = np.diff(padded)
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    for start, stop in zip(starts, stops, strict=True):
+        if stop - start >= min_run:
+            mask[start:stop] = True
+    return mask
+
+
+def load_counts(
+    path: str | Path,
+    *,
+    tz: str = "UTC",
+    freq: str | None = None,
+    gap: str | None = "30min",
+    unique_id: str | None = None,
+) -> pd.DataFrame:
+    """Load a ready-made ``timestamp,count`` CSV (e.g. NASA per-minute) as a series frame.
+
+    Timestamps without a zone are local time in ``tz`` (an IANA name or a fixed offset such
+    as ``-04:00``) and are converted to UTC. Intervals absent from the file are zero unless
+    they fall in a run of at least ``gap`` with no row, which is missing data (NaN): the
+    NASA file omits zero minutes but also spans a hurricane outage. ``freq`` defaults to the
+    most common step in the file; ``unique_id`` to the file's stem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file")
+    try:
+        raw = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise IngestError(f"{path}: not a timestamp,count CSV: {exc}") from None
+    if raw.shape[1] < 2 or raw.empty:
+        raise IngestError(f"{path}: expected two columns, a timestamp and a count, and at least one row")
+    stamps = pd.to_datetime(raw.iloc[:, 0], errors="coerce")
+    counts = pd.to_numeric(raw.iloc[:, 1], errors="coerce")
+    bad = stamps.isna() | counts.isna()
+    if bad.any():
+        first = raw[bad].iloc[0].tolist()
+        raise IngestError(f"{path}: {int(bad.sum())} rows with an unreadable timestamp or count, e.g. {first}")
+    if stamps.dt.tz is None:
+        stamps = stamps.dt.tz_localize(_zone(tz), ambiguous="NaT", nonexistent="shift_forward")
+    ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    step = pd.Timedelta(freq) if freq else pd.Series(ds.sort_values().diff().dropna()).mode().iloc[0]
+    bucket_seconds = int(step.total_seconds())
+    counts_pl = pl.DataFrame(
+        {"bucket": pd.Series(ds).dt.floor(step).dt.tz_localize("UTC"), "y": counts.astype("int64")}
+    ).group_by("bucket").agg(pl.col("y").sum())
+    gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
+    return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+
+
+def _zone(tz: str) -> object:
+    """An IANA zone name, or a fixed offset like ``-04:00`` as a tzinfo."""
+    if tz[:1] in "+-":
+        return pd.Timestamp("2000-01-01T00:00:00" + tz).tzinfo
+    return tz
+
+
+def read_log_sample(path: str, max_lines: int = 200) -> list[str]:
+    """The first lines of a log, decoded leniently; used to show or detect a format."""
+    with _open(path) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
+        return [line for _, line in zip(range(max_lines), text, strict=False)]
+
+
+__all__ = [
+    "IngestError",
+    "IngestReport",
+    "IngestResult",
+    "LogFormatError",
+    "counts_to_series",
+    "gap_mask",
+    "ingest_logs",
+    "load_counts",
+    "parse_freq",
+]
