@@ -1,0 +1,85 @@
+"""The ``surgecast ingest`` command: output, summary and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from controller.cli import app
+from tests.conftest import shared_file
+
+runner = CliRunner()
+LINE = '10.0.0.1 - - [20/Nov/2026:09:41:07 +0800] "GET /api/pension HTTP/1.1" 200 512\n'
+
+
+def test_nasa_sample_to_stdout() -> None:
+    sample = shared_file("nasa-http/raw-sample/NASA_Aug95_100.txt")
+    result = runner.invoke(app, ["ingest", str(sample), "--freq", "1min"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(io.StringIO(result.stdout))
+    assert rows.iloc[:2].values.tolist() == [
+        ["all", "1995-08-01 04:00:00", 51.0],
+        ["all", "1995-08-01 04:01:00", 42.0],
+    ]
+    assert "100 parsed + 0 malformed" in result.stderr
+
+
+def test_output_file_split_and_report(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(LINE * 3 + "broken\n")
+    out = tmp_path / "s.parquet"
+    result = runner.invoke(
+        app,
+        ["ingest", str(log), "-o", str(out), "--by", "status", "--max-bad-fraction", "0.5", "--report", str(tmp_path / "r.json")],
+    )
+    assert result.exit_code == 0, result.output
+    series = pd.read_parquet(out)
+    assert series.values.tolist() == [["status=2xx", pd.Timestamp("2026-11-20 01:41"), 3.0]]
+    assert "unknown_format: 1" in result.stderr and "a.log:4: 'broken'" in result.stderr
+    assert '"malformed": 1' in (tmp_path / "r.json").read_text()
+
+
+def test_too_many_bad_lines_fails_without_output(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(LINE * 9 + "broken\n")
+    out = tmp_path / "s.csv"
+    result = runner.invoke(app, ["ingest", str(log), "-o", str(out), "--max-bad-fraction", "0.05"])
+    assert result.exit_code == 3
+    assert "10.0% of lines are malformed" in result.stderr
+    assert not out.exists()
+
+
+def test_user_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.log").write_text("")
+    (tmp_path / "other.csv").write_text('"V1","V2"\n"H1","605"\n')
+    cases = [
+        ([str(tmp_path / "missing.log")], "no such file"),
+        ([str(tmp_path / "empty.log")], "empty, nothing to ingest"),
+        ([str(tmp_path / "other.csv")], "not a recognised access-log format"),
+        ([str(tmp_path / "other.csv"), "--format", "xml"], "unknown --format"),
+        ([str(tmp_path / "other.csv"), "--freq", "7s"], "divides a day"),
+        ([str(tmp_path / "other.csv"), "-o", "out.txt"], "must end in .csv or .parquet"),
+        ([str(tmp_path / "other.csv"), "--pattern", "(?P<x>a)"], "named group 'time'"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["ingest", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, (args, result.stderr)
+
+
+def test_counts_format_loads_nasa_per_minute(tmp_path: Path) -> None:
+    csv = shared_file("nasa-http/per-minute/requestdata-20240626.csv")
+    out = tmp_path / "nasa.parquet"
+    result = runner.invoke(app, ["ingest", str(csv), "--format", "counts", "--tz=-04:00", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(out)["y"].sum() == 3_461_612
+
+
+def test_every_command_has_help() -> None:
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, name

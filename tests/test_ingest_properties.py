@@ -1,0 +1,85 @@
+"""Property tests: no input crashes the parser, and every line is accounted for."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forecaster.ingest import IngestError, ingest_logs, lines_column
+from forecaster.logs import ClfFormat, JsonFormat
+
+VALID = b'h - - [01/Aug/1995:00:00:01 -0400] "GET / HTTP/1.0" 200 5'
+
+
+def expected_lines(data: bytes) -> int:
+    if not data:
+        return 0
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+
+def ingest_bytes(data: bytes, **options):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.log"
+        path.write_bytes(data)
+        return ingest_logs(path, **options)
+
+
+lines_of_bytes = st.lists(
+    st.one_of(st.binary(max_size=120), st.just(VALID), st.builds(lambda b: VALID[: len(b)], st.binary(max_size=60))),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000))
+def test_arbitrary_bytes_never_crash_and_lines_are_conserved(data: bytes) -> None:
+    for fmt in (ClfFormat(), JsonFormat()):
+        parsed = fmt.parse(lines_column(data))
+        assert parsed.height == expected_lines(data)
+        assert parsed["reason"].null_count() + parsed["reason"].is_not_null().sum() == parsed.height
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines_of_bytes, st.booleans())
+def test_ingest_report_accounts_for_every_line(lines: list[bytes], trailing_newline: bool) -> None:
+    data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
+    try:
+        result = ingest_bytes(data, log_format=ClfFormat(), chunk_bytes=64)
+    except IngestError as exc:
+        assert expected_lines(data) == 0 and "empty" in str(exc)
+        return
+    report = result.report
+    assert report.lines == expected_lines(data)
+    assert report.parsed + report.malformed_total == report.lines
+    assert result.series["y"].sum() == report.parsed
+
+
+base_time = st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2030, 12, 31))
+offset = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+seconds_after = st.integers(min_value=0, max_value=3 * 86400)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    base_time,
+    st.lists(st.tuples(seconds_after, offset), min_size=1, max_size=60),
+    st.sampled_from(["1s", "1min", "1h"]),
+)
+def test_counts_match_a_reference_count(base: datetime, records, freq: str) -> None:
+    lines = []
+    reference: Counter[pd.Timestamp] = Counter()
+    for seconds, tz in records:
+        instant = (base.replace(microsecond=0) + timedelta(seconds=seconds)).replace(tzinfo=timezone.utc)
+        local = instant.astimezone(tz)  # written in its own zone, counted in UTC
+        lines.append(f'h - - [{local:%d/%b/%Y:%H:%M:%S %z}] "GET / HTTP/1.0" 200 5\n')
+        reference[pd.Timestamp(instant).tz_localize(None).floor(freq)] += 1
+    result = ingest_bytes("".join(lines).encode(), freq=freq, gap=None)
+    got = result.series[result.series["y"] > 0].set_index("ds")["y"].to_dict()
+    assert got == dict(reference)
+    assert result.series["y"].sum() == len(records)
