@@ -1,4 +1,4 @@
-"""surgecast forecaster: ingest traffic, forecast it with calibrated quantiles, backtest, store models.
+"""surgecast forecaster: ingest traffic, forecast it with calibrated quantiles, store models.
 
 Series travel as long-format pandas frames with columns ``unique_id, ds, y``: ``ds`` is a
 timezone-naive timestamp in UTC and ``y`` a request count per interval, NaN where the data

@@ -13,7 +13,13 @@ from tqdm import tqdm
 from forecaster._cli_common import fail
 from forecaster.frames import write_frame
 from forecaster.ingest import IngestError, IngestReport, ingest_logs, load_counts
-from forecaster.logs import CLF_TIME_FORMAT, LogFormat, LogFormatError, builtin_format, pattern_format
+from forecaster.logs import (
+    CLF_TIME_FORMAT,
+    LogFormat,
+    LogFormatError,
+    builtin_format,
+    pattern_format,
+)
 
 app = typer.Typer()
 
@@ -25,7 +31,10 @@ def ingest(
     files: list[str] = typer.Argument(..., help="Log files (plain, .gz, .bz2); '-' reads stdin."),
     freq: str = typer.Option("1min", "--freq", help="Interval: 1s, 10s, 1min, 5min, 1h, ..."),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Write the series here (.csv or .parquet); default: CSV on stdout."
+        None,
+        "-o",
+        "--output",
+        help="Write the series here (.csv or .parquet); default: CSV on stdout.",
     ),
     log_format: str = typer.Option(
         "auto",
@@ -37,7 +46,8 @@ def ingest(
         "--pattern",
         help="Your own format: a regex with named groups; 'time' is required, 'vhost', 'method', "
         "'path', 'status', 'request' are optional. Example: "
-        r"'^(?P<vhost>\S+) \S+ \S+ \S+ \[(?P<time>[^\]]+)\] \"(?P<request>[^\"]*)\" (?P<status>\d+)'",
+        r"'^(?P<vhost>\S+) \S+ \S+ \S+ \[(?P<time>[^\]]+)\] "
+        r"\"(?P<request>[^\"]*)\" (?P<status>\d+)'",
     ),
     time_format: str = typer.Option(
         CLF_TIME_FORMAT, "--time-format", help="strftime format of the 'time' group of --pattern."
@@ -51,19 +61,31 @@ def ingest(
     by: list[str] = typer.Option(
         [], "--by", help="Split by vhost, path, status (class, e.g. 2xx) or method; repeatable."
     ),
-    path_depth: int = typer.Option(1, "--path-depth", min=1, help="Path segments in a --by path label."),
+    path_depth: int = typer.Option(
+        1, "--path-depth", min=1, help="Path segments in a --by path label."
+    ),
     gap: str = typer.Option(
         "30min",
         "--gap",
         help="A silence at least this long is missing data (NaN), not zero traffic; 0 disables.",
     ),
-    since: str | None = typer.Option(None, "--since", help="Ignore (and count) lines before this UTC time."),
-    until: str | None = typer.Option(None, "--until", help="Ignore (and count) lines at or after this UTC time."),
+    since: str | None = typer.Option(
+        None, "--since", help="Ignore (and count) lines before this UTC time."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Ignore (and count) lines at or after this UTC time."
+    ),
     unique_id: str = typer.Option("all", "--id", help="Series label when not split with --by."),
     max_bad_fraction: float = typer.Option(
-        0.05, "--max-bad-fraction", min=0.0, max=1.0, help="Fail when more lines than this are malformed."
+        0.05,
+        "--max-bad-fraction",
+        min=0.0,
+        max=1.0,
+        help="Fail when more lines than this are malformed.",
     ),
-    report_path: Path | None = typer.Option(None, "--report", help="Also write the line report as JSON."),
+    report_path: Path | None = typer.Option(
+        None, "--report", help="Also write the line report as JSON."
+    ),
 ) -> None:
     """Count requests per interval in access logs, keeping gaps as missing data.
 
@@ -166,6 +188,7 @@ def describe_series(series: pd.DataFrame, freq: str) -> str:
     return (
         f"{series['unique_id'].nunique()} series, {len(total):,} intervals of {freq} from "
         f"{total.index.min():%Y-%m-%d %H:%M} to {total.index.max():%Y-%m-%d %H:%M} UTC; "
-        f"{int(total.sum()):,} requests; peak {int(total.max()):,} per {freq} at {peak_at:%Y-%m-%d %H:%M} UTC; "
+        f"{int(total.sum()):,} requests; "
+        f"peak {int(total.max()):,} per {freq} at {peak_at:%Y-%m-%d %H:%M} UTC; "
         f"{missing:,} intervals missing (gaps)"
     )

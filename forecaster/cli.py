@@ -12,5 +12,5 @@ from forecaster import _cli_ingest
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
-# Command modules register here, one line each: app.registered_commands += module.app.registered_commands
+# Each command module registers here with one line.
 app.registered_commands += _cli_ingest.app.registered_commands

@@ -18,8 +18,8 @@ import itertools
 import os
 import sys
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -156,8 +156,10 @@ def _key_expr(key: str, path_depth: int) -> pl.Expr:
     """How a raw key field becomes a series label: status classes, path prefixes."""
     column = pl.col(key).fill_null("-")
     if key == "status":
-        return pl.when(column.str.contains(r"^\d{3}$")).then(column.str.slice(0, 1) + "xx").otherwise(
-            column
+        return (
+            pl.when(column.str.contains(r"^\d{3}$"))
+            .then(column.str.slice(0, 1) + "xx")
+            .otherwise(column)
         )
     if key == "path":
         bare = column.str.replace(r"[?#].*$", "")
@@ -283,12 +285,18 @@ class _ChunkJob:
     until: pd.Timestamp | None
 
     def __call__(self, chunk: bytes) -> tuple[int, _ParsedChunk]:
-        parsed = _apply_window(self.fmt.parse(lines_column(chunk), self.keys), self.since, self.until)
+        parsed = _apply_window(
+            self.fmt.parse(lines_column(chunk), self.keys), self.since, self.until
+        )
         good = parsed.filter(pl.col("reason").is_null())
-        counts = good.select(
-            pl.col("ts").dt.truncate(f"{self.bucket_seconds}s").alias("bucket"),
-            *[_key_expr(k, self.path_depth).alias(k) for k in self.keys],
-        ).group_by(["bucket", *self.keys]).agg(pl.len().alias("y"))
+        counts = (
+            good.select(
+                pl.col("ts").dt.truncate(f"{self.bucket_seconds}s").alias("bucket"),
+                *[_key_expr(k, self.path_depth).alias(k) for k in self.keys],
+            )
+            .group_by(["bucket", *self.keys])
+            .agg(pl.len().alias("y"))
+        )
         reasons = dict(parsed.group_by("reason").len().iter_rows())
         examples = (
             parsed.with_row_index("n")
@@ -327,7 +335,9 @@ class _nullcontext:
         return None
 
 
-def _apply_window(parsed: pl.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pl.DataFrame:
+def _apply_window(
+    parsed: pl.DataFrame, since: pd.Timestamp | None, until: pd.Timestamp | None
+) -> pl.DataFrame:
     if since is None and until is None:
         return parsed
     ts = pl.col("ts")
@@ -337,9 +347,10 @@ def _apply_window(parsed: pl.DataFrame, since: pd.Timestamp | None, until: pd.Ti
     if until is not None:
         outside = outside | (ts >= _utc(until))
     return parsed.with_columns(
-        pl.when(pl.col("reason").is_null() & outside).then(pl.lit("out_of_range")).otherwise(pl.col("reason")).alias(
-            "reason"
-        )
+        pl.when(pl.col("reason").is_null() & outside)
+        .then(pl.lit("out_of_range"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
     )
 
 
@@ -377,7 +388,12 @@ def counts_to_series(
     """
     columns = ["unique_id", "ds", "y"]
     if counts.height == 0:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ["str", "datetime64[ns]", "float"])})
+        return pd.DataFrame(
+            {
+                c: pd.Series(dtype=t)
+                for c, t in zip(columns, ["str", "datetime64[ns]", "float"], strict=True)
+            }
+        )
     frame = counts.to_pandas()
     frame["ds"] = frame["bucket"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     if keys:
@@ -398,7 +414,9 @@ def counts_to_series(
         )
     grid = pd.date_range(first, last, freq=step)
     total = frame.groupby("ds")["y"].sum().reindex(grid, fill_value=0)
-    missing = gap_mask(total.to_numpy() == 0, int(np.ceil(gap_seconds / bucket_seconds)) if gap_seconds else 0)
+    missing = gap_mask(
+        total.to_numpy() == 0, int(np.ceil(gap_seconds / bucket_seconds)) if gap_seconds else 0
+    )
     wide = frame.pivot_table(index="ds", columns="unique_id", values="y", aggfunc="sum")
     wide = wide.reindex(index=grid, columns=ids, fill_value=0).fillna(0).astype(float)
     wide.loc[missing, :] = np.nan
@@ -445,21 +463,34 @@ def load_counts(
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise IngestError(f"{path}: not a timestamp,count CSV: {exc}") from None
     if raw.shape[1] < 2 or raw.empty:
-        raise IngestError(f"{path}: expected two columns, a timestamp and a count, and at least one row")
+        raise IngestError(
+            f"{path}: expected two columns, a timestamp and a count, and at least one row"
+        )
     stamps = pd.to_datetime(raw.iloc[:, 0], errors="coerce")
     counts = pd.to_numeric(raw.iloc[:, 1], errors="coerce")
     bad = stamps.isna() | counts.isna()
     if bad.any():
         first = raw[bad].iloc[0].tolist()
-        raise IngestError(f"{path}: {int(bad.sum())} rows with an unreadable timestamp or count, e.g. {first}")
+        raise IngestError(
+            f"{path}: {int(bad.sum())} rows with an unreadable timestamp or count, e.g. {first}"
+        )
     if stamps.dt.tz is None:
         stamps = stamps.dt.tz_localize(_zone(tz), ambiguous="NaT", nonexistent="shift_forward")
     ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    step = pd.Timedelta(freq) if freq else pd.Series(ds.sort_values().diff().dropna()).mode().iloc[0]
+    step = (
+        pd.Timedelta(freq) if freq else pd.Series(ds.sort_values().diff().dropna()).mode().iloc[0]
+    )
     bucket_seconds = int(step.total_seconds())
-    counts_pl = pl.DataFrame(
-        {"bucket": pd.Series(ds).dt.floor(step).dt.tz_localize("UTC"), "y": counts.astype("int64")}
-    ).group_by("bucket").agg(pl.col("y").sum())
+    counts_pl = (
+        pl.DataFrame(
+            {
+                "bucket": pd.Series(ds).dt.floor(step).dt.tz_localize("UTC"),
+                "y": counts.astype("int64"),
+            }
+        )
+        .group_by("bucket")
+        .agg(pl.col("y").sum())
+    )
     gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
 

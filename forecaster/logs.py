@@ -175,7 +175,9 @@ class JsonFormat(LogFormat):
     time_key: str = "time_iso8601"
 
     def structure(self) -> pl.Expr:
-        return pl.col(LINE).str.contains(r"^\s*\{.*\}\s*$") & _json_value(self.time_key).is_not_null()
+        return (
+            pl.col(LINE).str.contains(r"^\s*\{.*\}\s*$") & _json_value(self.time_key).is_not_null()
+        )
 
     def head(self) -> pl.Expr:
         return pl.col(LINE).str.contains(r"^\s*\{") & ~pl.col(LINE).str.contains(r"\}\s*$")
@@ -232,9 +234,9 @@ class PatternFormat(LogFormat):
         if "%z" in self.time_format:
             return raw.str.strptime(pl.Datetime("us", "UTC"), self.time_format, strict=False)
         local = raw.str.strptime(pl.Datetime("us"), self.time_format, strict=False)
-        return local.dt.replace_time_zone(self.tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
-            "UTC"
-        )
+        return local.dt.replace_time_zone(
+            self.tz, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
 
     def key(self, name: str) -> pl.Expr:
         if name in self._groups():
@@ -246,7 +248,9 @@ class PatternFormat(LogFormat):
         return set(re.findall(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>", self.pattern))
 
 
-def pattern_format(pattern: str, time_format: str = CLF_TIME_FORMAT, tz: str = "UTC") -> PatternFormat:
+def pattern_format(
+    pattern: str, time_format: str = CLF_TIME_FORMAT, tz: str = "UTC"
+) -> PatternFormat:
     """Build a :class:`PatternFormat`, checking the regex compiles and has a ``time`` group."""
     try:
         pl.Series([""]).str.extract_groups(pattern)
@@ -255,7 +259,9 @@ def pattern_format(pattern: str, time_format: str = CLF_TIME_FORMAT, tz: str = "
     probe = PatternFormat(pattern=pattern)
     groups = probe._groups()
     if "time" not in groups:
-        raise LogFormatError("--pattern must have a named group 'time', e.g. \\[(?P<time>[^\\]]+)\\]")
+        raise LogFormatError(
+            "--pattern must have a named group 'time', e.g. \\[(?P<time>[^\\]]+)\\]"
+        )
     fields = {k for k in KEY_FIELDS if k in groups}
     if "request" in groups:
         fields |= {"method", "path"}
@@ -273,7 +279,9 @@ def builtin_format(name: str, sample: Sequence[str] = ()) -> LogFormat:
         return ClfFormat(name="combined", combined=True)
     if name == "json":
         return JsonFormat(time_key=_json_time_key(sample))
-    raise LogFormatError(f"unknown format {name!r}; choose one of auto, {', '.join(BUILTIN_FORMATS)}")
+    raise LogFormatError(
+        f"unknown format {name!r}; choose one of auto, {', '.join(BUILTIN_FORMATS)}"
+    )
 
 
 def _json_time_key(sample: Sequence[str]) -> str:

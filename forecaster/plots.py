@@ -15,7 +15,9 @@ import pandas as pd  # noqa: E402
 MAX_SERIES_DRAWN = 6
 
 
-def plot_series(series: pd.DataFrame, path: str | Path, title: str = "Requests per interval") -> Path:
+def plot_series(
+    series: pd.DataFrame, path: str | Path, title: str = "Requests per interval"
+) -> Path:
     """Draw each series (up to six, the busiest first) and shade the missing intervals.
 
     Missing data is drawn as a grey band rather than a drop to zero, so an outage is not
@@ -23,7 +25,9 @@ def plot_series(series: pd.DataFrame, path: str | Path, title: str = "Requests p
     """
     path = Path(path)
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
-    busiest = series.groupby("unique_id")["y"].sum().sort_values(ascending=False).index[:MAX_SERIES_DRAWN]
+    busiest = (
+        series.groupby("unique_id")["y"].sum().sort_values(ascending=False).index[:MAX_SERIES_DRAWN]
+    )
     for uid in busiest:
         one = series[series["unique_id"] == uid]
         ax.plot(one["ds"], one["y"], linewidth=0.7, label=str(uid))
@@ -51,4 +55,6 @@ def _shade_missing(ax: plt.Axes, total: pd.Series) -> None:
     index = total.index
     for n, (start, stop) in enumerate(zip(starts, stops, strict=True)):
         end = index[min(stop, len(index) - 1)]
-        ax.axvspan(index[start], end, color="grey", alpha=0.25, label="missing data" if n == 0 else None)
+        ax.axvspan(
+            index[start], end, color="grey", alpha=0.25, label="missing data" if n == 0 else None
+        )

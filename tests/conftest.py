@@ -13,5 +13,7 @@ def shared_file(relative: str) -> Path:
     """A file under ../shared/data, or skip the test with a clear message when it is absent."""
     path = SHARED_DATA / relative
     if not path.is_file():
-        pytest.skip(f"real trace {relative} not found under {SHARED_DATA} (see shared/data/README.md)")
+        pytest.skip(
+            f"real trace {relative} not found under {SHARED_DATA} (see shared/data/README.md)"
+        )
     return path

@@ -33,7 +33,18 @@ def test_output_file_split_and_report(tmp_path: Path) -> None:
     out = tmp_path / "s.parquet"
     result = runner.invoke(
         app,
-        ["ingest", str(log), "-o", str(out), "--by", "status", "--max-bad-fraction", "0.5", "--report", str(tmp_path / "r.json")],
+        [
+            "ingest",
+            str(log),
+            "-o",
+            str(out),
+            "--by",
+            "status",
+            "--max-bad-fraction",
+            "0.5",
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
     )
     assert result.exit_code == 0, result.output
     series = pd.read_parquet(out)
@@ -67,13 +78,18 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     for args, message in cases:
         result = runner.invoke(app, ["ingest", *args])
         assert result.exit_code == 2, (args, result.output)
-        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, (
+            args,
+            result.stderr,
+        )
 
 
 def test_counts_format_loads_nasa_per_minute(tmp_path: Path) -> None:
     csv = shared_file("nasa-http/per-minute/requestdata-20240626.csv")
     out = tmp_path / "nasa.parquet"
-    result = runner.invoke(app, ["ingest", str(csv), "--format", "counts", "--tz=-04:00", "-o", str(out)])
+    result = runner.invoke(
+        app, ["ingest", str(csv), "--format", "counts", "--tz=-04:00", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(out)["y"].sum() == 3_461_612
 

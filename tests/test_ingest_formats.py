@@ -36,7 +36,7 @@ def parse(fmt, lines, keys=()):
         ("   \n", "empty"),
         ("\x00\x01\x02 garbage", "binary"),
         ("caf\ufffd \ufffd", "binary"),
-        ("in24.inetnebr.com - - [01/Aug/1995:00:00:01 -0400] \"GET /shut", "truncated"),
+        ('in24.inetnebr.com - - [01/Aug/1995:00:00:01 -0400] "GET /shut', "truncated"),
         ("in24.inetnebr.com - - [01/Aug/19", "truncated"),
         ("hello world", "unknown_format"),
         ('{"time": "2026-01-01T00:00:00Z"}', "unknown_format"),
@@ -118,7 +118,12 @@ def test_json_malformed_lines() -> None:
             "plain text",
         ],
     )
-    assert out["reason"].to_list() == ["truncated", "bad_timestamp", "unknown_format", "unknown_format"]
+    assert out["reason"].to_list() == [
+        "truncated",
+        "bad_timestamp",
+        "unknown_format",
+        "unknown_format",
+    ]
 
 
 def test_pattern_format_with_zone_and_groups() -> None:
@@ -127,7 +132,9 @@ def test_pattern_format_with_zone_and_groups() -> None:
         time_format="%Y-%m-%d %H:%M:%S",
         tz="Asia/Shanghai",
     )
-    out = parse(fmt, ["2026-11-20 09:41:07 tax.gov GET /einvoice 200\n", "nonsense"], ["vhost", "status"])
+    out = parse(
+        fmt, ["2026-11-20 09:41:07 tax.gov GET /einvoice 200\n", "nonsense"], ["vhost", "status"]
+    )
     assert out["reason"].to_list() == [None, "unknown_format"]
     assert out["ts"].dt.strftime("%H:%M:%S").item(0) == "01:41:07"
     assert out.select("vhost", "status").row(0) == ("tax.gov", "200")

@@ -74,10 +74,20 @@ def test_gap_mask_runs() -> None:
 
 
 def test_split_by_status_and_method_shares_the_gap_mask(tmp_path: Path) -> None:
-    lines = [clf(T0, status=200), clf(T0, status=503, method="post"), clf(T0 + timedelta(minutes=2), status=200)]
+    lines = [
+        clf(T0, status=200),
+        clf(T0, status=503, method="post"),
+        clf(T0 + timedelta(minutes=2), status=200),
+    ]
     lines += [clf(T0 + timedelta(minutes=120), status=404)]
-    series = ingest_logs(write(tmp_path / "a.log", lines), freq="1min", by=["status", "method"]).series
-    assert sorted(series["unique_id"].unique()) == ["status=2xx,method=GET", "status=4xx,method=GET", "status=5xx,method=POST"]
+    series = ingest_logs(
+        write(tmp_path / "a.log", lines), freq="1min", by=["status", "method"]
+    ).series
+    assert sorted(series["unique_id"].unique()) == [
+        "status=2xx,method=GET",
+        "status=4xx,method=GET",
+        "status=5xx,method=POST",
+    ]
     wide = series.pivot(index="ds", columns="unique_id", values="y")
     assert wide.iloc[0].tolist() == [1, 0, 1]
     assert wide.iloc[1].tolist() == [0, 0, 0]  # a quiet minute for everyone, but short
@@ -87,7 +97,11 @@ def test_split_by_status_and_method_shares_the_gap_mask(tmp_path: Path) -> None:
 def test_split_by_path_prefix(tmp_path: Path) -> None:
     lines = [clf(T0, path=p) for p in ("/api/pension/status?x=1", "/api/tax", "/static/a.css", "/")]
     series = ingest_logs(write(tmp_path / "a.log", lines), by=["path"], path_depth=1).series
-    assert dict(zip(series["unique_id"], series["y"])) == {"path=/": 1, "path=/api": 2, "path=/static": 1}
+    assert dict(zip(series["unique_id"], series["y"], strict=True)) == {
+        "path=/": 1,
+        "path=/api": 2,
+        "path=/static": 1,
+    }
     deeper = ingest_logs(tmp_path / "a.log", by=["path"], path_depth=2).series
     assert "path=/api/pension" in set(deeper["unique_id"])
 
@@ -148,7 +162,12 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
 
 def test_load_counts_fills_quiet_minutes_and_masks_outages(tmp_path: Path) -> None:
     csv = tmp_path / "c.csv"
-    rows = ["minute,count", "1995-07-01 00:00:00,5", "1995-07-01 00:02:00,3", "1995-07-01 02:00:00,4"]
+    rows = [
+        "minute,count",
+        "1995-07-01 00:00:00,5",
+        "1995-07-01 00:02:00,3",
+        "1995-07-01 02:00:00,4",
+    ]
     csv.write_text("\n".join(rows) + "\n")
     series = load_counts(csv, tz="-04:00", freq="1min", gap="30min")
     assert series["ds"].iloc[0] == pd.Timestamp("1995-07-01 04:00")

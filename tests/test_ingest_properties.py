@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +31,11 @@ def ingest_bytes(data: bytes, **options):
 
 
 lines_of_bytes = st.lists(
-    st.one_of(st.binary(max_size=120), st.just(VALID), st.builds(lambda b: VALID[: len(b)], st.binary(max_size=60))),
+    st.one_of(
+        st.binary(max_size=120),
+        st.just(VALID),
+        st.builds(lambda b: VALID[: len(b)], st.binary(max_size=60)),
+    ),
     max_size=40,
 )
 
@@ -61,7 +65,9 @@ def test_ingest_report_accounts_for_every_line(lines: list[bytes], trailing_newl
 
 
 base_time = st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2030, 12, 31))
-offset = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+offset = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
 seconds_after = st.integers(min_value=0, max_value=3 * 86400)
 
 
@@ -75,7 +81,7 @@ def test_counts_match_a_reference_count(base: datetime, records, freq: str) -> N
     lines = []
     reference: Counter[pd.Timestamp] = Counter()
     for seconds, tz in records:
-        instant = (base.replace(microsecond=0) + timedelta(seconds=seconds)).replace(tzinfo=timezone.utc)
+        instant = (base.replace(microsecond=0) + timedelta(seconds=seconds)).replace(tzinfo=UTC)
         local = instant.astimezone(tz)  # written in its own zone, counted in UTC
         lines.append(f'h - - [{local:%d/%b/%Y:%H:%M:%S %z}] "GET / HTTP/1.0" 200 5\n')
         reference[pd.Timestamp(instant).tz_localize(None).floor(freq)] += 1
