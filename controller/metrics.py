@@ -1,0 +1,102 @@
+"""The controller's Prometheus metrics, in one registry so tests can read them directly.
+
+Names follow Prometheus conventions (base units, ``_total`` for counters). Labels are the
+scaler's ``namespace`` and ``name``; nothing with unbounded cardinality is a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SCALER = ("namespace", "name")
+
+
+@dataclass
+class ControllerMetrics:
+    """Every metric the controller exports; one instance per process (or per test)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.predicted_load = Gauge(
+            "surgecast_predicted_load",
+            "Forecast upper quantile of the request rate over the decision window.",
+            SCALER,
+            registry=r,
+        )
+        self.observed_load = Gauge(
+            "surgecast_observed_load",
+            "Request rate observed at the last reconcile.",
+            SCALER,
+            registry=r,
+        )
+        self.desired_replicas = Gauge(
+            "surgecast_desired_replicas",
+            "Replicas the last decision asked for.",
+            SCALER,
+            registry=r,
+        )
+        self.current_replicas = Gauge(
+            "surgecast_current_replicas",
+            "Replicas of the target at the last reconcile.",
+            SCALER,
+            registry=r,
+        )
+        self.forecast_error = Gauge(
+            "surgecast_forecast_error_ratio",
+            "(observed - forecast median) / forecast median at the last reconcile.",
+            SCALER,
+            registry=r,
+        )
+        self.model_age = Gauge(
+            "surgecast_model_age_seconds",
+            "Seconds since the scaler's model was trained.",
+            SCALER,
+            registry=r,
+        )
+        self.fallback = Gauge(
+            "surgecast_fallback",
+            "1 while the scaler decides reactively (no usable forecast).",
+            SCALER,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "surgecast_decisions_total",
+            "Decisions made, by reason code.",
+            (*SCALER, "reason"),
+            registry=r,
+        )
+        self.errors = Counter(
+            "surgecast_reconcile_errors_total",
+            "Reconcile errors, by kind.",
+            (*SCALER, "kind"),
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "surgecast_reconcile_duration_seconds",
+            "Time spent in one reconcile.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.leader = Gauge(
+            "surgecast_leader", "1 while this instance holds the leader Lease.", registry=r
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a deleted scaler's series so they do not linger at their last value."""
+        for metric in (
+            self.predicted_load,
+            self.observed_load,
+            self.desired_replicas,
+            self.current_replicas,
+            self.forecast_error,
+            self.model_age,
+            self.fallback,
+        ):
+            try:
+                metric.remove(namespace, name)
+            except KeyError:
+                pass
