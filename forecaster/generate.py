@@ -291,13 +291,20 @@ CLIENTS = 20_000
 
 
 def write_access_log(
-    traffic: Traffic, path: str | Path, seed: int = 0, chunk_seconds: int = 6 * 3600
+    traffic: Traffic,
+    path: str | Path,
+    seed: int = 0,
+    chunk_seconds: int = 6 * 3600,
+    fmt: str = "combined",
 ) -> int:
-    """Write one combined-format line per request, in time order; ``.gz`` compresses.
+    """Write one access-log line per request, in time order; ``.gz`` compresses.
 
+    ``fmt`` is ``combined`` (with referer and user agent) or ``clf`` (Common Log Format).
     Lines carry the local UTC offset of the profile's zone. Writing goes in chunks of
     ``chunk_seconds`` so memory stays bounded for large logs. Returns the lines written.
     """
+    if fmt not in ("combined", "clf"):
+        raise ValueError(f"unknown log format {fmt!r}; use combined or clf")
     path = Path(path)
     rng = np.random.default_rng([seed, 1])  # independent of the stream that drew the counts
     paths = _PATHS.get(traffic.profile.service, _PATHS["pension"])
@@ -320,17 +327,13 @@ def write_access_log(
                 .dt.convert_time_zone(traffic.profile.tz)
                 .dt.strftime("%d/%b/%Y:%H:%M:%S %z")
             )
-            line = pl.format(
-                '{} - - [{}] "{} {} HTTP/1.1" {} {} "{}" "{}"',
-                "client",
-                pl.lit(stamps),
-                "method",
-                "path",
-                "status",
-                "size",
-                "referer",
-                "agent",
-            )
+            fields = ["client", pl.lit(stamps), "method", "path", "status", "size"]
+            if fmt == "combined":
+                line = pl.format(
+                    '{} - - [{}] "{} {} HTTP/1.1" {} {} "{}" "{}"', *fields, "referer", "agent"
+                )
+            else:
+                line = pl.format('{} - - [{}] "{} {} HTTP/1.1" {} {}', *fields)
             frame.select(line).write_csv(out, include_header=False, quote_style="never")
             written += n
     return written
