@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from controller import _cli_demo
 from forecaster import __version__
 from forecaster.cli import app as forecaster_app
 
@@ -13,8 +14,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for command in forecaster_app.registered_commands:
-    app.registered_commands.append(command)
+app.registered_commands += forecaster_app.registered_commands
+app.registered_commands += _cli_demo.app.registered_commands
 
 
 @app.callback()

@@ -1,0 +1,21 @@
+"""The README's demo runs end to end and leaves its artefacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from controller.cli import app
+
+
+@pytest.mark.slow
+def test_demo_runs_and_reports_every_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "+ 3 malformed" in result.output
+    series = pd.read_parquet(tmp_path / "series.parquet")
+    assert series["y"].isna().sum() >= 3 * 120  # the maintenance windows are missing, not zero
+    assert (tmp_path / "series.png").stat().st_size > 10_000
