@@ -18,10 +18,16 @@ app.registered_commands += forecaster_app.registered_commands
 app.registered_commands += _cli_demo.app.registered_commands
 
 
-@app.callback()
-def _main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Predictive autoscaling for Kubernetes: forecast traffic peaks and scale before them."""
