@@ -1,0 +1,73 @@
+"""A faithful simulation of the Kubernetes HPA (autoscaling/v2 defaults), for baselines.
+
+It follows ``pkg/controller/podautoscaler`` for a per-pod request-rate metric (an External
+or Pods metric with an ``AverageValue`` target), which is how an HPA scales a web service
+on request rate:
+
+- target per pod = ``target_utilization × capacity_per_replica`` (70 % leaves headroom);
+- every ``sync_period`` (15 s): usage ratio = load / (target × current replicas); within
+  ``tolerance`` (0.1) keep the count, else ``ceil(load / target)``;
+- scale-up: no stabilisation, at most ``max(+100 %, +4 pods)`` per 15 s period;
+- scale-down: the highest recommendation of the last 300 s wins, at most -100 % per period;
+- then ``min/max``.
+
+Assumptions, stated because they favour or hurt the HPA: the metric is the true demand
+(not capped at what the pods served, which favours the HPA), and it arrives one interval
+late (a ``rate()`` over the last complete minute plus the adapter's scrape); pods it asks
+for are ready ``startup_delay`` later, like the predictive policy's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class HPASettings:
+    min_replicas: int
+    max_replicas: int
+    capacity_per_replica: float
+    target_utilization: float = 0.7
+    tolerance: float = 0.1
+    sync_seconds: int = 15
+    scale_up_percent: float = 100.0
+    scale_up_pods: int = 4
+    scale_down_stabilization_seconds: int = 300
+
+
+@dataclass
+class HPASimulator:
+    """State across syncs: the recommendations remembered for scale-down stabilisation."""
+
+    settings: HPASettings
+    _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def recommend(self, load: float) -> int:
+        """Replicas the HPA's formula asks for before behaviour rules (``ceil(load/target)``)."""
+        target = self.settings.target_utilization * self.settings.capacity_per_replica
+        return max(0, math.ceil(load / target - 1e-9))
+
+    def sync(self, at_seconds: float, current: int, load: float | None) -> int:
+        """One HPA sync at time ``at_seconds``: the new desired replica count."""
+        s = self.settings
+        if load is None or not math.isfinite(load):
+            return current  # the HPA does nothing without a metric
+        target = s.target_utilization * s.capacity_per_replica
+        ratio = load / (target * current) if current > 0 else math.inf
+        desired = current if abs(ratio - 1.0) <= s.tolerance else self.recommend(load)
+        self._recommendations.append((at_seconds, desired))
+        while (
+            self._recommendations
+            and self._recommendations[0][0] <= at_seconds - s.scale_down_stabilization_seconds
+        ):
+            self._recommendations.popleft()
+        if desired < current:
+            desired = min(current, max(r for _, r in self._recommendations))
+        if desired > current:
+            limit = max(
+                math.ceil(current * (1 + s.scale_up_percent / 100)), current + s.scale_up_pods
+            )
+            desired = min(desired, limit)
+        return max(s.min_replicas, min(s.max_replicas, desired))

@@ -1,0 +1,334 @@
+"""Replay a recorded series through scaling policies and measure what users would have seen.
+
+The simulator walks the series one interval at a time. Each policy sets a desired replica
+count at the start of an interval; a new pod serves only ``startup_delay`` after it was
+asked for; removing pods is immediate (booting ones go first). In every interval each
+ready pod serves ``capacity_per_replica`` requests and the rest go unserved.
+
+Policies:
+
+- ``predictive``: :func:`controller.policy.decide` on a forecast from a model retrained
+  every ``retrain_every`` on the data before that moment only (no look-ahead), observing
+  the load of the last complete interval;
+- ``hpa``: :class:`controller.hpa.HPASimulator`, four 15 s syncs per minute;
+- ``oracle``: perfect foresight, the fewest pods with nothing unserved: at each interval
+  the largest need within the next ``startup_delay`` (pods needed then must boot now).
+
+Metrics skip intervals whose load is missing (NaN): nothing is known about them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from controller.hpa import HPASettings, HPASimulator
+from controller.policy import (
+    Forecast,
+    PolicySpec,
+    Recommendation,
+    decide,
+    lead_time,
+    needed_replicas,
+)
+from forecaster.frames import quantile_column, series_freq, validate_series
+from forecaster.models import SeasonalQuantile
+
+POLICIES = ("predictive", "hpa", "oracle")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The capacity model and the policies' parameters. Load unit: requests per interval."""
+
+    capacity_per_replica: float
+    startup_delay: timedelta
+    min_replicas: int = 1
+    max_replicas: int = 10_000
+    quantile: float = 0.9
+    retrain_every: timedelta = timedelta(days=1)
+    history: timedelta = timedelta(weeks=4)
+    """Training window of each refit."""
+
+    hpa_target: float = 0.7
+    scale_down_stabilization: timedelta = timedelta(minutes=5)
+    tolerance: float = 0.0
+    """The predictive policy's tolerance: 0 in replay, where every interval is a sync."""
+
+
+ModelFactory = Callable[[], object]
+
+
+@dataclass
+class _Fleet:
+    """Pods as the intervals at which each becomes ready, oldest first."""
+
+    delay_steps: int
+    ready_at: list[int] = field(default_factory=list)
+
+    def set(self, desired: int, step: int) -> None:
+        if desired > len(self.ready_at):
+            self.ready_at += [step + self.delay_steps] * (desired - len(self.ready_at))
+        elif desired < len(self.ready_at):
+            del self.ready_at[desired:]  # the newest (still booting) go first
+
+    def ready(self, step: int) -> int:
+        return sum(1 for at in self.ready_at if at <= step)
+
+    def __len__(self) -> int:
+        return len(self.ready_at)
+
+
+@dataclass
+class ReplayResult:
+    decisions: pd.DataFrame
+    """One row per policy and interval: ds, policy, replicas, ready, load, unserved, ..."""
+
+    summary: pd.DataFrame
+    """One row per policy with the metrics."""
+
+    settings: ReplaySettings
+
+
+def replay(
+    series: pd.DataFrame,
+    start: datetime | pd.Timestamp,
+    settings: ReplaySettings,
+    policies: Sequence[str] = POLICIES,
+    model_factory: ModelFactory | None = None,
+    end: datetime | pd.Timestamp | None = None,
+) -> ReplayResult:
+    """Replay one series from ``start`` (to ``end`` or its last interval) under each policy."""
+    frame = validate_series(series)
+    if frame["unique_id"].nunique() != 1:
+        raise ValueError("replay takes one series; filter the frame to one unique_id first")
+    unknown = set(policies) - set(POLICIES)
+    if unknown:
+        raise ValueError(f"unknown policies {sorted(unknown)}; choose from {', '.join(POLICIES)}")
+    step = series_freq(frame)
+    y_all = frame.set_index("ds")["y"].asfreq(step)
+    start = pd.Timestamp(start)
+    end = pd.Timestamp(end) if end is not None else y_all.index[-1] + step
+    if start <= y_all.index[0] or start >= end:
+        raise ValueError(f"--start {start} must fall after the first interval and before the end")
+    replay_index = y_all.index[(y_all.index >= start) & (y_all.index < end)]
+    delay_steps = math.ceil(settings.startup_delay / step)
+    runs = []
+    for name in policies:
+        if name == "predictive":
+            runs.append(
+                _run_predictive(y_all, replay_index, step, delay_steps, settings, model_factory)
+            )
+        elif name == "hpa":
+            runs.append(_run_hpa(y_all, replay_index, step, delay_steps, settings))
+        else:
+            runs.append(_run_oracle(y_all, replay_index, delay_steps, settings))
+    decisions = pd.concat(runs, ignore_index=True)
+    return ReplayResult(decisions, summarize(decisions, step), settings)
+
+
+def _initial_replicas(
+    y: pd.Series, index: pd.DatetimeIndex, delay_steps: int, settings: ReplaySettings
+) -> int:
+    """Every policy starts warm, with enough ready pods for the first lead window.
+
+    Otherwise the first minutes would measure the cold start, the same for every policy,
+    rather than the policies.
+    """
+    first = y.reindex(index[: delay_steps + 1]).fillna(0.0)
+    return _clamp(needed_replicas(float(first.max()), settings.capacity_per_replica), settings)
+
+
+def _clamp(replicas: int, settings: ReplaySettings) -> int:
+    return max(settings.min_replicas, min(settings.max_replicas, replicas))
+
+
+def _simulate(
+    name: str,
+    y: pd.Series,
+    index: pd.DatetimeIndex,
+    delay_steps: int,
+    settings: ReplaySettings,
+    choose: Callable[[int, pd.Timestamp, int], tuple[int, dict[str, object]]],
+) -> pd.DataFrame:
+    """Drive one policy: ``choose(step, now, current)`` gives (desired, extra columns)."""
+    fleet = _Fleet(delay_steps)
+    fleet.set(
+        _initial_replicas(y, index, delay_steps, settings), -delay_steps
+    )  # ready at the start
+    loads = y.reindex(index).to_numpy(dtype=float)
+    rows = []
+    for n, now in enumerate(index):
+        desired, extra = choose(n, now, len(fleet))
+        changed = desired != len(fleet)
+        fleet.set(desired, n)
+        ready = fleet.ready(n)
+        load = loads[n]
+        capacity = ready * settings.capacity_per_replica
+        unserved = max(0.0, load - capacity) if np.isfinite(load) else np.nan
+        rows.append(
+            {
+                "ds": now,
+                "policy": name,
+                "replicas": len(fleet),
+                "ready": ready,
+                "load": load,
+                "capacity": capacity,
+                "unserved": unserved,
+                "changed": changed,
+                **extra,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _run_hpa(
+    y: pd.Series,
+    index: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    delay_steps: int,
+    settings: ReplaySettings,
+) -> pd.DataFrame:
+    hpa = HPASimulator(
+        HPASettings(
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas,
+            capacity_per_replica=settings.capacity_per_replica,
+            target_utilization=settings.hpa_target,
+        )
+    )
+    syncs = max(1, int(step.total_seconds() // hpa.settings.sync_seconds))
+
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
+        previous = y.get(now - step, np.nan)
+        load = None if not np.isfinite(previous) else float(previous)
+        desired = current
+        for k in range(syncs):
+            desired = hpa.sync(now.timestamp() + k * hpa.settings.sync_seconds, desired, load)
+        return desired, {"reason": "HPA"}
+
+    return _simulate("hpa", y, index, delay_steps, settings, choose)
+
+
+def _run_oracle(
+    y: pd.Series, index: pd.DatetimeIndex, delay_steps: int, settings: ReplaySettings
+) -> pd.DataFrame:
+    future = y.reindex(index).fillna(0.0).to_numpy()
+    need = np.ceil(future / settings.capacity_per_replica - 1e-9).astype(int)
+    ahead = pd.Series(need[::-1]).rolling(delay_steps + 1, min_periods=1).max().to_numpy()[::-1]
+
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
+        return _clamp(int(ahead[n]), settings), {"reason": "Oracle"}
+
+    return _simulate("oracle", y, index, delay_steps, settings, choose)
+
+
+def _run_predictive(
+    y: pd.Series,
+    index: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    delay_steps: int,
+    settings: ReplaySettings,
+    model_factory: ModelFactory | None,
+) -> pd.DataFrame:
+    spec = PolicySpec(
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        capacity_per_replica=settings.capacity_per_replica,
+        startup_delay=settings.startup_delay,
+        sync_period=step,
+        quantile=settings.quantile,
+        tolerance=settings.tolerance,
+        scale_up_max_step=settings.max_replicas,
+        scale_down_max_step=settings.max_replicas,
+        scale_down_stabilization=settings.scale_down_stabilization,
+        max_forecast_age=settings.retrain_every * 2,
+    )
+    factory = model_factory or SeasonalQuantile
+    horizon = (
+        int((settings.retrain_every + lead_time(spec) + settings.scale_down_stabilization) / step)
+        + 1
+    )
+    column = quantile_column(settings.quantile)
+    state: dict[str, object] = {"forecast": None, "next_fit": index[0], "history": []}
+
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
+        if now >= state["next_fit"]:
+            state["forecast"] = _fit_and_forecast(y, now, settings, factory, horizon, column)
+            state["next_fit"] = now + settings.retrain_every
+        previous = y.get(now - step, np.nan)
+        load = float(previous) if np.isfinite(previous) else None
+        history = [r for r in state["history"] if r.at > now - settings.scale_down_stabilization]
+        decision = decide(spec, now.to_pydatetime(), current, load, state["forecast"], history)
+        state["history"] = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
+        forecast = state["forecast"]
+        median = np.nan
+        if isinstance(forecast, Forecast) and forecast.median is not None:
+            at = np.searchsorted(forecast.times, np.datetime64(now), side="right") - 1
+            median = float(forecast.median[at]) if 0 <= at < len(forecast.median) else np.nan
+        return decision.replicas, {
+            "reason": decision.reason,
+            "forecast_peak": decision.forecast_peak,
+            "forecast_median": median,
+            "reactive_floor": decision.reactive_floor,
+        }
+
+    return _simulate("predictive", y, index, delay_steps, settings, choose)
+
+
+def _fit_and_forecast(
+    y: pd.Series,
+    now: pd.Timestamp,
+    settings: ReplaySettings,
+    factory: ModelFactory,
+    horizon: int,
+    column: str,
+) -> Forecast | None:
+    """Fit on the data strictly before ``now`` and forecast from there."""
+    past = y[(y.index < now) & (y.index >= now - settings.history)]
+    if past.notna().sum() < 2:
+        return None
+    frame = pd.DataFrame({"unique_id": "replay", "ds": past.index, "y": past.to_numpy()})
+    model = factory().fit(frame)  # type: ignore[attr-defined]
+    predicted = model.predict(horizon, quantiles=(0.5, settings.quantile))
+    predicted = predicted[predicted["ds"] >= now]
+    return Forecast(
+        made_at=now.to_pydatetime(),
+        times=predicted["ds"].to_numpy(dtype="datetime64[ns]"),
+        upper=predicted[column].to_numpy(dtype=float),
+        quantile=settings.quantile,
+        median=predicted["yhat"].to_numpy(dtype=float),
+        model_version=type(model).__name__,
+    )
+
+
+def summarize(decisions: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """Per-policy metrics; cost relative to the oracle when it ran."""
+    minutes_per_step = step.total_seconds() / 60
+    rows = []
+    for name, run in decisions.groupby("policy", sort=False):
+        known = run[np.isfinite(run["load"])]
+        requests = known["load"].sum()
+        rows.append(
+            {
+                "policy": name,
+                "unserved_share": known["unserved"].sum() / requests if requests else 0.0,
+                "unserved_requests": known["unserved"].sum(),
+                "minutes_over_capacity_share": float((known["unserved"] > 0).mean())
+                if len(known)
+                else 0.0,
+                "replica_minutes": run["replicas"].sum() * minutes_per_step,
+                "scaling_changes": int(run["changed"].sum()),
+            }
+        )
+    summary = pd.DataFrame(rows)
+    oracle = summary.loc[summary["policy"] == "oracle", "replica_minutes"]
+    summary["cost_vs_oracle"] = (
+        summary["replica_minutes"] / oracle.iloc[0] if len(oracle) else np.nan
+    )
+    return summary

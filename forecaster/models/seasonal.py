@@ -1,0 +1,196 @@
+"""Seasonal baselines: seasonal naive, and empirical seasonal quantiles.
+
+The empirical quantile model answers "how high does the load get at this time of day on
+this kind of day?" straight from history at the series' own resolution. Quantiles of
+per-minute counts pooled over nearby minutes of the same day type are calibrated for
+per-minute peaks by construction, which is what a scaler needs; intervals of a smooth
+model fitted on coarser totals are not (they miss minute-level bursts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
+from forecaster.frames import quantile_column, series_freq, validate_series
+
+
+def _future_index(last: pd.Timestamp, step: pd.Timedelta, horizon: int) -> pd.DatetimeIndex:
+    return pd.date_range(last + step, periods=horizon, freq=step)
+
+
+def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
+    """Working day / weekend / holiday per timestamp, in the service's local time."""
+    local = ds.tz_localize("UTC").tz_convert(tz) if tz else ds
+    days = local.normalize().tz_localize(None) if tz else local.normalize()
+    unique = pd.DatetimeIndex(days.unique())
+    if country:
+        kinds = day_types([d.date() for d in unique], country)
+    else:
+        kinds = np.where(unique.day_of_week >= 5, WEEKEND, WORKING).astype(np.int8)
+    lookup = pd.Series(kinds, index=unique)
+    return lookup.reindex(days).to_numpy()
+
+
+def _slot(ds: pd.DatetimeIndex, tz: str | None, step: pd.Timedelta) -> np.ndarray:
+    """Index of the interval within the local day (0 .. steps per day - 1)."""
+    local = ds.tz_localize("UTC").tz_convert(tz) if tz else ds
+    seconds = local.hour * 3600 + local.minute * 60 + local.second
+    return np.asarray(seconds // int(step.total_seconds()), dtype=np.int64)
+
+
+class SeasonalNaive(BaseEstimator):
+    """Repeat the value one season ago; quantiles from the seasonal differences seen in fit.
+
+    ``season`` is a duration (``1D`` or ``7D``). The quantile of each horizon is the last
+    value plus the empirical quantile of ``y[t] - y[t - season]`` over the training data, so
+    even this yardstick has honest intervals.
+    """
+
+    def __init__(self, season: str = "1D") -> None:
+        self.season = season
+
+    def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalNaive:
+        frame = validate_series(df)
+        self.step_ = series_freq(frame)
+        self.period_ = int(pd.Timedelta(self.season) / self.step_)
+        self.history_ = {}
+        self.residuals_ = {}
+        for uid, one in frame.groupby("unique_id", sort=True):
+            y = one.set_index("ds")["y"].asfreq(self.step_)
+            self.history_[uid] = y.iloc[-self.period_ :]
+            diffs = (y - y.shift(self.period_)).dropna().to_numpy()
+            self.residuals_[uid] = diffs if diffs.size else np.zeros(1)
+        return self
+
+    def predict(
+        self,
+        horizon: int,
+        quantiles: Sequence[float] = (0.5, 0.9),
+        events: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        frames = []
+        for uid, last_season in self.history_.items():
+            index = _future_index(last_season.index[-1], self.step_, horizon)
+            values = last_season.to_numpy()
+            base = (
+                values[np.arange(horizon) % self.period_]
+                if len(values) == self.period_
+                else np.full(horizon, np.nan)
+            )
+            base = pd.Series(base).ffill().bfill().fillna(0.0).to_numpy()
+            frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": base})
+            for q in quantiles:
+                frame[quantile_column(q)] = np.maximum(
+                    base + np.quantile(self.residuals_[uid], q), 0.0
+                )
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+class SeasonalQuantile(BaseEstimator):
+    """Empirical quantiles by day type and time of day, at the series' resolution.
+
+    For each future interval, the quantile is taken over every training value of the same
+    day type (working day, weekend, public holiday) within ``window`` intervals of the same
+    time of day, from the last ``weeks`` weeks. Missing values (NaN) are skipped, never
+    read as zeros. Holidays with too little history borrow from weekends. ``yhat`` is the
+    median.
+
+    Args:
+        weeks: how much history to pool; recent weeks follow growth and level shifts.
+        window: half-width, in intervals, of the time-of-day neighbourhood pooled.
+        country: calendar for holidays and make-up working days (``None``: weekday/weekend).
+        tz: the service's time zone; day types and times of day are local.
+    """
+
+    def __init__(
+        self,
+        weeks: int = 4,
+        window: int = 15,
+        country: str | None = "CN",
+        tz: str | None = "Asia/Shanghai",
+    ) -> None:
+        self.weeks = weeks
+        self.window = window
+        self.country = country
+        self.tz = tz
+
+    def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalQuantile:
+        frame = validate_series(df)
+        self.step_ = series_freq(frame)
+        self.slots_ = int(pd.Timedelta("1D") / self.step_)
+        self.samples_: dict[str, dict[int, np.ndarray]] = {}
+        self.last_ds_: dict[str, pd.Timestamp] = {}
+        self.fallback_reason_: dict[str, str | None] = {}
+        for uid, one in frame.groupby("unique_id", sort=True):
+            one = one.set_index("ds")["y"].asfreq(self.step_)
+            self.last_ds_[uid] = one.index[-1]
+            recent = one[one.index > one.index[-1] - pd.Timedelta(weeks=self.weeks)]
+            index = pd.DatetimeIndex(recent.index)
+            kinds = _day_kind(index, self.country, self.tz)
+            slots = _slot(index, self.tz, self.step_)
+            values = recent.to_numpy(dtype=float)
+            per_kind = {}
+            for kind in (WORKING, WEEKEND, HOLIDAY):
+                mask = (kinds == kind) & np.isfinite(values)
+                if mask.sum() < self.slots_:
+                    continue
+                table = _slot_table(slots[mask], values[mask], self.slots_)
+                per_kind[kind] = table
+            self.fallback_reason_[uid] = (
+                None if WORKING in per_kind else "less than a working day of history"
+            )
+            self.samples_[uid] = per_kind
+        return self
+
+    def predict(
+        self,
+        horizon: int,
+        quantiles: Sequence[float] = (0.5, 0.9),
+        events: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        frames = []
+        for uid, tables in self.samples_.items():
+            index = _future_index(self.last_ds_[uid], self.step_, horizon)
+            kinds = _day_kind(index, self.country, self.tz)
+            slots = _slot(index, self.tz, self.step_)
+            frame = pd.DataFrame({"unique_id": uid, "ds": index})
+            levels = sorted({0.5, *quantiles})
+            out = {q: np.zeros(horizon) for q in levels}
+            for kind in np.unique(kinds):
+                table = tables.get(int(kind)) or tables.get(WEEKEND) or tables.get(WORKING)
+                where = kinds == kind
+                if table is None:
+                    continue
+                per_slot = _pooled_quantiles(table, levels, self.window)
+                for n, q in enumerate(levels):
+                    out[q][where] = per_slot[n][slots[where]]
+            frame["yhat"] = out[0.5]
+            for q in quantiles:
+                frame[quantile_column(q)] = out[q]
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+
+def _slot_table(slots: np.ndarray, values: np.ndarray, n_slots: int) -> list[np.ndarray]:
+    """Values grouped by slot: a list with one array per time-of-day slot."""
+    order = np.argsort(slots, kind="stable")
+    slots, values = slots[order], values[order]
+    bounds = np.searchsorted(slots, np.arange(n_slots + 1))
+    return [values[bounds[s] : bounds[s + 1]] for s in range(n_slots)]
+
+
+def _pooled_quantiles(table: list[np.ndarray], levels: Sequence[float], window: int) -> np.ndarray:
+    """Quantiles per slot over the slots within ``window`` of it (wrapping at midnight)."""
+    n = len(table)
+    result = np.zeros((len(levels), n))
+    for s in range(n):
+        pooled = np.concatenate([table[(s + k) % n] for k in range(-window, window + 1)])
+        if pooled.size:
+            result[:, s] = np.quantile(pooled, levels)
+    return result
