@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from controller import _cli_demo
+from controller import _cli_demo, _cli_replay
 from forecaster import __version__
 from forecaster.cli import app as forecaster_app
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.registered_commands += forecaster_app.registered_commands
+app.registered_commands += _cli_replay.app.registered_commands
 app.registered_commands += _cli_demo.app.registered_commands
 
 
@@ -27,7 +28,11 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _main(
     version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
     ),
 ) -> None:
     """Predictive autoscaling for Kubernetes: forecast traffic peaks and scale before them."""

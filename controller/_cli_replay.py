@@ -1,0 +1,103 @@
+"""``surgecast replay``: a recorded series through the predictive policy, the HPA and an oracle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from controller.replay import POLICIES, ReplaySettings, replay
+from controller.report import summary_table, write_report
+from controller.spec import parse_duration
+from forecaster._cli_common import fail
+from forecaster.frames import read_series, write_frame
+from forecaster.models import SeasonalQuantile
+
+app = typer.Typer()
+
+
+@app.command("replay")
+def replay_command(
+    series: Path = typer.Option(..., "--series", help="Long-format series (.csv or .parquet)."),
+    capacity_per_replica: float = typer.Option(
+        ...,
+        "--capacity-per-replica",
+        help="Requests per interval one pod serves (the series' unit).",
+    ),
+    startup_delay: str = typer.Option(
+        "3m", "--startup-delay", help="From asking for a pod to it serving."
+    ),
+    start: str = typer.Option(
+        ..., "--start", help="Replay from this UTC time; earlier data is history."
+    ),
+    end: str | None = typer.Option(
+        None, "--end", help="Stop before this UTC time (default: the end)."
+    ),
+    policy: str = typer.Option("all", "--policy", help="predictive, hpa, oracle or all."),
+    retrain_every: str = typer.Option(
+        "1d", "--retrain-every", help="How often the model is refitted."
+    ),
+    quantile: float = typer.Option(
+        0.9, "--quantile", help="Forecast quantile the predictive policy covers."
+    ),
+    hpa_target: float = typer.Option(0.7, "--hpa-target", help="The HPA's target utilisation."),
+    min_replicas: int = typer.Option(1, "--min-replicas"),
+    max_replicas: int = typer.Option(10_000, "--max-replicas"),
+    unique_id: str | None = typer.Option(
+        None, "--id", help="Which series, when the file has several."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Service time zone for day types (default: UTC)."
+    ),
+    country: str | None = typer.Option(
+        None, "--country", help="Holiday calendar, e.g. CN (default: none)."
+    ),
+    decisions_out: Path | None = typer.Option(
+        None, "--decisions-out", help="Per-interval decisions (.csv/.parquet)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    html_out: Path | None = typer.Option(
+        None, "--html", help="Write a self-contained HTML report."
+    ),
+) -> None:
+    """Replay a series and compare policies on unserved requests and replica-minutes."""
+    policies = list(POLICIES) if policy == "all" else [policy]
+    if policy != "all" and policy not in POLICIES:
+        fail(f"unknown --policy {policy!r}; choose predictive, hpa, oracle or all")
+    try:
+        frame = read_series(series)
+        if unique_id is not None:
+            frame = frame[frame["unique_id"] == unique_id]
+        elif frame["unique_id"].nunique() > 1:
+            fail(f"{series} has {frame['unique_id'].nunique()} series; pick one with --id")
+        if frame.empty:
+            fail(f"no series {unique_id!r} in {series}")
+        settings = ReplaySettings(
+            capacity_per_replica=capacity_per_replica,
+            startup_delay=parse_duration(startup_delay),
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+            quantile=quantile,
+            retrain_every=parse_duration(retrain_every),
+            hpa_target=hpa_target,
+        )
+        result = replay(
+            frame,
+            pd.Timestamp(start),
+            settings,
+            policies=policies,
+            model_factory=lambda: SeasonalQuantile(country=country, tz=tz),
+            end=pd.Timestamp(end) if end else None,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if decisions_out is not None:
+        write_frame(result.decisions, decisions_out)
+    if html_out is not None:
+        write_report(result, html_out, f"Replay of {series.name}")
+    if as_json:
+        typer.echo(json.dumps(result.summary.to_dict(orient="records"), indent=2))
+    else:
+        typer.echo(summary_table(result.summary))
