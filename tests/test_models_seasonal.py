@@ -1,0 +1,107 @@
+"""The seasonal models: the scikit-learn contract, calibration, and gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from forecaster.calendar import WORKING, day_types
+from forecaster.models import SeasonalNaive, SeasonalQuantile
+
+MODELS = [
+    SeasonalNaive(season="1D"),
+    SeasonalNaive(season="7D"),
+    SeasonalQuantile(country=None, tz=None, weeks=2, window=10),
+    SeasonalQuantile(country="CN", tz="Asia/Shanghai"),
+]
+
+
+def synthetic(days: int = 21, seed: int = 0, freq: str = "5min") -> tuple[pd.DataFrame, np.ndarray]:
+    """Poisson counts around a daily profile, with the expected value known."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range(
+        "2026-10-05", periods=days * int(pd.Timedelta("1D") / pd.Timedelta(freq)), freq=freq
+    )
+    hour = ds.hour + ds.minute / 60
+    mean = 20 + 80 * np.exp(-0.5 * ((hour - 10) / 2) ** 2)
+    y = rng.poisson(mean).astype(float)
+    return pd.DataFrame({"unique_id": "s", "ds": ds, "y": y}), np.asarray(mean)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=repr)
+def test_estimator_contract(model) -> None:
+    frame, _ = synthetic(days=15)
+    assert clone(model).get_params() == model.get_params()
+    assert not hasattr(model, "step_")  # __init__ stores parameters only
+    fitted = clone(model).fit(frame)
+    first = fitted.predict(48, quantiles=(0.5, 0.9))
+    assert list(first.columns) == ["unique_id", "ds", "yhat", "q0.5", "q0.9"]
+    assert len(first) == 48 and first["ds"].iloc[0] == frame["ds"].iloc[-1] + pd.Timedelta("5min")
+    assert (first["q0.9"] >= first["q0.5"] - 1e-9).all() and (first["q0.9"] >= 0).all()
+    again = fitted.fit(frame.iloc[: len(frame) // 2]).predict(
+        48, quantiles=(0.5, 0.9)
+    )  # refittable
+    assert again["ds"].iloc[0] < first["ds"].iloc[0]
+    assert frame.equals(synthetic(days=15)[0])  # the caller's frame is untouched
+
+
+def test_several_series_at_once() -> None:
+    a, _ = synthetic(days=8, seed=1)
+    b = a.assign(unique_id="t", y=a["y"] * 3)
+    forecast = (
+        SeasonalQuantile(country=None, tz=None).fit(pd.concat([a, b])).predict(12, quantiles=(0.9,))
+    )
+    by_id = forecast.groupby("unique_id")["q0.9"].mean()
+    assert by_id["t"] > 2.5 * by_id["s"]
+
+
+def test_seasonal_quantile_is_calibrated() -> None:
+    frame, mean = synthetic(days=35, seed=2)
+    train, test = frame.iloc[: 28 * 288], frame.iloc[28 * 288 :]
+    forecast = (
+        SeasonalQuantile(country=None, tz=None, weeks=4, window=3)
+        .fit(train)
+        .predict(len(test), quantiles=(0.5, 0.9, 0.99))
+    )
+    for q in (0.5, 0.9, 0.99):
+        covered = np.mean(test["y"].to_numpy() <= forecast[f"q{q:g}"].to_numpy())
+        assert abs(covered - q) < 0.04, (q, covered)
+
+
+def test_gaps_are_not_learned_as_zeros() -> None:
+    frame, _ = synthetic(days=14, seed=3)
+    holed = frame.copy()
+    holed.loc[
+        (holed["ds"].dt.hour >= 9) & (holed["ds"].dt.hour < 12) & (holed["ds"].dt.day < 12), "y"
+    ] = np.nan
+    clean = (
+        SeasonalQuantile(country=None, tz=None, weeks=2).fit(frame).predict(288, quantiles=(0.5,))
+    )
+    gappy = (
+        SeasonalQuantile(country=None, tz=None, weeks=2).fit(holed).predict(288, quantiles=(0.5,))
+    )
+    morning = clean["ds"].dt.hour == 10
+    assert gappy.loc[morning, "q0.5"].mean() == pytest.approx(
+        clean.loc[morning, "q0.5"].mean(), rel=0.1
+    )
+
+
+def test_weekends_holidays_and_make_up_days_have_their_own_profile() -> None:
+    ds = pd.date_range("2026-09-07", "2026-10-05", freq="1h", inclusive="left")
+    kinds = day_types([d.date() for d in ds])
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": np.where(kinds == WORKING, 100.0, 30.0)})
+    forecast = SeasonalQuantile(country="CN", tz=None).fit(frame).predict(24 * 8, quantiles=(0.5,))
+    day = forecast["ds"].dt.day
+    assert forecast.loc[day.isin([5, 6, 7]), "yhat"].max() == 30.0  # National Day holidays
+    assert forecast.loc[day == 9, "yhat"].min() == 100.0  # an ordinary Friday
+    assert (
+        forecast.loc[day == 10, "yhat"].min() == 100.0
+    )  # Saturday 10 October: a make-up working day
+
+
+def test_cold_start_is_reported() -> None:
+    frame, _ = synthetic(days=1)
+    model = SeasonalQuantile(country=None, tz=None).fit(frame.iloc[:100])
+    assert model.fallback_reason_["s"] == "less than a working day of history"
