@@ -1,0 +1,132 @@
+"""Predictive scaling vs the HPA vs an oracle on the NASA 1995 per-minute trace.
+
+    .venv/bin/python benchmarks/replay.py [--quantiles 0.8 0.9 ...] [--targets 0.5 0.7 ...]
+
+Replays 1995-08-04 to 08-31 (local time, after the hurricane outage) with a capacity of 20
+requests/minute per replica and startup delays of 3 and 10 minutes. The predictive policy
+refits its empirical seasonal-quantile model every day on the four weeks before (so it
+starts from July). Prints every policy setting, so the cost/unserved frontier is visible,
+then checks the targets of the issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from controller.replay import ReplaySettings, replay
+from forecaster.ingest import load_counts
+from forecaster.models import SeasonalQuantile
+
+NASA = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared/data/nasa-http/per-minute/requestdata-20240626.csv"
+)
+START, END = (
+    pd.Timestamp("1995-08-04 04:00"),
+    pd.Timestamp("1995-09-01 04:00"),
+)  # local midnights, in UTC
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.975, 0.99])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
+    parser.add_argument(
+        "--delays", type=int, nargs="+", default=[3, 10], help="startup delays, minutes"
+    )
+    args = parser.parse_args()
+    if not NASA.is_file():
+        sys.exit(f"skipped: {NASA} not found (see shared/data/README.md)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    series = load_counts(NASA, tz="-04:00", freq="1min")
+    model = lambda: SeasonalQuantile(country=None, tz="America/New_York", weeks=4)  # noqa: E731
+    for delay in args.delays:
+        rows = []
+        base = dict(capacity_per_replica=20.0, startup_delay=timedelta(minutes=delay))
+        runs = [("oracle", ReplaySettings(**base), "oracle")]
+        runs += [
+            (f"predictive q{q:g}", ReplaySettings(**base, quantile=q), "predictive")
+            for q in args.quantiles
+        ]
+        runs += [
+            (f"hpa {t:.0%}", ReplaySettings(**base, hpa_target=t), "hpa") for t in args.targets
+        ]
+        oracle_cost = None
+        for label, settings, policy in runs:
+            started = time.perf_counter()
+            result = replay(
+                series, START, settings, policies=[policy], model_factory=model, end=END
+            )
+            row = result.summary.iloc[0].to_dict()
+            oracle_cost = oracle_cost or row["replica_minutes"]
+            row.update(
+                setting=label,
+                cost_vs_oracle=row["replica_minutes"] / oracle_cost,
+                seconds=time.perf_counter() - started,
+            )
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        print(f"\nstartup delay {delay} min, capacity 20 req/min per replica, 1995-08-04..08-31")
+        print(
+            table.to_string(
+                index=False,
+                columns=[
+                    "setting",
+                    "unserved_share",
+                    "unserved_requests",
+                    "minutes_over_capacity_share",
+                    "replica_minutes",
+                    "cost_vs_oracle",
+                    "scaling_changes",
+                    "seconds",
+                ],
+                formatters={
+                    "unserved_share": "{:.3%}".format,
+                    "minutes_over_capacity_share": "{:.2%}".format,
+                    "replica_minutes": "{:,.0f}".format,
+                    "unserved_requests": "{:,.0f}".format,
+                    "cost_vs_oracle": "{:.3f}".format,
+                    "seconds": "{:.0f}".format,
+                },
+            )
+        )
+        _check(table)
+
+
+def _check(table: pd.DataFrame) -> None:
+    hpa = table[table["setting"] == "hpa 70%"].iloc[0]
+    predictive = table[table["setting"].str.startswith("predictive")]
+    cheaper = predictive[predictive["replica_minutes"] <= hpa["replica_minutes"]]
+    if len(cheaper):
+        best = cheaper.sort_values("unserved_requests").iloc[0]
+        ratio = hpa["unserved_requests"] / max(best["unserved_requests"], 1)
+        print(
+            f"  at no more replica-minutes than the HPA at 70% ({hpa['replica_minutes']:,.0f}), "
+            f"{best['setting']} leaves {ratio:.1f}x fewer requests unserved "
+            f"({best['unserved_requests']:,.0f} vs {hpa['unserved_requests']:,.0f}) "
+            f"with {best['scaling_changes']} vs {hpa['scaling_changes']} scaling changes"
+        )
+    else:
+        print("  no predictive setting used fewer replica-minutes than the HPA at 70%")
+    safe = predictive[predictive["unserved_share"] <= 0.0015]
+    if len(safe):
+        best = safe.sort_values("cost_vs_oracle").iloc[0]
+        print(
+            f"  cheapest setting at <= 0.15% unserved: {best['setting']}, {best['cost_vs_oracle']:.3f}x the oracle"
+        )
+    else:
+        print("  no predictive setting reached <= 0.15% unserved")
+
+
+if __name__ == "__main__":
+    main()
