@@ -78,6 +78,13 @@ class PolicySpec:
     min_backtest_score: float = 0.0
     """Below this backtest score (peak recall, 0..1) the model is not trusted."""
 
+    level_window: int = 0
+    """Intervals of recent load compared with the forecast median to nowcast the level
+    (0: off). A busy day runs above the seasonal median all day, a quiet one below."""
+
+    level_bounds: tuple[float, float] = (0.5, 4.0)
+    """The nowcast level factor is clipped to this range."""
+
     overrides: tuple[Override, ...] = ()
 
 
@@ -177,6 +184,39 @@ def forecast_problem(
     return None
 
 
+def nowcast(
+    forecast: Forecast, now: datetime, recent: Sequence[float], bounds: tuple[float, float]
+) -> Forecast:
+    """Rescale a seasonal forecast to the level the load is running at today.
+
+    The level factor R is the recent observed load over the forecast median for the same
+    intervals. The median scales by R and the spread above it by sqrt(R), as for counts
+    whose variance grows with their mean. Without a median, enough finite recent values,
+    or forecast coverage of the recent intervals, the forecast is returned unchanged.
+    """
+    values = np.asarray(recent, dtype=float)
+    if forecast.median is None or values.size == 0 or not np.all(np.isfinite(values)):
+        return forecast
+    step = forecast.times[1] - forecast.times[0] if len(forecast.times) > 1 else None
+    if step is None:
+        return forecast
+    first = np.datetime64(now.replace(tzinfo=None)) - step * values.size
+    at = np.searchsorted(forecast.times, first)
+    if (
+        at >= len(forecast.times)
+        or forecast.times[at] != first
+        or at + values.size > len(forecast.times)
+    ):
+        return forecast
+    expected = float(np.sum(forecast.median[at : at + values.size]))
+    if expected <= 0:
+        return forecast
+    ratio = float(np.clip(values.sum() / expected, *bounds))
+    median = forecast.median * ratio
+    upper = median + np.sqrt(ratio) * np.maximum(forecast.upper - forecast.median, 0.0)
+    return replace(forecast, upper=upper, median=median)
+
+
 def _window(forecast: Forecast, start: datetime, end: datetime) -> np.ndarray:
     """Forecast values for the intervals overlapping [start, end]."""
     times = forecast.times
@@ -192,8 +232,13 @@ def decide(
     observed_load: float | None,
     forecast: Forecast | None,
     history: Sequence[Recommendation] = (),
+    recent_load: Sequence[float] = (),
 ) -> Decision:
-    """Decide the replica count for ``now``. Pure: same inputs, same decision."""
+    """Decide the replica count for ``now``. Pure: same inputs, same decision.
+
+    ``recent_load`` holds the observed load of the intervals just before ``now``, oldest
+    first; with ``spec.level_window`` it rescales the forecast (see :func:`nowcast`).
+    """
     low, high, override = effective_bounds(spec, now)
     lead_end = now + lead_time(spec)
     ahead_end = now + max(lead_time(spec), spec.scale_down_stabilization)
@@ -203,6 +248,8 @@ def decide(
         else needed_replicas(max(observed_load, 0.0), spec.capacity_per_replica)
     )
     problem = forecast_problem(spec, forecast, now, lead_end)
+    if problem is None and forecast is not None and spec.level_window:
+        forecast = nowcast(forecast, now, recent_load[-spec.level_window :], spec.level_bounds)
     predictive = peak = None
     if problem is None and forecast is not None:
         peak = float(_window(forecast, now, lead_end).max())

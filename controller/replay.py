@@ -60,6 +60,9 @@ class ReplaySettings:
     tolerance: float = 0.0
     """The predictive policy's tolerance: 0 in replay, where every interval is a sync."""
 
+    level_window: int = 30
+    """Intervals of recent load used to nowcast the level (0: off); see ``policy.nowcast``."""
+
 
 ModelFactory = Callable[[], object]
 
@@ -248,6 +251,7 @@ def _run_predictive(
         scale_down_max_step=settings.max_replicas,
         scale_down_stabilization=settings.scale_down_stabilization,
         max_forecast_age=settings.retrain_every * 2,
+        level_window=settings.level_window,
     )
     factory = model_factory or SeasonalQuantile
     horizon = (
@@ -264,7 +268,12 @@ def _run_predictive(
         previous = y.get(now - step, np.nan)
         load = float(previous) if np.isfinite(previous) else None
         history = [r for r in state["history"] if r.at > now - settings.scale_down_stabilization]
-        decision = decide(spec, now.to_pydatetime(), current, load, state["forecast"], history)
+        recent = y.reindex(
+            index=pd.date_range(end=now - step, periods=settings.level_window, freq=step)
+        )
+        decision = decide(
+            spec, now.to_pydatetime(), current, load, state["forecast"], history, recent.to_numpy()
+        )
         state["history"] = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
         forecast = state["forecast"]
         median = np.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -16,6 +17,7 @@ from controller.policy import (
     Recommendation,
     decide,
     needed_replicas,
+    nowcast,
 )
 
 NOW = datetime(2026, 11, 20, 9, 41)
@@ -247,3 +249,62 @@ def test_stale_forecasts_are_ignored(spec, current, load, upper, hours) -> None:
     d = decide(spec, NOW, current, load, stale)
     assert d.reason == "FallbackReactive/ForecastStale" and d.predictive is None
     assert d.replicas == decide(spec, NOW, current, load, None).replicas
+
+
+def median_forecast(median: float, upper: float, minutes: int = 90) -> Forecast:
+    times = np.array(
+        [
+            np.datetime64(NOW - timedelta(minutes=30)) + np.timedelta64(i, "m")
+            for i in range(minutes)
+        ]
+    )
+    return Forecast(
+        made_at=NOW - timedelta(minutes=30),
+        times=times,
+        upper=np.full(minutes, upper),
+        median=np.full(minutes, median),
+        quantile=0.9,
+    )
+
+
+def test_nowcast_rescales_to_the_level_running_today() -> None:
+    fc = median_forecast(100.0, 150.0)
+    adjusted = nowcast(fc, NOW, [300.0] * 10, (0.5, 4.0))
+    assert adjusted.median[40] == pytest.approx(300.0)
+    assert adjusted.upper[40] == pytest.approx(300.0 + np.sqrt(3.0) * 50.0)
+    assert nowcast(fc, NOW, [10.0] * 10, (0.5, 4.0)).median[40] == pytest.approx(
+        50.0
+    )  # clipped at 0.5
+    assert nowcast(fc, NOW, [np.nan] * 10, (0.5, 4.0)) is fc
+    no_median = replace(fc, median=None)
+    assert nowcast(no_median, NOW, [300.0] * 10, (0.5, 4.0)) is no_median
+    assert nowcast(fc, NOW, [300.0] * 40, (0.5, 4.0)) is fc  # recent data older than the forecast
+
+
+def test_decide_uses_the_nowcast_when_asked() -> None:
+    spec = PolicySpec(**{**SPEC.__dict__, "level_window": 10})
+    fc = median_forecast(100.0, 150.0)
+    plain = decide(SPEC, NOW, 2, 300.0, fc, recent_load=[300.0] * 10)
+    assert plain.predictive == 2
+    adjusted = decide(spec, NOW, 2, 300.0, fc, recent_load=[300.0] * 10)
+    assert adjusted.predictive == 4 and adjusted.forecast_peak == pytest.approx(
+        300 + np.sqrt(3) * 50
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0, 5_000), min_size=10, max_size=10), st.integers(0, 9), st.floats(0, 5_000)
+)
+def test_nowcast_is_monotone_in_recent_load(recent, index, bump) -> None:
+    spec = PolicySpec(**{**SPEC.__dict__, "level_window": 10})
+    fc = median_forecast(100.0, 150.0)
+    low = decide(spec, NOW, 5, recent[-1], fc, recent_load=recent)
+    higher = list(recent)
+    higher[index] += bump
+    assert (
+        decide(
+            spec, NOW, 5, recent[-1] + (bump if index == 9 else 0), fc, recent_load=higher
+        ).replicas
+        >= low.replicas
+    )
