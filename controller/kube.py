@@ -1,0 +1,466 @@
+"""Every Kubernetes API call surgecast makes, and nothing else.
+
+The rest of the controller receives and returns plain data (dicts, ints); only this module
+imports the ``kubernetes`` client. Calls that fail for a passing reason (429, 5xx, a
+timeout, a dropped connection) are retried with exponential backoff and jitter, honouring
+``Retry-After``; anything else is raised at once as :class:`KubeError` with the API
+server's own message, so the caller can turn it into a status condition and an Event.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+GROUP = "surgecast.dev"
+VERSION = "v1alpha1"
+PLURAL = "predictivescalers"
+KIND = "PredictiveScaler"
+MERGE_PATCH = "application/merge-patch+json"
+COMPONENT = "surgecast-controller"
+
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    """An API call failed for good; ``status`` is the HTTP code (0 for a transport error)."""
+
+    def __init__(self, action: str, status: int, reason: str, message: str) -> None:
+        super().__init__(
+            f"{action}: {status} {reason}: {message}" if status else f"{action}: {message}"
+        )
+        self.action = action
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How passing failures are retried.
+
+    ``attempts`` counts the first try. Delays grow as ``base * 2**n`` up to ``cap`` seconds,
+    with full jitter so that many controllers do not retry in step; a server's
+    ``Retry-After`` wins when it is longer.
+    """
+
+    attempts: int = 5
+    base: float = 0.2
+    cap: float = 10.0
+    timeout: float = 10.0
+    """Seconds before a single request is abandoned (and retried)."""
+
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        backoff = rng.uniform(0, min(self.cap, self.base * 2**attempt))
+        return max(backoff, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class ScaleTarget:
+    """What the scale subresource says about a workload."""
+
+    kind: str
+    name: str
+    namespace: str
+    spec_replicas: int
+    status_replicas: int
+    selector: str
+
+
+def api_client(kubeconfig: str | None = None, host: str | None = None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig, the in-cluster service account, or a plain ``host``.
+
+    urllib3's own retries are switched off: otherwise it silently retries 429 and 503
+    answers that carry ``Retry-After``, sleeping for real, outside :class:`RetryPolicy`.
+    """
+    from kubernetes import config
+
+    configuration = client.Configuration()
+    if host is not None:
+        configuration.host = host
+    elif kubeconfig is not None:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
+@dataclass
+class KubeClient:
+    """The controller's only door to the API server; build its client with :func:`api_client`.
+
+    ``sleep`` and ``rng`` are injectable so tests run retries instantly and repeatably.
+    """
+
+    api_client: client.ApiClient
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.apps = client.AppsV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+        self.autoscaling = client.AutoscalingV2Api(self.api_client)
+        self.coordination = client.CoordinationV1Api(self.api_client)
+
+    # -- the retry loop -------------------------------------------------------------------
+
+    def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one API call with the retry policy; raise :class:`KubeError` when it fails."""
+        kwargs.setdefault("_request_timeout", self.retry.timeout)
+        for attempt in range(self.retry.attempts):
+            last = attempt == self.retry.attempts - 1
+            try:
+                return fn(*args, **kwargs)
+            except ApiException as exc:
+                if exc.status not in self.retry.retry_statuses or last:
+                    raise _api_error(action, exc) from None
+                self.sleep(self.retry.delay(attempt, self.rng, _retry_after(exc)))
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if last:
+                    raise KubeError(
+                        action, 0, "Unreachable", f"{type(exc).__name__}: {exc}"
+                    ) from None
+                self.sleep(self.retry.delay(attempt, self.rng))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # -- PredictiveScalers ----------------------------------------------------------------
+
+    def list_scalers(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
+        """All PredictiveScalers (in one namespace, or all), and the list's resourceVersion."""
+        if namespace:
+            result = self.call(
+                "list PredictiveScalers",
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+            )
+        else:
+            result = self.call(
+                "list PredictiveScalers",
+                self.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURAL,
+            )
+        return list(result.get("items", [])), str(
+            result.get("metadata", {}).get("resourceVersion", "")
+        )
+
+    def watch_scalers(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int = 60
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(event type, object)`` from ``resource_version`` until the server closes.
+
+        Raises :class:`KubeError` with status 410 when the version is too old: list again.
+        """
+        stream = watch.Watch()
+        if namespace:
+            fn: Callable[..., Any] = self.custom.list_namespaced_custom_object
+            args: tuple[Any, ...] = (GROUP, VERSION, namespace, PLURAL)
+        else:
+            fn, args = self.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+        try:
+            for event in stream.stream(
+                fn, *args, resource_version=resource_version, timeout_seconds=timeout_seconds
+            ):
+                if event["type"] == "ERROR":
+                    status = event["raw_object"]
+                    raise KubeError(
+                        "watch PredictiveScalers",
+                        int(status.get("code", 500)),
+                        str(status.get("reason", "")),
+                        str(status.get("message", "")),
+                    )
+                yield event["type"], event["object"]
+        except ApiException as exc:
+            raise _api_error("watch PredictiveScalers", exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError("watch PredictiveScalers", 0, "Unreachable", str(exc)) from None
+        finally:
+            stream.stop()
+
+    def get_scaler(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.call(
+            f"get PredictiveScaler {namespace}/{name}",
+            self.custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+        )
+
+    def patch_scaler_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the status subresource (no resourceVersion: last write wins).
+
+        Only the controller writes status, so a merge patch cannot clobber anyone else.
+        """
+        return self.call(
+            f"update status of PredictiveScaler {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,
+        )
+
+    # -- scale subresource ----------------------------------------------------------------
+
+    def get_scale(self, namespace: str, target: dict[str, Any]) -> ScaleTarget:
+        kind, name = target["kind"], target["name"]
+        action = f"get scale of {kind} {namespace}/{name}"
+        read, _ = self._scale_methods(target)
+        scale = self.call(action, read, name, namespace)
+        return _scale_target(kind, namespace, scale)
+
+    def set_scale(self, namespace: str, target: dict[str, Any], replicas: int) -> ScaleTarget:
+        """Set ``spec.replicas`` through the scale subresource (never the whole object)."""
+        kind, name = target["kind"], target["name"]
+        _, patch = self._scale_methods(target)
+        scale = self.call(
+            f"scale {kind} {namespace}/{name} to {replicas}",
+            patch,
+            name,
+            namespace,
+            {"spec": {"replicas": int(replicas)}},
+            _content_type=MERGE_PATCH,
+        )
+        return _scale_target(kind, namespace, scale)
+
+    def _scale_methods(
+        self, target: dict[str, Any]
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        kind = target["kind"]
+        if kind == "Deployment":
+            return (
+                self.apps.read_namespaced_deployment_scale,
+                self.apps.patch_namespaced_deployment_scale,
+            )
+        if kind == "StatefulSet":
+            return (
+                self.apps.read_namespaced_stateful_set_scale,
+                self.apps.patch_namespaced_stateful_set_scale,
+            )
+        if kind == "ReplicaSet":
+            return (
+                self.apps.read_namespaced_replica_set_scale,
+                self.apps.patch_namespaced_replica_set_scale,
+            )
+        # Any other kind with a scale subresource: a custom resource whose plural is the
+        # lower-case kind plus "s" (true of Argo Rollouts and most operators' kinds).
+        group, _, version = str(target.get("apiVersion", "")).rpartition("/")
+        plural = kind.lower() + "s"
+
+        def read(name: str, namespace: str, **kw: Any) -> Any:
+            return self.custom.get_namespaced_custom_object_scale(
+                group, version, namespace, plural, name, **kw
+            )
+
+        def patch(name: str, namespace: str, body: Any, **kw: Any) -> Any:
+            return self.custom.patch_namespaced_custom_object_scale(
+                group, version, namespace, plural, name, body, **kw
+            )
+
+        return read, patch
+
+    # -- HPAFloor mode --------------------------------------------------------------------
+
+    def find_hpa(
+        self, namespace: str, target: dict[str, Any], name: str | None = None
+    ) -> dict[str, Any] | None:
+        """The HPA called ``name``, or else the one whose scaleTargetRef is ``target``."""
+        if name:
+            hpa = self.call(
+                f"get HPA {namespace}/{name}",
+                self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+                name,
+                namespace,
+            )
+            return self.api_client.sanitize_for_serialization(hpa)
+        listed = self.call(
+            f"list HPAs in {namespace}",
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            namespace,
+        )
+        for hpa in self.api_client.sanitize_for_serialization(listed).get("items", []):
+            ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+            if ref.get("kind") == target["kind"] and ref.get("name") == target["name"]:
+                return hpa
+        return None
+
+    def set_hpa_min_replicas(self, namespace: str, name: str, min_replicas: int) -> None:
+        """Raise or lower only the HPA's ``minReplicas``; the HPA stays in charge."""
+        self.call(
+            f"set minReplicas of HPA {namespace}/{name} to {min_replicas}",
+            self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
+            name,
+            namespace,
+            {"spec": {"minReplicas": int(min_replicas)}},
+            _content_type=MERGE_PATCH,
+        )
+
+    # -- pods (startupDelay: auto) ----------------------------------------------------------
+
+    def pod_startup_seconds(self, namespace: str, selector: str) -> list[float]:
+        """Creation-to-Ready times of the target's ready pods, in seconds."""
+        pods = self.call(
+            f"list pods in {namespace}",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
+        seconds = []
+        for pod in pods.items:
+            ready = next(
+                (
+                    c
+                    for c in (pod.status.conditions or [])
+                    if c.type == "Ready" and c.status == "True"
+                ),
+                None,
+            )
+            if ready is not None and ready.last_transition_time and pod.metadata.creation_timestamp:
+                seconds.append(
+                    (ready.last_transition_time - pod.metadata.creation_timestamp).total_seconds()
+                )
+        return seconds
+
+    # -- Events ---------------------------------------------------------------------------
+
+    def emit_event(
+        self,
+        involved: dict[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        """Create a core/v1 Event about ``involved`` (an object's apiVersion/kind/metadata).
+
+        An Event that cannot be written is not worth failing a reconcile for; the caller
+        logs the :class:`KubeError` instead.
+        """
+        meta = involved["metadata"]
+        name = f"{meta['name']}.{int(now.timestamp() * 1e6):x}"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", ""),
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+        }
+        self.call(
+            f"create Event {reason}", self.core.create_namespaced_event, meta["namespace"], body
+        )
+
+    # -- Leases (leader election) -------------------------------------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease = self.call(
+                f"get Lease {namespace}/{name}",
+                self.coordination.read_namespaced_lease,
+                name,
+                namespace,
+            )
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return self.api_client.sanitize_for_serialization(lease)
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        lease = self.call(
+            f"create Lease {namespace}/{body['metadata']['name']}",
+            self.coordination.create_namespaced_lease,
+            namespace,
+            body,
+        )
+        return self.api_client.sanitize_for_serialization(lease)
+
+    def replace_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace with the body's resourceVersion: a 409 means someone else wrote first."""
+        lease = self.call(
+            f"update Lease {namespace}/{body['metadata']['name']}",
+            self.coordination.replace_namespaced_lease,
+            body["metadata"]["name"],
+            namespace,
+            body,
+        )
+        return self.api_client.sanitize_for_serialization(lease)
+
+
+def _scale_target(kind: str, namespace: str, scale: Any) -> ScaleTarget:
+    if not isinstance(scale, dict):
+        scale = client.ApiClient().sanitize_for_serialization(scale)
+    spec, status = scale.get("spec", {}), scale.get("status", {})
+    return ScaleTarget(
+        kind=kind,
+        name=scale["metadata"]["name"],
+        namespace=namespace,
+        spec_replicas=int(spec.get("replicas") or 0),
+        status_replicas=int(status.get("replicas") or 0),
+        selector=str(status.get("selector") or ""),
+    )
+
+
+def _api_error(action: str, exc: ApiException) -> KubeError:
+    reason, message = str(exc.reason or ""), ""
+    try:
+        body = json.loads(exc.body or "{}")
+        reason = str(body.get("reason") or reason)
+        message = str(body.get("message") or "")
+    except (ValueError, TypeError, AttributeError):
+        message = str(exc.body or "")[:300]
+    return KubeError(action, int(exc.status or 0), reason, message)
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

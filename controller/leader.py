@@ -1,0 +1,118 @@
+"""Lease-based leader election: only one controller instance acts at a time.
+
+Follows client-go's ``leaderelection`` semantics. A candidate takes over a Lease only when
+it has seen the *same* lease record unchanged for ``lease_duration`` on its own clock (so
+clock skew between machines does not matter), and a leader stops acting once it has failed
+to renew for ``renew_deadline``. Because ``renew_deadline < lease_duration``, an old leader
+always stops before a new one can start: there is a gap, never an overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.kube import KubeClient, KubeError
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    """Timings of the election, as in kube-controller-manager's defaults."""
+
+    lease_duration: timedelta = timedelta(seconds=15)
+    """How long a lease record must stay unchanged before a standby may take it over."""
+
+    renew_deadline: timedelta = timedelta(seconds=10)
+    """How long a leader keeps acting without a successful renewal; < lease_duration."""
+
+    retry_period: timedelta = timedelta(seconds=2)
+    """How often candidates and the leader call :meth:`LeaderElector.tick`."""
+
+
+@dataclass
+class LeaderElector:
+    """One controller instance's view of the election. Call :meth:`tick` every retry period."""
+
+    kube: KubeClient
+    namespace: str
+    name: str
+    identity: str
+    settings: LeaderSettings = field(default_factory=LeaderSettings)
+    _renewed_at: datetime | None = None
+    _observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
+    _observed_at: datetime | None = None
+    transitions: int = 0
+
+    def tick(self, now: datetime) -> bool:
+        """Try to acquire or renew the lease; return whether this instance may act now."""
+        try:
+            lease = self.kube.get_lease(self.namespace, self.name)
+            if lease is None:
+                self._write(None, now)
+            else:
+                self._observe(lease, now)
+                spec = lease.get("spec", {})
+                if spec.get("holderIdentity") == self.identity or self._expired(now):
+                    self._write(lease, now)
+        except KubeError:
+            pass  # a lost race (409) or an unreachable API: judged by the renew deadline below
+        return self.is_leader(now)
+
+    def is_leader(self, now: datetime) -> bool:
+        """True while the last successful renewal is within the renew deadline."""
+        return (
+            self._renewed_at is not None and now - self._renewed_at < self.settings.renew_deadline
+        )
+
+    def release(self, now: datetime) -> None:
+        """Give the lease up on shutdown so a standby takes over at once."""
+        if not self.is_leader(now):
+            return
+        lease = self.kube.get_lease(self.namespace, self.name)
+        if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+            lease["spec"]["holderIdentity"] = None
+            lease["spec"]["leaseDurationSeconds"] = 1
+            self.kube.replace_lease(self.namespace, lease)
+        self._renewed_at = None
+
+    def _observe(self, lease: dict[str, Any], now: datetime) -> None:
+        spec = lease.get("spec", {})
+        record = (str(spec.get("holderIdentity") or ""), str(spec.get("renewTime")))
+        if record != self._observed:
+            self._observed, self._observed_at = record, now
+
+    def _expired(self, now: datetime) -> bool:
+        if self._observed is not None and not self._observed[0]:
+            return True  # released
+        return (
+            self._observed_at is not None
+            and now - self._observed_at >= self.settings.lease_duration
+        )
+
+    def _write(self, lease: dict[str, Any] | None, now: datetime) -> None:
+        stamp = now.isoformat(timespec="microseconds")
+        seconds = int(self.settings.lease_duration.total_seconds())
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {
+                    "holderIdentity": self.identity,
+                    "leaseDurationSeconds": seconds,
+                    "acquireTime": stamp,
+                    "renewTime": stamp,
+                    "leaseTransitions": 0,
+                },
+            }
+            self.kube.create_lease(self.namespace, body)
+        else:
+            spec = lease.setdefault("spec", {})
+            if spec.get("holderIdentity") != self.identity:
+                spec["acquireTime"] = stamp
+                spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+                self.transitions += 1
+            spec.update(holderIdentity=self.identity, leaseDurationSeconds=seconds, renewTime=stamp)
+            self.kube.replace_lease(self.namespace, lease)
+        self._renewed_at = now

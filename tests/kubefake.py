@@ -1,0 +1,235 @@
+"""A small stateful fake of the Kubernetes API on loopback, for the real ``kubernetes`` client.
+
+It keeps objects with resourceVersions, serves the scale subresource of Deployments,
+Leases with optimistic concurrency (409 on a stale resourceVersion), Events, and
+PredictiveScalers with a status subresource; answers with real ``Status`` bodies; and
+injects faults (a status code, optionally with ``Retry-After``, for the next N matching
+requests). Every request is journalled so tests can assert the exact calls made.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kubernetes import client
+
+from controller.kube import api_client
+
+COLLECTION = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>scale|status))?$"
+)
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str
+    status: int
+    times: int = 1
+    retry_after: int | None = None
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    status: int
+
+
+@dataclass
+class FakeKube:
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    journal: list[Call] = field(default_factory=list)
+    version: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, plural: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store ``obj`` as the API server would on create (uid, resourceVersion, generation)."""
+        with self.lock:
+            return self._store(plural, namespace, copy.deepcopy(obj), new=True)
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return self.objects[(plural, namespace, name)]
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[Call]:
+        return [
+            c for c in self.journal if (method is None or c.method == method) and contains in c.path
+        ]
+
+    def _store(
+        self, plural: str, namespace: str, obj: dict[str, Any], new: bool = False
+    ) -> dict[str, Any]:
+        self.version += 1
+        meta = obj.setdefault("metadata", {})
+        meta.update(namespace=namespace, resourceVersion=str(self.version))
+        if new:
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", "2026-11-20T00:00:00Z")
+            meta["generation"] = 1
+        self.objects[(plural, namespace, meta["name"])] = obj
+        return obj
+
+    def handle(
+        self, method: str, path: str, body: Any
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and fault.path in path:
+                    fault.times -= 1
+                    headers = (
+                        {"Retry-After": str(fault.retry_after)}
+                        if fault.retry_after is not None
+                        else {}
+                    )
+                    return fault.status, status_body(fault.status, "injected fault"), headers
+            match = COLLECTION.match(path.split("?")[0])
+            if not match:
+                return 404, status_body(404, f"no route {path}"), {}
+            plural, ns, name, sub = match["plural"], match["ns"], match["name"], match["sub"]
+            key = (plural, ns, name or "")
+            if method == "POST":
+                if (plural, ns, body["metadata"]["name"]) in self.objects:
+                    return (
+                        409,
+                        status_body(
+                            409,
+                            f'{plural} "{body["metadata"]["name"]}" already exists',
+                            "AlreadyExists",
+                        ),
+                        {},
+                    )
+                return 201, self._store(plural, ns, body, new=True), {}
+            if key not in self.objects:
+                return 404, status_body(404, f'{plural} "{name}" not found', "NotFound"), {}
+            current = self.objects[key]
+            if method == "GET":
+                return 200, _scale(current) if sub == "scale" else current, {}
+            if method == "PUT":
+                sent = body.get("metadata", {}).get("resourceVersion")
+                if sent and sent != current["metadata"]["resourceVersion"]:
+                    message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
+                    return 409, status_body(409, message, "Conflict"), {}
+                body["metadata"] = {
+                    **current["metadata"],
+                    **{k: v for k, v in body["metadata"].items() if k != "resourceVersion"},
+                }
+                return 200, self._store(plural, ns, body), {}
+            if method == "PATCH":
+                if sub == "scale":
+                    current["spec"]["replicas"] = int(body["spec"]["replicas"])
+                    self._store(plural, ns, current)
+                    return 200, _scale(current), {}
+                if sub == "status":
+                    current["status"] = _merge(current.get("status", {}), body.get("status", {}))
+                    return 200, self._store(plural, ns, current), {}
+                merged = _merge(current, {k: v for k, v in body.items() if k != "status"})
+                return 200, self._store(plural, ns, merged), {}
+            return 405, status_body(405, "method not allowed", "MethodNotAllowed"), {}
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """JSON merge patch (RFC 7386)."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _scale(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    labels = obj.get("spec", {}).get("selector", {}).get("matchLabels", {})
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "resourceVersion": meta["resourceVersion"],
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 0)},
+        "status": {
+            "replicas": obj.get("status", {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in labels.items()),
+        },
+    }
+
+
+REASONS = {
+    404: "NotFound",
+    409: "Conflict",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+def status_body(code: int, message: str, reason: str | None = None) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or REASONS.get(code, "Unknown"),
+        "code": code,
+    }
+
+
+class FakeKubeServer:
+    """Serves a :class:`FakeKube` on 127.0.0.1 in a thread; ``api_client()`` talks to it."""
+
+    def __init__(self) -> None:
+        self.state = FakeKube()
+        state = self.state
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                status, payload, headers = state.handle(self.command, self.path, body)
+                state.journal.append(Call(self.command, self.path, body, status))
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeKubeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def api_client(self) -> client.ApiClient:
+        return api_client(host=f"http://127.0.0.1:{self.server.server_address[1]}")

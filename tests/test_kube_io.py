@@ -1,0 +1,136 @@
+"""controller.kube and controller.leader through the real kubernetes client and a fake API."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.kube import KubeClient, KubeError, RetryPolicy
+from controller.leader import LeaderElector, LeaderSettings
+from tests.kubefake import FakeKubeServer, Fault
+
+T0 = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web"},
+    "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}},
+    "status": {"replicas": 3},
+}
+TARGET = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
+
+
+@pytest.fixture
+def api():
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "prod", DEPLOYMENT)
+        sleeps: list[float] = []
+        kube = KubeClient(
+            server.api_client(), RetryPolicy(attempts=4), sleep=sleeps.append, rng=random.Random(0)
+        )
+        yield server, kube, sleeps
+
+
+def test_scale_subresource_read_and_patch(api) -> None:
+    server, kube, _ = api
+    assert kube.get_scale("prod", TARGET).spec_replicas == 3
+    scaled = kube.set_scale("prod", TARGET, 7)
+    assert scaled.spec_replicas == 7 and scaled.selector == "app=web"
+    assert server.state.get("deployments", "prod", "web")["spec"]["replicas"] == 7
+    (patch,) = server.state.calls("PATCH")
+    assert patch.path == "/apis/apps/v1/namespaces/prod/deployments/web/scale"
+    assert patch.body == {"spec": {"replicas": 7}}
+
+
+def test_passing_failures_are_retried_with_backoff(api) -> None:
+    server, kube, sleeps = api
+    server.state.faults.append(Fault("PATCH", "/scale", 503, times=2))
+    server.state.faults.append(Fault("GET", "/scale", 429, times=1, retry_after=7))
+    assert kube.set_scale("prod", TARGET, 5).spec_replicas == 5
+    assert kube.get_scale("prod", TARGET).spec_replicas == 5
+    assert len(server.state.calls("PATCH")) == 3 and len(sleeps) == 3
+    assert sleeps[-1] == 7  # the server's Retry-After wins over a shorter backoff
+
+
+def test_lasting_and_permanent_failures_raise_clear_errors(api) -> None:
+    server, kube, sleeps = api
+    server.state.faults.append(Fault("PATCH", "/scale", 500, times=10))
+    with pytest.raises(KubeError, match="scale Deployment prod/web to 5: 500 InternalError"):
+        kube.set_scale("prod", TARGET, 5)
+    assert len(server.state.calls("PATCH")) == 4
+    with pytest.raises(KubeError) as missing:
+        kube.get_scale("prod", {**TARGET, "name": "gone"})
+    assert missing.value.not_found and 'deployments "gone" not found' in str(missing.value)
+
+
+def test_events_are_created_about_the_object(api) -> None:
+    server, kube, _ = api
+    scaler = {
+        "apiVersion": "surgecast.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "metadata": {"name": "psc", "namespace": "prod", "uid": "u1"},
+    }
+    kube.emit_event(scaler, "Normal", "ScaledUp", "3 → 7 ahead of the 09:45 peak", T0)
+    (event,) = [c.body for c in server.state.calls("POST", "/events")]
+    assert event["involvedObject"] == {
+        "apiVersion": "surgecast.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "name": "psc",
+        "namespace": "prod",
+        "uid": "u1",
+    }
+    assert (event["type"], event["reason"], event["source"]["component"]) == (
+        "Normal",
+        "ScaledUp",
+        "surgecast-controller",
+    )
+
+
+def test_only_one_leader_and_the_old_one_stops_first(api) -> None:
+    server, _, _ = api
+    settings = LeaderSettings(
+        lease_duration=timedelta(seconds=15), renew_deadline=timedelta(seconds=10)
+    )
+
+    def elector(identity: str) -> LeaderElector:
+        kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda s: None)
+        return LeaderElector(kube, "surgecast-system", "surgecast-controller", identity, settings)
+
+    a, b = elector("a"), elector("b")
+    assert a.tick(T0) is True
+    assert b.tick(T0 + timedelta(seconds=1)) is False
+    for s in range(2, 30, 2):  # a keeps renewing: b never takes over
+        now = T0 + timedelta(seconds=s)
+        assert a.tick(now) is True and b.tick(now) is False
+    # a's API access breaks: it stops acting after the renew deadline ...
+    server.state.faults.append(Fault("PUT", "/leases/", 503, times=100))
+    server.state.faults.append(Fault("GET", "/leases/", 503, times=100))
+    last_renewal = T0 + timedelta(seconds=28)
+    assert a.tick(last_renewal + timedelta(seconds=9)) is True
+    assert a.tick(last_renewal + timedelta(seconds=10)) is False
+    server.state.faults.clear()
+    # ... and b takes over only once the record went unchanged for a lease duration
+    assert b.tick(last_renewal + timedelta(seconds=12)) is False
+    assert b.tick(last_renewal + timedelta(seconds=27)) is True
+    assert a.tick(last_renewal + timedelta(seconds=28)) is False
+    lease = server.state.get("leases", "surgecast-system", "surgecast-controller")
+    assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+
+
+def test_lost_race_on_the_lease_is_a_conflict_not_a_crash(api) -> None:
+    server, _, _ = api
+    settings = LeaderSettings()
+    kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda s: None)
+    a = LeaderElector(kube, "ns", "lease", "a", settings)
+    assert a.tick(T0)
+    stale = kube.get_lease("ns", "lease")
+    assert a.tick(T0 + timedelta(seconds=2))  # renews: stale's resourceVersion is now old
+    stale["spec"]["holderIdentity"] = "intruder"
+    with pytest.raises(KubeError) as conflict:
+        kube.replace_lease("ns", stale)
+    assert conflict.value.conflict
+    a.release(T0 + timedelta(seconds=3))
+    b = LeaderElector(kube, "ns", "lease", "b", settings)
+    assert b.tick(T0 + timedelta(seconds=4))  # a released: b need not wait
