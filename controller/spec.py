@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from controller.policy import Override
+
 MODES = ("ForecastOnly", "Scale", "HPAFloor")
 MODELS = ("auto", "seasonal_quantile", "sklearn", "prophet", "seasonal_naive")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -34,17 +36,6 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration like 30s, 3m, 1h30m or 28d")
     days, hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis)
-
-
-@dataclass(frozen=True)
-class Window:
-    """A scheduled override (own min/max) or a model event, in UTC."""
-
-    name: str
-    start: datetime
-    end: datetime
-    min_replicas: int | None = None
-    max_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,8 +69,9 @@ class ScalerConfig:
     scale_down_stabilization: timedelta
     sync_period: timedelta
     hpa_name: str | None
-    overrides: tuple[Window, ...] = field(default_factory=tuple)
-    events: tuple[Window, ...] = field(default_factory=tuple)
+    overrides: tuple[Override, ...] = field(default_factory=tuple)
+    events: tuple[Override, ...] = field(default_factory=tuple)
+    """Known-in-advance events for the model: named windows (their bounds are unused)."""
 
     @property
     def key(self) -> str:
@@ -244,7 +236,7 @@ class _Reader:
         return value
 
 
-def _windows(raw: Any, name: str, problems: list[str]) -> tuple[Window, ...]:
+def _windows(raw: Any, name: str, problems: list[str]) -> tuple[Override, ...]:
     if not isinstance(raw, list):
         problems.append(f"spec.{name}: not a list")
         return ()
@@ -264,7 +256,7 @@ def _windows(raw: Any, name: str, problems: list[str]) -> tuple[Window, ...]:
         if low is not None and high is not None and low > high:
             problems.append(f"{where}: minReplicas ({low}) is greater than maxReplicas ({high})")
             continue
-        windows.append(Window(str(item.get("name", f"{name}-{n}")), start, end, low, high))
+        windows.append(Override(str(item.get("name", f"{name}-{n}")), start, end, low, high))
     return tuple(windows)
 
 
