@@ -260,6 +260,8 @@ def _run_predictive(
     )
     column = quantile_column(settings.quantile)
     state: dict[str, object] = {"forecast": None, "next_fit": index[0], "history": []}
+    values = y.to_numpy(dtype=float)
+    offset = int(y.index.get_loc(index[0]))
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
         if now >= state["next_fit"]:
@@ -268,11 +270,10 @@ def _run_predictive(
         previous = y.get(now - step, np.nan)
         load = float(previous) if np.isfinite(previous) else None
         history = [r for r in state["history"] if r.at > now - settings.scale_down_stabilization]
-        recent = y.reindex(
-            index=pd.date_range(end=now - step, periods=settings.level_window, freq=step)
-        )
+        at = offset + n  # position of ``now`` in the regular series ``y``
+        recent = values[max(0, at - settings.level_window) : at]
         decision = decide(
-            spec, now.to_pydatetime(), current, load, state["forecast"], history, recent.to_numpy()
+            spec, now.to_pydatetime(), current, load, state["forecast"], history, recent
         )
         state["history"] = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
         forecast = state["forecast"]
