@@ -37,7 +37,9 @@ START, END = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quantiles", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.975, 0.99])
+    parser.add_argument(
+        "--quantiles", type=float, nargs="+", default=[0.9, 0.95, 0.96, 0.97, 0.975, 0.98, 0.99]
+    )
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument(
         "--delays", type=int, nargs="+", default=[3, 10], help="startup delays, minutes"
@@ -49,7 +51,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     series = load_counts(NASA, tz="-04:00", freq="1min")
-    model = lambda: SeasonalQuantile(country=None, tz="America/New_York", weeks=4)  # noqa: E731
+    model = lambda: SeasonalQuantile(country=None, tz="America/New_York", weeks=4, normalize=True)  # noqa: E731
     for delay in args.delays:
         rows = []
         base = dict(capacity_per_replica=20.0, startup_delay=timedelta(minutes=delay))

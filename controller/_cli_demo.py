@@ -70,7 +70,9 @@ def demo(
         f"{STARTUP.total_seconds() / 60:g} min to start; the model is refitted daily on the past"
     )
     settings = ReplaySettings(capacity_per_replica=CAPACITY, startup_delay=STARTUP, quantile=0.95)
-    result = replay(result.series, REPLAY_FROM, settings, model_factory=SeasonalQuantile)
+    result = replay(
+        result.series, REPLAY_FROM, settings, model_factory=lambda: SeasonalQuantile(normalize=True)
+    )
     write_frame(result.decisions, out / "decisions.csv")
     report = write_report(result, out / "report.html", "surgecast demo: pension portal, two weeks")
     typer.echo(_indent(summary_table(result.summary)))

@@ -88,7 +88,7 @@ def replay_command(
             pd.Timestamp(start),
             settings,
             policies=policies,
-            model_factory=lambda: SeasonalQuantile(country=country, tz=tz),
+            model_factory=lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
             end=pd.Timestamp(end) if end else None,
         )
     except (ValueError, FileNotFoundError) as exc:

@@ -105,3 +105,32 @@ def test_cold_start_is_reported() -> None:
     frame, _ = synthetic(days=1)
     model = SeasonalQuantile(country=None, tz=None).fit(frame.iloc[:100])
     assert model.fallback_reason_["s"] == "less than a working day of history"
+
+
+def test_normalised_days_give_tighter_quantiles() -> None:
+    frame, _ = synthetic(days=28, seed=4)
+    frame.loc[(frame["ds"].dt.day % 2) == 0, "y"] *= 2  # every other day twice as busy
+    raw = SeasonalQuantile(country=None, tz=None).fit(frame).predict(288, quantiles=(0.5, 0.95))
+    norm = (
+        SeasonalQuantile(country=None, tz=None, normalize=True)
+        .fit(frame)
+        .predict(288, quantiles=(0.5, 0.95))
+    )
+    peak = raw["ds"].dt.hour == 10
+    spread = lambda f: ((f["q0.95"] - f["q0.5"]) / f["q0.5"])[peak].mean()  # noqa: E731
+    assert spread(norm) < 0.6 * spread(raw)
+
+
+def test_normalised_forecast_starts_from_the_recent_level() -> None:
+    frame, _ = synthetic(days=28, seed=5)
+    frame.loc[frame["ds"] >= frame["ds"].max() - pd.Timedelta("6D"), "y"] *= (
+        2  # the last days doubled
+    )
+    raw = SeasonalQuantile(country=None, tz=None).fit(frame).predict(288, quantiles=(0.5,))
+    norm = (
+        SeasonalQuantile(country=None, tz=None, normalize=True)
+        .fit(frame)
+        .predict(288, quantiles=(0.5,))
+    )
+    peak = raw["ds"].dt.hour == 10
+    assert norm.loc[peak, "q0.5"].mean() > 1.6 * raw.loc[peak, "q0.5"].mean()

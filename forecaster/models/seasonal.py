@@ -106,6 +106,10 @@ class SeasonalQuantile(BaseEstimator):
         window: half-width, in intervals, of the time-of-day neighbourhood pooled.
         country: calendar for holidays and make-up working days (``None``: weekday/weekend).
         tz: the service's time zone; day types and times of day are local.
+        normalize: pool each day divided by its own level (see ``_normalize_days``), and
+            start the forecast from the level of the last five days. The quantiles then
+            measure the noise around a day's level, which a nowcast of today's level
+            (``controller.policy.nowcast``) supplies at decision time.
     """
 
     def __init__(
@@ -114,11 +118,13 @@ class SeasonalQuantile(BaseEstimator):
         window: int = 15,
         country: str | None = "CN",
         tz: str | None = "Asia/Shanghai",
+        normalize: bool = False,
     ) -> None:
         self.weeks = weeks
         self.window = window
         self.country = country
         self.tz = tz
+        self.normalize = normalize
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalQuantile:
         frame = validate_series(df)
@@ -127,6 +133,7 @@ class SeasonalQuantile(BaseEstimator):
         self.samples_: dict[str, dict[int, np.ndarray]] = {}
         self.last_ds_: dict[str, pd.Timestamp] = {}
         self.fallback_reason_: dict[str, str | None] = {}
+        self.level_: dict[str, float] = {}
         for uid, one in frame.groupby("unique_id", sort=True):
             one = one.set_index("ds")["y"].asfreq(self.step_)
             self.last_ds_[uid] = one.index[-1]
@@ -135,6 +142,11 @@ class SeasonalQuantile(BaseEstimator):
             kinds = _day_kind(index, self.country, self.tz)
             slots = _slot(index, self.tz, self.step_)
             values = recent.to_numpy(dtype=float)
+            self.level_[uid] = 1.0
+            if self.normalize:
+                values, self.level_[uid] = _normalize_days(
+                    values, kinds, slots, index, self.slots_, self.tz
+                )
             per_kind = {}
             for kind in (WORKING, WEEKEND, HOLIDAY):
                 mask = (kinds == kind) & np.isfinite(values)
@@ -170,11 +182,42 @@ class SeasonalQuantile(BaseEstimator):
                 per_slot = _pooled_quantiles(table, levels, self.window)
                 for n, q in enumerate(levels):
                     out[q][where] = per_slot[n][slots[where]]
-            frame["yhat"] = out[0.5]
+            level = self.level_[uid]
+            frame["yhat"] = out[0.5] * level
             for q in quantiles:
-                frame[quantile_column(q)] = out[q]
+                frame[quantile_column(q)] = out[q] * level
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+
+def _normalize_days(
+    values: np.ndarray,
+    kinds: np.ndarray,
+    slots: np.ndarray,
+    index: pd.DatetimeIndex,
+    n_slots: int,
+    tz: str | None,
+) -> tuple[np.ndarray, float]:
+    """Divide each local day by its level: its load over the seasonal median of its day type.
+
+    Busy and quiet days then share one shape, so the quantiles measure the noise around a
+    day's own level rather than the spread between days. Returns the normalised values
+    and the median level of the last five days (the level a forecast starts from).
+    """
+    local = index.tz_localize("UTC").tz_convert(tz) if tz else index
+    day = np.asarray(local.normalize().tz_localize(None) if tz else local.normalize())
+    median = np.full(len(values), np.nan)
+    for kind in np.unique(kinds):
+        mask = (kinds == kind) & np.isfinite(values)
+        if mask.any():
+            profile = pd.Series(values[mask]).groupby(slots[mask]).median()
+            median[kinds == kind] = profile.reindex(slots[kinds == kind]).to_numpy()
+    frame = pd.DataFrame({"day": day, "y": values, "m": median})
+    usable = frame.dropna()
+    sums = usable.groupby("day")[["y", "m"]].sum()
+    level = (sums["y"] / sums["m"]).where(sums["m"] > 0).clip(0.2, 5.0)
+    per_row = frame["day"].map(level).fillna(1.0).to_numpy()
+    return values / per_row, float(level.iloc[-5:].median()) if len(level) else 1.0
 
 
 def _slot_table(slots: np.ndarray, values: np.ndarray, n_slots: int) -> list[np.ndarray]:
