@@ -69,7 +69,7 @@ def demo(
         f"3. replaying from {REPLAY_FROM:%Y-%m-%d}: {CAPACITY:g} requests/min per pod, pods take "
         f"{STARTUP.total_seconds() / 60:g} min to start; the model is refitted daily on the past"
     )
-    settings = ReplaySettings(capacity_per_replica=CAPACITY, startup_delay=STARTUP, quantile=0.95)
+    settings = ReplaySettings(capacity_per_replica=CAPACITY, startup_delay=STARTUP, quantile=0.975)
     result = replay(
         result.series, REPLAY_FROM, settings, model_factory=lambda: SeasonalQuantile(normalize=True)
     )
