@@ -43,7 +43,39 @@ def _slot(ds: pd.DatetimeIndex, tz: str | None, step: pd.Timedelta) -> np.ndarra
     return np.asarray(seconds // int(step.total_seconds()), dtype=np.int64)
 
 
-class SeasonalNaive(BaseEstimator):
+class _PerSeriesModel(BaseEstimator):
+    """The predict loop shared by models fitted series by series.
+
+    Subclasses set ``step_`` and ``last_ds_`` (last timestamp per series) in ``fit`` and
+    implement ``_forecast_one``, returning the median and each quantile as arrays.
+    """
+
+    step_: pd.Timedelta
+    last_ds_: dict[str, pd.Timestamp]
+
+    def predict(
+        self,
+        horizon: int,
+        quantiles: Sequence[float] = (0.5, 0.9),
+        events: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        frames = []
+        for uid, last in self.last_ds_.items():
+            index = _future_index(last, self.step_, horizon)
+            yhat, by_quantile = self._forecast_one(uid, index, quantiles)
+            frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": yhat})
+            for q in quantiles:
+                frame[quantile_column(q)] = by_quantile[q]
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def _forecast_one(
+        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        raise NotImplementedError
+
+
+class SeasonalNaive(_PerSeriesModel):
     """Repeat the value one season ago; quantiles from the seasonal differences seen in fit.
 
     ``season`` is a duration (``1D`` or ``7D``). The quantile of each horizon is the last
@@ -60,39 +92,30 @@ class SeasonalNaive(BaseEstimator):
         self.period_ = int(pd.Timedelta(self.season) / self.step_)
         self.history_ = {}
         self.residuals_ = {}
+        self.last_ds_ = {}
         for uid, one in frame.groupby("unique_id", sort=True):
             y = one.set_index("ds")["y"].asfreq(self.step_)
             self.history_[uid] = y.iloc[-self.period_ :]
+            self.last_ds_[uid] = y.index[-1]
             diffs = (y - y.shift(self.period_)).dropna().to_numpy()
             self.residuals_[uid] = diffs if diffs.size else np.zeros(1)
         return self
 
-    def predict(
-        self,
-        horizon: int,
-        quantiles: Sequence[float] = (0.5, 0.9),
-        events: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:
-        frames = []
-        for uid, last_season in self.history_.items():
-            index = _future_index(last_season.index[-1], self.step_, horizon)
-            values = last_season.to_numpy()
-            base = (
-                values[np.arange(horizon) % self.period_]
-                if len(values) == self.period_
-                else np.full(horizon, np.nan)
-            )
-            base = pd.Series(base).ffill().bfill().fillna(0.0).to_numpy()
-            frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": base})
-            for q in quantiles:
-                frame[quantile_column(q)] = np.maximum(
-                    base + np.quantile(self.residuals_[uid], q), 0.0
-                )
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+    def _forecast_one(
+        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        values = self.history_[uid].to_numpy()
+        horizon = len(index)
+        if len(values) == self.period_:
+            base = values[np.arange(horizon) % self.period_]
+        else:
+            base = np.full(horizon, np.nan)
+        base = pd.Series(base).ffill().bfill().fillna(0.0).to_numpy()
+        residuals = self.residuals_[uid]
+        return base, {q: np.maximum(base + np.quantile(residuals, q), 0.0) for q in quantiles}
 
 
-class SeasonalQuantile(BaseEstimator):
+class SeasonalQuantile(_PerSeriesModel):
     """Empirical quantiles by day type and time of day, at the series' resolution.
 
     For each future interval, the quantile is taken over every training value of the same
@@ -160,34 +183,24 @@ class SeasonalQuantile(BaseEstimator):
             self.samples_[uid] = per_kind
         return self
 
-    def predict(
-        self,
-        horizon: int,
-        quantiles: Sequence[float] = (0.5, 0.9),
-        events: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:
-        frames = []
-        for uid, tables in self.samples_.items():
-            index = _future_index(self.last_ds_[uid], self.step_, horizon)
-            kinds = _day_kind(index, self.country, self.tz)
-            slots = _slot(index, self.tz, self.step_)
-            frame = pd.DataFrame({"unique_id": uid, "ds": index})
-            levels = sorted({0.5, *quantiles})
-            out = {q: np.zeros(horizon) for q in levels}
-            for kind in np.unique(kinds):
-                table = tables.get(int(kind)) or tables.get(WEEKEND) or tables.get(WORKING)
-                where = kinds == kind
-                if table is None:
-                    continue
-                per_slot = _pooled_quantiles(table, levels, self.window)
-                for n, q in enumerate(levels):
-                    out[q][where] = per_slot[n][slots[where]]
-            level = self.level_[uid]
-            frame["yhat"] = out[0.5] * level
-            for q in quantiles:
-                frame[quantile_column(q)] = out[q] * level
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+    def _forecast_one(
+        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        tables = self.samples_[uid]
+        kinds = _day_kind(index, self.country, self.tz)
+        slots = _slot(index, self.tz, self.step_)
+        levels = sorted({0.5, *quantiles})
+        out = {q: np.zeros(len(index)) for q in levels}
+        for kind in np.unique(kinds):
+            table = tables.get(int(kind)) or tables.get(WEEKEND) or tables.get(WORKING)
+            if table is None:
+                continue
+            where = kinds == kind
+            per_slot = _pooled_quantiles(table, levels, self.window)
+            for n, q in enumerate(levels):
+                out[q][where] = per_slot[n][slots[where]]
+        level = self.level_[uid]
+        return out[0.5] * level, {q: out[q] * level for q in quantiles}
 
 
 def _normalize_days(
