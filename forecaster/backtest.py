@@ -1,0 +1,131 @@
+"""Rolling-origin backtests as plain functions.
+
+Every fold refits a fresh clone of the model on the data up to its cutoff only and
+forecasts the next ``horizon`` intervals; results come back as one long frame with a
+``cutoff`` column and the step ahead (``h``), so metrics can be binned by horizon.
+Parallelism is passed in as a ``map`` function (the built-in ``map`` by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from forecaster.frames import quantile_column, series_freq, validate_series
+from forecaster.metrics import (
+    coverage,
+    mae,
+    mase,
+    peak_recall,
+    pinball,
+    rmse,
+    selection_score,
+    smape,
+)
+
+MapFunction = Callable[[Callable[[Any], pd.DataFrame], Iterable[Any]], Iterable[pd.DataFrame]]
+
+
+def cutoffs(
+    last: pd.Timestamp, step: pd.Timedelta, horizon: int, folds: int, every: int
+) -> list[pd.Timestamp]:
+    """The last timestamps seen by each fold, oldest first; the newest leaves ``horizon``."""
+    final = last - step * horizon
+    return [final - step * every * k for k in reversed(range(folds))]
+
+
+def backtest(
+    model: Any,
+    series: pd.DataFrame,
+    horizon: int,
+    folds: int = 3,
+    every: int | None = None,
+    quantiles: Sequence[float] = (0.5, 0.9),
+    map_function: MapFunction = map,
+) -> pd.DataFrame:
+    """Forecasts of every fold next to the actual values.
+
+    Returns ``unique_id, cutoff, ds, h, y, yhat`` and the quantile columns.
+    """
+    frame = validate_series(series)
+    step = series_freq(frame)
+    every = every or horizon
+    points = cutoffs(frame["ds"].max(), step, horizon, folds, every)
+    if points[0] < frame["ds"].min() + step:
+        raise ValueError(
+            f"{folds} folds of {horizon} steps every {every} need more history than the series has"
+        )
+
+    def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
+        train = frame[frame["ds"] <= cutoff]
+        forecast = clone(model).fit(train).predict(horizon, quantiles=quantiles)
+        forecast["cutoff"] = cutoff
+        forecast["h"] = ((forecast["ds"] - cutoff) / step).astype(int)
+        actual = frame[["unique_id", "ds", "y"]]
+        return forecast.merge(actual, on=["unique_id", "ds"], how="left")
+
+    results = pd.concat(list(map_function(one_fold, points)), ignore_index=True)
+    columns = [
+        "unique_id",
+        "cutoff",
+        "ds",
+        "h",
+        "y",
+        "yhat",
+        *[quantile_column(q) for q in quantiles],
+    ]
+    return results[columns]
+
+
+def score(
+    results: pd.DataFrame,
+    series: pd.DataFrame,
+    season: int,
+    upper: float,
+    quantiles: Sequence[float] = (),
+) -> pd.DataFrame:
+    """Metrics per series: MAE, RMSE, sMAPE, MASE, pinball per quantile, coverage and peak
+    recall of ``upper``, and the selection score. MASE scales by each fold's training data."""
+    frame = validate_series(series)
+    rows = []
+    upper_column = quantile_column(upper)
+    for uid, one in results.groupby("unique_id", sort=True):
+        history = frame[frame["unique_id"] == uid]
+        y, yhat, high = one["y"].to_numpy(), one["yhat"].to_numpy(), one[upper_column].to_numpy()
+        train = history[history["ds"] <= one["cutoff"].min()]["y"].to_numpy()
+        row = {
+            "unique_id": uid,
+            "mae": mae(y, yhat),
+            "rmse": rmse(y, yhat),
+            "smape": smape(y, yhat),
+            "mase": mase(y, yhat, train, season),
+            "coverage": coverage(y, high),
+            "peak_recall": peak_recall(y, high),
+            "selection_score": selection_score(y, high, upper),
+        }
+        for q in sorted({*quantiles, upper}):
+            row[f"pinball_{quantile_column(q)}"] = pinball(y, one[quantile_column(q)].to_numpy(), q)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def by_horizon(results: pd.DataFrame, upper: float, bins: Sequence[int]) -> pd.DataFrame:
+    """Coverage and pinball loss of ``upper`` binned by steps ahead (edges in ``bins``)."""
+    column = quantile_column(upper)
+    binned = pd.cut(results["h"], bins=[0, *bins], include_lowest=False)
+    rows = []
+    for interval, part in results.groupby(binned, observed=True):
+        y, high = part["y"].to_numpy(), part[column].to_numpy()
+        rows.append(
+            {
+                "h": str(interval),
+                "coverage": coverage(y, high),
+                "pinball": pinball(y, high, upper),
+                "n": int(np.isfinite(y).sum()),
+            }
+        )
+    return pd.DataFrame(rows)

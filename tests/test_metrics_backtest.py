@@ -1,0 +1,134 @@
+"""Forecast metrics against hand-computed values, and rolling-origin backtests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forecaster.backtest import backtest, by_horizon, cutoffs, score
+from forecaster.metrics import (
+    coverage,
+    mae,
+    mase,
+    peak_recall,
+    pinball,
+    rmse,
+    selection_score,
+    smape,
+)
+from forecaster.models import SeasonalNaive, SeasonalQuantile
+
+NAN = np.nan
+
+
+@pytest.mark.parametrize(
+    ("metric", "args", "expected"),
+    [
+        (mae, ([1, 2, 3], [2, 2, 5]), 1.0),
+        (rmse, ([1, 2, 3], [2, 2, 5]), np.sqrt(5 / 3)),
+        (smape, ([100, 0], [50, 0]), 100 * (2 * 50 / 150) / 2),
+        (pinball, ([10, 10], [8, 12], 0.9), (0.9 * 2 + 0.1 * 2) / 2),
+        (coverage, ([1, 5, 9, 10], [5, 5, 5, 10]), 0.75),
+        (mase, ([3, 5], [4, 4], [1, 2, 3, 4, 5], 2), 1.0 / 2.0),
+        (mae, ([1, NAN, 3], [2, 5, NAN]), 1.0),  # missing data is not scored
+        (selection_score, ([10, 10], [8, 12], 0.9, 3.0), (3 * 0.9 * 2 + 0.1 * 2) / 2),
+    ],
+)
+def test_metric_values(metric, args, expected) -> None:
+    assert metric(
+        *[np.asarray(a, float) if isinstance(a, list) else a for a in args]
+    ) == pytest.approx(expected)
+
+
+def test_peak_recall_looks_only_at_the_busiest_intervals() -> None:
+    y = np.arange(100, dtype=float)
+    upper = np.full(100, 97.0)
+    assert peak_recall(y, upper, top=0.05) == pytest.approx(
+        3 / 5
+    )  # 95..99: only 95, 96, 97 covered
+    assert coverage(y, upper) == pytest.approx(0.98)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e4), min_size=1, max_size=50), st.floats(0.05, 0.95), st.floats(0, 100)
+)
+def test_selection_score_punishes_shortfalls_more_than_excess(y, q, gap) -> None:
+    y = np.asarray(y)
+    assert (
+        selection_score(y, y - gap, q) >= selection_score(y, y + gap, q) * (3 * q / (1 - q)) - 1e-6
+    )
+    assert pinball(y, y, q) == 0
+
+
+def hourly(days: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2026-09-01", periods=24 * days, freq="1h")
+    mean = 50 + 40 * np.sin(2 * np.pi * ds.hour / 24)
+    return pd.DataFrame({"unique_id": "s", "ds": ds, "y": rng.poisson(mean).astype(float)})
+
+
+def test_cutoffs_leave_the_horizon_after_the_last() -> None:
+    step = pd.Timedelta("1h")
+    points = cutoffs(pd.Timestamp("2026-09-20 23:00"), step, horizon=24, folds=3, every=12)
+    assert points == [pd.Timestamp("2026-09-19 23:00") - k * 12 * step for k in (2, 1, 0)]
+
+
+def test_backtest_refits_on_the_past_only() -> None:
+    series = hourly()
+    results = backtest(
+        SeasonalNaive(season="1D"), series, horizon=24, folds=3, quantiles=(0.5, 0.9)
+    )
+    assert sorted(results["cutoff"].unique()) == cutoffs(
+        series["ds"].max(), pd.Timedelta("1h"), 24, 3, 24
+    )
+    assert results.groupby("cutoff")["h"].agg(["min", "max"]).values.tolist() == [[1, 24]] * 3
+    # a seasonal naive forecast made at the cutoff repeats the day up to the cutoff: no future data
+    fold = results[results["cutoff"] == results["cutoff"].min()]
+    day_before = series.set_index("ds")["y"].loc[fold["ds"] - pd.Timedelta("1D")].to_numpy()
+    assert np.array_equal(fold["yhat"].to_numpy(), day_before)
+
+
+def test_score_and_horizon_bins() -> None:
+    series = hourly(days=30)
+    results = backtest(
+        SeasonalQuantile(country=None, tz=None, window=1),
+        series,
+        horizon=24,
+        folds=5,
+        quantiles=(0.5, 0.9),
+    )
+    table = score(results, series, season=24, upper=0.9, quantiles=(0.5,))
+    assert {
+        "mae",
+        "rmse",
+        "smape",
+        "mase",
+        "coverage",
+        "peak_recall",
+        "pinball_q0.5",
+        "pinball_q0.9",
+    } <= set(table.columns)
+    assert 0.75 <= table.loc[0, "coverage"] <= 1.0 and table.loc[0, "mase"] < 1.5
+    bins = by_horizon(results, upper=0.9, bins=[6, 12, 24])
+    assert bins["n"].sum() == 5 * 24 and len(bins) == 3
+
+
+def test_backtest_needs_enough_history() -> None:
+    with pytest.raises(ValueError, match="need more history"):
+        backtest(SeasonalNaive(), hourly(days=2), horizon=24, folds=5)
+
+
+def test_map_function_is_used() -> None:
+    calls = []
+
+    def recording_map(fn, items):
+        items = list(items)
+        calls.append(len(items))
+        return [fn(item) for item in items]
+
+    backtest(SeasonalNaive(), hourly(), horizon=24, folds=4, map_function=recording_map)
+    assert calls == [4]
