@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from forecaster import _cli_generate, _cli_ingest
+from forecaster import _cli_generate, _cli_ingest, _cli_models
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 # Each command module registers here with one line.
 app.registered_commands += _cli_generate.app.registered_commands
 app.registered_commands += _cli_ingest.app.registered_commands
+app.registered_commands += _cli_models.app.registered_commands

@@ -5,6 +5,21 @@ frame from ``predict(horizon, quantiles)``: ``unique_id, ds, yhat`` plus one col
 quantile (named by :func:`forecaster.frames.quantile_column`).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from forecaster.models.seasonal import SeasonalNaive, SeasonalQuantile
 
-__all__ = ["SeasonalNaive", "SeasonalQuantile"]
+
+def registry(
+    country: str | None = "CN", tz: str | None = "Asia/Shanghai"
+) -> dict[str, Callable[[], Any]]:
+    """Models by the names the CLI and ``--model auto`` use, configured for a calendar."""
+    return {
+        "seasonal_naive": lambda: SeasonalNaive(season="1D"),
+        "seasonal_naive_week": lambda: SeasonalNaive(season="7D"),
+        "seasonal_quantile": lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
+    }
+
+
+__all__ = ["SeasonalNaive", "SeasonalQuantile", "registry"]

@@ -1,0 +1,64 @@
+"""``surgecast backtest``: every model or one, JSON scores, the chosen model, the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from controller.cli import app
+from forecaster.frames import write_frame
+
+runner = CliRunner()
+
+
+def test_auto_scores_every_model_and_chooses_one_per_series(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ds = pd.date_range("2026-09-01", periods=24 * 21, freq="1h")
+    mean = 50 + 40 * np.sin(2 * np.pi * ds.hour / 24)
+    frames = [
+        pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean * k).astype(float)})
+        for uid, k in (("a", 1), ("b", 3))
+    ]
+    write_frame(pd.concat(frames), tmp_path / "s.csv")
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--series",
+            str(tmp_path / "s.csv"),
+            "--horizon",
+            "24",
+            "--folds",
+            "3",
+            "--json",
+            "--plot",
+            str(tmp_path / "b.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {(r["unique_id"], r["model"]) for r in rows} == {
+        (u, m) for u in "ab" for m in ("seasonal_naive", "seasonal_naive_week", "seasonal_quantile")
+    }
+    for uid in "ab":
+        mine = [r for r in rows if r["unique_id"] == uid]
+        (chosen,) = [r for r in mine if r["chosen"]]
+        assert chosen["selection_score"] == min(r["selection_score"] for r in mine)
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_backtest_errors(tmp_path: Path) -> None:
+    ds = pd.date_range("2026-09-01", periods=30, freq="1h")
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 1.0}), tmp_path / "s.csv")
+    cases = [
+        (["--model", "gpt"], "unknown --model"),
+        (["--horizon", "soon"], "neither a number of intervals nor a duration"),
+        (["--horizon", "24", "--folds", "5"], "need more history"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, ["backtest", "--series", str(tmp_path / "s.csv"), *extra])
+        assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
