@@ -8,6 +8,8 @@ quantile (named by :func:`forecaster.frames.quantile_column`).
 from collections.abc import Callable
 from typing import Any
 
+from forecaster.models.base import PerSeriesModel
+from forecaster.models.baselines import LastValue
 from forecaster.models.seasonal import SeasonalNaive, SeasonalQuantile
 
 
@@ -18,8 +20,9 @@ def registry(
     return {
         "seasonal_naive": lambda: SeasonalNaive(season="1D"),
         "seasonal_naive_week": lambda: SeasonalNaive(season="7D"),
+        "last_value": lambda: LastValue(),
         "seasonal_quantile": lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
     }
 
 
-__all__ = ["SeasonalNaive", "SeasonalQuantile", "registry"]
+__all__ = ["LastValue", "PerSeriesModel", "SeasonalNaive", "SeasonalQuantile", "registry"]

@@ -13,14 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
-from forecaster.frames import quantile_column, series_freq, validate_series
-
-
-def _future_index(last: pd.Timestamp, step: pd.Timedelta, horizon: int) -> pd.DatetimeIndex:
-    return pd.date_range(last + step, periods=horizon, freq=step)
+from forecaster.frames import series_freq, validate_series
+from forecaster.models.base import PerSeriesModel
 
 
 def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
@@ -43,39 +39,7 @@ def _slot(ds: pd.DatetimeIndex, tz: str | None, step: pd.Timedelta) -> np.ndarra
     return np.asarray(seconds // int(step.total_seconds()), dtype=np.int64)
 
 
-class _PerSeriesModel(BaseEstimator):
-    """The predict loop shared by models fitted series by series.
-
-    Subclasses set ``step_`` and ``last_ds_`` (last timestamp per series) in ``fit`` and
-    implement ``_forecast_one``, returning the median and each quantile as arrays.
-    """
-
-    step_: pd.Timedelta
-    last_ds_: dict[str, pd.Timestamp]
-
-    def predict(
-        self,
-        horizon: int,
-        quantiles: Sequence[float] = (0.5, 0.9),
-        events: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:
-        frames = []
-        for uid, last in self.last_ds_.items():
-            index = _future_index(last, self.step_, horizon)
-            yhat, by_quantile = self._forecast_one(uid, index, quantiles)
-            frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": yhat})
-            for q in quantiles:
-                frame[quantile_column(q)] = by_quantile[q]
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
-
-    def _forecast_one(
-        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
-    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
-        raise NotImplementedError
-
-
-class SeasonalNaive(_PerSeriesModel):
+class SeasonalNaive(PerSeriesModel):
     """Repeat the value one season ago; quantiles from the seasonal differences seen in fit.
 
     ``season`` is a duration (``1D`` or ``7D``). The quantile of each horizon is the last
@@ -115,7 +79,7 @@ class SeasonalNaive(_PerSeriesModel):
         return base, {q: np.maximum(base + np.quantile(residuals, q), 0.0) for q in quantiles}
 
 
-class SeasonalQuantile(_PerSeriesModel):
+class SeasonalQuantile(PerSeriesModel):
     """Empirical quantiles by day type and time of day, at the series' resolution.
 
     For each future interval, the quantile is taken over every training value of the same

@@ -1,0 +1,80 @@
+"""What every forecaster shares: the scikit-learn contract and one predict loop.
+
+A model's ``__init__`` stores keyword parameters only. ``fit(df, events=None)`` validates a
+long-format series frame (``unique_id, ds, y``; NaN is missing data), learns, sets
+attributes ending in ``_`` and returns ``self``; it can be called again. ``predict(horizon,
+quantiles, events=None)`` forecasts ``horizon`` intervals after the end of the fitted data
+of every series, as ``unique_id, ds, yhat`` plus one column per quantile named by
+:func:`forecaster.frames.quantile_column` (``q0.9``). Quantiles come out non-decreasing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from forecaster.frames import quantile_column
+
+
+def future_index(last: pd.Timestamp, step: pd.Timedelta, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon`` timestamps after ``last``."""
+    return pd.date_range(last + step, periods=horizon, freq=step)
+
+
+def check_horizon(horizon: int) -> int:
+    if int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon must be a positive number of intervals, got {horizon!r}")
+    return int(horizon)
+
+
+def sort_quantiles(by_quantile: dict[float, np.ndarray]) -> dict[float, np.ndarray]:
+    """Make quantiles non-decreasing in the level (a crossing is always an estimation error)."""
+    levels = sorted(by_quantile)
+    if not levels:
+        return by_quantile
+    stacked = np.maximum.accumulate(np.vstack([by_quantile[q] for q in levels]), axis=0)
+    return {q: stacked[n] for n, q in enumerate(levels)}
+
+
+def regular(one: pd.DataFrame, step: pd.Timedelta) -> pd.Series:
+    """One series' ``y`` on a regular grid of ``step``; absent intervals become NaN (missing)."""
+    return one.set_index("ds")["y"].asfreq(step)
+
+
+class PerSeriesModel(BaseEstimator):
+    """The predict loop shared by models fitted series by series.
+
+    Subclasses set ``step_`` and ``last_ds_`` (last timestamp per series) in ``fit`` and
+    implement ``_forecast_one``, returning the point forecast and each quantile as arrays.
+    """
+
+    step_: pd.Timedelta
+    last_ds_: dict[str, pd.Timestamp]
+
+    def predict(
+        self,
+        horizon: int,
+        quantiles: Sequence[float] = (0.5, 0.9),
+        events: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        horizon = check_horizon(horizon)
+        if not hasattr(self, "last_ds_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        frames = []
+        for uid, last in self.last_ds_.items():
+            index = future_index(last, self.step_, horizon)
+            yhat, by_quantile = self._forecast_one(uid, index, quantiles)
+            by_quantile = sort_quantiles(by_quantile)
+            frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": yhat})
+            for q in quantiles:
+                frame[quantile_column(q)] = by_quantile[q]
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def _forecast_one(
+        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        raise NotImplementedError

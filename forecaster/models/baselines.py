@@ -1,0 +1,50 @@
+"""Last value: the simplest yardstick, with random-walk intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from forecaster.frames import series_freq, validate_series
+from forecaster.models.base import PerSeriesModel, regular
+
+
+class LastValue(PerSeriesModel):
+    """Repeat the last observed (non-missing) value.
+
+    Quantiles are the last value plus the empirical quantiles of one-step changes seen in
+    fit, widened by ``sqrt(h)`` at ``h`` steps ahead as for a random walk, and clipped at 0
+    (request rates are not negative). ``window`` bounds the history used, in intervals.
+    """
+
+    def __init__(self, window: int = 10_080) -> None:
+        self.window = window
+
+    def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LastValue:
+        frame = validate_series(df)
+        self.step_ = series_freq(frame)
+        self.last_ds_ = {}
+        self.last_value_: dict[str, float] = {}
+        self.changes_: dict[str, np.ndarray] = {}
+        self.fallback_reason_: dict[str, str | None] = {}
+        for uid, one in frame.groupby("unique_id", sort=True):
+            y = regular(one, self.step_).iloc[-self.window :]
+            self.last_ds_[uid] = y.index[-1]
+            seen = y.dropna()
+            self.last_value_[uid] = float(seen.iloc[-1]) if len(seen) else 0.0
+            changes = y.diff().dropna().to_numpy()
+            self.changes_[uid] = changes if changes.size else np.zeros(1)
+            self.fallback_reason_[uid] = None if len(seen) else "no observed value"
+        return self
+
+    def _forecast_one(
+        self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        base = np.full(len(index), self.last_value_[uid])
+        spread = np.sqrt(np.arange(1, len(index) + 1))
+        changes = self.changes_[uid]
+        return base, {
+            q: np.maximum(base + np.quantile(changes, q) * spread, 0.0) for q in quantiles
+        }
