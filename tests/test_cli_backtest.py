@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from forecaster.frames import write_frame
+from forecaster.models import registry
 
 runner = CliRunner()
 
@@ -42,7 +43,7 @@ def test_auto_scores_every_model_and_chooses_one_per_series(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert {(r["unique_id"], r["model"]) for r in rows} == {
-        (u, m) for u in "ab" for m in ("seasonal_naive", "seasonal_naive_week", "seasonal_quantile")
+        (u, m) for u in "ab" for m in registry()
     }
     for uid in "ab":
         mine = [r for r in rows if r["unique_id"] == uid]
