@@ -11,6 +11,7 @@ from typing import Any
 from forecaster.models.base import PerSeriesModel
 from forecaster.models.baselines import LastValue
 from forecaster.models.seasonal import SeasonalNaive, SeasonalQuantile
+from forecaster.models.sklearn_model import GradientBoostingForecaster
 
 
 def registry(
@@ -22,7 +23,15 @@ def registry(
         "seasonal_naive_week": lambda: SeasonalNaive(season="7D"),
         "last_value": lambda: LastValue(),
         "seasonal_quantile": lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
+        "gradient_boosting": lambda: GradientBoostingForecaster(country=country, tz=tz),
     }
 
 
-__all__ = ["LastValue", "PerSeriesModel", "SeasonalNaive", "SeasonalQuantile", "registry"]
+__all__ = [
+    "GradientBoostingForecaster",
+    "LastValue",
+    "PerSeriesModel",
+    "SeasonalNaive",
+    "SeasonalQuantile",
+    "registry",
+]

@@ -1,0 +1,143 @@
+"""Features for direct multi-step forecasting, as functions over one regular array.
+
+A sample is an *origin* ``o`` (the last interval seen) and a step ahead ``h``; the target
+is ``y[o + h]`` divided by the level at the origin, so one model serves series of every
+size. Every feature only reads ``y`` at or before ``o`` (no look-ahead): seasonal lags of
+the target's time of day are taken whole seasons back, at least ``ceil(h / period)`` of
+them, so they are always known at the origin. NaN (missing data) stays NaN: the gradient
+boosting routes it as missing, it is never read as a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
+
+
+def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean of the last ``window`` values ignoring NaN; NaN if all are missing."""
+    finite = np.isfinite(y)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    end = np.arange(1, len(y) + 1)
+    start = np.maximum(end - window, 0)
+    n = counts[end] - counts[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (sums[end] - sums[start]) / np.maximum(n, 1), np.nan)
+
+
+def centred_mean(y: np.ndarray, half: int) -> np.ndarray:
+    """Mean over ``[t - half, t + half]`` ignoring NaN (smooths per-minute noise)."""
+    if half <= 0:
+        return y.astype(float)
+    trailing = rolling_mean(np.concatenate([y, np.full(half, np.nan)]), 2 * half + 1)
+    return trailing[half:]
+
+
+def take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` with NaN where the index falls outside the array."""
+    inside = (index >= 0) & (index < len(values))
+    out = np.full(index.shape, np.nan)
+    out[inside] = values[index[inside]]
+    return out
+
+
+def calendar_features(
+    ds: pd.DatetimeIndex, period: pd.Timedelta, country: str | None, tz: str | None
+) -> np.ndarray:
+    """Time of day (three Fourier pairs), day of week, and day type, in local time."""
+    local = ds.tz_localize("UTC").tz_convert(tz).tz_localize(None) if tz else ds
+    seconds = (local - local.normalize()).total_seconds().to_numpy()
+    phase = 2 * np.pi * seconds / period.total_seconds()
+    columns = []
+    for k in (1, 2, 3):
+        columns += [np.sin(k * phase), np.cos(k * phase)]
+    days = local.normalize()
+    unique = pd.DatetimeIndex(days.unique())
+    if country:
+        kinds = day_types([d.date() for d in unique], country)
+    else:
+        kinds = np.where(unique.day_of_week >= 5, WEEKEND, WORKING).astype(np.int8)
+    kind = pd.Series(kinds, index=unique).reindex(days).to_numpy()
+    columns += [
+        local.day_of_week.to_numpy().astype(float),
+        (kind == WORKING).astype(float),
+        (kind == HOLIDAY).astype(float),
+        ((kind == WORKING) & (local.day_of_week >= 5)).astype(float),  # make-up working day
+    ]
+    return np.column_stack(columns)
+
+
+def design(
+    y: np.ndarray,
+    ds: pd.DatetimeIndex,
+    origins: np.ndarray,
+    steps: np.ndarray,
+    period: int,
+    lags: int,
+    seasonal_lags: int,
+    calendar: np.ndarray | None,
+    events: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix for samples (origin, step) of one series, and each sample's level.
+
+    ``calendar`` and ``events`` are per-interval arrays aligned with ``y`` extended by the
+    forecast horizon (so they can be read at ``o + h``). Values are divided by the level:
+    the mean of the season before the origin.
+    """
+    level = rolling_mean(y, period)
+    fallback = np.nanmean(y) if np.isfinite(y).any() else 1.0
+    level = np.where(np.isfinite(level), level, fallback)
+    floor = max(1e-6, 0.01 * abs(fallback))
+    scale = np.maximum(take(level, origins), floor)
+    smooth = centred_mean(y, max(1, period // 96))
+    target = origins + steps
+    columns = [steps.astype(float)]
+    first = -(-steps // period)  # ceil(h / period): the closest season back that is known
+    for k in range(seasonal_lags):
+        back = target - (first + k) * period
+        columns.append(take(y, back) / scale)
+        columns.append(np.where(back <= origins, take(smooth, back), np.nan) / scale)
+    week = 7 * period
+    weeks_back = target - week * -(-steps // week)
+    columns.append(take(smooth, weeks_back) / scale)
+    for j in range(lags):
+        columns.append(take(y, origins - j) / scale)
+    for window in sorted({max(2, period // 288), max(2, period // 96), max(2, period // 24)}):
+        columns.append(take(rolling_mean(y, window), origins) / scale)
+    # today's deviation from the same hour one season ago, a nowcast of the level
+    recent = take(rolling_mean(y, max(2, period // 24)), origins)
+    before = take(rolling_mean(y, max(2, period // 24)), origins - period)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        columns.append(recent / np.maximum(before, floor))
+    matrix = np.column_stack(columns)
+    if calendar is not None:
+        matrix = np.hstack([matrix, calendar[target]])
+    if events is not None:
+        matrix = np.hstack([matrix, events[target]])
+    return matrix, scale
+
+
+def event_matrix(
+    events: pd.DataFrame | None, uid: str, ds: pd.DatetimeIndex, names: Sequence[str]
+) -> np.ndarray | None:
+    """Known-in-advance event columns on ``ds`` (0 where the calendar says nothing).
+
+    ``events`` has ``ds`` and one numeric column per event; a ``unique_id`` column restricts
+    a row to one series.
+    """
+    if not names:
+        return None
+    out = np.zeros((len(ds), len(names)))
+    if events is None or events.empty:
+        return out
+    rows = events
+    if "unique_id" in rows.columns:
+        rows = rows[rows["unique_id"].astype(str) == uid]
+    table = rows.groupby(pd.to_datetime(rows["ds"]))[list(names)].max()
+    aligned = table.reindex(ds).fillna(0.0).to_numpy(dtype=float)
+    return aligned

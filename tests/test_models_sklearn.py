@@ -1,0 +1,77 @@
+"""The gradient-boosting forecaster: calibrated quantiles, cold start, trees kept as data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+from forecaster.models import GradientBoostingForecaster
+from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
+
+
+def poisson_days(days: int, seed: int, freq: str = "5min", uid: str = "s") -> pd.DataFrame:
+    """Poisson counts around a known daily profile: the true quantiles are known."""
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range(
+        "2026-10-05", periods=days * int(pd.Timedelta("1D") / pd.Timedelta(freq)), freq=freq
+    )
+    hour = ds.hour + ds.minute / 60
+    mean = 20 + 80 * np.exp(-0.5 * ((hour - 10) / 2) ** 2)
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean).astype(float)})
+
+
+def test_quantiles_are_calibrated_on_poisson_counts() -> None:
+    frame = poisson_days(35, seed=2)
+    train, test = frame.iloc[: 28 * 288], frame.iloc[28 * 288 :]
+    model = GradientBoostingForecaster(max_iter=60, max_samples=20_000)
+    forecast = model.fit(train).predict(len(test), quantiles=(0.5, 0.9, 0.99))
+    for q in (0.5, 0.9, 0.99):
+        covered = np.mean(test["y"].to_numpy() <= forecast[f"q{q:g}"].to_numpy())
+        assert abs(covered - q) < 0.04, (q, covered)
+
+
+def test_a_global_model_serves_series_of_different_sizes() -> None:
+    small = poisson_days(14, seed=3, freq="1h", uid="small")
+    big = poisson_days(14, seed=4, freq="1h", uid="big").assign(y=lambda f: f["y"] * 10)
+    model = GradientBoostingForecaster(max_iter=40).fit(pd.concat([small, big]))
+    assert model.models_["small"] is model.models_["big"]
+    forecast = model.predict(24, quantiles=(0.5,)).groupby("unique_id")["q0.5"].mean()
+    assert forecast["big"] / forecast["small"] == pytest.approx(10, rel=0.2)
+    local = GradientBoostingForecaster(max_iter=40, global_model=False).fit(pd.concat([small, big]))
+    assert local.models_["small"] is not local.models_["big"]
+
+
+def test_cold_start_falls_back_to_a_baseline_and_says_so() -> None:
+    long = poisson_days(10, seed=5, freq="1h", uid="long")
+    short = poisson_days(1, seed=6, freq="1h", uid="short").iloc[:30]
+    newborn = poisson_days(1, seed=7, freq="1h", uid="newborn").iloc[:5]
+    model = GradientBoostingForecaster(max_iter=20).fit(pd.concat([long, short, newborn]))
+    assert model.fallback_reason_["long"] is None
+    assert "seasonal naive" in model.fallback_reason_["short"]
+    assert "last value" in model.fallback_reason_["newborn"]
+    forecast = model.predict(6, quantiles=(0.9,))
+    assert forecast.groupby("unique_id").size().to_dict() == {"long": 6, "newborn": 6, "short": 6}
+
+
+def test_events_known_in_advance_are_learned() -> None:
+    frame = poisson_days(21, seed=8, freq="1h")
+    release = frame["ds"].dt.hour.isin([15, 16]) & (frame["ds"].dt.day % 3 == 0)
+    frame.loc[release, "y"] += 300
+    future = pd.date_range(frame["ds"].max() + pd.Timedelta("1h"), periods=48, freq="1h")
+    events = pd.DataFrame({"ds": pd.concat([frame["ds"], pd.Series(future)]), "release": 0.0})
+    events.loc[events["ds"].dt.hour.isin([15, 16]) & (events["ds"].dt.day % 3 == 0), "release"] = 1
+    model = GradientBoostingForecaster(max_iter=80).fit(frame, events=events)
+    forecast = model.predict(48, quantiles=(0.5,), events=events)
+    on = forecast["ds"].isin(events.loc[events["release"] == 1, "ds"])
+    assert on.any() and forecast.loc[on, "yhat"].mean() > forecast.loc[~on, "yhat"].mean() + 150
+
+
+def test_trees_evaluated_from_arrays_match_scikit_learn() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4))
+    X[::5, 2] = np.nan
+    y = X[:, 0] + np.nan_to_num(X[:, 2]) * 2 + rng.normal(size=500)
+    model = HistGradientBoostingRegressor(max_iter=30).fit(X, y)
+    assert np.allclose(predict_trees(trees_from_estimator(model), X), model.predict(X))
