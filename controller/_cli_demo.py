@@ -66,11 +66,11 @@ def demo(
     )
     typer.echo(f"   wrote {series_path} and {picture}")
 
-    typer.echo("3. backtesting every model: 28 cutoffs 6 hours apart, forecasting the next hour")
+    typer.echo("3. backtesting every model: 14 cutoffs 12 hours apart, forecasting the next hour")
     scores = []
     for name, make in registry().items():
         folds = backtest(
-            make(), result.series, horizon=60, folds=28, every=361, quantiles=(0.5, 0.9)
+            make(), result.series, horizon=60, folds=14, every=721, quantiles=(0.5, 0.9)
         )
         scores.append(score(folds, result.series, season=1440, upper=0.9).assign(model=name))
     table = pd.concat(scores, ignore_index=True)
@@ -85,9 +85,12 @@ def demo(
     )
     settings = ReplaySettings(capacity_per_replica=CAPACITY, startup_delay=STARTUP, quantile=0.975)
     baselines = replay(result.series, REPLAY_FROM, settings, policies=["hpa", "oracle"])
+    # Last value is a yardstick for short-range point forecasts; repeated a day ahead with
+    # random-walk bands it plans for almost any load, so it is left out of the replay.
     runs = {
         name: replay(result.series, REPLAY_FROM, settings, ["predictive"], model_factory=make)
         for name, make in registry().items()
+        if name != "last_value"
     }
     hpa = baselines.summary.set_index("policy").loc["hpa"]
     oracle = baselines.summary.set_index("policy").loc["oracle", "replica_minutes"]
