@@ -12,22 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import typer  # noqa: E402
 
-from forecaster._cli_common import fail  # noqa: E402
-from forecaster.backtest import backtest, score  # noqa: E402
+from forecaster._cli_common import fail, steps  # noqa: E402
 from forecaster.frames import quantile_column, read_series, series_freq  # noqa: E402
 from forecaster.models import registry  # noqa: E402
+from forecaster.training import select  # noqa: E402
 
 app = typer.Typer()
-
-
-def steps(text: str, step: pd.Timedelta) -> int:
-    """A horizon given as a number of intervals (``48``) or a duration (``2h``)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(pd.Timedelta(text) / step)
-    except ValueError:
-        fail(f"--horizon {text!r} is neither a number of intervals nor a duration like 2h")
 
 
 @app.command("backtest")
@@ -50,34 +40,24 @@ def backtest_command(
 ) -> None:
     """Backtest models with rolling origins; ``auto`` picks per series by the selection score.
 
-    The selection score is the pinball loss of the upper quantile with shortfalls weighted
-    three times: under-forecasting is what pages on-call.
+    ``auto`` compares the fast models; Prophet is backtested when named (``--model
+    prophet``), as it refits for seconds to minutes per fold. The selection score is the
+    pinball loss of the upper quantile with shortfalls weighted three times:
+    under-forecasting is what pages on-call.
     """
-    models = registry(country=country, tz=tz)
-    names = list(models) if model == "auto" else [model]
-    if any(name not in models for name in names):
+    models = registry(country=country, tz=tz, include_slow=model != "auto")
+    if model != "auto" and model not in models:
         fail(f"unknown --model {model!r}; choose auto or one of {', '.join(models)}")
+    candidates = models if model == "auto" else {model: models[model]}
     try:
         frame = read_series(series_path)
         step = series_freq(frame)
-        h = steps(horizon, step)
-        stride = steps(every, step) if every else None
-        tables, results = [], {}
-        for name in names:
-            results[name] = backtest(
-                models[name](), frame, h, folds, stride, quantiles=(0.5, upper)
-            )
-            table = score(results[name], frame, int(pd.Timedelta(season) / step), upper, (0.5,))
-            tables.append(table.assign(model=name))
+        h = steps("--horizon", horizon, step)
+        stride = steps("--every", every, step) if every else None
+        selection = select(frame, candidates, h, folds, stride, upper, season)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
-    scores = pd.concat(tables, ignore_index=True)
-    best = scores.loc[
-        scores.groupby("unique_id")["selection_score"].idxmin(), ["unique_id", "model"]
-    ]
-    scores["chosen"] = scores.set_index(["unique_id", "model"]).index.isin(
-        best.set_index(["unique_id", "model"]).index
-    )
+    scores = selection.scores
     if as_json:
         typer.echo(json.dumps(scores.to_dict(orient="records"), indent=2, default=float))
     else:
@@ -95,8 +75,9 @@ def backtest_command(
         ]
         typer.echo(scores[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if plot is not None:
-        chosen = results[best.iloc[0]["model"]]
-        _plot(chosen[chosen["unique_id"] == best.iloc[0]["unique_id"]], upper, plot)
+        uid, name = next(iter(selection.chosen().items()))
+        folds_of = selection.results[name]
+        _plot(folds_of[folds_of["unique_id"] == uid], upper, plot)
 
 
 def _plot(results: pd.DataFrame, upper: float, path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from forecaster import _cli_generate, _cli_ingest, _cli_models
+from forecaster import _cli_generate, _cli_ingest, _cli_models, _cli_train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -16,3 +16,4 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 app.registered_commands += _cli_generate.app.registered_commands
 app.registered_commands += _cli_ingest.app.registered_commands
 app.registered_commands += _cli_models.app.registered_commands
+app.registered_commands += _cli_train.app.registered_commands

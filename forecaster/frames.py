@@ -64,6 +64,28 @@ def read_series(path: str | Path) -> pd.DataFrame:
     return validate_series(df)
 
 
+def read_events(path: str | Path) -> pd.DataFrame:
+    """Read an event calendar: ``ds``, optionally ``unique_id``, and one numeric column per
+    known-in-advance event (a deadline, an announcement, maintenance), 0 when absent."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if "ds" not in df.columns:
+        raise ValueError(f"{path}: an event calendar needs a ds column")
+    names = [c for c in df.columns if c not in ("unique_id", "ds")]
+    if not names:
+        raise ValueError(f"{path}: no event columns besides ds")
+    out = df.copy()
+    out["ds"] = pd.to_datetime(out["ds"])
+    for name in names:
+        try:
+            out[name] = pd.to_numeric(out[name]).astype(float)
+        except (ValueError, TypeError):
+            raise ValueError(f"{path}: event column {name!r} is not numeric") from None
+    return out
+
+
 def write_frame(df: pd.DataFrame, path: str | Path) -> None:
     """Write any long-format frame to ``.csv`` or ``.parquet``, chosen by the extension."""
     path = Path(path)

@@ -59,7 +59,7 @@ class SeasonalNaive(PerSeriesModel):
         self.last_ds_ = {}
         for uid, one in frame.groupby("unique_id", sort=True):
             y = one.set_index("ds")["y"].asfreq(self.step_)
-            self.history_[uid] = y.iloc[-self.period_ :]
+            self.history_[uid] = y.to_numpy()[-self.period_ :]
             self.last_ds_[uid] = y.index[-1]
             diffs = (y - y.shift(self.period_)).dropna().to_numpy()
             self.residuals_[uid] = diffs if diffs.size else np.zeros(1)
@@ -68,7 +68,7 @@ class SeasonalNaive(PerSeriesModel):
     def _forecast_one(
         self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
     ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
-        values = self.history_[uid].to_numpy()
+        values = self.history_[uid]
         horizon = len(index)
         if len(values) == self.period_:
             base = values[np.arange(horizon) % self.period_]

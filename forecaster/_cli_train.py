@@ -1,0 +1,162 @@
+"""``surgecast train`` and ``surgecast forecast``: fit models into a store, forecast from it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+
+from forecaster import store
+from forecaster._cli_common import fail, steps
+from forecaster.frames import read_events, read_series, series_freq, write_frame
+from forecaster.models import registry
+from forecaster.training import Trained, forecast, train
+
+app = typer.Typer()
+
+
+@app.command("train")
+def train_command(
+    series_path: Path = typer.Option(
+        ..., "--series", help="Long-format series (.csv or .parquet)."
+    ),
+    model: str = typer.Option("auto", "--model", help="auto, or one of the model names."),
+    out: str = typer.Option(..., "--out", "-o", help="Model store: a directory or an fsspec URL."),
+    horizon: str = typer.Option(
+        "1h", "--horizon", help="Backtest horizon: intervals (48) or a duration (2h)."
+    ),
+    folds: int = typer.Option(3, "--folds", min=1, help="Backtest cutoffs per model."),
+    every: str | None = typer.Option(
+        None, "--every", help="Between cutoffs (default: the horizon)."
+    ),
+    upper: float = typer.Option(0.9, "--quantile", help="The upper quantile scored."),
+    season: str = typer.Option("1D", "--season", help="Season of the MASE scale."),
+    tz: str | None = typer.Option(None, "--tz", help="Service time zone for day types."),
+    country: str | None = typer.Option(None, "--country", help="Holiday calendar, e.g. CN."),
+    events_path: Path | None = typer.Option(
+        None, "--events", help="Event calendar: ds, [unique_id], one column per event."
+    ),
+) -> None:
+    """Train every series of a file and store the models as a new version in ``--out``.
+
+    With ``--model auto`` each series gets the model with the best backtest selection score
+    (as ``surgecast backtest`` prints); the scores are stored with the models.
+    """
+    candidates = registry(country=country, tz=tz, include_slow=model != "auto")
+    try:
+        frame = read_series(series_path)
+        events = read_events(events_path) if events_path else None
+        step = series_freq(frame)
+        h = steps("--horizon", horizon, step)
+        stride = steps("--every", every, step) if every else None
+        trained = train(frame, candidates, model, h, folds, stride, upper, season, events)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    metadata = {
+        "step": f"{int(step.total_seconds())}s",
+        "series": _series_metadata(frame, trained),
+        "training": {
+            "model": model,
+            "horizon": h,
+            "folds": folds,
+            "every": stride,
+            "quantile": upper,
+            "season": season,
+            "country": country,
+            "tz": tz,
+            "events": [] if events is None else sorted(set(events.columns) - {"ds", "unique_id"}),
+        },
+        "backtest": None if trained.scores is None else trained.scores.to_dict(orient="records"),
+        "note": trained.note,
+    }
+    version = store.save(
+        trained.models, out, metadata, store.fingerprint(frame), now=datetime.now(UTC)
+    )
+    if trained.note:
+        typer.echo(f"note: {trained.note}", err=True)
+    rows = pd.DataFrame(
+        [{"unique_id": uid, **info} for uid, info in metadata["series"].items()]
+    ).fillna("")
+    typer.echo(rows.to_string(index=False))
+    typer.echo(f"stored version {version} in {out}")
+
+
+def _series_metadata(frame: pd.DataFrame, trained: Trained) -> dict[str, dict[str, Any]]:
+    """Per series: the model, training window, data seen, score and any cold-start note."""
+    info = {}
+    scores = trained.scores
+    for uid, one in frame.groupby("unique_id", sort=True):
+        name = trained.assignment[uid]
+        reasons = getattr(trained.models[name], "fallback_reason_", {})
+        score = None
+        if scores is not None:
+            row = scores[(scores["unique_id"] == uid) & (scores["model"] == name)]
+            score = float(row["selection_score"].iloc[0]) if len(row) else None
+        info[uid] = {
+            "model": name,
+            "start": one["ds"].min().isoformat(),
+            "end": one["ds"].max().isoformat(),
+            "observed": int(one["y"].notna().sum()),
+            "selection_score": score,
+            "fallback": reasons.get(uid),
+        }
+    return info
+
+
+@app.command("forecast")
+def forecast_command(
+    model_dir: str = typer.Option(
+        ..., "--model", help="Model store written by surgecast train (directory or URL)."
+    ),
+    horizon: str = typer.Option(
+        ..., "--horizon", help="How far: intervals (48) or a duration (48h)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Forecast file (.csv or .parquet)."),
+    quantiles: str = typer.Option(
+        "0.5,0.9", "--quantiles", help="Comma-separated quantile levels."
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="A stored version (default: the latest)."
+    ),
+    events_path: Path | None = typer.Option(
+        None, "--events", help="Event calendar covering the forecast window."
+    ),
+) -> None:
+    """Forecast every stored series from the end of its training data.
+
+    Writes ``unique_id, ds, yhat`` and one column per quantile (``q0.9``); a model store
+    that fails its checks (tampered, truncated, from a newer format) is refused.
+    """
+    try:
+        levels = tuple(float(q) for q in quantiles.split(","))
+    except ValueError:
+        fail(f"--quantiles {quantiles!r} is not a comma-separated list of numbers")
+    if not all(0 < q < 1 for q in levels):
+        fail(f"--quantiles {quantiles!r}: every level must be strictly between 0 and 1")
+    try:
+        stored = store.load(model_dir, version)
+        events = read_events(events_path) if events_path else None
+    except store.StoreError as exc:
+        fail(f"refusing the model store: {exc}")
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    wanted = stored.manifest.get("training", {}).get("events") or []
+    if wanted and events is None:
+        typer.echo(
+            f"warning: the models were trained with events {', '.join(wanted)}; without"
+            " --events none is assumed in the forecast window",
+            err=True,
+        )
+    h = steps("--horizon", horizon, pd.Timedelta(stored.manifest["step"]))
+    frame = forecast(stored.models, h, levels, events)
+    try:
+        write_frame(frame, out)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"{frame['unique_id'].nunique()} series x {h} intervals from version {stored.version}"
+        f" written to {out}"
+    )

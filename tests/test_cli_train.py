@@ -1,0 +1,136 @@
+"""``surgecast train`` then ``surgecast forecast``: many series, events, refusals, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from controller.cli import app
+from forecaster.frames import write_frame
+
+runner = CliRunner()
+
+
+def write_series(path: Path) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    ds = pd.date_range("2026-09-01", periods=24 * 21, freq="1h")
+    launch = (ds.hour == 12) & (ds.day % 2 == 0)
+    frames = []
+    for uid, k in (("pension", 1.0), ("tax", 4.0)):
+        mean = k * (50 + 40 * np.sin(2 * np.pi * ds.hour / 24)) + 200 * launch
+        frames.append(pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean)}))
+    frame = pd.concat(frames)
+    write_frame(frame, path)
+    events = pd.DataFrame({"ds": pd.date_range(ds[0], periods=len(ds) + 48, freq="1h")})
+    events["launch"] = ((events["ds"].dt.hour == 12) & (events["ds"].dt.day % 2 == 0)) * 1.0
+    write_frame(events, path.with_name("events.csv"))
+    return frame
+
+
+def test_train_every_series_then_forecast(tmp_path: Path) -> None:
+    frame = write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    args = ["--series", str(tmp_path / "s.csv"), "-o", str(store_dir), "--horizon", "24"]
+    trained = runner.invoke(app, ["train", *args, "--events", str(tmp_path / "events.csv")])
+    assert trained.exit_code == 0, trained.output
+    assert "stored version" in trained.output
+    (manifest_path,) = store_dir.glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert set(manifest["series"]) == {"pension", "tax"}
+    assert manifest["training"]["events"] == ["launch"]
+    assert {r["model"] for r in manifest["backtest"]} >= {"seasonal_naive", "gradient_boosting"}
+    chosen = {uid: info["model"] for uid, info in manifest["series"].items()}
+    for uid, name in chosen.items():
+        mine = [r for r in manifest["backtest"] if r["unique_id"] == uid]
+        best = min(mine, key=lambda r: r["selection_score"])
+        assert best["model"] == name
+
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(
+        app,
+        ["forecast", "--model", str(store_dir), "--horizon", "48h", "-o", str(out)]
+        + ["--quantiles", "0.5,0.9,0.99", "--events", str(tmp_path / "events.csv")],
+    )
+    assert result.exit_code == 0, result.output
+    forecast = pd.read_parquet(out)
+    assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.5", "q0.9", "q0.99"]
+    assert forecast.groupby("unique_id").size().to_dict() == {"pension": 48, "tax": 48}
+    assert (forecast["ds"].min() - frame["ds"].max()) == pd.Timedelta("1h")
+    assert (forecast["q0.99"] >= forecast["q0.9"]).all()
+    level = forecast.groupby("unique_id")["yhat"].mean()
+    assert level["tax"] > 2 * level["pension"]
+
+
+def test_forecast_refuses_a_tampered_store(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    runner.invoke(
+        app,
+        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir)]
+        + ["--model", "seasonal_naive", "--horizon", "24"],
+    )
+    (model_json,) = store_dir.glob("*/model.json")
+    model_json.write_text(model_json.read_text().replace('"1D"', '"2D"'))
+    result = runner.invoke(
+        app,
+        ["forecast", "--model", str(store_dir), "--horizon", "6", "-o", str(tmp_path / "f.csv")],
+    )
+    assert result.exit_code == 2
+    assert "refusing the model store" in result.output and "checksum" in result.output
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_train_and_forecast_errors(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv")
+    cases = [
+        (
+            ["train", "--series", str(tmp_path / "none.csv"), "-o", str(tmp_path / "m")],
+            "no such file",
+        ),
+        (
+            [
+                "train",
+                "--series",
+                str(tmp_path / "s.csv"),
+                "-o",
+                str(tmp_path / "m"),
+                "--model",
+                "gpt",
+            ],
+            "unknown model",
+        ),
+        (
+            [
+                "forecast",
+                "--model",
+                str(tmp_path / "m"),
+                "--horizon",
+                "6",
+                "-o",
+                str(tmp_path / "f.csv"),
+            ],
+            "no model store here",
+        ),
+        (
+            [
+                "forecast",
+                "--model",
+                str(tmp_path / "m"),
+                "--horizon",
+                "6",
+                "-o",
+                str(tmp_path / "f.csv"),
+                "--quantiles",
+                "0.5,1.5",
+            ],
+            "strictly between 0 and 1",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
