@@ -1,0 +1,396 @@
+"""Every Prometheus call surgecast makes, and nothing else.
+
+The rest of the controller receives plain data: a float for the load now, and a
+long-format frame (``unique_id, ds, y``, ``ds`` naive UTC, NaN for missing steps) for the
+history a model trains on. Two things live here:
+
+* :class:`PrometheusClient` runs instant and range queries over the HTTP API. Range
+  queries are split into chunks the server accepts (it refuses more than 11,000 points
+  per series). Passing failures (a refused connection, a timeout, 429, 5xx) are retried
+  with the project's :class:`~controller.kube.RetryPolicy`; a bad query fails at once.
+* :class:`HistoryCache` keeps the history of each query, so every loop pulls only the
+  last few minutes instead of weeks, and optionally keeps it on disk across restarts.
+
+Errors are typed so the caller can act on them: :class:`PrometheusUnavailable` means
+"decide reactively for now" (the Fallback condition), :class:`PrometheusQueryError` means
+the PromQL in the spec is wrong, :class:`PrometheusDataError` means the query returned
+something other than one series.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import pandas as pd
+import requests
+
+from controller.kube import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 10_000
+"""Points per range request; Prometheus refuses more than 11,000 per series."""
+
+Duration: TypeAlias = timedelta | str
+"""A step or window: a ``timedelta`` (or ``pd.Timedelta``), or a string like ``"1min"``."""
+
+
+class PrometheusError(Exception):
+    """Any failure to get usable data from Prometheus."""
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Prometheus could not answer (network, timeout, 5xx, 429) after every retry, or
+    refused us (401, 403, 404). Decide reactively until it is back."""
+
+
+class PrometheusQueryError(PrometheusError):
+    """Prometheus rejected the query (400/422); the message is Prometheus's own."""
+
+
+class PrometheusDataError(PrometheusError):
+    """The answer was not what the caller needs: several series, a wrong result type,
+    or a body that is not the Prometheus API's JSON."""
+
+
+class PrometheusClient:
+    """Instant and range queries against one Prometheus (or a compatible API: Thanos,
+    Mimir, VictoriaMetrics).
+
+    Args:
+        url: base URL, e.g. ``http://prometheus.monitoring:9090``.
+        timeout: seconds before one request is abandoned and retried; defaults to
+            ``retry.timeout``.
+        retry: attempts and backoff for passing failures (shared with the Kubernetes client).
+        headers: sent with every request, e.g. ``Authorization`` or ``X-Scope-OrgID``.
+        max_points: most points a single range request may ask for.
+        sleep, rng: injectable so tests run retries instantly and repeatably.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        max_points: int = MAX_POINTS,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_points < 1:
+            raise ValueError("max_points must be at least 1")
+        self.url = url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.timeout = self.retry.timeout if timeout is None else timeout
+        self.max_points = max_points
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+
+    def instant(self, query: str, at: datetime | None = None) -> float | None:
+        """The value of ``query`` at ``at`` (default: the server's now).
+
+        None when there is no data (an empty result, NaN or ±Inf): the caller treats the
+        load as unknown rather than zero. The query must aggregate to one series (wrap it
+        in ``sum(...)``); several series raise :class:`PrometheusDataError`, because
+        picking one of them silently would scale on part of the load.
+        """
+        params = {"query": query}
+        if at is not None:
+            params["time"] = _unix(_utc(at))
+        data = self._post("/api/v1/query", params)
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar":
+            return _finite(_sample_value(result, query))
+        if kind != "vector" or not isinstance(result, list):
+            raise PrometheusDataError(
+                f"query {query!r} returned a {kind}; an instant query needs a vector or scalar"
+            )
+        if not result:
+            return None
+        _check_one_series(result, query)
+        return _finite(_sample_value(result[0].get("value"), query))
+
+    def range(self, query: str, start: datetime, end: datetime, step: Duration) -> pd.Series:
+        """Values of ``query`` at ``start``, ``start + step``, ... up to ``end``.
+
+        The series always has the full regular grid as its index (naive UTC), with NaN
+        where Prometheus has no value, so a gap stays visible as a gap. Long windows are
+        fetched in chunks of at most ``max_points`` points each.
+        """
+        first, last, step = _utc(start), _utc(end), _step(step)
+        if last < first:
+            raise ValueError(f"range end {last} is before its start {first}")
+        chunks = []
+        chunk_start = first
+        while chunk_start <= last:
+            chunk_end = min(chunk_start + step * (self.max_points - 1), last)
+            chunks.append(self._range_chunk(query, chunk_start, chunk_end, step))
+            chunk_start = chunk_end + step
+        grid = pd.date_range(first, last, freq=step, unit="ns")
+        return pd.concat(chunks).reindex(grid)
+
+    def _range_chunk(
+        self, query: str, start: pd.Timestamp, end: pd.Timestamp, step: pd.Timedelta
+    ) -> pd.Series:
+        params = {
+            "query": query,
+            "start": _unix(start),
+            "end": _unix(end),
+            "step": f"{step.total_seconds():g}",
+        }
+        data = self._post("/api/v1/query_range", params)
+        result = data.get("result")
+        if data.get("resultType") != "matrix" or not isinstance(result, list):
+            raise PrometheusDataError(
+                f"range query {query!r} returned a {data.get('resultType')}, not a matrix"
+            )
+        if not result:
+            return pd.Series(dtype=float, index=pd.DatetimeIndex([], dtype="datetime64[ns]"))
+        _check_one_series(result, query)
+        try:
+            stamps = np.array([float(t) for t, _ in result[0]["values"]])
+            values = np.array([float(v) for _, v in result[0]["values"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrometheusDataError(f"range query {query!r}: malformed values: {exc}") from None
+        values[~np.isfinite(values)] = np.nan
+        index = pd.to_datetime(np.round(stamps * 1000).astype(np.int64), unit="ms")
+        return pd.Series(values, index=index.as_unit("ns"))
+
+    def _post(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """One API call with retries; the ``data`` member of a successful answer.
+
+        POST with a form body, as Grafana does: long PromQL does not fit in a URL.
+        """
+        failure = ""
+        for attempt in range(self.retry.attempts):
+            retry_after = None
+            try:
+                response = self.session.post(self.url + path, data=params, timeout=self.timeout)
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code not in self.retry.retry_statuses:
+                    return _data(response, params["query"])
+                failure = f"HTTP {response.status_code}: {_error_message(response)}"
+                retry_after = _retry_after(response)
+            if attempt == self.retry.attempts - 1:
+                break
+            if retry_after is not None and retry_after > self.retry.cap:
+                # Waiting that long would stall the control loop: give up now, decide
+                # reactively, and ask again at the next sync.
+                raise PrometheusUnavailable(
+                    f"{self.url}{path}: {failure}; asked to retry after {retry_after:g} s"
+                )
+            self.sleep(self.retry.delay(attempt, self.rng, retry_after))
+        raise PrometheusUnavailable(
+            f"{self.url}{path}: {failure} (after {self.retry.attempts} attempts)"
+        )
+
+
+class HistoryCache:
+    """The recent history of each query, extended incrementally.
+
+    The first :meth:`get` pulls the whole window; later ones pull only from the last
+    cached step minus ``overlap`` (samples that arrived late, e.g. through remote write,
+    replace the values computed before they came), so a 30-second loop over weeks of
+    history costs one small request. With ``directory``, each series is also kept as a
+    parquet file there, so a restarted controller does not pull weeks again. One cache
+    serves one loop: it is not locked for use from several threads.
+    """
+
+    def __init__(
+        self, directory: str | Path | None = None, overlap: Duration = timedelta(minutes=5)
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.overlap = pd.Timedelta(overlap)
+        self._series: dict[tuple[str, str, pd.Timedelta], pd.Series] = {}
+
+    def get(
+        self,
+        client: PrometheusClient,
+        query: str,
+        end: datetime,
+        window: Duration,
+        step: Duration = "1min",
+        unique_id: str | None = None,
+    ) -> pd.DataFrame:
+        """History of ``query`` over ``window`` up to ``end``, as a long-format frame.
+
+        Timestamps are multiples of ``step`` (so successive calls share one grid) in
+        ``(end - window, end]``; ``y`` is NaN where Prometheus has no value. ``unique_id``
+        names the series in the frame (default: the query itself).
+        """
+        step = _step(step)
+        last = _utc(end).floor(step)
+        first = (last - pd.Timedelta(window)).floor(step) + step
+        key = (client.url, query, step)
+        cached = self._series.get(key)
+        if cached is None:
+            cached = self._load(key)
+        series = self._extend(client, query, cached, first, last, step)
+        self._series[key] = series
+        self._save(key, series)
+        return pd.DataFrame(
+            {"unique_id": unique_id or query, "ds": series.index, "y": series.to_numpy()}
+        )
+
+    def _extend(
+        self,
+        client: PrometheusClient,
+        query: str,
+        cached: pd.Series | None,
+        first: pd.Timestamp,
+        last: pd.Timestamp,
+        step: pd.Timedelta,
+    ) -> pd.Series:
+        """``cached`` completed to the grid ``first..last`` with as little pulled as possible."""
+        grid = pd.date_range(first, last, freq=step, unit="ns")
+        if cached is None or cached.empty or cached.index[-1] < first or cached.index[0] > last:
+            return client.range(query, first, last, step)
+        series = cached
+        if first < cached.index[0]:
+            head = client.range(query, first, cached.index[0] - step, step)
+            series = head.combine_first(series)
+        since = max(first, cached.index[-1] - max(self.overlap, step))
+        if since <= last:
+            # Fresh values win, but a step Prometheus no longer answers keeps its old value.
+            series = client.range(query, since, last, step).combine_first(series)
+        return series.reindex(grid)
+
+    def _path(self, key: tuple[str, str, pd.Timedelta]) -> Path | None:
+        if self.directory is None:
+            return None
+        url, query, step = key
+        digest = hashlib.sha256(f"{url}\n{query}\n{step.total_seconds():g}".encode()).hexdigest()
+        return self.directory / f"{digest[:24]}.parquet"
+
+    def _load(self, key: tuple[str, str, pd.Timedelta]) -> pd.Series | None:
+        """The series saved by an earlier run, or None (a bad file is deleted, not fatal)."""
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            frame = pd.read_parquet(path)
+            index = pd.DatetimeIndex(frame["ds"]).as_unit("ns")
+            if index.tz is not None or not index.is_monotonic_increasing or not index.is_unique:
+                raise ValueError("ds is not increasing naive UTC timestamps")
+            return pd.Series(frame["y"].to_numpy(dtype=float), index=index)
+        except Exception as exc:  # a cache only saves time: any damage means pull again
+            log.warning("discarding unreadable history cache %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+    def _save(self, key: tuple[str, str, pd.Timedelta], series: pd.Series) -> None:
+        """Write through a temporary file, so a crash mid-write leaves the old file whole."""
+        path = self._path(key)
+        if path is None:
+            return
+        frame = pd.DataFrame({"ds": series.index, "y": series.to_numpy()})
+        partial = path.with_suffix(".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(partial, index=False)
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("cannot write history cache %s: %s", path, exc)
+
+
+def _utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:
+    """A naive UTC timestamp; naive input is taken to be UTC already, as everywhere here."""
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.as_unit("ns")
+
+
+def _step(step: Duration) -> pd.Timedelta:
+    value = pd.Timedelta(step)
+    if value <= pd.Timedelta(0):
+        raise ValueError(f"step must be positive, got {step!r}")
+    return value
+
+
+def _unix(stamp: pd.Timestamp) -> str:
+    """Seconds since the epoch with millisecond precision, as the API takes them."""
+    return f"{stamp.value / 1e9:.3f}"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _sample_value(sample: Any, query: str) -> float:
+    """The value of a ``[timestamp, "value"]`` pair (Prometheus sends values as strings)."""
+    try:
+        return float(sample[1])
+    except (IndexError, TypeError, ValueError):
+        raise PrometheusDataError(f"query {query!r}: malformed sample {sample!r}") from None
+
+
+def _check_one_series(result: list[Any], query: str) -> None:
+    if len(result) > 1:
+        labels = ", ".join(str(series.get("metric", {})) for series in result[:3])
+        raise PrometheusDataError(
+            f"query {query!r} returned {len(result)} series ({labels}, ...); "
+            "aggregate it to one, e.g. with sum(...)"
+        )
+
+
+def _data(response: requests.Response, query: str) -> dict[str, Any]:
+    """The ``data`` of a final (not retried) answer, or the matching typed error."""
+    status = response.status_code
+    if status in (400, 422):
+        raise PrometheusQueryError(f"query {query!r} rejected: {_error_message(response)}")
+    if status != 200:
+        raise PrometheusUnavailable(f"{response.url}: HTTP {status}: {_error_message(response)}")
+    try:
+        body = response.json()
+        if body["status"] != "success" or not isinstance(body["data"], dict):
+            raise ValueError(f"status {body['status']!r}")
+        return body["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PrometheusDataError(
+            f"{response.url}: not a Prometheus API answer ({exc}): {response.text[:200]!r}"
+        ) from None
+
+
+def _error_message(response: requests.Response) -> str:
+    """Prometheus's own ``errorType: error`` when the body has it, else the body's start."""
+    try:
+        body = response.json()
+        return f"{body['errorType']}: {body['error']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300].strip() or response.reason or ""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asks us to wait: ``Retry-After`` as seconds or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
