@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -370,7 +371,9 @@ class KubeClient:
         logs the :class:`KubeError` instead.
         """
         meta = involved["metadata"]
-        name = f"{meta['name']}.{int(now.timestamp() * 1e6):x}"
+        # Unique like the API server's own names: the time, then random bits, so two Events
+        # in the same instant (about the scaler and about its target) never collide.
+        name = f"{meta['name']}.{int(now.timestamp() * 1e6):x}{uuid.uuid4().hex[:8]}"
         body = {
             "apiVersion": "v1",
             "kind": "Event",

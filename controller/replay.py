@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from controller.forecasting import to_forecast
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import (
     Forecast,
@@ -36,7 +37,7 @@ from controller.policy import (
     lead_time,
     needed_replicas,
 )
-from forecaster.frames import quantile_column, series_freq, validate_series
+from forecaster.frames import series_freq, validate_series
 from forecaster.models import SeasonalQuantile
 
 POLICIES = ("predictive", "hpa", "oracle")
@@ -258,14 +259,13 @@ def _run_predictive(
         int((settings.retrain_every + lead_time(spec) + settings.scale_down_stabilization) / step)
         + 1
     )
-    column = quantile_column(settings.quantile)
     state: dict[str, object] = {"forecast": None, "next_fit": index[0], "history": []}
     values = y.to_numpy(dtype=float)
     offset = int(y.index.get_loc(index[0]))
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
         if now >= state["next_fit"]:
-            state["forecast"] = _fit_and_forecast(y, now, settings, factory, horizon, column)
+            state["forecast"] = _fit_and_forecast(y, now, settings, factory, horizon)
             state["next_fit"] = now + settings.retrain_every
         previous = y.get(now - step, np.nan)
         load = float(previous) if np.isfinite(previous) else None
@@ -297,7 +297,6 @@ def _fit_and_forecast(
     settings: ReplaySettings,
     factory: ModelFactory,
     horizon: int,
-    column: str,
 ) -> Forecast | None:
     """Fit on the data strictly before ``now`` and forecast from there."""
     past = y[(y.index < now) & (y.index >= now - settings.history)]
@@ -307,14 +306,7 @@ def _fit_and_forecast(
     model = factory().fit(frame)  # type: ignore[attr-defined]
     predicted = model.predict(horizon, quantiles=(0.5, settings.quantile))
     predicted = predicted[predicted["ds"] >= now]
-    return Forecast(
-        made_at=now.to_pydatetime(),
-        times=predicted["ds"].to_numpy(dtype="datetime64[ns]"),
-        upper=predicted[column].to_numpy(dtype=float),
-        quantile=settings.quantile,
-        median=predicted["yhat"].to_numpy(dtype=float),
-        model_version=type(model).__name__,
-    )
+    return to_forecast(predicted, now.to_pydatetime(), settings.quantile, type(model).__name__)
 
 
 def summarize(decisions: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:

@@ -16,7 +16,16 @@ from typing import Any
 from controller.policy import Override
 
 MODES = ("ForecastOnly", "Scale", "HPAFloor")
-MODELS = ("auto", "seasonal_quantile", "sklearn", "prophet", "seasonal_naive")
+MODELS = (
+    "auto",
+    "seasonal_quantile",
+    "gradient_boosting",
+    "prophet",
+    "seasonal_naive",
+    "seasonal_naive_week",
+    "last_value",
+)
+"""The model names a spec may ask for: ``auto`` or a name of :func:`forecaster.models.registry`."""
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
 

@@ -1,10 +1,13 @@
 """A small stateful fake of the Kubernetes API on loopback, for the real ``kubernetes`` client.
 
-It keeps objects with resourceVersions, serves the scale subresource of Deployments,
-Leases with optimistic concurrency (409 on a stale resourceVersion), Events, and
-PredictiveScalers with a status subresource; answers with real ``Status`` bodies; and
-injects faults (a status code, optionally with ``Retry-After``, for the next N matching
-requests). Every request is journalled so tests can assert the exact calls made.
+It keeps objects with resourceVersions and generations (bumped on spec changes only),
+serves the scale subresource of Deployments, Leases with optimistic concurrency (409 on a
+stale resourceVersion), Events, HPAs, Pods, and PredictiveScalers with a status
+subresource; lists (namespaced and cluster-wide, with equality label selectors) and
+watches (from a resourceVersion, ``410 Gone`` once it is compacted away); answers with
+real ``Status`` bodies; and injects faults (a status code, optionally with
+``Retry-After``, for the next N matching requests). Every request is journalled with the
+client's User-Agent, so tests can assert the exact calls made and who made them.
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ import copy
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from kubernetes import client
 
 from controller.kube import api_client
 
 COLLECTION = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
-    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>scale|status))?$"
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))(?:/namespaces/(?P<ns>[^/]+))?"
+    r"/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>scale|status))?$"
 )
 
 
@@ -43,6 +48,18 @@ class Call:
     path: str
     body: Any
     status: int
+    agent: str = ""
+
+
+@dataclass
+class Change:
+    """One entry of the watch history: what a watcher from before ``version`` receives."""
+
+    version: int
+    plural: str
+    namespace: str
+    kind: str
+    obj: dict[str, Any]
 
 
 @dataclass
@@ -52,6 +69,11 @@ class FakeKube:
     journal: list[Call] = field(default_factory=list)
     version: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
+    changes: list[Change] = field(default_factory=list)
+    compacted: int = 0
+    """Watches from a resourceVersion below this get ``410 Gone`` (etcd compaction)."""
+
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     def put(self, plural: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Store ``obj`` as the API server would on create (uid, resourceVersion, generation)."""
@@ -60,6 +82,22 @@ class FakeKube:
 
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return self.objects[(plural, namespace, name)]
+
+    def update(self, plural: str, namespace: str, name: str, change: dict[str, Any]) -> None:
+        """Merge ``change`` into an object as a user's ``kubectl apply`` would."""
+        with self.lock:
+            current = self.objects[(plural, namespace, name)]
+            self._store(plural, namespace, _merge(current, change))
+
+    def delete(self, plural: str, namespace: str, name: str) -> None:
+        with self.lock:
+            self._remove(plural, namespace, name)
+
+    def compact(self) -> None:
+        """Forget the watch history, as etcd compaction does: old watches get 410."""
+        with self.lock:
+            self.compacted = self.version + 1
+            self.changes.clear()
 
     def calls(self, method: str | None = None, contains: str = "") -> list[Call]:
         return [
@@ -72,12 +110,65 @@ class FakeKube:
         self.version += 1
         meta = obj.setdefault("metadata", {})
         meta.update(namespace=namespace, resourceVersion=str(self.version))
+        previous = self.objects.get((plural, namespace, meta["name"]))
         if new:
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("creationTimestamp", "2026-11-20T00:00:00Z")
             meta["generation"] = 1
+        elif previous is not None and previous.get("spec") != obj.get("spec"):
+            meta["generation"] = int(previous["metadata"].get("generation", 1)) + 1
         self.objects[(plural, namespace, meta["name"])] = obj
+        self._changed(plural, namespace, "ADDED" if new else "MODIFIED", obj)
         return obj
+
+    def _remove(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.objects.pop((plural, namespace, name))
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self._changed(plural, namespace, "DELETED", obj)
+        return obj
+
+    def _changed(self, plural: str, namespace: str, kind: str, obj: dict[str, Any]) -> None:
+        self.changes.append(Change(self.version, plural, namespace, kind, copy.deepcopy(obj)))
+        with self.changed:
+            self.changed.notify_all()
+
+    def _list(self, plural: str, namespace: str | None, query: dict[str, str]) -> dict[str, Any]:
+        selector = dict(
+            part.split("=", 1) for part in query.get("labelSelector", "").split(",") if "=" in part
+        )
+        items = [
+            copy.deepcopy(obj)
+            for (kind, ns, _), obj in sorted(self.objects.items())
+            if kind == plural
+            and (namespace is None or ns == namespace)
+            and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in selector.items())
+        ]
+        return {"kind": "List", "metadata": {"resourceVersion": str(self.version)}, "items": items}
+
+    def watch(
+        self, plural: str, namespace: str | None, since: int, timeout: float
+    ) -> list[dict[str, Any]] | None:
+        """Changes after ``since`` (waiting up to ``timeout`` for one); None when too old."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if since < self.compacted - 1:
+                    return None
+                found = [
+                    {"type": c.kind, "object": c.obj}
+                    for c in self.changes
+                    if c.version > since
+                    and c.plural == plural
+                    and (namespace is None or c.namespace == namespace)
+                ]
+            if found:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with self.changed:
+                self.changed.wait(min(remaining, 0.2))
 
     def handle(
         self, method: str, path: str, body: Any
@@ -96,6 +187,9 @@ class FakeKube:
             if not match:
                 return 404, status_body(404, f"no route {path}"), {}
             plural, ns, name, sub = match["plural"], match["ns"], match["name"], match["sub"]
+            query = dict(parse_qsl(urlsplit(path).query))
+            if method == "GET" and name is None:
+                return 200, self._list(plural, ns, query), {}
             key = (plural, ns, name or "")
             if method == "POST":
                 if (plural, ns, body["metadata"]["name"]) in self.objects:
@@ -112,6 +206,9 @@ class FakeKube:
             if key not in self.objects:
                 return 404, status_body(404, f'{plural} "{name}" not found', "NotFound"), {}
             current = self.objects[key]
+            if method == "DELETE":
+                self._remove(plural, ns, name)
+                return 200, status_body(200, "deleted", "Deleted"), {}
             if method == "GET":
                 return 200, _scale(current) if sub == "scale" else current, {}
             if method == "PUT":
@@ -130,8 +227,9 @@ class FakeKube:
                     self._store(plural, ns, current)
                     return 200, _scale(current), {}
                 if sub == "status":
-                    current["status"] = _merge(current.get("status", {}), body.get("status", {}))
-                    return 200, self._store(plural, ns, current), {}
+                    updated = copy.deepcopy(current)
+                    updated["status"] = _merge(current.get("status", {}), body.get("status", {}))
+                    return 200, self._store(plural, ns, updated), {}
                 merged = _merge(current, {k: v for k, v in body.items() if k != "status"})
                 return 200, self._store(plural, ns, merged), {}
             return 405, status_body(405, "method not allowed", "MethodNotAllowed"), {}
@@ -203,8 +301,14 @@ class FakeKubeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
+                query = dict(parse_qsl(urlsplit(self.path).query))
+                agent = self.headers.get("User-Agent", "")
+                if self.command == "GET" and query.get("watch") in ("true", "True", "1"):
+                    state.journal.append(Call("WATCH", self.path, None, 200, agent))
+                    self._watch(query)
+                    return
                 status, payload, headers = state.handle(self.command, self.path, body)
-                state.journal.append(Call(self.command, self.path, body, status))
+                state.journal.append(Call(self.command, self.path, body, status, agent))
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -214,12 +318,43 @@ class FakeKubeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _watch(self, query: dict[str, str]) -> None:
+                """Stream changes as JSON lines until the watch's timeout, then close."""
+                match = COLLECTION.match(urlsplit(self.path).path)
+                assert match, self.path
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                since = int(query.get("resourceVersion") or state.version)
+                deadline = time.monotonic() + float(query.get("timeoutSeconds") or 5)
+                while time.monotonic() < deadline and not server.stopping.is_set():
+                    events = state.watch(
+                        match["plural"], match["ns"], since, min(1.0, deadline - time.monotonic())
+                    )
+                    if events is None:
+                        gone = status_body(410, f"too old resource version: {since}", "Expired")
+                        self._line({"type": "ERROR", "object": gone})
+                        return
+                    for event in events:
+                        self._line(event)
+                        since = int(event["object"]["metadata"]["resourceVersion"])
+
+            def _line(self, event: dict[str, Any]) -> None:
+                try:
+                    self.wfile.write(json.dumps(event).encode() + b"\n")
+                    self.wfile.flush()
+                except OSError:
+                    pass
+
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
 
             def log_message(self, format: str, *args: object) -> None:
                 return None
 
+        server = self
+        self.stopping = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeKubeServer:
@@ -227,9 +362,13 @@ class FakeKubeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
 
-    def api_client(self) -> client.ApiClient:
-        return api_client(host=f"http://127.0.0.1:{self.server.server_address[1]}")
+    def api_client(self, agent: str = "surgecast-test") -> client.ApiClient:
+        """A real client for this server; ``agent`` tells its calls apart in the journal."""
+        made = api_client(host=f"http://127.0.0.1:{self.server.server_address[1]}")
+        made.user_agent = agent
+        return made

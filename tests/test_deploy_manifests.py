@@ -166,3 +166,24 @@ def test_controller_pod_is_hardened_and_probed() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+
+
+def test_model_names_agree_across_crd_spec_parser_and_registry() -> None:
+    from controller.spec import MODELS
+    from forecaster.models import registry
+
+    enum = crd_schema()["properties"]["spec"]["properties"]["model"]["properties"]["name"]["enum"]
+    assert set(enum) == set(MODELS) == {"auto", *registry(include_slow=True)}
+
+
+def test_controller_args_are_options_of_surgecast_controller_run() -> None:
+    from typer.main import get_command
+
+    from controller.cli import app
+
+    (deployment,) = [d for _, d in documents() if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["controller", "run"]
+    run = get_command(app).commands["controller"].commands["run"]
+    known = {opt for param in run.params for opt in param.opts}
+    assert {arg.split("=")[0] for arg in args[2:]} <= known

@@ -1,0 +1,73 @@
+"""``surgecast controller run``: the in-cluster controller (or from outside, with a kubeconfig)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import typer
+
+from controller.http import ControllerHTTPServer
+from controller.kube import KubeClient, api_client
+from controller.leader import LeaderElector
+from controller.metrics import ControllerMetrics
+from controller.reconciler import Reconciler
+from controller.runner import Controller, configure_logging, wait_forever
+from forecaster._cli_common import fail
+
+app = typer.Typer(help="Run the in-cluster controller.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="Run from outside the cluster (default: in-cluster)."
+    ),
+    namespace: str | None = typer.Option(
+        None, "--namespace", "-n", help="Watch one namespace (default: all namespaces)."
+    ),
+    lease_namespace: str = typer.Option(
+        os.environ.get("POD_NAMESPACE", "surgecast-system"),
+        "--lease-namespace",
+        help="Namespace of the leader-election Lease.",
+    ),
+    lease_name: str = typer.Option("surgecast-controller", "--lease-name"),
+    identity: str = typer.Option(
+        os.environ.get("POD_NAME", socket.gethostname()),
+        "--identity",
+        help="This instance's name in the Lease.",
+    ),
+    port: int = typer.Option(8080, "--port", help="Port of /metrics, /healthz and /readyz."),
+    model_dir: str = typer.Option(
+        "/var/lib/surgecast/models", "--model-dir", help="Model store: a path or fsspec URL."
+    ),
+    decision_log: str = typer.Option(
+        os.environ.get("SURGECAST_DECISION_DB", "sqlite:////var/lib/surgecast/decisions.db"),
+        "--decision-log",
+        help="Decision log: sqlite:///PATH or postgresql+psycopg://...",
+    ),
+    log_level: str = typer.Option("INFO", "--log-level"),
+) -> None:
+    """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
+    configure_logging(log_level)
+    try:
+        client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
+    except Exception as exc:  # the kubernetes client raises several unrelated types here
+        fail(f"cannot configure the Kubernetes client: {exc}")
+    kube = KubeClient(client)
+    metrics = ControllerMetrics()
+    from controller.decisions import DecisionLog
+
+    try:
+        decisions = DecisionLog(decision_log)
+    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        fail(f"cannot open the decision log {decision_log}: {exc}")
+    reconciler = Reconciler(kube, metrics, decisions=decisions, model_store=model_dir)
+    elector = LeaderElector(kube, lease_namespace, lease_name, identity)
+    controller = Controller(kube, reconciler, elector, namespace=namespace)
+    controller.http = ControllerHTTPServer(
+        metrics.registry, controller.healthy, controller.ready, port=port
+    )
+    controller.start()
+    wait_forever(controller)

@@ -1,0 +1,725 @@
+"""One reconcile of one PredictiveScaler: read, decide, record, apply, report.
+
+The steps, each at the edge it belongs to:
+
+1. Read the spec (:func:`controller.spec.parse_scaler`). An invalid spec sets the Ready
+   condition to False with every problem listed, emits a Warning Event once per distinct
+   problem, and returns: the scheduler tries again next period, never a crash loop.
+2. Read the target's scale subresource (current and ready replicas).
+3. Read the live load and, when a forecast is due, the history from Prometheus
+   (:mod:`controller.prometheus`, cached and extended incrementally). Retrain on the
+   scaler's cron schedule or after a spec change (backtest and choose a model, store it as
+   a new version); between retrains, refit the chosen model on the newest history every
+   ``refresh`` so the forecast always starts from now. Failures leave the previous
+   forecast in place; the policy turns reactive once it is stale, and says so.
+4. Decide with the pure :func:`controller.policy.decide`.
+5. Record the decision in the decision log *before* applying it, apply it by mode
+   (``Scale``: the target's scale subresource; ``HPAFloor``: the HPA's ``minReplicas``;
+   ``ForecastOnly``: nothing), then mark it applied.
+6. Write status (conditions, last decisions, forecast, model) only when it changed, emit
+   Events for actions and errors, and update the metrics.
+
+``now`` is always passed in, so tests and replays run the real reconciler in virtual time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from apscheduler.triggers.cron import CronTrigger
+
+from controller.forecasting import event_calendar, to_forecast
+from controller.kube import KubeClient, KubeError, ScaleTarget
+from controller.metrics import ControllerMetrics
+from controller.policy import Decision, Forecast, PolicySpec, Recommendation, decide
+from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
+from controller.spec import ScalerConfig, SpecError, parse_scaler
+from forecaster import store
+from forecaster.models import registry
+from forecaster.training import train
+
+if TYPE_CHECKING:
+    from controller.decisions import DecisionLog
+
+log = logging.getLogger("surgecast.reconciler")
+
+CONDITIONS = ("Ready", "ModelTrained", "ForecastFresh", "ScalingActive", "Fallback")
+HPA_TARGET_UTILIZATION = 0.7
+"""The utilisation target assumed for "what the HPA alone would have asked for"."""
+
+DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
+RECENT_DECISIONS = 5
+LEVEL_WINDOW = 30
+"""Recent intervals the policy compares with the forecast to rescale it (nowcast)."""
+
+
+@dataclass
+class ModelState:
+    """The models in force for one scaler, and where they came from."""
+
+    models: dict[str, Any]
+    name: str
+    version: str
+    trained_at: datetime
+    generation: int
+    backtest_score: float | None
+    """Peak recall of the chosen model in its backtest: the policy's trust threshold."""
+
+    refitted_at: datetime
+
+
+@dataclass
+class ScalerState:
+    """What the controller remembers about one scaler between reconciles."""
+
+    model: ModelState | None = None
+    forecast: Forecast | None = None
+    history: list[Recommendation] = field(default_factory=list)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
+    retrain_due: bool = True
+    next_retrain: datetime | None = None
+    cache: HistoryCache = field(default_factory=HistoryCache)
+    last_events: dict[str, str] = field(default_factory=dict)
+    training_error: str | None = None
+    metric_error: str | None = None
+    scaling_error: str | None = None
+
+
+@dataclass
+class Reconciler:
+    """Reconciles PredictiveScalers; one instance per controller process.
+
+    Args:
+        kube: the only door to the Kubernetes API.
+        metrics: the Prometheus metrics the controller exports.
+        decisions: the decision log (None: decisions only go to status and logs).
+        model_store: root of the model store; each scaler gets ``ROOT/NAMESPACE/NAME``.
+        prometheus: builds a client for a scaler's Prometheus URL (injectable for tests).
+        refresh: how often the chosen model is refitted on the newest history.
+    """
+
+    kube: KubeClient
+    metrics: ControllerMetrics
+    decisions: DecisionLog | None = None
+    model_store: str | None = None
+    prometheus: Callable[[str], PrometheusClient] = PrometheusClient
+    refresh: timedelta = timedelta(minutes=30)
+    states: dict[str, ScalerState] = field(default_factory=dict)
+    clients: dict[str, PrometheusClient] = field(default_factory=dict)
+    """One client (one HTTP connection pool) per Prometheus URL."""
+
+    # -- the loop's entry points -----------------------------------------------------------
+
+    def reconcile(self, obj: dict[str, Any], now: datetime) -> Decision | None:
+        """Bring one PredictiveScaler up to date at ``now``; the decision made, if any."""
+        meta = obj.get("metadata", {})
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        state = self.states.setdefault(key, ScalerState())
+        started = datetime.now(UTC)
+        try:
+            return self._reconcile(obj, key, state, now)
+        finally:
+            self.metrics.reconcile_seconds.observe((datetime.now(UTC) - started).total_seconds())
+
+    def request_retrain(self, key: str) -> None:
+        """Mark a scaler for retraining at its next reconcile (the cron job calls this)."""
+        self.states.setdefault(key, ScalerState()).retrain_due = True
+
+    def forget(self, key: str) -> None:
+        """Drop a deleted scaler's state and metrics."""
+        self.states.pop(key, None)
+        namespace, _, name = key.partition("/")
+        self.metrics.forget(namespace, name)
+
+    # -- one reconcile -----------------------------------------------------------------------
+
+    def _reconcile(
+        self, obj: dict[str, Any], key: str, state: ScalerState, now: datetime
+    ) -> Decision | None:
+        status = _copy_status(obj)
+        generation = int(obj.get("metadata", {}).get("generation") or 0)
+        status["observedGeneration"] = generation
+        try:
+            config = parse_scaler(obj)
+        except SpecError as exc:
+            message = "; ".join(exc.problems)
+            _condition(status, "Ready", False, "InvalidSpec", message, now, generation)
+            self._event(state, obj, "Warning", "InvalidSpec", message, now)
+            self._count_error(obj, "InvalidSpec")
+            self._write_status(obj, status)
+            return None
+
+        try:
+            scale = self.kube.get_scale(config.namespace, config.target)
+        except KubeError as exc:
+            reason = "TargetNotFound" if exc.not_found else "TargetUnreadable"
+            message = f"{config.target['kind']} {config.target['name']}: {exc}"
+            _condition(status, "Ready", False, reason, message, now, generation)
+            self._event(state, obj, "Warning", reason, message, now)
+            self._count_error(obj, reason)
+            self._write_status(obj, status)
+            return None
+
+        if state.next_retrain is None or now >= state.next_retrain:
+            state.retrain_due = state.retrain_due or state.next_retrain is not None
+            state.next_retrain = _next_fire(config.retrain_schedule, now)
+        if config.prometheus_url not in self.clients:
+            self.clients[config.prometheus_url] = self.prometheus(config.prometheus_url)
+        client = self.clients[config.prometheus_url]
+        load, recent = self._observe(config, state, client, now, obj)
+        self._refresh_forecast(config, state, client, now, obj)
+        spec = self._policy_spec(config, scale)
+        decision = decide(
+            spec, now, scale.spec_replicas, load, state.forecast, state.history, recent
+        )
+        state.history = [
+            r for r in state.history if r.at > now - config.scale_down_stabilization
+        ] + [Recommendation(now, decision.recommendation)]
+        applied = self._apply(config, state, obj, scale, spec, decision, now)
+
+        self._report(config, state, obj, status, scale, decision, applied, now)
+        return decision
+
+    # -- data and models -------------------------------------------------------------------
+
+    def _observe(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        client: PrometheusClient,
+        now: datetime,
+        obj: dict[str, Any],
+    ) -> tuple[float | None, list[float]]:
+        """The live load and the recent intervals, or (None, []) when Prometheus fails."""
+        try:
+            load = client.instant(config.query, now)
+            recent = state.cache.get(
+                client, config.query, now, config.step * LEVEL_WINDOW, config.step, config.key
+            )
+        except PrometheusError as exc:
+            state.metric_error = str(exc)
+            self._event(state, obj, "Warning", "MetricUnavailable", str(exc), now)
+            self._count_error(obj, "MetricUnavailable")
+            return None, []
+        state.metric_error = None
+        values = recent["y"].to_numpy(dtype=float)[:-1]  # complete intervals before now
+        return load, [float(v) for v in values]
+
+    def _refresh_forecast(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        client: PrometheusClient,
+        now: datetime,
+        obj: dict[str, Any],
+    ) -> None:
+        """Retrain when due, refit when the forecast is old, and forecast from now."""
+        model = state.model
+        if model is None and not state.retrain_due:
+            state.retrain_due = True
+        if model is not None and model.generation != config.generation:
+            state.retrain_due = True
+        fresh = state.forecast is not None and now - state.forecast.made_at < self.refresh
+        if not state.retrain_due and fresh:
+            return
+        try:
+            history = state.cache.get(
+                client, config.query, now, config.history_window, config.step, config.key
+            )
+        except PrometheusError as exc:
+            state.training_error = f"no history: {exc}"
+            return
+        events = self._events(config, history, now)
+        try:
+            if state.retrain_due:
+                if model is None:
+                    model = self._load_stored(config, now)
+                if model is None or model.generation != config.generation:
+                    model = self._train(config, history, events, now, obj, state)
+                state.model, state.retrain_due = model, False
+            elif model is not None:
+                refitted = _candidates(config)[model.name]().fit(history, events=events)
+                model.models = {model.name: refitted}
+                model.refitted_at = now
+            state.forecast = self._forecast(config, state.model, events, now)
+            state.training_error = None
+        except (ValueError, RuntimeError, store.StoreError) as exc:
+            state.training_error = f"{type(exc).__name__}: {exc}"
+            self._event(state, obj, "Warning", "ModelTrainingFailed", state.training_error, now)
+            self._count_error(obj, "ModelTrainingFailed")
+
+    def _train(
+        self,
+        config: ScalerConfig,
+        history: pd.DataFrame,
+        events: pd.DataFrame | None,
+        now: datetime,
+        obj: dict[str, Any],
+        state: ScalerState,
+    ) -> ModelState:
+        """Backtest, choose, fit, and store a new version when a store is configured."""
+        step = pd.Timedelta(config.step)
+        horizon = max(1, int(pd.Timedelta(lead_time_of(config)) / step) * 2)
+        trained = train(
+            history,
+            _candidates(config),
+            model=config.model,
+            horizon=horizon,
+            folds=3,
+            every=int(pd.Timedelta("1D") / step) if step <= pd.Timedelta("1h") else None,
+            upper=config.quantile,
+            events=events,
+        )
+        name = trained.assignment[config.key]
+        recall = None
+        if trained.scores is not None:
+            row = trained.scores[trained.scores["model"] == name]
+            recall = float(row["peak_recall"].iloc[0]) if len(row) else None
+            recall = recall if recall is not None and math.isfinite(recall) else None
+        version = f"{now:%Y%m%dT%H%M%SZ}-memory"
+        if self.model_store:
+            metadata = {
+                "scaler": config.key,
+                "generation": config.generation,
+                "model_name": name,
+                "backtest_peak_recall": recall,
+                "note": trained.note,
+                "step": f"{int(step.total_seconds())}s",
+            }
+            version = store.save(
+                trained.models,
+                self._store_url(config),
+                metadata,
+                store.fingerprint(history),
+                now,
+            )
+        message = f"{name} version {version}" + (
+            f", backtest peak recall {recall:.2f}" if recall is not None else ""
+        )
+        self._event(state, obj, "Normal", "ModelTrained", message, now)
+        return ModelState(
+            trained.models, name, version, now, config.generation, recall, refitted_at=now
+        )
+
+    def _load_stored(self, config: ScalerConfig, now: datetime) -> ModelState | None:
+        """The stored model of this spec generation trained within the retrain period,
+        so a restarted or newly elected controller need not retrain at once."""
+        if not self.model_store:
+            return None
+        try:
+            stored = store.load(self._store_url(config))
+        except store.StoreError as exc:
+            log.info("no usable stored model for %s: %s", config.key, exc)
+            return None
+        manifest = stored.manifest
+        trained_at = datetime.fromisoformat(manifest["created_at"])
+        if manifest.get("generation") != config.generation or now - trained_at > timedelta(days=1):
+            return None
+        return ModelState(
+            stored.models,
+            manifest["model_name"],
+            stored.version,
+            trained_at,
+            config.generation,
+            manifest.get("backtest_peak_recall"),
+            refitted_at=trained_at,
+        )
+
+    def _forecast(
+        self,
+        config: ScalerConfig,
+        model: ModelState | None,
+        events: pd.DataFrame | None,
+        now: datetime,
+    ) -> Forecast | None:
+        if model is None:
+            return None
+        step = pd.Timedelta(config.step)
+        fitted = model.models[model.name]
+        last = max(fitted.last_ds_.values())
+        horizon = int((pd.Timestamp(now.replace(tzinfo=None)) + config.horizon - last) / step)
+        predicted = fitted.predict(max(1, horizon), quantiles=(0.5, config.quantile), events=events)
+        return to_forecast(
+            predicted, now, config.quantile, model.version, backtest_score=model.backtest_score
+        )
+
+    def _events(
+        self, config: ScalerConfig, history: pd.DataFrame, now: datetime
+    ) -> pd.DataFrame | None:
+        end = pd.Timestamp(now.replace(tzinfo=None)) + config.horizon * 2
+        return event_calendar(config.events, history["ds"].min(), end, pd.Timedelta(config.step))
+
+    def _store_url(self, config: ScalerConfig) -> str:
+        return f"{str(self.model_store).rstrip('/')}/{config.namespace}/{config.name}"
+
+    # -- deciding and applying ----------------------------------------------------------------
+
+    def _policy_spec(self, config: ScalerConfig, scale: ScaleTarget) -> PolicySpec:
+        return PolicySpec(
+            min_replicas=config.min_replicas,
+            max_replicas=config.max_replicas,
+            capacity_per_replica=config.capacity_per_replica,
+            startup_delay=self._startup_delay(config, scale),
+            sync_period=config.sync_period,
+            quantile=config.quantile,
+            tolerance=config.tolerance,
+            scale_up_max_step=config.scale_up_max_step,
+            scale_down_max_step=config.scale_down_max_step,
+            scale_down_stabilization=config.scale_down_stabilization,
+            max_forecast_age=config.max_forecast_age,
+            min_backtest_score=config.min_backtest_score,
+            level_window=LEVEL_WINDOW,
+            overrides=config.overrides,
+        )
+
+    def _startup_delay(self, config: ScalerConfig, scale: ScaleTarget) -> timedelta:
+        """The spec's delay, or for ``auto`` the p90 of the target's pods' start-up times."""
+        if config.startup_delay is not None:
+            return config.startup_delay
+        try:
+            seconds = self.kube.pod_startup_seconds(config.namespace, scale.selector)
+        except KubeError:
+            seconds = []
+        if not seconds:
+            return DEFAULT_STARTUP_DELAY
+        return timedelta(seconds=float(np.quantile(seconds, 0.9)))
+
+    def _apply(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        obj: dict[str, Any],
+        scale: ScaleTarget,
+        spec: PolicySpec,
+        decision: Decision,
+        now: datetime,
+    ) -> bool:
+        """Record, then apply by mode, then mark applied. Returns whether anything changed."""
+        hpa_alone = _hpa_alone(decision.observed_load, config.capacity_per_replica)
+        record_id = None
+        if self.decisions is not None:
+            from controller.decisions import record_from_decision
+
+            record = record_from_decision(
+                decision,
+                scaler=config.key,
+                target=f"{config.target['kind']}/{config.target['name']}",
+                mode=config.mode,
+                ready_replicas=scale.status_replicas,
+                spec=spec,
+                forecast=state.forecast,
+                hpa_replicas=hpa_alone,
+                at=now,
+            )
+            record_id = self.decisions.record(record)
+        changed = False
+        try:
+            if config.mode == "Scale" and decision.replicas != scale.spec_replicas:
+                self.kube.set_scale(config.namespace, config.target, decision.replicas)
+                changed = True
+            elif config.mode == "HPAFloor":
+                changed = self._raise_hpa_floor(config, decision)
+        except KubeError as exc:
+            state.scaling_error = f"could not apply {decision.replicas} replicas: {exc}"
+            self._event(state, obj, "Warning", "ScaleFailed", state.scaling_error, now)
+            self._count_error(obj, "ScaleFailed")
+            return False
+        state.scaling_error = None
+        if record_id is not None and config.mode != "ForecastOnly":
+            self.decisions.mark_applied(record_id, now)  # type: ignore[union-attr]
+        if changed:
+            what = (
+                f"{decision.current_replicas} → {decision.replicas} replicas"
+                if config.mode == "Scale"
+                else f"HPA minReplicas → {decision.replicas}"
+            )
+            message = f"{what}: {decision.message}"
+            self._event(state, obj, "Normal", "Scaled", message, now, dedupe=False)
+            target = {
+                "apiVersion": config.target.get("apiVersion", "apps/v1"),
+                "kind": config.target["kind"],
+                "metadata": {"name": config.target["name"], "namespace": config.namespace},
+            }
+            self._event(state, target, "Normal", "PredictiveScaled", message, now, dedupe=False)
+        return changed
+
+    def _raise_hpa_floor(self, config: ScalerConfig, decision: Decision) -> bool:
+        """Set the HPA's minReplicas to the decision (never above its maxReplicas)."""
+        hpa = self.kube.find_hpa(config.namespace, config.target, config.hpa_name)
+        if hpa is None:
+            raise KubeError("find HPA", 404, "NotFound", f"no HPA scales {config.target['name']}")
+        spec = hpa.get("spec", {})
+        floor = min(decision.replicas, int(spec.get("maxReplicas") or decision.replicas))
+        if int(spec.get("minReplicas") or 1) == floor:
+            return False
+        self.kube.set_hpa_min_replicas(config.namespace, hpa["metadata"]["name"], floor)
+        return True
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _report(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        scale: ScaleTarget,
+        decision: Decision,
+        applied: bool,
+        now: datetime,
+    ) -> None:
+        generation = config.generation
+        summary = {
+            "time": _iso(now),
+            "replicas": decision.replicas,
+            "from": decision.current_replicas,
+            "reason": decision.reason,
+            "message": decision.message,
+        }
+        last = status.get("lastDecision") or {}
+        if (last.get("replicas"), last.get("reason")) != (decision.replicas, decision.reason):
+            status["lastDecision"] = summary
+            state.recent.appendleft(summary)
+            status["recentDecisions"] = list(state.recent)
+        status["currentReplicas"] = scale.spec_replicas
+        status["desiredReplicas"] = decision.replicas
+        if applied and config.mode == "Scale":
+            status["lastScaleTime"] = _iso(now)
+        model, forecast = state.model, state.forecast
+        if model is not None:
+            status["model"] = {
+                "name": model.name,
+                "version": model.version,
+                "trainedAt": _iso(model.trained_at),
+            }
+            if model.backtest_score is not None:
+                status["model"]["backtestScore"] = round(model.backtest_score, 4)
+        if forecast is not None and len(forecast.times):
+            ahead = forecast.times >= np.datetime64(now.replace(tzinfo=None))
+            if ahead.any():
+                at = int(np.argmax(np.where(ahead, forecast.upper, -np.inf)))
+                status["forecast"] = {
+                    "generatedAt": _iso(forecast.made_at),
+                    "peak": round(float(forecast.upper[at]), 3),
+                    "peakAt": _iso(pd.Timestamp(forecast.times[at]).tz_localize("UTC")),
+                    "windowEnd": _iso(pd.Timestamp(forecast.times[-1]).tz_localize("UTC")),
+                    "quantile": forecast.quantile,
+                }
+
+        scaling_error = state.scaling_error
+        _condition(status, "Ready", True, "Reconciled", "spec valid, target found", now, generation)
+        if model is not None:
+            _condition(
+                status,
+                "ModelTrained",
+                True,
+                "Trained",
+                f"{model.name} {model.version}",
+                now,
+                generation,
+            )
+        else:
+            _condition(
+                status,
+                "ModelTrained",
+                False,
+                "NotTrained",
+                state.training_error or "waiting for history",
+                now,
+                generation,
+            )
+        stale = decision.fallback in ("ForecastMissing", "ForecastStale")
+        _condition(
+            status,
+            "ForecastFresh",
+            forecast is not None and not stale,
+            "Fresh" if forecast is not None and not stale else (decision.fallback or "NoForecast"),
+            state.training_error or state.metric_error or "forecast in use",
+            now,
+            generation,
+        )
+        if config.mode == "ForecastOnly":
+            _condition(
+                status,
+                "ScalingActive",
+                False,
+                "ForecastOnly",
+                "mode ForecastOnly: decisions are recorded, nothing is changed",
+                now,
+                generation,
+            )
+        elif scaling_error:
+            _condition(
+                status, "ScalingActive", False, "ScaleFailed", scaling_error, now, generation
+            )
+        else:
+            _condition(
+                status, "ScalingActive", True, config.mode, f"mode {config.mode}", now, generation
+            )
+        if decision.fallback:
+            why = state.metric_error or state.training_error or decision.message
+            _condition(status, "Fallback", True, decision.fallback, why, now, generation)
+            self._event(
+                state, obj, "Warning", "FallbackReactive", f"{decision.fallback}: {why}", now
+            )
+        else:
+            _condition(status, "Fallback", False, "ForecastInUse", "predictive", now, generation)
+            state.last_events.pop("FallbackReactive", None)
+
+        self._write_status(obj, status)
+        self._export(config, decision, forecast, model, now)
+
+    def _export(
+        self,
+        config: ScalerConfig,
+        decision: Decision,
+        forecast: Forecast | None,
+        model: ModelState | None,
+        now: datetime,
+    ) -> None:
+        labels = (config.namespace, config.name)
+        m = self.metrics
+        m.desired_replicas.labels(*labels).set(decision.replicas)
+        m.current_replicas.labels(*labels).set(decision.current_replicas)
+        m.decisions.labels(*labels, decision.reason).inc()
+        m.fallback.labels(*labels).set(1 if decision.fallback else 0)
+        if decision.forecast_peak is not None:
+            m.predicted_load.labels(*labels).set(decision.forecast_peak)
+        if decision.observed_load is not None:
+            m.observed_load.labels(*labels).set(decision.observed_load)
+        if model is not None:
+            m.model_age.labels(*labels).set((now - model.trained_at).total_seconds())
+        if forecast is not None and forecast.median is not None and decision.observed_load:
+            at = np.searchsorted(forecast.times, np.datetime64(now.replace(tzinfo=None)), "right")
+            if 0 < at <= len(forecast.median) and forecast.median[at - 1] > 0:
+                median = float(forecast.median[at - 1])
+                m.forecast_error.labels(*labels).set((decision.observed_load - median) / median)
+
+    def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        """Patch status only when it differs from what the object already shows."""
+        if status == (obj.get("status") or {}):
+            return
+        meta = obj["metadata"]
+        try:
+            updated = self.kube.patch_scaler_status(meta["namespace"], meta["name"], status)
+            obj["status"] = updated.get("status", status)
+        except KubeError as exc:
+            log.warning("status of %s/%s not written: %s", meta["namespace"], meta["name"], exc)
+            self._count_error(obj, "StatusWriteFailed")
+
+    def _event(
+        self,
+        state: ScalerState,
+        involved: dict[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime,
+        dedupe: bool = True,
+    ) -> None:
+        """Emit an Event; a repeat of the same reason and message is skipped (no spam)."""
+        if dedupe and state.last_events.get(reason) == message:
+            return
+        state.last_events[reason] = message
+        involved = {"apiVersion": "surgecast.dev/v1alpha1", "kind": "PredictiveScaler", **involved}
+        try:
+            self.kube.emit_event(involved, event_type, reason, message, now)
+        except KubeError as exc:
+            log.warning("event %s not written: %s", reason, exc)
+        meta = involved.get("metadata", {})
+        log.log(
+            logging.WARNING if event_type == "Warning" else logging.INFO,
+            "%s/%s %s: %s",
+            meta.get("namespace"),
+            meta.get("name"),
+            reason,
+            message,
+        )
+
+    def _count_error(self, obj: dict[str, Any], kind: str) -> None:
+        meta = obj.get("metadata", {})
+        self.metrics.errors.labels(meta.get("namespace", ""), meta.get("name", ""), kind).inc()
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def lead_time_of(config: ScalerConfig) -> timedelta:
+    """Startup delay (3 min when measured) plus one sync: the policy's lead window."""
+    return (config.startup_delay or DEFAULT_STARTUP_DELAY) + config.sync_period
+
+
+def _candidates(config: ScalerConfig) -> dict[str, Callable[[], Any]]:
+    params = dict(config.model_params)
+    country, tz = params.pop("country", None), params.pop("tz", None)
+    models = registry(country=country, tz=tz, include_slow=config.model == "prophet")
+    if config.model not in ("auto",) and params:
+        make = models[config.model]
+        models[config.model] = lambda: make().set_params(**params)
+    return models
+
+
+def _hpa_alone(load: float | None, capacity: float) -> int | None:
+    """Replicas the HPA's ratio formula settles on for ``load`` at its utilisation target."""
+    if load is None:
+        return None
+    return max(1, math.ceil(load / (capacity * HPA_TARGET_UTILIZATION) - 1e-9))
+
+
+def _next_fire(schedule: str, now: datetime) -> datetime:
+    trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+    fire = trigger.get_next_fire_time(None, now)
+    return fire if fire is not None else now + timedelta(days=1)
+
+
+def _copy_status(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(obj.get("status") or {})
+
+
+def _iso(moment: datetime | pd.Timestamp) -> str:
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(
+    status: dict[str, Any],
+    kind: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> None:
+    """Set one standard condition; ``lastTransitionTime`` moves only when status flips."""
+    conditions = status.setdefault("conditions", [])
+    value = "True" if ok else "False"
+    reason = reason.replace("/", "")
+    for condition in conditions:
+        if condition["type"] == kind:
+            if condition["status"] != value:
+                condition["lastTransitionTime"] = _iso(now)
+            condition.update(
+                status=value, reason=reason, message=message[:1000], observedGeneration=generation
+            )
+            return
+    conditions.append(
+        {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message[:1000],
+            "lastTransitionTime": _iso(now),
+            "observedGeneration": generation,
+        }
+    )
+    conditions.sort(key=lambda c: CONDITIONS.index(c["type"]) if c["type"] in CONDITIONS else 99)

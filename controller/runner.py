@@ -1,0 +1,265 @@
+"""The controller process: watch PredictiveScalers, elect a leader, reconcile on a schedule.
+
+Three loops share one apscheduler ``BackgroundScheduler``:
+
+- the leader election ticks every ``retry_period`` (:class:`controller.leader.LeaderElector`);
+  only the leader reconciles, standbys keep their watch and caches warm;
+- one interval job per scaler runs :meth:`Reconciler.reconcile` every sync period (the
+  spec's ``behavior.syncPeriod``, default 30 s), and a spec change (a new generation)
+  runs it at once;
+- one cron job per scaler marks it for retraining on its ``retrain.schedule``.
+
+The watch runs in its own thread: list, then watch from the list's resourceVersion; when
+the server says the version is too old (410 Gone) it lists again, and on any other error
+it backs off and lists again. ``/readyz`` turns ready after the first list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from controller.http import ControllerHTTPServer
+from controller.kube import KubeClient, KubeError
+from controller.leader import LeaderElector
+from controller.reconciler import Reconciler
+from controller.spec import SpecError, parse_duration, parse_scaler
+
+log = logging.getLogger("surgecast.controller")
+
+DEFAULT_SYNC = timedelta(seconds=30)
+WATCH_BACKOFF = (1.0, 30.0)
+"""First and longest wait before listing again after a failed watch, in seconds."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Controller:
+    """Everything one controller process runs; :meth:`start` it, :meth:`stop` it."""
+
+    kube: KubeClient
+    reconciler: Reconciler
+    elector: LeaderElector
+    namespace: str | None = None
+    clock: Callable[[], datetime] = utcnow
+    http: ControllerHTTPServer | None = None
+    watch_timeout: int = 60
+    scheduler: BackgroundScheduler = field(
+        default_factory=lambda: BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
+        )
+    )
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    synced: threading.Event = field(default_factory=threading.Event)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _watch_thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Controller:
+        self.scheduler.start()
+        self.scheduler.add_job(
+            self._elect,
+            "interval",
+            seconds=self.elector.settings.retry_period.total_seconds(),
+            id="leader-election",
+            next_run_time=self.clock(),
+        )
+        self._watch_thread = threading.Thread(target=self._watch, name="watch", daemon=True)
+        self._watch_thread.start()
+        if self.http is not None:
+            self.http.start()
+        return self
+
+    def stop(self, release: bool = True) -> None:
+        """Stop every loop; ``release`` hands the Lease over at once (a clean shutdown)."""
+        self._stopping.set()
+        self.scheduler.shutdown(wait=True)
+        if release:
+            self.elector.release(self.clock())
+        if self._watch_thread is not None:
+            self._watch_thread.join(timeout=self.watch_timeout + 5)
+        if self.http is not None:
+            self.http.stop()
+
+    def healthy(self) -> tuple[bool, str]:
+        alive = self._watch_thread is not None and self._watch_thread.is_alive()
+        return (alive and self.scheduler.running), "watch and scheduler running"
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.synced.is_set():
+            return False, "waiting for the first list of PredictiveScalers"
+        role = "leader" if self.elector.is_leader(self.clock()) else "standby"
+        return True, f"synced, {role}, {len(self.objects)} scaler(s)"
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _elect(self) -> None:
+        leading = self.elector.tick(self.clock())
+        self.reconciler.metrics.leader.set(1 if leading else 0)
+
+    def reconcile(self, key: str) -> None:
+        """The per-scaler job: reconcile if this instance leads; never raises."""
+        now = self.clock()
+        if not self.elector.is_leader(now):
+            return
+        with self._lock:
+            obj = self.objects.get(key)
+        if obj is None:
+            return
+        try:
+            self.reconciler.reconcile(obj, now)
+        except Exception:  # a bug must not stop the other scalers or the process
+            log.exception("reconcile of %s failed", key)
+            namespace, _, name = key.partition("/")
+            self.reconciler.metrics.errors.labels(namespace, name, "Unexpected").inc()
+
+    def _retrain(self, key: str) -> None:
+        self.reconciler.request_retrain(key)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        backoff = WATCH_BACKOFF[0]
+        while not self._stopping.is_set():
+            try:
+                items, version = self.kube.list_scalers(self.namespace)
+                self._replace_all(items)
+                self.synced.set()
+                backoff = WATCH_BACKOFF[0]
+                while not self._stopping.is_set():
+                    for kind, obj in self.kube.watch_scalers(
+                        self.namespace, version, timeout_seconds=self.watch_timeout
+                    ):
+                        version = obj.get("metadata", {}).get("resourceVersion", version)
+                        self._on_event(kind, obj)
+                        if self._stopping.is_set():
+                            return
+            except KubeError as exc:
+                if exc.status == 410:
+                    log.info("watch expired (410 Gone): listing again")
+                    continue
+                log.warning(
+                    "watch of PredictiveScalers failed: %s; retrying in %.0fs", exc, backoff
+                )
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, WATCH_BACKOFF[1])
+
+    def _replace_all(self, items: list[dict[str, Any]]) -> None:
+        listed = {_key(obj) for obj in items}
+        with self._lock:
+            gone = [key for key in self.objects if key not in listed]
+        for key in gone:
+            self._on_event("DELETED", self.objects[key])
+        for obj in items:
+            self._on_event("MODIFIED", obj)
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        if kind == "DELETED":
+            with self._lock:
+                self.objects.pop(key, None)
+            for job in (f"reconcile:{key}", f"retrain:{key}"):
+                if self.scheduler.get_job(job):
+                    self.scheduler.remove_job(job)
+            self.reconciler.forget(key)
+            log.info("%s deleted", key)
+            return
+        with self._lock:
+            previous = self.objects.get(key)
+            # The controller's own status writes also arrive here; they keep the generation.
+            changed = previous is None or _generation(previous) != _generation(obj)
+            if previous is not None and not changed:
+                obj = {**obj, "status": obj.get("status") or previous.get("status")}
+            self.objects[key] = obj
+        if changed:
+            self._schedule(key, obj)
+
+    def _schedule(self, key: str, obj: dict[str, Any]) -> None:
+        """(Re)create the scaler's jobs and reconcile now: the spec changed."""
+        sync, schedule = DEFAULT_SYNC, "0 3 * * *"
+        try:
+            config = parse_scaler(obj)
+            sync, schedule = config.sync_period, config.retrain_schedule
+        except SpecError:
+            raw = obj.get("spec", {}).get("behavior", {}).get("syncPeriod")
+            try:
+                sync = parse_duration(raw) if raw else DEFAULT_SYNC
+            except ValueError:
+                sync = DEFAULT_SYNC
+        self.scheduler.add_job(
+            self.reconcile,
+            "interval",
+            args=[key],
+            seconds=sync.total_seconds(),
+            id=f"reconcile:{key}",
+            replace_existing=True,
+            next_run_time=utcnow(),
+        )
+        try:
+            trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+        except ValueError:
+            log.warning("%s: retrain schedule %r is not a cron expression", key, schedule)
+            return
+        self.scheduler.add_job(
+            self._retrain, trigger, args=[key], id=f"retrain:{key}", replace_existing=True
+        )
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _generation(obj: dict[str, Any]) -> int:
+    return int(obj.get("metadata", {}).get("generation") or 0)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, as log collectors in a cluster expect."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "urllib3", "cmdstanpy", "prophet"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def wait_forever(controller: Controller) -> None:
+    """Block until SIGTERM/SIGINT, then stop cleanly (releasing the Lease)."""
+    import signal
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        time.sleep(0.5)
+    controller.stop(release=True)
