@@ -49,6 +49,7 @@ class Call:
     body: Any
     status: int
     agent: str = ""
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
