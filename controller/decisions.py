@@ -1,0 +1,422 @@
+"""The decision log: every replica decision, with the inputs that made it, kept durably.
+
+On-call asks "why did it scale to 30 at 09:41?" long after the controller's memory is gone,
+so each decision is written to a database with everything :func:`controller.policy.decide`
+saw and concluded, plus what the HPA alone would have asked for.
+
+Storage is SQLAlchemy Core over one URL:
+
+- ``sqlite:///PATH``: the default, a file on the controller's volume. Opened in WAL mode
+  with ``synchronous=NORMAL``: a commit survives the process being killed (not, for the
+  last few commits, a power cut), and readers (``surgecast decisions``) never block the
+  writer;
+- ``postgresql+psycopg://USER@HOST/DB``: for a highly available controller whose replicas
+  must share one log.
+
+The schema is created on open (idempotent) and versioned in ``schema_version``. Times are
+timezone-aware UTC in and out: a naive time is refused rather than guessed.
+
+Record before apply, mark applied after (see :meth:`DecisionLog.pending` for what a
+restarted controller does with a decision recorded but not marked applied).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
+
+from controller.policy import Decision, Forecast, PolicySpec
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as stored: what was decided, from what, and whether it took effect."""
+
+    at: datetime
+    """When the decision was made (aware)."""
+
+    scaler: str
+    """The PredictiveScaler, ``NAMESPACE/NAME``."""
+
+    target: str
+    """What it scales, ``KIND/NAME`` (e.g. ``Deployment/portal``)."""
+
+    mode: str
+    """``Scale``, ``HPAFloor`` or ``ForecastOnly`` (recorded, never applied)."""
+
+    current_replicas: int
+    ready_replicas: int | None
+    observed_load: float | None
+    load_unit: str
+    """Unit of the loads and capacity, for people (``rps``, ``req/min``)."""
+
+    window_start: datetime
+    window_end: datetime
+    """The lead window the forecast had to cover: pods asked for now serve at its end."""
+
+    quantile: float
+    forecast_peak: float | None
+    """The forecast's highest upper quantile in the window (None: no usable forecast)."""
+
+    predictive: int | None
+    """Replicas covering ``forecast_peak``."""
+
+    capacity_per_replica: float
+    startup_delay: timedelta
+    reactive_floor: int
+    """Replicas the observed load needs now."""
+
+    min_replicas: int
+    max_replicas: int
+    """The bounds in force, after any scheduled override."""
+
+    recommendation: int
+    """Before stabilisation, steps and bounds."""
+
+    replicas: int
+    """The chosen count."""
+
+    hpa_replicas: int | None
+    """What the HPA alone would have asked for (None: not known)."""
+
+    reason: str
+    """``Family/Detail`` code from the policy, e.g. ``ScaleUp/ForecastPeak``."""
+
+    message: str
+    """The policy's own one-sentence account."""
+
+    clamps: tuple[str, ...] = ()
+    override: str | None = None
+    fallback: str | None = None
+    model_version: str | None = None
+    backtest_score: float | None = None
+    applied: bool = False
+    applied_at: datetime | None = None
+    id: int | None = None
+    """Assigned by the log; None until recorded."""
+
+    def __post_init__(self) -> None:
+        for name in ("at", "window_start", "window_end", "applied_at"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_aware(value, name)
+
+
+def record_from_decision(
+    decision: Decision,
+    *,
+    scaler: str,
+    target: str,
+    mode: str,
+    ready_replicas: int | None,
+    spec: PolicySpec,
+    forecast: Forecast | None,
+    hpa_replicas: int | None,
+    at: datetime,
+    load_unit: str = "rps",
+) -> DecisionRecord:
+    """The record of one policy decision, so callers never map fields by hand.
+
+    ``forecast`` is the one the policy was given (it names the model and its backtest
+    score). Naive times are taken as UTC, the policy's convention for forecast times.
+    """
+    load = decision.observed_load
+    return DecisionRecord(
+        at=_as_utc(at),
+        scaler=scaler,
+        target=target,
+        mode=mode,
+        current_replicas=decision.current_replicas,
+        ready_replicas=ready_replicas,
+        observed_load=load if load is not None and math.isfinite(load) else None,
+        load_unit=load_unit,
+        window_start=_as_utc(decision.window_start),
+        window_end=_as_utc(decision.window_end),
+        quantile=forecast.quantile if forecast is not None else spec.quantile,
+        forecast_peak=decision.forecast_peak,
+        predictive=decision.predictive,
+        capacity_per_replica=spec.capacity_per_replica,
+        startup_delay=spec.startup_delay,
+        reactive_floor=decision.reactive_floor,
+        min_replicas=decision.min_replicas,
+        max_replicas=decision.max_replicas,
+        recommendation=decision.recommendation,
+        replicas=decision.replicas,
+        hpa_replicas=hpa_replicas,
+        reason=decision.reason,
+        message=decision.message,
+        clamps=decision.clamps,
+        override=decision.override,
+        fallback=decision.fallback,
+        model_version=(forecast.model_version or None) if forecast is not None else None,
+        backtest_score=forecast.backtest_score if forecast is not None else None,
+    )
+
+
+class _UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC and read back as aware UTC on every backend.
+
+    SQLite keeps no zone (it stores the UTC wall time); PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_metadata = sa.MetaData()
+_schema_version = sa.Table(
+    "schema_version", _metadata, sa.Column("version", sa.Integer, primary_key=True)
+)
+_decisions = sa.Table(
+    "decisions",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", _UTCDateTime, nullable=False),
+    sa.Column("scaler", sa.String(253), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("current_replicas", sa.Integer, nullable=False),
+    sa.Column("ready_replicas", sa.Integer),
+    sa.Column("observed_load", sa.Double),
+    sa.Column("load_unit", sa.String(32), nullable=False),
+    sa.Column("window_start", _UTCDateTime, nullable=False),
+    sa.Column("window_end", _UTCDateTime, nullable=False),
+    sa.Column("quantile", sa.Double, nullable=False),
+    sa.Column("forecast_peak", sa.Double),
+    sa.Column("predictive", sa.Integer),
+    sa.Column("capacity_per_replica", sa.Double, nullable=False),
+    sa.Column("startup_delay_seconds", sa.Double, nullable=False),
+    sa.Column("reactive_floor", sa.Integer, nullable=False),
+    sa.Column("min_replicas", sa.Integer, nullable=False),
+    sa.Column("max_replicas", sa.Integer, nullable=False),
+    sa.Column("recommendation", sa.Integer, nullable=False),
+    sa.Column("replicas", sa.Integer, nullable=False),
+    sa.Column("hpa_replicas", sa.Integer),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("clamps", sa.JSON, nullable=False),
+    sa.Column("override", sa.Text),
+    sa.Column("fallback", sa.String(100)),
+    sa.Column("model_version", sa.String(200)),
+    sa.Column("backtest_score", sa.Double),
+    sa.Column("applied", sa.Boolean, nullable=False),
+    sa.Column("applied_at", _UTCDateTime),
+    sa.Index("ix_decisions_scaler_at", "scaler", "at"),
+)
+
+
+class DecisionLog:
+    """The decisions of every scaler in one database; safe to share between processes.
+
+    Each method runs in its own transaction and has committed when it returns.
+    """
+
+    def __init__(self, url: str) -> None:
+        """Open (and on first use create) the log at ``url``; see the module docstring."""
+        self.url = url
+        self._engine = _engine(url)
+        with self._engine.begin() as conn:
+            _create_schema(conn)
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(self, rec: DecisionRecord) -> int:
+        """Store one decision before it is applied; its id, committed when this returns."""
+        return self.record_many([rec])[0]
+
+    def record_many(self, recs: Sequence[DecisionRecord]) -> list[int]:
+        """Store several decisions in one transaction (a replay's); their ids, in order."""
+        if any(rec.id is not None for rec in recs):
+            raise ValueError("a record read from the log cannot be recorded again")
+        if not recs:
+            return []
+        insert = _decisions.insert().returning(_decisions.c.id, sort_by_parameter_order=True)
+        with self._engine.begin() as conn:
+            result = conn.execute(insert, [_to_row(rec) for rec in recs])
+            return [int(row.id) for row in result]
+
+    def mark_applied(self, record_id: int, at: datetime) -> None:
+        """Note that decision ``record_id`` took effect at ``at``; the first time counts."""
+        _require_aware(at, "at")
+        update = (
+            _decisions.update()
+            .where(_decisions.c.id == record_id, _decisions.c.applied.is_(False))
+            .values(applied=True, applied_at=at)
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(update).rowcount == 0 and not _exists(conn, record_id):
+                raise KeyError(f"no decision {record_id} in the log")
+
+    def pending(self, scaler: str) -> DecisionRecord | None:
+        """The scaler's newest decision if it is a ``Scale`` one not marked applied.
+
+        Such a decision was recorded, then the controller stopped before marking it
+        applied: the change may or may not have been made. The restart protocol:
+
+        1. Before deciding anything for a scaler, call ``pending(scaler)``.
+        2. If the target already has ``pending.replicas`` replicas, the change was made:
+           ``mark_applied(pending.id, now)``.
+        3. Otherwise decide afresh (the old decision is stale by now) and record the new
+           one; being newer, it supersedes the old, which stays unapplied in the history.
+
+        Either way the change is never applied twice. ``ForecastOnly`` decisions are never
+        pending (they are never applied) and ``HPAFloor`` ones re-apply harmlessly.
+        """
+        query = (
+            sa.select(_decisions)
+            .where(_decisions.c.scaler == scaler)
+            .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None or row["mode"] != "Scale" or row["applied"]:
+            return None
+        return _from_row(row)
+
+    def at(self, scaler: str, when: datetime) -> DecisionRecord | None:
+        """The decision in force at ``when``: the scaler's last one at or before it."""
+        _require_aware(when, "when")
+        query = (
+            sa.select(_decisions)
+            .where(_decisions.c.scaler == scaler, _decisions.c.at <= when)
+            .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _from_row(row) if row is not None else None
+
+    def scalers(self) -> list[str]:
+        """Every scaler with at least one decision, sorted (for "did you mean" errors)."""
+        query = sa.select(_decisions.c.scaler).distinct().order_by(_decisions.c.scaler)
+        with self._engine.connect() as conn:
+            return [str(name) for name in conn.execute(query).scalars()]
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete the decisions made before ``older_than`` (retention); how many went."""
+        _require_aware(older_than, "older_than")
+        with self._engine.begin() as conn:
+            return conn.execute(_decisions.delete().where(_decisions.c.at < older_than)).rowcount
+
+    def list(
+        self,
+        scaler: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        reason: str | None = None,
+        limit: int = 10_000,
+    ) -> Sequence[DecisionRecord]:
+        """Decisions oldest first, filtered; at most the newest ``limit`` of them.
+
+        ``since`` is inclusive and ``until`` exclusive. ``reason`` matches a whole code
+        (``ScaleUp/ForecastPeak``) or a family (``ScaleUp``).
+        """
+        query = sa.select(_decisions)
+        if scaler is not None:
+            query = query.where(_decisions.c.scaler == scaler)
+        if since is not None:
+            query = query.where(_decisions.c.at >= _require_aware(since, "since"))
+        if until is not None:
+            query = query.where(_decisions.c.at < _require_aware(until, "until"))
+        if reason is not None:
+            query = query.where(
+                (_decisions.c.reason == reason)
+                | _decisions.c.reason.startswith(f"{reason}/", autoescape=True)
+            )
+        query = query.order_by(_decisions.c.at.desc(), _decisions.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_from_row(row) for row in reversed(rows)]
+
+
+def _engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite connections get WAL and ``synchronous=NORMAL``."""
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    return engine
+
+
+def _create_schema(conn: Connection) -> None:
+    """Create the tables if missing and check the stored schema version."""
+    _metadata.create_all(conn)
+    found = conn.execute(sa.select(_schema_version.c.version)).scalar()
+    if found is None:
+        conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
+    elif found != SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the decision log has schema version {found}; this surgecast reads version "
+            f"{SCHEMA_VERSION}"
+        )
+
+
+def _exists(conn: Connection, record_id: int) -> bool:
+    query = sa.select(_decisions.c.id).where(_decisions.c.id == record_id)
+    return conn.execute(query).first() is not None
+
+
+def _to_row(rec: DecisionRecord) -> dict[str, Any]:
+    """A record as table columns: the delay in seconds, the clamps as a JSON list."""
+    row = {name: getattr(rec, name) for name in _RECORD_COLUMNS}
+    row["startup_delay_seconds"] = rec.startup_delay.total_seconds()
+    row["clamps"] = list(rec.clamps)
+    return row
+
+
+def _from_row(row: RowMapping) -> DecisionRecord:
+    values = {name: row[name] for name in _RECORD_COLUMNS}
+    return DecisionRecord(
+        **values,
+        id=int(row["id"]),
+        startup_delay=timedelta(seconds=row["startup_delay_seconds"]),
+        clamps=tuple(row["clamps"]),
+    )
+
+
+_RECORD_COLUMNS = tuple(
+    f.name for f in fields(DecisionRecord) if f.name not in ("id", "startup_delay", "clamps")
+)
+"""Record fields stored as they are, in a column of the same name."""
+
+
+def _require_aware(moment: datetime, name: str) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {moment}")
+    return moment
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive time is taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
