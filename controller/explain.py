@@ -1,0 +1,131 @@
+"""A recorded decision told in plain language, for the person paged at 3 a.m.
+
+One sentence: what happened, when, and the cause, then one clause per adjustment (a
+stabilisation hold, a step limit, a bound, an override), then what the HPA alone would
+have asked for, e.g.::
+
+    scaled 12 → 30 at 09:41 because the p90 forecast for 09:41–09:45 peaks at 2,950 rps,
+    each pod serves 100 rps, pods take 3 min to start; HPA alone would have asked for 14.
+
+A decision that was not applied says so in a second sentence. Pure: the record in, text
+out, so the account can be tested sentence by sentence.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from controller.decisions import DecisionRecord
+from controller.policy import _FALLBACK_WORDS
+
+
+def explain(record: DecisionRecord, tz: str | None = None) -> str:
+    """The account of ``record``, with times in ``tz`` (an IANA zone; default UTC)."""
+    zone = ZoneInfo(tz) if tz else UTC
+    clauses = [f"{_action(record)} at {_clock(record.at, zone)} because {_cause(record, zone)}"]
+    clauses += [_adjustment(record, clamp) for clamp in record.clamps]
+    if record.hpa_replicas is not None:
+        clauses.append(f"HPA alone would have asked for {record.hpa_replicas:,}")
+    return "; ".join(clauses) + "." + _not_applied(record)
+
+
+def _action(r: DecisionRecord) -> str:
+    if r.mode == "HPAFloor":
+        done = f"set the HPA's minReplicas to {r.replicas:,} ({r.current_replicas:,} running)"
+    elif r.replicas != r.current_replicas:
+        done = f"scaled {r.current_replicas:,} → {r.replicas:,}"
+    else:
+        done = f"kept {r.replicas:,} pods"
+    return done if r.applied else f"would have {done}"
+
+
+def _not_applied(r: DecisionRecord) -> str:
+    if r.applied:
+        return ""
+    if r.mode == "ForecastOnly":
+        return " Recorded only: the scaler is in ForecastOnly mode."
+    return " Not marked applied: the change failed or the controller stopped before making it."
+
+
+def _cause(r: DecisionRecord, zone: tzinfo) -> str:
+    """Why the policy recommended what it did, by the family and detail of its reason."""
+    family, _, detail = r.reason.partition("/")
+    if family == "FallbackReactive":
+        return _fallback(r)
+    if detail == "ForecastPeak" and r.forecast_peak is not None:
+        cover = f", so it needs {r.predictive:,}" if r.predictive not in (None, r.replicas) else ""
+        return (
+            f"the {_forecast(r, zone)} peaks at {_load(r, r.forecast_peak)}, each pod serves "
+            f"{_load(r, r.capacity_per_replica)}, pods take {_duration(r.startup_delay)} "
+            f"to start{cover}"
+        )
+    if detail == "ReactiveFloor" and r.observed_load is not None:
+        peak = f" (peak {_load(r, r.forecast_peak)})" if r.forecast_peak is not None else ""
+        return (
+            f"the load now, {_load(r, r.observed_load)}, needs {r.reactive_floor:,} pods at "
+            f"{_load(r, r.capacity_per_replica)} each, more than the {_forecast(r, zone)} "
+            f"asks for{peak}"
+        )
+    return f"of {r.reason}"
+
+
+def _fallback(r: DecisionRecord) -> str:
+    why = _FALLBACK_WORDS.get(r.fallback or "", r.fallback or "reason unknown")
+    if r.fallback == "ModelScoreTooLow" and r.backtest_score is not None:
+        why += f": {r.backtest_score:.2f}"
+    if r.observed_load is None:
+        return f"there was no usable forecast ({why}) and no load was observed to react to"
+    return (
+        f"there was no usable forecast ({why}), so it followed the load now: "
+        f"{_load(r, r.observed_load)} needs {r.reactive_floor:,} pods at "
+        f"{_load(r, r.capacity_per_replica)} each"
+    )
+
+
+_ADJUSTMENTS = {
+    "Hold/WithinTolerance": "the change to {r.recommendation:,} is within the tolerance",
+    "Hold/Stabilizing": (
+        "the scale-down to {r.recommendation:,} waits for the stabilisation window "
+        "and the forecast ahead"
+    ),
+    "ScalingLimited/ScaleUpLimit": "limited by the scale-up step (asked for {r.recommendation:,})",
+    "ScalingLimited/ScaleDownLimit": (
+        "limited by the scale-down step (asked for {r.recommendation:,})"
+    ),
+    "ReactiveFloor/LoadNeedsMore": "raised to the {r.reactive_floor:,} pods the load now needs",
+    "ScalingLimited/TooManyReplicas": "capped at the maximum of {r.max_replicas:,}",
+    "ScalingLimited/TooFewReplicas": "raised to the minimum of {r.min_replicas:,}",
+}
+"""Clause per clamp code the policy emits (``controller.policy.decide``)."""
+
+
+def _adjustment(r: DecisionRecord, clamp: str) -> str:
+    family, _, name = clamp.partition("/")
+    if family == "ScheduledOverride":
+        return f"scheduled override {name} sets the bounds to {r.min_replicas:,}–{r.max_replicas:,}"
+    template = _ADJUSTMENTS.get(clamp)
+    return template.format(r=r) if template else f"adjusted by {clamp}"
+
+
+def _forecast(r: DecisionRecord, zone: tzinfo) -> str:
+    """``p90 forecast for 09:41–09:45``."""
+    window = f"{_clock(r.window_start, zone)}–{_clock(r.window_end, zone)}"
+    return f"p{round(r.quantile * 100, 3):g} forecast for {window}"
+
+
+def _load(r: DecisionRecord, value: float | None) -> str:
+    """``2,950 rps``, ``73.2 rps``: one decimal, dropped when it is zero."""
+    number = f"{value:,.1f}".removesuffix(".0") if value is not None else "unknown"
+    return f"{number} {r.load_unit}" if r.load_unit else number
+
+
+def _duration(delay: timedelta) -> str:
+    seconds = delay.total_seconds()
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _clock(moment: datetime, zone: tzinfo) -> str:
+    return f"{moment.astimezone(zone):%H:%M}"
