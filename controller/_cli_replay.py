@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import typer
+from pandas.tseries.frequencies import to_offset
 
-from controller.replay import POLICIES, ReplaySettings, replay
+from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
+from controller.policy import Decision, PolicySpec, lead_time, needed_replicas
+from controller.replay import POLICIES, ReplayResult, ReplaySettings, replay
 from controller.report import summary_table, write_report
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
-from forecaster.frames import read_series, write_frame
+from forecaster.frames import read_series, series_freq, write_frame
 from forecaster.models import SeasonalQuantile
 
 app = typer.Typer()
@@ -61,11 +67,22 @@ def replay_command(
     html_out: Path | None = typer.Option(
         None, "--html", help="Write a self-contained HTML report."
     ),
+    decision_log: str | None = typer.Option(
+        None,
+        "--decision-log",
+        help="Also record each predictive decision (ForecastOnly) in this decision log: "
+        "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB.",
+    ),
+    scaler: str | None = typer.Option(
+        None, "--scaler", help="Scaler name in the decision log (default: replay/SERIES-ID)."
+    ),
 ) -> None:
     """Replay a series and compare policies on unserved requests and replica-minutes."""
     policies = list(POLICIES) if policy == "all" else [policy]
     if policy != "all" and policy not in POLICIES:
         fail(f"unknown --policy {policy!r}; choose predictive, hpa, oracle or all")
+    if decision_log is not None and "predictive" not in policies:
+        fail("--decision-log records the predictive policy: use --policy predictive or all")
     try:
         frame = read_series(series)
         if unique_id is not None:
@@ -95,9 +112,97 @@ def replay_command(
         fail(str(exc))
     if decisions_out is not None:
         write_frame(result.decisions, decisions_out)
+    if decision_log is not None:
+        name = scaler or f"replay/{frame['unique_id'].iloc[0]}"
+        records = replay_records(result, frame, name, SeasonalQuantile.__name__)
+        try:
+            with DecisionLog(decision_log) as log:
+                log.record_many(records)
+        except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
+            fail(f"cannot write the decision log {decision_log}: {exc}")
     if html_out is not None:
         write_report(result, html_out, f"Replay of {series.name}")
     if as_json:
         typer.echo(json.dumps(result.summary.to_dict(orient="records"), indent=2))
     else:
         typer.echo(summary_table(result.summary))
+
+
+def replay_records(
+    result: ReplayResult, series: pd.DataFrame, scaler: str, model_version: str
+) -> list[DecisionRecord]:
+    """The predictive policy's decisions of a replay as ForecastOnly decision records.
+
+    The replay keeps, per interval, the chosen count, the reason, the reactive floor and
+    the forecast peak; the rest is derived here: the count before the decision is the
+    previous interval's (the first interval's is its ready count: the replay starts warm,
+    every pod ready), the load observed is the previous interval's, and the bounds are the
+    settings' (a replay has no overrides). The policy's clamps and message are not in the
+    replay's output, so they are recorded empty. ``hpa_replicas`` is the HPA run's count at
+    the same interval when it ran.
+    """
+    settings = result.settings
+    step = series_freq(series)
+    spec = PolicySpec(
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        capacity_per_replica=settings.capacity_per_replica,
+        startup_delay=settings.startup_delay,
+        sync_period=step,
+        quantile=settings.quantile,
+    )
+    runs = result.decisions
+    rows = runs[runs["policy"] == "predictive"].reset_index(drop=True)
+    hpa = runs[runs["policy"] == "hpa"].set_index("ds")["replicas"]
+    load = series.set_index("ds")["y"]
+    before = rows["replicas"].shift(1).fillna(rows["ready"]).astype(int)
+    target = f"Series/{series['unique_id'].iloc[0]}"
+    unit = f"req/{to_offset(step).freqstr}"
+    records = []
+    for row, current in zip(rows.itertuples(index=False), before, strict=True):
+        observed = float(load.get(row.ds - step, np.nan))
+        decision = _replayed_decision(row, int(current), observed, spec)
+        hpa_replicas = hpa.get(row.ds)
+        record = record_from_decision(
+            decision,
+            scaler=scaler,
+            target=target,
+            mode="ForecastOnly",
+            ready_replicas=int(row.ready),
+            spec=spec,
+            forecast=None,
+            hpa_replicas=None if hpa_replicas is None else int(hpa_replicas),
+            at=row.ds.to_pydatetime(),
+            load_unit=unit,
+        )
+        records.append(replace(record, model_version=model_version))
+    return records
+
+
+def _replayed_decision(row: Any, current: int, observed: float, spec: PolicySpec) -> Decision:
+    """A replay row as a policy :class:`Decision` (see :func:`replay_records`)."""
+    peak = float(row.forecast_peak) if np.isfinite(row.forecast_peak) else None
+    predictive = needed_replicas(peak, spec.capacity_per_replica) if peak is not None else None
+    load = observed if np.isfinite(observed) else None
+    floor = int(row.reactive_floor)
+    if predictive is None and load is None:
+        recommendation = current  # no forecast, no load: the policy keeps the count
+    else:
+        recommendation = max(predictive or 0, floor)
+    family, _, detail = str(row.reason).partition("/")
+    return Decision(
+        replicas=int(row.replicas),
+        reason=str(row.reason),
+        message="",
+        recommendation=recommendation,
+        reactive_floor=floor,
+        predictive=predictive,
+        forecast_peak=peak,
+        window_start=row.ds.to_pydatetime(),
+        window_end=(row.ds + lead_time(spec)).to_pydatetime(),
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        current_replicas=current,
+        observed_load=load,
+        fallback=detail if family == "FallbackReactive" else None,
+    )

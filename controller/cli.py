@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from controller import _cli_controller, _cli_demo, _cli_replay
+from controller import _cli_controller, _cli_decisions, _cli_demo, _cli_replay
 from forecaster import __version__
 from forecaster.cli import app as forecaster_app
 
@@ -18,6 +18,7 @@ app.registered_commands += forecaster_app.registered_commands
 app.registered_commands += _cli_replay.app.registered_commands
 app.registered_commands += _cli_demo.app.registered_commands
 app.add_typer(_cli_controller.app, name="controller")
+app.add_typer(_cli_decisions.app, name="decisions")
 
 
 def _print_version(value: bool) -> None:

@@ -65,6 +65,10 @@ def test_replay_errors(tmp_path: Path) -> None:
         (["--series", str(tmp_path / "none.csv")], "no such file"),
         (["--series", str(tmp_path / "two.csv")], "has 2 series; pick one with --id"),
         (["--series", str(tmp_path / "two.csv"), "--policy", "magic"], "unknown --policy"),
+        (
+            ["--series", str(tmp_path / "none.csv"), "--policy", "hpa", "--decision-log", "x"],
+            "--decision-log records the predictive policy",
+        ),
     ]
     for extra, message in cases:
         result = runner.invoke(

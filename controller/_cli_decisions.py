@@ -1,0 +1,185 @@
+"""``surgecast decisions``: read the decision log: a scaler's decisions, and why one was made."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from controller.decisions import DecisionLog, DecisionRecord
+from controller.explain import explain
+from controller.spec import parse_duration
+from forecaster._cli_common import fail
+
+DB_ENV = "SURGECAST_DECISION_DB"
+DEFAULT_DB = "sqlite:///surgecast-decisions.db"
+DB_HELP = "Decision log: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB."
+TIME_EXAMPLE = "2026-11-20 09:41"
+
+app = typer.Typer(
+    help="Read the decision log: what each scaler decided, and why.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def list_command(
+    scaler: str = typer.Argument(..., metavar="NS/NAME", help="The PredictiveScaler."),
+    since: str = typer.Option(
+        "24h", "--since", help=f"A duration back from now (24h) or a time ({TIME_EXAMPLE})."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="A duration back from now or a time (default: now)."
+    ),
+    reason: str | None = typer.Option(
+        None, "--reason", help="Only this reason code, or family (ScaleUp, FallbackReactive)."
+    ),
+    limit: int = typer.Option(10_000, "--limit", help="Show at most the newest this many."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of the times shown and typed (default: UTC)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the full records as JSON."),
+    db: str = typer.Option(DEFAULT_DB, "--db", envvar=DB_ENV, help=DB_HELP),
+) -> None:
+    """List a scaler's decisions, oldest first."""
+    zone = _zone(tz)
+    now = datetime.now(UTC)
+    start = _moment("--since", since, zone, now)
+    end = _moment("--until", until, zone, now) if until is not None else None
+    with _open(db, scaler) as log:
+        records = log.list(scaler, since=start, until=end, reason=reason, limit=limit)
+        newest = None if records else log.list(scaler, limit=1)[0]
+    if as_json:
+        typer.echo(json.dumps([_as_json(record) for record in records], indent=2))
+    elif newest is not None:
+        typer.echo(
+            f"no decisions of {scaler} in that window; the newest is from "
+            f"{_stamp(newest.at, zone)}: widen --since"
+        )
+    else:
+        typer.echo(_table(records, zone))
+    if len(records) == limit:
+        typer.echo(f"showing the newest {limit}: narrow --since or raise --limit", err=True)
+
+
+@app.command("explain")
+def explain_command(
+    scaler: str = typer.Argument(..., metavar="NS/NAME", help="The PredictiveScaler."),
+    at: str = typer.Option(..., "--at", help=f"The minute to explain, e.g. {TIME_EXAMPLE!r}."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of --at and of the account (default: UTC)."
+    ),
+    db: str = typer.Option(DEFAULT_DB, "--db", envvar=DB_ENV, help=DB_HELP),
+) -> None:
+    """Explain in plain language the decision in force at a minute.
+
+    That is the last decision made up to the end of that minute.
+    """
+    zone = _zone(tz)
+    minute = _time("--at", at, zone).replace(second=0, microsecond=0)
+    with _open(db, scaler) as log:
+        record = log.at(scaler, minute + timedelta(minutes=1, microseconds=-1))
+    if record is None:
+        fail(f"no decision of {scaler} at or before {_stamp(minute, zone)}")
+    typer.echo(explain(record, tz))
+    model = record.model_version or "none"
+    if record.backtest_score is not None:
+        model += f" (backtest score {record.backtest_score:.2f})"
+    typer.echo(f"decision {record.id}, {_stamp(record.at, zone)}: {record.reason}, model {model}")
+
+
+def _open(db: str, scaler: str) -> DecisionLog:
+    """The log at ``db``, once it is known to hold decisions of ``scaler``."""
+    if scaler.count("/") != 1 or scaler.startswith("/") or scaler.endswith("/"):
+        fail(f"{scaler!r} is not NAMESPACE/NAME")
+    try:
+        url = make_url(db)
+    except ArgumentError:
+        fail(f"--db {db!r} is not a database URL like {DEFAULT_DB}")
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
+    try:
+        log = DecisionLog(db)
+        known = log.scalers()
+    except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
+        fail(f"cannot read the decision log {db}: {exc}")
+    if not known:
+        log.close()
+        fail(f"the decision log {db} is empty")
+    if scaler not in known:
+        log.close()
+        fail(f"no decisions of {scaler} in {db}; it has {', '.join(known)}")
+    return log
+
+
+def _zone(tz: str | None) -> tzinfo:
+    if not tz:
+        return UTC
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
+
+
+def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:
+    """A duration back from ``now`` (``24h``) or a time."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        return _time(option, text, zone)
+
+
+def _time(option: str, text: str, zone: tzinfo) -> datetime:
+    """An ISO time; without an offset it is in ``zone``."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{option} {text!r} is not a time like {TIME_EXAMPLE!r}")
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+
+
+def _stamp(moment: datetime, zone: tzinfo) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} {zone}"
+
+
+def _table(records: Sequence[DecisionRecord], zone: tzinfo) -> str:
+    """One line per decision: the columns on-call scans for."""
+    rows = [
+        {
+            f"time ({zone})": f"{r.at.astimezone(zone):%Y-%m-%d %H:%M}",
+            "replicas": (
+                f"{r.current_replicas} → {r.replicas}"
+                if r.replicas != r.current_replicas
+                else str(r.replicas)
+            ),
+            "reason": r.reason,
+            "load": _number(r.observed_load),
+            "forecast peak": _number(r.forecast_peak),
+            "HPA": "-" if r.hpa_replicas is None else str(r.hpa_replicas),
+            "applied": "yes" if r.applied else ("recorded" if r.mode == "ForecastOnly" else "no"),
+        }
+        for r in records
+    ]
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _as_json(record: DecisionRecord) -> dict[str, Any]:
+    """A record as JSON values: ISO times in UTC, the startup delay in seconds."""
+    row = asdict(record)
+    row["startup_delay_seconds"] = row.pop("startup_delay").total_seconds()
+    for name, value in row.items():
+        if isinstance(value, datetime):
+            row[name] = value.isoformat()
+    return row
