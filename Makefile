@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/surgecast demo --out demo-out
 
 test: $(STAMP)
-	bash scripts/test-services.sh postgresql prometheus chromium
+	bash scripts/test-services.sh postgresql prometheus chromium chromium-driver
 	$(PY) -m pytest
 
 lint: $(STAMP)

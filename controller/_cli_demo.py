@@ -7,7 +7,7 @@ output in the demo folder so a newcomer can open every artefact.
 from __future__ import annotations
 
 import gzip
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,7 @@ import typer
 
 from controller.replay import ReplayResult, ReplaySettings, replay, summarize
 from controller.report import summary_table, write_report
+from forecaster import store
 from forecaster._cli_ingest import describe_report, describe_series
 from forecaster.backtest import backtest, score
 from forecaster.frames import write_frame
@@ -119,6 +120,20 @@ def demo(
     report = write_report(final, out / "report.html", f"surgecast demo: pension portal, {chosen}")
     typer.echo(_indent(summary_table(final.summary)))
     typer.echo(f"   wrote {out / 'decisions.csv'} and {report}")
+
+    typer.echo(f"5. training {chosen} on all the history into the model store {out / 'models'}")
+    model = registry()[chosen]().fit(result.series)
+    version = store.save(
+        {chosen: model},
+        str(out / "models"),
+        {"step": "60s", "training": {"model": chosen, "chosen_by": "replay"}},
+        store.fingerprint(result.series),
+        now=datetime.now(UTC),
+    )
+    typer.echo(
+        f"   stored version {version}; forecast the next day with: surgecast forecast "
+        f"--model {out / 'models'} --horizon 24h -o {out / 'forecast.csv'}"
+    )
 
 
 def _append_damaged_lines(log: Path) -> None:

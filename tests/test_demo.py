@@ -19,3 +19,11 @@ def test_demo_runs_and_reports_every_line(tmp_path: Path) -> None:
     series = pd.read_parquet(tmp_path / "series.parquet")
     assert series["y"].isna().sum() >= 3 * 120  # the maintenance windows are missing, not zero
     assert (tmp_path / "series.png").stat().st_size > 10_000
+    assert (tmp_path / "models" / "LATEST").exists()
+    forecast = CliRunner().invoke(
+        app,
+        ["forecast", "--model", str(tmp_path / "models"), "--horizon", "24h"]
+        + ["-o", str(tmp_path / "forecast.csv")],
+    )
+    assert forecast.exit_code == 0, forecast.output
+    assert len(pd.read_csv(tmp_path / "forecast.csv")) == 1440
