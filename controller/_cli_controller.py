@@ -8,12 +8,14 @@ from pathlib import Path
 
 import typer
 
+from controller.decisions import DecisionLog
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.reconciler import Reconciler
 from controller.runner import Controller, configure_logging, wait_forever
+from controller.spec import parse_duration
 from forecaster._cli_common import fail
 
 app = typer.Typer(help="Run the in-cluster controller.", no_args_is_help=True)
@@ -47,23 +49,32 @@ def run(
         "--decision-log",
         help="Decision log: sqlite:///PATH or postgresql+psycopg://...",
     ),
+    decision_retention: str = typer.Option(
+        "30d",
+        "--decision-retention",
+        help="How long decisions stay in the log (a duration such as 30d; 0 keeps them all).",
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
     configure_logging(log_level)
+    try:
+        retention = parse_duration(decision_retention) if decision_retention != "0" else None
+    except ValueError as exc:
+        fail(f"--decision-retention: {exc}")
     try:
         client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
     except Exception as exc:  # the kubernetes client raises several unrelated types here
         fail(f"cannot configure the Kubernetes client: {exc}")
     kube = KubeClient(client)
     metrics = ControllerMetrics()
-    from controller.decisions import DecisionLog
-
     try:
         decisions = DecisionLog(decision_log)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
         fail(f"cannot open the decision log {decision_log}: {exc}")
-    reconciler = Reconciler(kube, metrics, decisions=decisions, model_store=model_dir)
+    reconciler = Reconciler(
+        kube, metrics, decisions=decisions, model_store=model_dir, retention=retention
+    )
     elector = LeaderElector(kube, lease_namespace, lease_name, identity)
     controller = Controller(kube, reconciler, elector, namespace=namespace)
     controller.http = ControllerHTTPServer(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from controller.decisions import DecisionRecord
-from controller.policy import _FALLBACK_WORDS
+from controller.policy import FALLBACK_WORDS
 
 
 def explain(record: DecisionRecord, tz: str | None = None) -> str:
@@ -71,7 +71,7 @@ def _cause(r: DecisionRecord, zone: tzinfo) -> str:
 
 
 def _fallback(r: DecisionRecord) -> str:
-    why = _FALLBACK_WORDS.get(r.fallback or "", r.fallback or "reason unknown")
+    why = FALLBACK_WORDS.get(r.fallback or "", r.fallback or "reason unknown")
     if r.fallback == "ModelScoreTooLow" and r.backtest_score is not None:
         why += f": {r.backtest_score:.2f}"
     if r.observed_load is None:

@@ -351,7 +351,7 @@ def _with_message(decision: Decision, spec: PolicySpec, forecast: Forecast | Non
         )
     elif d.fallback is not None:
         parts.append(
-            f"no usable forecast ({_FALLBACK_WORDS[d.fallback]}), so scaling reacts to the load"
+            f"no usable forecast ({FALLBACK_WORDS[d.fallback]}), so scaling reacts to the load"
         )
     if d.observed_load is not None:
         parts.append(f"the load now ({d.observed_load:,.1f}) needs {d.reactive_floor}")
@@ -368,7 +368,7 @@ def _minutes(delay: timedelta) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
-_FALLBACK_WORDS = {
+FALLBACK_WORDS = {
     "ForecastMissing": "none yet",
     "ForecastStale": "the last one is too old",
     "ModelScoreTooLow": "the model's backtest score is below the threshold",

@@ -31,12 +31,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from apscheduler.triggers.cron import CronTrigger
 
+from controller.decisions import DecisionLog, record_from_decision
 from controller.forecasting import event_calendar, to_forecast
 from controller.kube import KubeClient, KubeError, ScaleTarget
 from controller.metrics import ControllerMetrics
@@ -46,9 +47,6 @@ from controller.spec import ScalerConfig, SpecError, parse_scaler
 from forecaster import store
 from forecaster.models import registry
 from forecaster.training import train
-
-if TYPE_CHECKING:
-    from controller.decisions import DecisionLog
 
 log = logging.getLogger("surgecast.reconciler")
 
@@ -92,6 +90,8 @@ class ScalerState:
     training_error: str | None = None
     metric_error: str | None = None
     scaling_error: str | None = None
+    failed_record: int | None = None
+    """The logged decision this process failed to apply: never to be marked applied."""
 
 
 @dataclass
@@ -105,6 +105,7 @@ class Reconciler:
         model_store: root of the model store; each scaler gets ``ROOT/NAMESPACE/NAME``.
         prometheus: builds a client for a scaler's Prometheus URL (injectable for tests).
         refresh: how often the chosen model is refitted on the newest history.
+        retention: how long decisions stay in the log (None: for ever); pruned hourly.
     """
 
     kube: KubeClient
@@ -113,6 +114,8 @@ class Reconciler:
     model_store: str | None = None
     prometheus: Callable[[str], PrometheusClient] = PrometheusClient
     refresh: timedelta = timedelta(minutes=30)
+    retention: timedelta | None = None
+    pruned_at: datetime | None = None
     states: dict[str, ScalerState] = field(default_factory=dict)
     clients: dict[str, PrometheusClient] = field(default_factory=dict)
     """One client (one HTTP connection pool) per Prometheus URL."""
@@ -169,6 +172,7 @@ class Reconciler:
             self._write_status(obj, status)
             return None
 
+        self._settle_pending(config, state, scale, now)
         if state.next_retrain is None or now >= state.next_retrain:
             state.retrain_due = state.retrain_due or state.next_retrain is not None
             state.next_retrain = _next_fire(config.retrain_schedule, now)
@@ -407,8 +411,6 @@ class Reconciler:
         hpa_alone = _hpa_alone(decision.observed_load, config.capacity_per_replica)
         record_id = None
         if self.decisions is not None:
-            from controller.decisions import record_from_decision
-
             record = record_from_decision(
                 decision,
                 scaler=config.key,
@@ -429,6 +431,7 @@ class Reconciler:
             elif config.mode == "HPAFloor":
                 changed = self._raise_hpa_floor(config, decision)
         except KubeError as exc:
+            state.failed_record = record_id
             state.scaling_error = f"could not apply {decision.replicas} replicas: {exc}"
             self._event(state, obj, "Warning", "ScaleFailed", state.scaling_error, now)
             self._count_error(obj, "ScaleFailed")
@@ -451,6 +454,40 @@ class Reconciler:
             }
             self._event(state, target, "Normal", "PredictiveScaled", message, now, dedupe=False)
         return changed
+
+    def _settle_pending(
+        self, config: ScalerConfig, state: ScalerState, scale: ScaleTarget, now: datetime
+    ) -> None:
+        """Finish the log's bookkeeping for a decision whose process stopped mid-way.
+
+        A ``Scale`` decision recorded but never marked applied was made by a controller
+        that died (or lost the Lease) between recording and marking. If the target already
+        has that many replicas the change went through: mark it applied. Otherwise it did
+        not, and the decision about to be made supersedes it. Either way nothing is applied
+        twice (:meth:`controller.decisions.DecisionLog.pending`). Also prunes the log to
+        ``retention`` once an hour.
+        """
+        if self.decisions is None:
+            return
+        pending = self.decisions.pending(config.key)
+        if (
+            pending is not None
+            and pending.id != state.failed_record
+            and pending.replicas == scale.spec_replicas
+        ):
+            self.decisions.mark_applied(pending.id, now)  # type: ignore[arg-type]
+            log.info(
+                "decision %s for %s was applied before a restart; marked applied",
+                pending.id,
+                config.key,
+            )
+        if self.retention is not None and (
+            self.pruned_at is None or now - self.pruned_at >= timedelta(hours=1)
+        ):
+            removed = self.decisions.prune(now - self.retention)
+            self.pruned_at = now
+            if removed:
+                log.info("pruned %d decision(s) older than %s", removed, self.retention)
 
     def _raise_hpa_floor(self, config: ScalerConfig, decision: Decision) -> bool:
         """Set the HPA's minReplicas to the decision (never above its maxReplicas)."""

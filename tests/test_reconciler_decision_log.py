@@ -1,0 +1,157 @@
+"""The reconciler and its decision log: recorded before applying, marked applied after, and a
+restarted controller settling what its predecessor left half done, never applying twice.
+
+The scaler, Prometheus history and fake API are those of the end-to-end tests; each test
+reconciles a few virtual minutes around the Thursday morning peak.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.decisions import DecisionLog, DecisionRecord
+from controller.reconciler import Reconciler
+from tests.kubefake import FakeKubeServer, Fault
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import START, api, reconciler, scaler  # noqa: F401
+
+PEAK = START + timedelta(hours=3)  # Thursday 09:00 in Shanghai
+KEY = "gov/portal"
+
+
+@pytest.fixture
+def log(tmp_path) -> DecisionLog:
+    return DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}")
+
+
+def with_log(server: FakeKubeServer, tmp_path, log: DecisionLog) -> Reconciler:
+    """A fresh controller process: new reconciler state, the same log and API."""
+    rec = reconciler(server, tmp_path)
+    rec.decisions = log
+    return rec
+
+
+def reconcile(server: FakeKubeServer, rec: Reconciler, minute: int) -> None:
+    obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+    rec.reconcile(obj, PEAK + timedelta(minutes=minute))
+
+
+def replicas(server: FakeKubeServer) -> int:
+    return server.state.get("deployments", "gov", "portal")["spec"]["replicas"]
+
+
+def set_replicas(server: FakeKubeServer, count: int) -> None:
+    server.state.update("deployments", "gov", "portal", {"spec": {"replicas": count}})
+
+
+def left_half_done(log: DecisionLog, like: DecisionRecord, replicas: int) -> DecisionRecord:
+    """What a controller killed after recording a decision leaves: a pending Scale record."""
+    record = dataclasses.replace(
+        like, id=None, at=like.at + timedelta(seconds=30), replicas=replicas, applied=False
+    )
+    record = dataclasses.replace(record, applied_at=None)
+    log.record(record)
+    pending = log.pending(KEY)
+    assert pending is not None and pending.replicas == replicas
+    return pending
+
+
+def test_each_decision_is_recorded_and_marked_applied(api, prom, tmp_path, log) -> None:  # noqa: F811
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    for minute in range(3):
+        reconcile(api, rec, minute)
+    records = log.list(KEY, since=PEAK - timedelta(hours=1))
+    assert len(records) == 3
+    assert all(r.applied and r.mode == "Scale" for r in records)
+    assert records[-1].replicas == replicas(api)
+    assert log.pending(KEY) is None
+
+
+def test_a_restart_marks_a_change_that_went_through_and_does_not_repeat_it(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+    log,
+) -> None:
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    reconcile(api, with_log(api, tmp_path, log), 0)
+    first = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    # The killed controller recorded "one more replica" and patched the scale, then died.
+    pending = left_half_done(log, first, first.replicas + 1)
+    set_replicas(api, first.replicas + 1)
+    patches_before = len(api.state.calls("PATCH", "/scale"))
+
+    reconcile(api, with_log(api, tmp_path, log), 1)
+
+    settled = log.at(KEY, pending.at)
+    assert settled is not None and settled.id == pending.id
+    assert settled.applied and settled.applied_at == PEAK + timedelta(minutes=1)
+    newest = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    assert newest.id != pending.id and newest.applied
+    repeated = [
+        c
+        for c in api.state.calls("PATCH", "/scale")[patches_before:]
+        if c.body["spec"]["replicas"] == pending.replicas
+    ]
+    assert repeated == []  # the change already made is not made again
+
+
+def test_a_restart_leaves_a_change_that_never_happened_unapplied(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+    log,
+) -> None:
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    reconcile(api, with_log(api, tmp_path, log), 0)
+    first = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    pending = left_half_done(log, first, first.replicas + 5)  # died before patching
+
+    reconcile(api, with_log(api, tmp_path, log), 1)
+
+    stale = log.at(KEY, pending.at)
+    assert stale is not None and stale.id == pending.id and not stale.applied
+    newest = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    assert newest.at == PEAK + timedelta(minutes=1) and newest.applied
+    assert log.pending(KEY) is None
+
+
+def test_a_failed_apply_is_never_marked_applied(api, prom, tmp_path, log) -> None:  # noqa: F811
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    api.state.faults.append(Fault("PATCH", "/scale", 500, times=3))  # every retry fails
+    reconcile(api, rec, 0)
+    failed = log.pending(KEY)
+    assert failed is not None and not failed.applied
+    # Somebody else sets the same count by hand; the failed decision still did not apply.
+    set_replicas(api, failed.replicas)
+    reconcile(api, rec, 1)
+    assert log.at(KEY, failed.at).applied is False
+
+
+def test_decisions_older_than_the_retention_are_pruned(api, prom, tmp_path, log) -> None:  # noqa: F811
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)
+    old = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    log.record(dataclasses.replace(old, id=None, at=PEAK - timedelta(days=40)))
+    assert len(log.list(KEY, since=PEAK - timedelta(days=41))) == 2
+
+    rec.retention = timedelta(days=30)
+    reconcile(api, rec, 61)  # an hour after the last prune (or the first one)
+
+    kept = log.list(KEY, since=PEAK - timedelta(days=41))
+    assert [r.at for r in kept] == [PEAK, PEAK + timedelta(minutes=61)]
+
+
+def test_controller_run_refuses_a_retention_that_is_not_a_duration() -> None:
+    result = CliRunner().invoke(app, ["controller", "run", "--decision-retention", "a month"])
+    assert result.exit_code == 2
+    assert "--decision-retention" in result.output and "not a duration" in result.output
