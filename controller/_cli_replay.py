@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import typer
 from pandas.tseries.frequencies import to_offset
 
 from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
-from controller.policy import Decision, PolicySpec, lead_time, needed_replicas
+from controller.policy import PolicySpec
 from controller.replay import POLICIES, ReplayResult, ReplaySettings, replay
 from controller.report import summary_table, write_report
 from controller.spec import parse_duration
@@ -133,13 +131,10 @@ def replay_records(
 ) -> list[DecisionRecord]:
     """The predictive policy's decisions of a replay as ForecastOnly decision records.
 
-    The replay keeps, per interval, the chosen count, the reason, the reactive floor and
-    the forecast peak; the rest is derived here: the count before the decision is the
-    previous interval's (the first interval's is its ready count: the replay starts warm,
-    every pod ready), the load observed is the previous interval's, and the bounds are the
-    settings' (a replay has no overrides). The policy's clamps and message are not in the
-    replay's output, so they are recorded empty. ``hpa_replicas`` is the HPA run's count at
-    the same interval when it ran.
+    Each record is the policy's own :class:`~controller.policy.Decision` (reason, clamps,
+    message, floor, forecast peak); the replay adds what a cluster would: the ready count
+    of the interval, the bounds of the replay's settings (a replay has no overrides) and
+    ``hpa_replicas``, the HPA run's count at the same interval when it ran.
     """
     settings = result.settings
     step = series_freq(series)
@@ -154,14 +149,10 @@ def replay_records(
     runs = result.decisions
     rows = runs[runs["policy"] == "predictive"].reset_index(drop=True)
     hpa = runs[runs["policy"] == "hpa"].set_index("ds")["replicas"]
-    load = series.set_index("ds")["y"]
-    before = rows["replicas"].shift(1).fillna(rows["ready"]).astype(int)
     target = f"Series/{series['unique_id'].iloc[0]}"
     unit = f"req/{to_offset(step).freqstr}"
     records = []
-    for row, current in zip(rows.itertuples(index=False), before, strict=True):
-        observed = float(load.get(row.ds - step, np.nan))
-        decision = _replayed_decision(row, int(current), observed, spec)
+    for row, decision in zip(rows.itertuples(index=False), result.policy_decisions, strict=True):
         hpa_replicas = hpa.get(row.ds)
         record = record_from_decision(
             decision,
@@ -177,32 +168,3 @@ def replay_records(
         )
         records.append(replace(record, model_version=model_version))
     return records
-
-
-def _replayed_decision(row: Any, current: int, observed: float, spec: PolicySpec) -> Decision:
-    """A replay row as a policy :class:`Decision` (see :func:`replay_records`)."""
-    peak = float(row.forecast_peak) if np.isfinite(row.forecast_peak) else None
-    predictive = needed_replicas(peak, spec.capacity_per_replica) if peak is not None else None
-    load = observed if np.isfinite(observed) else None
-    floor = int(row.reactive_floor)
-    if predictive is None and load is None:
-        recommendation = current  # no forecast, no load: the policy keeps the count
-    else:
-        recommendation = max(predictive or 0, floor)
-    family, _, detail = str(row.reason).partition("/")
-    return Decision(
-        replicas=int(row.replicas),
-        reason=str(row.reason),
-        message="",
-        recommendation=recommendation,
-        reactive_floor=floor,
-        predictive=predictive,
-        forecast_peak=peak,
-        window_start=row.ds.to_pydatetime(),
-        window_end=(row.ds + lead_time(spec)).to_pydatetime(),
-        min_replicas=spec.min_replicas,
-        max_replicas=spec.max_replicas,
-        current_replicas=current,
-        observed_load=load,
-        fallback=detail if family == "FallbackReactive" else None,
-    )

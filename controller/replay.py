@@ -30,6 +30,7 @@ import pandas as pd
 from controller.forecasting import to_forecast
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import (
+    Decision,
     Forecast,
     PolicySpec,
     Recommendation,
@@ -98,6 +99,10 @@ class ReplayResult:
 
     settings: ReplaySettings
 
+    policy_decisions: list[Decision] = field(default_factory=list)
+    """The predictive run's decisions, one per interval, exactly as the policy made them
+    (reasons, clamps, message): what a decision log records for a replay."""
+
 
 def replay(
     series: pd.DataFrame,
@@ -123,17 +128,20 @@ def replay(
     replay_index = y_all.index[(y_all.index >= start) & (y_all.index < end)]
     delay_steps = math.ceil(settings.startup_delay / step)
     runs = []
+    made: list[Decision] = []
     for name in policies:
         if name == "predictive":
             runs.append(
-                _run_predictive(y_all, replay_index, step, delay_steps, settings, model_factory)
+                _run_predictive(
+                    y_all, replay_index, step, delay_steps, settings, model_factory, made
+                )
             )
         elif name == "hpa":
             runs.append(_run_hpa(y_all, replay_index, step, delay_steps, settings))
         else:
             runs.append(_run_oracle(y_all, replay_index, delay_steps, settings))
     decisions = pd.concat(runs, ignore_index=True)
-    return ReplayResult(decisions, summarize(decisions, step), settings)
+    return ReplayResult(decisions, summarize(decisions, step), settings, made)
 
 
 def _initial_replicas(
@@ -239,7 +247,9 @@ def _run_predictive(
     delay_steps: int,
     settings: ReplaySettings,
     model_factory: ModelFactory | None,
+    made: list[Decision],
 ) -> pd.DataFrame:
+    """The predictive policy's run; appends each :class:`Decision` to ``made``."""
     spec = PolicySpec(
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
@@ -276,6 +286,7 @@ def _run_predictive(
             spec, now.to_pydatetime(), current, load, state["forecast"], history, recent
         )
         state["history"] = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
+        made.append(decision)
         forecast = state["forecast"]
         median = np.nan
         if isinstance(forecast, Forecast) and forecast.median is not None:

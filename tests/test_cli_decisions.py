@@ -67,6 +67,8 @@ def test_replay_fills_the_log_one_row_per_interval(replayed: Replayed) -> None:
     assert {(row["mode"], row["applied"], row["load_unit"]) for row in rows} == {
         ("ForecastOnly", False, "req/min")
     }
+    assert all(row["message"] for row in rows)  # the policy's own words, kept by the replay
+    assert any("Hold/Stabilizing" in row["clamps"] for row in rows)  # clamps are kept too
     assert decisions(replayed.db, "--since", "2026-11-10 01:00", "--reason", "Hold") == [
         row for row in rows if row["at"] >= "2026-11-10T01:00" and row["reason"].startswith("Hold/")
     ]
