@@ -14,7 +14,7 @@ from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.reconciler import Reconciler
-from controller.runner import Controller, configure_logging, wait_forever
+from controller.runner import Controller, configure_logging, wait_for_termination
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
 
@@ -81,4 +81,5 @@ def run(
         metrics.registry, controller.healthy, controller.ready, port=port
     )
     controller.start()
-    wait_forever(controller)
+    wait_for_termination()
+    controller.stop(release=True)

@@ -1,46 +1,40 @@
-"""The controller's HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz``.
+"""The controller's HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz`` and ``/ui``.
 
 A plain threaded HTTP server from the standard library: the controller has no web
-framework to keep patched. Other pages (the review UI) register extra routes.
+framework to keep patched. :class:`RouteServer` serves a table of routes;
+:class:`ControllerHTTPServer` fills it with the probes and metrics, and other pages (the
+review page, :func:`controller.review.review_route`) are added to its ``routes``.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+log = logging.getLogger("surgecast.http")
 
 Route = Callable[[str], tuple[int, str, bytes]]
 """A handler: the request path with query in, (status, content type, body) out."""
 
 
-class ControllerHTTPServer:
-    """Serves probes and metrics on ``host:port`` in a daemon thread."""
+class RouteServer:
+    """Serves ``routes`` (path without query → handler) on ``host:port`` in a daemon thread.
 
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        healthy: Callable[[], tuple[bool, str]],
-        ready: Callable[[], tuple[bool, str]],
-        host: str = "0.0.0.0",
-        port: int = 8080,
-    ) -> None:
-        self.routes: dict[str, Route] = {
-            "/metrics": lambda _: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
-            "/healthz": lambda _: _probe(healthy()),
-            "/readyz": lambda _: _probe(ready()),
-        }
-        routes = self.routes
+    ``port=0`` picks a free port (see :attr:`port`). Routes may be added until
+    :meth:`start`; a route that raises answers 500 and is logged, and the server goes on.
+    """
+
+    def __init__(self, routes: dict[str, Route], host: str = "0.0.0.0", port: int = 8080) -> None:
+        self.routes = routes
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-                path = self.path.split("?", 1)[0]
-                route = routes.get(path) or routes.get(path.rstrip("/"))
-                status, content_type, body = (
-                    route(self.path) if route else (404, "text/plain", b"not found\n")
-                )
+                status, content_type, body = _answer(routes, self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -58,7 +52,7 @@ class ControllerHTTPServer:
     def port(self) -> int:
         return int(self.server.server_address[1])
 
-    def start(self) -> ControllerHTTPServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -66,6 +60,38 @@ class ControllerHTTPServer:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+
+class ControllerHTTPServer(RouteServer):
+    """The controller's probes and metrics."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        healthy: Callable[[], tuple[bool, str]],
+        ready: Callable[[], tuple[bool, str]],
+        host: str = "0.0.0.0",
+        port: int = 8080,
+    ) -> None:
+        routes: dict[str, Route] = {
+            "/metrics": lambda _: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
+            "/healthz": lambda _: _probe(healthy()),
+            "/readyz": lambda _: _probe(ready()),
+        }
+        super().__init__(routes, host, port)
+
+
+def _answer(routes: dict[str, Route], target: str) -> tuple[int, str, bytes]:
+    """The response to ``GET target`` (a path with query)."""
+    path = target.split("?", 1)[0]
+    route = routes.get(path) or routes.get(path.rstrip("/"))
+    if route is None:
+        return 404, "text/plain", b"not found\n"
+    try:
+        return route(target)
+    except Exception:  # one broken page must not take the probes or the process down
+        log.exception("GET %s failed", path)
+        return 500, "text/plain", b"internal error: see the controller's log\n"
 
 
 def _probe(result: tuple[bool, str]) -> tuple[int, str, bytes]:

@@ -253,8 +253,12 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def wait_forever(controller: Controller) -> None:
-    """Block until SIGTERM/SIGINT, then stop cleanly (releasing the Lease)."""
+def wait_for_termination() -> None:
+    """Block until SIGTERM or SIGINT, so the caller can then stop cleanly.
+
+    Kubernetes sends SIGTERM before killing a pod; stopping then releases the Lease at once
+    instead of making the standby wait for it to expire.
+    """
     import signal
 
     stop = threading.Event()
@@ -262,4 +266,3 @@ def wait_forever(controller: Controller) -> None:
         signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set():
         time.sleep(0.5)
-    controller.stop(release=True)
