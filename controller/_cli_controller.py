@@ -14,6 +14,7 @@ from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.reconciler import Reconciler
+from controller.review import review_route
 from controller.runner import Controller, configure_logging, wait_for_termination
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
@@ -40,7 +41,9 @@ def run(
         "--identity",
         help="This instance's name in the Lease.",
     ),
-    port: int = typer.Option(8080, "--port", help="Port of /metrics, /healthz and /readyz."),
+    port: int = typer.Option(
+        8080, "--port", help="Port of /metrics, /healthz, /readyz and the review page /ui."
+    ),
     model_dir: str = typer.Option(
         "/var/lib/surgecast/models", "--model-dir", help="Model store: a path or fsspec URL."
     ),
@@ -80,6 +83,7 @@ def run(
     controller.http = ControllerHTTPServer(
         metrics.registry, controller.healthy, controller.ready, port=port
     )
+    controller.http.routes["/ui"] = review_route(decisions, clock=controller.clock)
     controller.start()
     wait_for_termination()
     controller.stop(release=True)

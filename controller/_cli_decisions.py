@@ -96,9 +96,15 @@ def explain_command(
     typer.echo(f"decision {record.id}, {_stamp(record.at, zone)}: {record.reason}, model {model}")
 
 
-def _open(db: str, scaler: str) -> DecisionLog:
-    """The log at ``db``, once it is known to hold decisions of ``scaler``."""
-    if scaler.count("/") != 1 or scaler.startswith("/") or scaler.endswith("/"):
+def _open(db: str, scaler: str | None) -> DecisionLog:
+    """The log at ``db``, once it is known to hold decisions (of ``scaler``, when given).
+
+    A missing SQLite file is an error rather than a new empty log: a mistyped path must not
+    read as "no decisions".
+    """
+    if scaler is not None and (
+        scaler.count("/") != 1 or scaler.startswith("/") or scaler.endswith("/")
+    ):
         fail(f"{scaler!r} is not NAMESPACE/NAME")
     try:
         url = make_url(db)
@@ -114,7 +120,7 @@ def _open(db: str, scaler: str) -> DecisionLog:
     if not known:
         log.close()
         fail(f"the decision log {db} is empty")
-    if scaler not in known:
+    if scaler is not None and scaler not in known:
         log.close()
         fail(f"no decisions of {scaler} in {db}; it has {', '.join(known)}")
     return log

@@ -1,0 +1,86 @@
+"""``surgecast review``: the decision log as a web page, written to a file or served."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+
+import typer
+
+from controller._cli_decisions import (
+    DB_ENV,
+    DB_HELP,
+    DEFAULT_DB,
+    TIME_EXAMPLE,
+    _moment,
+    _open,
+    _time,
+    _zone,
+)
+from controller.http import RouteServer
+from controller.review import review_route
+from controller.runner import wait_for_termination
+from controller.spec import parse_duration
+from forecaster._cli_common import fail
+
+app = typer.Typer()
+
+
+@app.command("review")
+def review_command(
+    scaler: str | None = typer.Argument(
+        None, metavar="[NS/NAME]", help="One PredictiveScaler (default: every scaler in the log)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the page to this file."),
+    serve: bool = typer.Option(
+        False, "--serve", help="Serve the page until Ctrl-C; every load reads the log afresh."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to serve on (default: this machine only)."
+    ),
+    port: int = typer.Option(8081, "--port", help="Port to serve on (0: any free port)."),
+    since: str = typer.Option(
+        "24h", "--since", help=f"A duration back from now (24h) or a time ({TIME_EXAMPLE})."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="A duration back from now or a time (default: now)."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of the times shown and typed (default: UTC)."
+    ),
+    db: str = typer.Option(DEFAULT_DB, "--db", envvar=DB_ENV, help=DB_HELP),
+) -> None:
+    """Chart each scaler's load, forecast, capacity and replicas with every decision explained.
+
+    One self-contained HTML page (plotly.js inlined, nothing fetched), with a filterable
+    table of the decisions; the controller serves the same page at /ui.
+    """
+    if out is None and not serve:
+        fail("give -o PAGE.html to write the page, --serve to serve it, or both")
+    zone = _zone(tz)
+    start = _since(since, zone)
+    end = _moment("--until", until, zone, datetime.now(UTC)) if until is not None else None
+    log = _open(db, scaler)
+    # The file and the server share the route, so they show the very same page.
+    route = review_route(
+        log, clock=lambda: datetime.now(UTC), since=start, until=end, scaler=scaler, tz=tz
+    )
+    try:
+        if out is not None:
+            out.write_bytes(route("/ui")[2])
+            typer.echo(f"wrote {out}")
+        if serve:
+            server = RouteServer({"/": route, "/ui": route}, host=host, port=port).start()
+            typer.echo(f"serving http://{host}:{server.port}/ui (Ctrl-C to stop)")
+            wait_for_termination()
+            server.stop()
+    finally:
+        log.close()
+
+
+def _since(text: str, zone: tzinfo) -> timedelta | datetime:
+    """A duration stays relative, so a served page's window moves with the clock."""
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return _time("--since", text, zone)

@@ -1,0 +1,470 @@
+"""The review page: each scaler's decisions on a chart and in a table, in one HTML file.
+
+On-call opens it to see a morning at a glance: the load observed, the forecast quantile the
+policy covered, the capacity its decisions provided and the replicas, with every decision
+that changed the count (or fell back to reactive scaling) marked. Hovering a marker shows
+the :func:`controller.explain.explain` sentence; clicking it puts the sentence under the
+chart and highlights its row in the table below, which lists every decision and filters by
+reason, applied or not, and time range (plain JavaScript in the page).
+
+The page is self-contained: plotly.js is inlined from the installed plotly package and
+nothing is fetched, so it works in an air-gapped cluster and as a file attached to an
+incident ticket (about 5 MB, nearly all of it plotly.js).
+
+:func:`review_page` is pure, records in and HTML out; :func:`render_review` reads the log
+for it; :func:`review_route` serves it, at ``/ui`` on the controller and for
+``surgecast review --serve``.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from controller.decisions import DecisionLog, DecisionRecord
+from controller.explain import explain
+from controller.http import Route
+from controller.spec import parse_duration
+
+DEFAULT_WINDOW = timedelta(hours=24)
+"""How far back the page looks unless told otherwise: a working day and the night before."""
+
+DEFAULT_LIMIT = 10_000
+"""Decisions per scaler at most: two days at the default 30 s sync period, a 5 MB table."""
+
+MARKERS = {
+    "ScaleUp": ("triangle-up", "#d62728"),
+    "ScaleDown": ("triangle-down", "#1f77b4"),
+    "FallbackReactive": ("x", "#555555"),
+}
+"""Marker (symbol, colour) per reason family marked on the chart. Holds are not marked:
+they are most decisions, and the table lists them."""
+
+_COLOURS = {"forecast": "#ff7f0e", "load": "#1f77b4", "capacity": "#2ca02c", "replicas": "#9467bd"}
+
+
+def review_page(
+    scalers: Sequence[str],
+    records: Mapping[str, Sequence[DecisionRecord]],
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    tz: str | None = None,
+    limit: int | None = None,
+) -> str:
+    """The page for ``records``: each shown scaler's decisions in the window, oldest first.
+
+    ``scalers`` are every scaler in the log, listed so the reader sees what else there is;
+    ``since``/``until`` are the window the records were read for (``until`` None: up to
+    now), and ``limit`` the per-scaler cap they were read with, so the page can say when a
+    window was cut short. Times are shown in ``tz`` (an IANA zone; default UTC).
+    """
+    zone = ZoneInfo(tz) if tz else UTC
+    window = f"from {_minute(since, zone)} to {_minute(until, zone) if until else 'now'} ({zone})"
+    sections = [
+        _section(index, name, recs, tz, zone, limit)
+        for index, (name, recs) in enumerate(records.items())
+    ]
+    if not scalers:
+        intro = (
+            '<p class="empty">The decision log holds no decisions yet. The controller '
+            "records one per PredictiveScaler every sync period once it leads; a replay "
+            "records them with <code>surgecast replay --decision-log</code>.</p>"
+        )
+    else:
+        intro = f"<p>Decisions {html.escape(window)}. {_LEGEND}</p>{_nav(scalers, records)}"
+    charted = any(records.values())
+    plotly_js = f"<script>{get_plotlyjs()}</script>" if charted else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>surgecast: scaling decisions</title>
+<style>{_CSS}</style>
+{plotly_js}
+<script>{_SCRIPT}</script>
+</head><body>
+<h1>surgecast: scaling decisions</h1>
+{intro}
+{"".join(sections)}
+</body></html>
+"""
+
+
+def render_review(
+    log: DecisionLog,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    scaler: str | None = None,
+    tz: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> str:
+    """The page for the decisions in ``[since, until)`` of ``scaler`` (default: all)."""
+    known = log.scalers()
+    shown = [scaler] if scaler is not None else known
+    records = {name: log.list(name, since=since, until=until, limit=limit) for name in shown}
+    return review_page(known, records, since=since, until=until, tz=tz, limit=limit)
+
+
+def review_route(
+    log: DecisionLog,
+    *,
+    clock: Callable[[], datetime],
+    since: datetime | timedelta = DEFAULT_WINDOW,
+    until: datetime | None = None,
+    scaler: str | None = None,
+    tz: str | None = None,
+) -> Route:
+    """A :mod:`controller.http` route serving the page, read afresh at every request.
+
+    A duration ``since`` is counted back from ``clock()`` at each request, so a reload
+    shows the newest decisions. The query may choose ``scaler=NS/NAME``, ``tz=Area/City``
+    and ``since=DURATION`` (``6h``, ``2d``), in place of these defaults.
+    """
+
+    def route(target: str) -> tuple[int, str, bytes]:
+        query = parse_qs(urlsplit(target).query)
+        chosen = query.get("scaler", [scaler])[-1] or None
+        zone = query.get("tz", [tz])[-1] or None
+        try:
+            back = parse_duration(query["since"][-1]) if "since" in query else since
+            if zone is not None:
+                _check_zone(zone)
+        except ValueError as exc:
+            return 400, "text/plain; charset=utf-8", f"{exc}\n".encode()
+        start = back if isinstance(back, datetime) else clock() - back
+        page = render_review(log, since=start, until=until, scaler=chosen, tz=zone)
+        return 200, "text/html; charset=utf-8", page.encode()
+
+    return route
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone like Europe/Berlin or Asia/Shanghai"
+        ) from None
+
+
+_LEGEND = (
+    "On each chart, ▲ and ▼ mark the decisions that scaled up or down and ✕ those made "
+    "without a usable forecast; hover over one to read why, click it to show the reason "
+    "below the chart and highlight it in the table. Capacity is replicas × what one pod "
+    "serves; in ForecastOnly mode it is what the decisions would have provided."
+)
+
+
+def _nav(scalers: Sequence[str], records: Mapping[str, Sequence[DecisionRecord]]) -> str:
+    """Every scaler in the log: those on this page link to their section."""
+    anchors = {name: index for index, name in enumerate(records)}
+    items = []
+    for name in scalers:
+        if name in anchors:
+            count = len(records[name])
+            items.append(
+                f'<li><a href="#scaler-{anchors[name]}">{html.escape(name)}</a> '
+                f"({count:,} decision{'s' if count != 1 else ''})</li>"
+            )
+        else:
+            items.append(f"<li>{html.escape(name)} (not on this page)</li>")
+    return f'<ul class="scalers">{"".join(items)}</ul>'
+
+
+def _section(
+    index: int,
+    name: str,
+    records: Sequence[DecisionRecord],
+    tz: str | None,
+    zone: tzinfo,
+    limit: int | None,
+) -> str:
+    heading = f'<section id="scaler-{index}"><h2>{html.escape(name)}</h2>'
+    if not records:
+        empty = f"No decisions of {html.escape(name)} in this window."
+        return f'{heading}<p class="empty">{empty}</p></section>'
+    newest = records[-1]
+    sentences = [explain(record, tz) for record in records]
+    row_ids = [f"decision-{index}-{n}" for n in range(len(records))]
+    counts = {family: 0 for family in MARKERS}
+    for record in records:
+        family = _family(record)
+        if family in counts:
+            counts[family] += 1
+    cut = (
+        f" Only the newest {limit:,} are shown: narrow the window."
+        if limit is not None and len(records) >= limit
+        else ""
+    )
+    summary = (
+        f"{html.escape(newest.target)}, mode {html.escape(newest.mode)}, model "
+        f"{html.escape(newest.model_version or 'none')}: {len(records):,} decisions, "
+        f"{counts['ScaleUp']:,} up, {counts['ScaleDown']:,} down, "
+        f"{counts['FallbackReactive']:,} without a usable forecast. Each pod serves "
+        f"{newest.capacity_per_replica:,g} {html.escape(newest.load_unit)}.{cut}"
+    )
+    figure = _figure(records, sentences, row_ids, zone)
+    table = f"table-{index}"
+    return f"""{heading}
+<p>{summary}</p>
+<div id="chart-{index}" class="chart" data-panel="why-{index}"></div>
+<script>drawChart("chart-{index}", {figure});</script>
+<p id="why-{index}" class="why">Click a marker to read why that decision was made.</p>
+{_filters(table, records, zone)}
+{_table(table, records, sentences, row_ids, zone)}
+</section>"""
+
+
+def _figure(
+    records: Sequence[DecisionRecord],
+    sentences: Sequence[str],
+    row_ids: Sequence[str],
+    zone: tzinfo,
+) -> str:
+    """Plotly's JSON for the chart: loads above, replicas and decision markers below.
+
+    Times are local wall times, so the axis reads in the page's zone. The JSON escapes
+    ``<`` and ``>``, so it is safe inside a ``<script>``.
+    """
+    x = [f"{r.at.astimezone(zone):%Y-%m-%d %H:%M:%S}" for r in records]
+    unit = records[-1].load_unit
+    quantiles = "/".join(sorted({_percent(r.quantile) for r in records}))
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.05
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.forecast_peak for r in records],
+            name=f"forecast {quantiles}, peak over the lead window",
+            line={"color": _COLOURS["forecast"], "width": 1, "shape": "hv"},
+            fill="tozeroy",
+            fillcolor="rgba(255, 127, 14, 0.15)",
+            hovertemplate=f"forecast {quantiles} %{{y:,.1f}} {unit}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.observed_load for r in records],
+            name="load observed",
+            line={"color": _COLOURS["load"], "width": 1.5},
+            hovertemplate=f"load %{{y:,.1f}} {unit}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.replicas * r.capacity_per_replica for r in records],
+            customdata=[r.replicas for r in records],
+            name="capacity of the replicas decided",
+            line={"color": _COLOURS["capacity"], "width": 1.5, "shape": "hv"},
+            hovertemplate=f"capacity %{{y:,.1f}} {unit} (%{{customdata}} pods)<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.replicas for r in records],
+            name="replicas decided",
+            line={"color": _COLOURS["replicas"], "width": 1.5, "shape": "hv"},
+            hoverinfo="skip",  # the markers on it carry the explanations
+        ),
+        row=2,
+        col=1,
+    )
+    marked = [n for n, r in enumerate(records) if _family(r) in MARKERS]
+    styles = [MARKERS[_family(records[n])] for n in marked]
+    fig.add_trace(
+        go.Scatter(
+            x=[x[n] for n in marked],
+            y=[records[n].replicas for n in marked],
+            mode="markers",
+            meta="decisions",  # how the page's script tells this trace apart
+            name="decisions (hover or click)",
+            marker={
+                "symbol": [symbol for symbol, _ in styles],
+                "color": [colour for _, colour in styles],
+                "size": 11,
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertext=[_hover(x[n], records[n], sentences[n]) for n in marked],
+            hoverinfo="text",
+            customdata=[row_ids[n] for n in marked],
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=560,
+        margin={"l": 70, "r": 20, "t": 30, "b": 50},
+        hovermode="closest",
+        hoverlabel={"align": "left", "bgcolor": "white", "font": {"size": 12}},
+        legend={"orientation": "h", "y": 1.06, "x": 0},
+    )
+    fig.update_yaxes(title_text=unit, rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="replicas", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text=f"time ({zone})", row=2, col=1)
+    return fig.to_json()
+
+
+def _hover(when: str, record: DecisionRecord, sentence: str) -> str:
+    """The hover label: time and reason in bold, then the sentence in lines of 80.
+
+    Plotly reads labels as a little HTML, so the text is escaped first.
+    """
+    lines = [html.escape(line, quote=False) for line in textwrap.wrap(sentence, 80)]
+    title = html.escape(f"{when} {record.reason}", quote=False)
+    return "<br>".join([f"<b>{title}</b>", *lines])
+
+
+def _filters(table: str, records: Sequence[DecisionRecord], zone: tzinfo) -> str:
+    """Reason (a family or one code), applied or not, and a local time range."""
+    codes = sorted({r.reason for r in records})
+    groups = []
+    for family in sorted({code.partition("/")[0] for code in codes}):
+        options = [f'<option value="{html.escape(family)}">every {html.escape(family)}</option>']
+        options += [
+            f'<option value="{html.escape(code)}">{html.escape(code)}</option>'
+            for code in codes
+            if code.partition("/")[0] == family and code != family
+        ]
+        groups.append(f'<optgroup label="{html.escape(family)}">{"".join(options)}</optgroup>')
+    first, last = (f"{r.at.astimezone(zone):%Y-%m-%dT%H:%M}" for r in (records[0], records[-1]))
+    return f"""<form class="filters" data-table="{table}" onsubmit="return false">
+<label>reason <select name="reason"><option value="">any</option>{"".join(groups)}</select></label>
+<label>applied <select name="applied"><option value="">any</option>
+<option value="yes">applied</option><option value="no">not applied</option></select></label>
+<label>from <input type="datetime-local" name="from" min="{first}" max="{last}"></label>
+<label>until <input type="datetime-local" name="until" min="{first}" max="{last}"></label>
+<output>{len(records):,} of {len(records):,} decisions</output>
+</form>"""
+
+
+def _table(
+    table: str,
+    records: Sequence[DecisionRecord],
+    sentences: Sequence[str],
+    row_ids: Sequence[str],
+    zone: tzinfo,
+) -> str:
+    """Every decision, with the data the filters read in ``data-`` attributes."""
+    unit = html.escape(records[-1].load_unit)
+    rows = []
+    for r, sentence, row_id in zip(records, sentences, row_ids, strict=True):
+        local = r.at.astimezone(zone)
+        change = (
+            f"{r.current_replicas:,} → {r.replicas:,}"
+            if r.replicas != r.current_replicas
+            else f"{r.replicas:,}"
+        )
+        applied = "yes" if r.applied else ("recorded only" if r.mode == "ForecastOnly" else "no")
+        rows.append(
+            f'<tr id="{row_id}" data-reason="{html.escape(r.reason)}" '
+            f'data-applied="{"yes" if r.applied else "no"}" data-at="{local:%Y-%m-%dT%H:%M:%S}">'
+            f"<td>{local:%Y-%m-%d %H:%M:%S}</td><td>{change}</td><td>{html.escape(r.reason)}</td>"
+            f'<td class="num">{_number(r.observed_load)}</td>'
+            f'<td class="num">{_number(r.forecast_peak)}</td>'
+            f'<td class="num">{_number(r.replicas * r.capacity_per_replica)}</td>'
+            f'<td class="num">{"-" if r.hpa_replicas is None else f"{r.hpa_replicas:,}"}</td>'
+            f'<td>{applied}</td><td class="explain">{html.escape(sentence)}</td></tr>'
+        )
+    return f"""<table id="{table}" class="decisions"><thead><tr>
+<th>time ({html.escape(str(zone))})</th><th>replicas</th><th>reason</th><th>load ({unit})</th>
+<th>forecast peak</th><th>capacity</th><th>HPA alone</th><th>applied</th><th>why</th>
+</tr></thead><tbody>
+{"".join(rows)}
+</tbody></table>"""
+
+
+def _family(record: DecisionRecord) -> str:
+    return record.reason.partition("/")[0]
+
+
+def _percent(quantile: float) -> str:
+    """``p90``, ``p97.5``: the quantile as explain() names it."""
+    return f"p{round(quantile * 100, 3):g}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}".removesuffix(".0")
+
+
+def _minute(moment: datetime, zone: tzinfo) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; color: #222;
+       padding: 0 1em; }
+section { margin-top: 2.5em; }
+.chart { width: 100%; height: 560px; }
+.why { background: #f6f6f6; border-left: 4px solid #9467bd; padding: 0.6em 0.9em; }
+.empty { color: #555; font-style: italic; }
+form.filters { display: flex; flex-wrap: wrap; gap: 1em; align-items: center; margin: 1em 0; }
+table.decisions { border-collapse: collapse; font-size: 13px; width: 100%; }
+table.decisions th { position: sticky; top: 0; background: #fff; text-align: left; }
+table.decisions td, table.decisions th { padding: 3px 8px; border-bottom: 1px solid #e4e4e4;
+       vertical-align: top; }
+table.decisions td.num { text-align: right; white-space: nowrap; }
+table.decisions tr.selected { background: #fff3c4; }
+"""
+
+_SCRIPT = """
+function showDecision(chart, rowId) {
+  var row = document.getElementById(rowId);
+  document.getElementById(chart.dataset.panel).textContent =
+    row.querySelector('td.explain').textContent;
+  document.querySelectorAll('tr.selected').forEach(function (r) {
+    r.classList.remove('selected');
+  });
+  row.classList.add('selected');
+}
+function drawChart(id, figure) {
+  var chart = document.getElementById(id);
+  Plotly.newPlot(chart, figure.data, figure.layout, {displaylogo: false, responsive: true})
+    .then(function () {
+      chart.on('plotly_click', function (event) {
+        var point = event.points[0];
+        if (point.data.meta === 'decisions') showDecision(chart, point.customdata);
+      });
+    });
+}
+function filterTable(form) {
+  var rows = document.getElementById(form.dataset.table).tBodies[0].rows;
+  var f = form.elements, shown = 0;
+  for (var i = 0; i < rows.length; i++) {
+    var d = rows[i].dataset;
+    var keep = (!f.reason.value || d.reason === f.reason.value ||
+                d.reason.indexOf(f.reason.value + '/') === 0) &&
+               (!f.applied.value || d.applied === f.applied.value) &&
+               (!f.from.value || d.at >= f.from.value) &&
+               (!f.until.value || d.at < f.until.value);
+    rows[i].hidden = !keep;
+    if (keep) shown++;
+  }
+  form.querySelector('output').textContent =
+    shown.toLocaleString('en') + ' of ' + rows.length.toLocaleString('en') + ' decisions';
+}
+document.addEventListener('DOMContentLoaded', function () {
+  document.querySelectorAll('form.filters').forEach(function (form) {
+    form.addEventListener('input', function () { filterTable(form); });
+    form.addEventListener('change', function () { filterTable(form); });
+  });
+});
+"""
