@@ -46,9 +46,13 @@ def backtest(
     every: int | None = None,
     quantiles: Sequence[float] = (0.5, 0.9),
     map_function: MapFunction = map,
+    events: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Forecasts of every fold next to the actual values.
 
+    ``events`` is an event calendar (see :func:`forecaster.frames.read_events`) given to
+    every fold's ``fit`` and ``predict``: events are known in advance (a filing deadline is
+    announced), so a fold may read the calendar past its cutoff, never the series.
     Returns ``unique_id, cutoff, ds, h, y, yhat`` and the quantile columns.
     """
     frame = validate_series(series)
@@ -62,7 +66,8 @@ def backtest(
 
     def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
         train = frame[frame["ds"] <= cutoff]
-        forecast = clone(model).fit(train).predict(horizon, quantiles=quantiles)
+        fitted = clone(model).fit(train, events=events)
+        forecast = fitted.predict(horizon, quantiles=quantiles, events=events)
         forecast["cutoff"] = cutoff
         forecast["h"] = ((forecast["ds"] - cutoff) / step).astype(int)
         actual = frame[["unique_id", "ds", "y"]]

@@ -45,16 +45,20 @@ def select(
     every: int | None = None,
     upper: float = 0.9,
     season: str = "1D",
+    events: pd.DataFrame | None = None,
 ) -> Selection:
     """Backtest every candidate on every series and mark the lowest selection score.
 
-    Raises ``ValueError`` when the series is too short for the folds asked for.
+    ``events`` (an event calendar) is given to every fold, as to the final fit. Raises
+    ``ValueError`` when the series is too short for the folds asked for.
     """
     step = series_freq(frame)
     season_steps = max(1, int(pd.Timedelta(season) / step))
     tables, results = [], {}
     for name, make in candidates.items():
-        results[name] = backtest(make(), frame, horizon, folds, every, quantiles=(0.5, upper))
+        results[name] = backtest(
+            make(), frame, horizon, folds, every, quantiles=(0.5, upper), events=events
+        )
         table = score(results[name], frame, season_steps, upper, (0.5,))
         tables.append(table.assign(model=name))
     scores = pd.concat(tables, ignore_index=True)
@@ -102,7 +106,7 @@ def train(
     pool = candidates if model == "auto" else {model: candidates[model]}
     uids = sorted(frame["unique_id"].unique())
     try:
-        selection = select(frame, pool, horizon, folds, every, upper, season)
+        selection = select(frame, pool, horizon, folds, every, upper, season, events)
         assignment, scores, note = selection.chosen(), selection.scores, None
     except ValueError as exc:
         fallback = DEFAULT_MODEL if model == "auto" else model

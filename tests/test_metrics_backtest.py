@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import BaseEstimator
 
 from forecaster.backtest import backtest, by_horizon, cutoffs, score
 from forecaster.metrics import (
@@ -132,3 +133,32 @@ def test_map_function_is_used() -> None:
 
     backtest(SeasonalNaive(), hourly(), horizon=24, folds=4, map_function=recording_map)
     assert calls == [4]
+
+
+class EventEcho(BaseEstimator):
+    """Forecasts an event column: the point from fit's calendar, q0.9 from predict's."""
+
+    def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> EventEcho:
+        self.last_ = df["ds"].max()
+        self.fit_events_ = events
+        return self
+
+    def predict(
+        self, horizon: int, quantiles=(0.5, 0.9), events: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        ds = pd.date_range(self.last_ + pd.Timedelta("1h"), periods=horizon, freq="1h")
+        frame = pd.DataFrame({"unique_id": "s", "ds": ds})
+        frame["yhat"] = self.fit_events_.set_index("ds")["launch"].reindex(ds).to_numpy()
+        for q in quantiles:
+            frame[f"q{q:g}"] = events.set_index("ds")["launch"].reindex(ds).to_numpy()
+        return frame
+
+
+def test_backtest_gives_the_event_calendar_to_every_fit_and_predict() -> None:
+    series = hourly()
+    events = pd.DataFrame({"ds": pd.date_range(series["ds"].min(), periods=len(series), freq="1h")})
+    events["launch"] = (events["ds"].dt.hour == 9) * 1.0
+    results = backtest(EventEcho(), series, horizon=24, folds=3, events=events)
+    expected = (results["ds"].dt.hour == 9) * 1.0
+    assert results["yhat"].tolist() == expected.tolist()
+    assert results["q0.9"].tolist() == expected.tolist()

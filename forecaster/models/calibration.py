@@ -72,7 +72,13 @@ class ConformalCalibrator(BaseEstimator):
         self.fallback_reason_: dict[str, str | None] = {}
         try:
             results = backtest(
-                self.model, frame, self.horizon, self.folds, self.every, quantiles=tuple(GRID)
+                self.model,
+                frame,
+                self.horizon,
+                self.folds,
+                self.every,
+                quantiles=tuple(GRID),
+                events=events,
             )
         except ValueError as exc:  # too short to backtest: uncorrected, and say so
             results = None
