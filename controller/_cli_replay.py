@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import typer
-from pandas.tseries.frequencies import to_offset
 
-from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
-from controller.policy import PolicySpec
-from controller.replay import POLICIES, ReplayResult, ReplaySettings, replay
+from controller.decisions import DecisionLog
+from controller.replay import POLICIES, ReplaySettings, replay, replay_records
 from controller.report import summary_table, write_report
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
-from forecaster.frames import read_series, series_freq, write_frame
+from forecaster.frames import read_series, write_frame
 from forecaster.models import SeasonalQuantile
 
 app = typer.Typer()
@@ -124,47 +121,3 @@ def replay_command(
         typer.echo(json.dumps(result.summary.to_dict(orient="records"), indent=2))
     else:
         typer.echo(summary_table(result.summary))
-
-
-def replay_records(
-    result: ReplayResult, series: pd.DataFrame, scaler: str, model_version: str
-) -> list[DecisionRecord]:
-    """The predictive policy's decisions of a replay as ForecastOnly decision records.
-
-    Each record is the policy's own :class:`~controller.policy.Decision` (reason, clamps,
-    message, floor, forecast peak); the replay adds what a cluster would: the ready count
-    of the interval, the bounds of the replay's settings (a replay has no overrides) and
-    ``hpa_replicas``, the HPA run's count at the same interval when it ran.
-    """
-    settings = result.settings
-    step = series_freq(series)
-    spec = PolicySpec(
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas,
-        capacity_per_replica=settings.capacity_per_replica,
-        startup_delay=settings.startup_delay,
-        sync_period=step,
-        quantile=settings.quantile,
-    )
-    runs = result.decisions
-    rows = runs[runs["policy"] == "predictive"].reset_index(drop=True)
-    hpa = runs[runs["policy"] == "hpa"].set_index("ds")["replicas"]
-    target = f"Series/{series['unique_id'].iloc[0]}"
-    unit = f"req/{to_offset(step).freqstr}"
-    records = []
-    for row, decision in zip(rows.itertuples(index=False), result.policy_decisions, strict=True):
-        hpa_replicas = hpa.get(row.ds)
-        record = record_from_decision(
-            decision,
-            scaler=scaler,
-            target=target,
-            mode="ForecastOnly",
-            ready_replicas=int(row.ready),
-            spec=spec,
-            forecast=None,
-            hpa_replicas=None if hpa_replicas is None else int(hpa_replicas),
-            at=row.ds.to_pydatetime(),
-            load_unit=unit,
-        )
-        records.append(replace(record, model_version=model_version))
-    return records

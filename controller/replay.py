@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
+from controller.decisions import DecisionRecord, record_from_decision
 from controller.forecasting import to_forecast
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import (
@@ -345,3 +347,47 @@ def summarize(decisions: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
         summary["replica_minutes"] / oracle.iloc[0] if len(oracle) else np.nan
     )
     return summary
+
+
+def replay_records(
+    result: ReplayResult, series: pd.DataFrame, scaler: str, model_version: str
+) -> list[DecisionRecord]:
+    """The predictive policy's decisions of a replay as ForecastOnly decision records.
+
+    Each record is the policy's own :class:`~controller.policy.Decision` (reason, clamps,
+    message, floor, forecast peak); the replay adds what a cluster would: the ready count
+    of the interval, the bounds of the replay's settings (a replay has no overrides) and
+    ``hpa_replicas``, the HPA run's count at the same interval when it ran.
+    """
+    settings = result.settings
+    step = series_freq(series)
+    spec = PolicySpec(
+        min_replicas=settings.min_replicas,
+        max_replicas=settings.max_replicas,
+        capacity_per_replica=settings.capacity_per_replica,
+        startup_delay=settings.startup_delay,
+        sync_period=step,
+        quantile=settings.quantile,
+    )
+    runs = result.decisions
+    rows = runs[runs["policy"] == "predictive"].reset_index(drop=True)
+    hpa = runs[runs["policy"] == "hpa"].set_index("ds")["replicas"]
+    target = f"Series/{series['unique_id'].iloc[0]}"
+    unit = f"req/{to_offset(step).freqstr}"
+    records = []
+    for row, decision in zip(rows.itertuples(index=False), result.policy_decisions, strict=True):
+        hpa_replicas = hpa.get(row.ds)
+        record = record_from_decision(
+            decision,
+            scaler=scaler,
+            target=target,
+            mode="ForecastOnly",
+            ready_replicas=int(row.ready),
+            spec=spec,
+            forecast=None,
+            hpa_replicas=None if hpa_replicas is None else int(hpa_replicas),
+            at=row.ds.to_pydatetime(),
+            load_unit=unit,
+        )
+        records.append(replace(record, model_version=model_version))
+    return records
