@@ -86,6 +86,7 @@ def review_page(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>surgecast: scaling decisions</title>
+<link rel="icon" href="data:,">
 <style>{_CSS}</style>
 {plotly_js}
 <script>{_SCRIPT}</script>
@@ -437,7 +438,8 @@ function showDecision(chart, rowId) {
 }
 function drawChart(id, figure) {
   var chart = document.getElementById(id);
-  Plotly.newPlot(chart, figure.data, figure.layout, {displaylogo: false, responsive: true})
+  var config = {displaylogo: false, showSendToCloud: false, responsive: true};  // offline: no cloud
+  Plotly.newPlot(chart, figure.data, figure.layout, config)
     .then(function () {
       chart.on('plotly_click', function (event) {
         var point = event.points[0];
