@@ -29,7 +29,7 @@ app = typer.Typer()
 @app.command("review")
 def review_command(
     scaler: str | None = typer.Argument(
-        None, metavar="[NS/NAME]", help="One PredictiveScaler (default: every scaler in the log)."
+        None, metavar="NS/NAME", help="One PredictiveScaler (default: every scaler in the log)."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the page to this file."),
     serve: bool = typer.Option(
@@ -50,10 +50,9 @@ def review_command(
     ),
     db: str = typer.Option(DEFAULT_DB, "--db", envvar=DB_ENV, help=DB_HELP),
 ) -> None:
-    """Chart each scaler's load, forecast, capacity and replicas with every decision explained.
+    """Chart each scaler's load, forecast, capacity and replicas, every decision explained.
 
-    One self-contained HTML page (plotly.js inlined, nothing fetched), with a filterable
-    table of the decisions; the controller serves the same page at /ui.
+    One self-contained HTML page, nothing fetched, with a filterable decision table.
     """
     if out is None and not serve:
         fail("give -o PAGE.html to write the page, --serve to serve it, or both")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qs, urlsplit
@@ -195,11 +196,7 @@ def _section(
     newest = records[-1]
     sentences = [explain(record, tz) for record in records]
     row_ids = [f"decision-{index}-{n}" for n in range(len(records))]
-    counts = {family: 0 for family in MARKERS}
-    for record in records:
-        family = _family(record)
-        if family in counts:
-            counts[family] += 1
+    counts = Counter(_family(record) for record in records)
     cut = (
         f" Only the newest {limit:,} are shown: narrow the window."
         if limit is not None and len(records) >= limit
