@@ -89,6 +89,10 @@ _ADJUSTMENTS = {
         "the scale-down to {r.recommendation:,} waits for the stabilisation window "
         "and the forecast ahead"
     ),
+    "Hold/LoadUnknown": (
+        "the scale-down to {r.recommendation:,} waits: the load now is unknown, "
+        "and nothing scales down blind"
+    ),
     "ScalingLimited/ScaleUpLimit": "limited by the scale-up step (asked for {r.recommendation:,})",
     "ScalingLimited/ScaleDownLimit": (
         "limited by the scale-down step (asked for {r.recommendation:,})"

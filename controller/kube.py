@@ -140,9 +140,7 @@ class KubeClient:
                 self.sleep(self.retry.delay(attempt, self.rng, _retry_after(exc)))
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if last:
-                    raise KubeError(
-                        action, 0, "Unreachable", f"{type(exc).__name__}: {exc}"
-                    ) from None
+                    raise _transport_error(action, exc, self.retry.timeout) from None
                 self.sleep(self.retry.delay(attempt, self.rng))
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -458,6 +456,14 @@ def _api_error(action: str, exc: ApiException) -> KubeError:
     except (ValueError, TypeError, AttributeError):
         message = str(exc.body or "")[:300]
     return KubeError(action, int(exc.status or 0), reason, message)
+
+
+def _transport_error(action: str, exc: Exception, timeout: float) -> KubeError:
+    """A failure below HTTP as a :class:`KubeError`. A timeout gets a stable message
+    (urllib3's carries the time left, which varies) so repeats are recognised as repeats."""
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
+        return KubeError(action, 0, "Timeout", f"no answer within {timeout:g} s")
+    return KubeError(action, 0, "Unreachable", f"{type(exc).__name__}: {exc}")
 
 
 def _retry_after(exc: ApiException) -> float | None:

@@ -270,6 +270,9 @@ def decide(
             replicas = current_replicas
             clamps.append("Hold/WithinTolerance")
 
+    if replicas < current_replicas and floor is None:
+        replicas = current_replicas  # the load now is unknown: never scale down blind
+        clamps.append("Hold/LoadUnknown")
     if replicas < current_replicas:
         window_start = now - spec.scale_down_stabilization
         stabilized = max([replicas] + [r.replicas for r in history if r.at > window_start])
@@ -378,6 +381,7 @@ FALLBACK_WORDS = {
 _CLAMP_WORDS = {
     "Hold/WithinTolerance": "the change is within the tolerance, so the count stays",
     "Hold/Stabilizing": "held by the scale-down stabilisation window or the forecast ahead",
+    "Hold/LoadUnknown": "held because the load now is unknown, and nothing scales down blind",
     "ScalingLimited/ScaleUpLimit": "limited by the scale-up step",
     "ScalingLimited/ScaleDownLimit": "limited by the scale-down step",
     "ReactiveFloor/LoadNeedsMore": "raised to what the load needs now",

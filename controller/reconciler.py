@@ -215,6 +215,7 @@ class Reconciler:
             self._count_error(obj, "MetricUnavailable")
             return None, []
         state.metric_error = None
+        state.last_events.pop("MetricUnavailable", None)  # a recurrence is news again
         values = recent["y"].to_numpy(dtype=float)[:-1]  # complete intervals before now
         return load, [float(v) for v in values]
 
@@ -608,9 +609,16 @@ class Reconciler:
             self._event(
                 state, obj, "Warning", "FallbackReactive", f"{decision.fallback}: {why}", now
             )
+        elif decision.observed_load is None:
+            why = state.metric_error or "the load query returned no value (empty or NaN)"
+            message = f"{why}; the forecast is still used, and nothing scales down blind"
+            _condition(status, "Fallback", True, "LoadUnknown", message, now, generation)
+            if state.metric_error is None:  # an error already had its MetricUnavailable Event
+                self._event(state, obj, "Warning", "LoadUnknown", why, now)
         else:
             _condition(status, "Fallback", False, "ForecastInUse", "predictive", now, generation)
             state.last_events.pop("FallbackReactive", None)
+            state.last_events.pop("LoadUnknown", None)
 
         self._write_status(obj, status)
         self._export(config, decision, forecast, model, now)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.prom_server import prom  # noqa: F401 (the real Prometheus, for every test module)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -40,6 +40,8 @@ class Fault:
     status: int
     times: int = 1
     retry_after: int | None = None
+    delay: float = 0.0
+    """Seconds to wait before answering: longer than the client's timeout is a timeout."""
 
 
 @dataclass
@@ -175,15 +177,17 @@ class FakeKube:
         self, method: str, path: str, body: Any
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self.lock:
-            for fault in self.faults:
-                if fault.times > 0 and fault.method == method and fault.path in path:
-                    fault.times -= 1
-                    headers = (
-                        {"Retry-After": str(fault.retry_after)}
-                        if fault.retry_after is not None
-                        else {}
-                    )
-                    return fault.status, status_body(fault.status, "injected fault"), headers
+            fault = next(
+                (f for f in self.faults if f.times > 0 and f.method == method and f.path in path),
+                None,
+            )
+            if fault is not None:
+                fault.times -= 1
+        if fault is not None:
+            time.sleep(fault.delay)  # outside the lock: other requests go on meanwhile
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            return fault.status, status_body(fault.status, "injected fault"), headers
+        with self.lock:
             match = COLLECTION.match(path.split("?")[0])
             if not match:
                 return 404, status_body(404, f"no route {path}"), {}

@@ -150,12 +150,16 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, seconds: f
 
 @dataclass
 class Fault:
-    """Answer the next ``times`` requests with ``status`` (after ``delay`` seconds)."""
+    """Answer the next ``times`` requests with ``status`` (after ``delay`` seconds), and
+    ``body`` (default: a Prometheus error) — a 200 with a crafted body fakes bad data."""
 
     status: int
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.0
+    body: bytes | None = None
+    path: str | None = None
+    """Only requests to this path (``/api/v1/query``); None: every request."""
 
 
 @dataclass
@@ -182,14 +186,14 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, path: str) -> Fault | None:
         with self.lock:
-            if not self.faults:
+            fault = next((f for f in self.faults if f.path in (None, path)), None)
+            if fault is None:
                 return None
-            fault = self.faults[0]
             fault.times -= 1
             if fault.times <= 0:
-                self.faults.pop(0)
+                self.faults.remove(fault)
             return fault
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -208,12 +212,13 @@ class FaultProxy:
                 params = dict(parse_qsl(parts.query)) | dict(parse_qsl(body.decode()))
                 with proxy.lock:
                     proxy.requests.append({"path": parts.path, **params})
-                fault = proxy._next_fault()
+                fault = proxy._next_fault(parts.path)
                 if fault is not None:
                     time.sleep(fault.delay)
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                     error = {"status": "error", "errorType": "unavailable", "error": "injected"}
-                    self._reply(fault.status, json.dumps(error).encode(), headers)
+                    body = fault.body if fault.body is not None else json.dumps(error).encode()
+                    self._reply(fault.status, body, headers)
                     return
                 request = urllib.request.Request(
                     proxy.upstream + self.path,

@@ -104,6 +104,17 @@ def test_no_load_and_no_forecast_changes_nothing() -> None:
     assert d.replicas == 7
 
 
+def test_unknown_load_holds_a_scale_down_the_forecast_asks_for() -> None:
+    low = flat(300.0)  # 3 replicas would do by the forecast alone
+    for load in (None, float("nan")):
+        d = decide(SPEC, NOW, current_replicas=12, observed_load=load, forecast=low)
+        assert (d.replicas, d.recommendation, d.reason) == (12, 3, "Hold/ForecastPeak")
+        assert d.clamps == ("Hold/LoadUnknown",)
+        assert "the load now is unknown" in d.message
+    up = decide(SPEC, NOW, current_replicas=12, observed_load=None, forecast=flat(2950.0))
+    assert up.replicas == 30  # scaling up on the forecast alone is still allowed
+
+
 def test_within_tolerance_holds() -> None:
     d = decide(SPEC, NOW, current_replicas=20, observed_load=1500.0, forecast=flat(2050.0))
     assert (d.recommendation, d.replicas) == (21, 20) and "Hold/WithinTolerance" in d.clamps
@@ -229,6 +240,8 @@ def test_invariants(spec, current, load, upper, history) -> None:
         )  # step limit, unless the floor needs more
     if within and d.replicas < current:
         assert current - d.replicas <= spec.scale_down_max_step
+    if within and (load is None or load != load):
+        assert d.replicas >= current  # the load is unknown: never scale down blind
     assert decide(spec, NOW, current, load, fc, history) == d  # pure
 
 
