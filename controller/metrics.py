@@ -63,6 +63,18 @@ class ControllerMetrics:
             SCALER,
             registry=r,
         )
+        self.projected_shortfall = Gauge(
+            "surgecast_projected_shortfall_replicas",
+            "Most replicas missing in any coming hour of the capacity outlook (0: none).",
+            SCALER,
+            registry=r,
+        )
+        self.projected_shortfall_ahead = Gauge(
+            "surgecast_projected_shortfall_ahead_seconds",
+            "Seconds until the first hour the outlook finds short of replicas (absent: none).",
+            SCALER,
+            registry=r,
+        )
         self.decisions = Counter(
             "surgecast_decisions_total",
             "Decisions made, by reason code.",
@@ -95,8 +107,15 @@ class ControllerMetrics:
             self.forecast_error,
             self.model_age,
             self.fallback,
+            self.projected_shortfall,
+            self.projected_shortfall_ahead,
         ):
-            try:
-                metric.remove(namespace, name)
-            except KeyError:
-                pass
+            self.clear(metric, namespace, name)
+
+    @staticmethod
+    def clear(gauge: Gauge, namespace: str, name: str) -> None:
+        """Remove one scaler's series of ``gauge``: absent means there is nothing to report."""
+        try:
+            gauge.remove(namespace, name)
+        except KeyError:
+            pass

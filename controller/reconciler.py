@@ -41,6 +41,7 @@ from controller.decisions import DecisionLog, record_from_decision
 from controller.forecasting import event_calendar, to_forecast
 from controller.kube import KubeClient, KubeError, ScaleTarget
 from controller.metrics import ControllerMetrics
+from controller.outlook import Bands, Ratings, project, risk_message, risks, typical_bands
 from controller.policy import Decision, Forecast, PolicySpec, Recommendation, decide
 from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
 from controller.spec import ScalerConfig, SpecError, parse_scaler
@@ -50,7 +51,14 @@ from forecaster.training import train
 
 log = logging.getLogger("surgecast.reconciler")
 
-CONDITIONS = ("Ready", "ModelTrained", "ForecastFresh", "ScalingActive", "Fallback")
+CONDITIONS = (
+    "Ready",
+    "ModelTrained",
+    "ForecastFresh",
+    "ScalingActive",
+    "Fallback",
+    "CapacityAtRisk",
+)
 HPA_TARGET_UTILIZATION = 0.7
 """The utilisation target assumed for "what the HPA alone would have asked for"."""
 
@@ -58,6 +66,9 @@ DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
 RECENT_DECISIONS = 5
 LEVEL_WINDOW = 30
 """Recent intervals the policy compares with the forecast to rescale it (nowcast)."""
+
+OUTLOOK_EVERY = timedelta(hours=1)
+"""How often the days-ahead outlook is forecast again: its unit is the hour."""
 
 
 @dataclass
@@ -73,6 +84,17 @@ class ModelState:
     """Peak recall of the chosen model in its backtest: the policy's trust threshold."""
 
     refitted_at: datetime
+
+
+@dataclass(frozen=True)
+class OutlookState:
+    """One scaler's days-ahead forecast, hour by hour (:func:`controller.outlook.project`)."""
+
+    made_at: datetime
+    model_version: str
+    hours: pd.DataFrame
+    bands: Bands | None
+    """Quiet and busy thresholds from the scaler's history (None: too little history)."""
 
 
 @dataclass
@@ -92,6 +114,8 @@ class ScalerState:
     scaling_error: str | None = None
     failed_record: int | None = None
     """The logged decision this process failed to apply: never to be marked applied."""
+
+    outlook: OutlookState | None = None
 
 
 @dataclass
@@ -181,6 +205,7 @@ class Reconciler:
         client = self.clients[config.prometheus_url]
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
+        self._refresh_outlook(config, state, client, now, obj)
         spec = self._policy_spec(config, scale)
         decision = decide(
             spec, now, scale.spec_replicas, load, state.forecast, state.history, recent
@@ -189,6 +214,7 @@ class Reconciler:
             r for r in state.history if r.at > now - config.scale_down_stabilization
         ] + [Recommendation(now, decision.recommendation)]
         applied = self._apply(config, state, obj, scale, spec, decision, now)
+        self._report_outlook(config, state, obj, status, spec, now)
 
         self._report(config, state, obj, status, scale, decision, applied, now)
         return decision
@@ -348,14 +374,52 @@ class Reconciler:
     ) -> Forecast | None:
         if model is None:
             return None
-        step = pd.Timedelta(config.step)
         fitted = model.models[model.name]
-        last = max(fitted.last_ds_.values())
-        horizon = int((pd.Timestamp(now.replace(tzinfo=None)) + config.horizon - last) / step)
-        predicted = fitted.predict(max(1, horizon), quantiles=(0.5, config.quantile), events=events)
+        predicted = _predict(fitted, now + config.horizon, config.step, config.quantile, events)
         return to_forecast(
             predicted, now, config.quantile, model.version, backtest_score=model.backtest_score
         )
+
+    def _refresh_outlook(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        client: PrometheusClient,
+        now: datetime,
+        obj: dict[str, Any],
+    ) -> None:
+        """Forecast the next ``outlook.days`` with the decisions' model, at most hourly.
+
+        The model is reused as it stands (refitted every ``refresh``), never retrained for
+        this; a new model version is forecast again at once. A failure keeps the previous
+        outlook and is tried again at the next reconcile.
+        """
+        model, previous = state.model, state.outlook
+        if not config.outlook.enabled or model is None:
+            state.outlook = None
+            return
+        if (
+            previous is not None
+            and previous.model_version == model.version
+            and now - previous.made_at < OUTLOOK_EVERY
+        ):
+            return
+        step = pd.Timedelta(config.step)
+        until = now + timedelta(days=config.outlook.days, hours=1)
+        try:
+            history = state.cache.get(
+                client, config.query, now, config.history_window, config.step, config.key
+            )
+            end = pd.Timestamp(until.replace(tzinfo=None))
+            events = event_calendar(config.events, history["ds"].min(), end, step)
+            fitted = model.models[model.name]
+            predicted = _predict(fitted, until, config.step, config.quantile, events)
+        except (PrometheusError, ValueError, RuntimeError) as exc:
+            log.warning("outlook of %s not made: %s", config.key, exc)
+            self._count_error(obj, "OutlookFailed")
+            return
+        hours = project(predicted, config.quantile, now, config.outlook.days)
+        state.outlook = OutlookState(now, model.version, hours, typical_bands(history))
 
     def _events(
         self, config: ScalerConfig, history: pd.DataFrame, now: datetime
@@ -503,6 +567,71 @@ class Reconciler:
         return True
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def _report_outlook(
+        self,
+        config: ScalerConfig,
+        state: ScalerState,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        spec: PolicySpec,
+        now: datetime,
+    ) -> None:
+        """The outlook against today's bounds: ``status.outlook``, the ``CapacityAtRisk``
+        condition, a Warning Event per newly first hour at risk, and the shortfall metrics.
+
+        Judged at every reconcile (it is cheap), so raising ``maxReplicas`` clears it at once.
+        """
+        generation, labels, m = config.generation, (config.namespace, config.name), self.metrics
+        outlook = state.outlook
+        if outlook is None:
+            reason, why = (
+                ("NoForecast", state.training_error or "waiting for a model")
+                if config.outlook.enabled
+                else ("OutlookDisabled", "spec.outlook.enabled is false")
+            )
+            _condition(status, "CapacityAtRisk", False, reason, why, now, generation)
+            _merge_replace(status, "outlook", None)
+            m.clear(m.projected_shortfall, *labels)
+            m.clear(m.projected_shortfall_ahead, *labels)
+            return
+        found = risks(outlook.hours, spec, now)
+        summary: dict[str, Any] = {}
+        if outlook.bands is not None:
+            rated = Ratings.of(
+                outlook.hours, outlook.bands, outlook.made_at, config.feed.show_numbers
+            )
+            summary.update(rated.to_status())
+        summary["hoursAtRisk"] = len(found)
+        was_at_risk = any(
+            c["type"] == "CapacityAtRisk" and c["status"] == "True"
+            for c in status.get("conditions", [])
+        )
+        if found:
+            tz, days = config.feed.time_zone, config.outlook.days
+            message = risk_message(found, config.quantile, tz, days)
+            shortfall = max(r.shortfall for r in found)
+            summary.update(firstRiskAt=_iso(found[0].start), maxShortfallReplicas=shortfall)
+            _condition(
+                status, "CapacityAtRisk", True, "ForecastExceedsMax", message, now, generation
+            )
+            self._event(
+                state, obj, "Warning", "CapacityAtRisk", message, now, key=_iso(found[0].start)
+            )
+            m.projected_shortfall.labels(*labels).set(shortfall)
+            m.projected_shortfall_ahead.labels(*labels).set(found[0].ahead.total_seconds())
+        else:
+            message = (
+                f"the q{config.quantile:g} forecast of the next {config.outlook.days} days"
+                f" fits within the replica bounds (max {config.max_replicas})"
+            )
+            _condition(status, "CapacityAtRisk", False, "WithinCapacity", message, now, generation)
+            if was_at_risk:
+                self._event(state, obj, "Normal", "CapacityRiskCleared", message, now, dedupe=False)
+            state.last_events.pop("CapacityAtRisk", None)
+            m.projected_shortfall.labels(*labels).set(0)
+            m.clear(m.projected_shortfall_ahead, *labels)
+        _merge_replace(status, "outlook", summary)
 
     def _report(
         self,
@@ -670,11 +799,14 @@ class Reconciler:
         message: str,
         now: datetime,
         dedupe: bool = True,
+        key: str | None = None,
     ) -> None:
-        """Emit an Event; a repeat of the same reason and message is skipped (no spam)."""
-        if dedupe and state.last_events.get(reason) == message:
+        """Emit an Event; a repeat of the same reason and ``key`` (by default the message)
+        is skipped (no spam)."""
+        key = message if key is None else key
+        if dedupe and state.last_events.get(reason) == key:
             return
-        state.last_events[reason] = message
+        state.last_events[reason] = key
         involved = {"apiVersion": "surgecast.dev/v1alpha1", "kind": "PredictiveScaler", **involved}
         try:
             self.kube.emit_event(involved, event_type, reason, message, now)
@@ -713,6 +845,15 @@ def _candidates(config: ScalerConfig) -> dict[str, Callable[[], Any]]:
     return models
 
 
+def _predict(
+    fitted: Any, until: datetime, step: timedelta, quantile: float, events: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The model's median and ``quantile`` from the end of its data to ``until``."""
+    last = max(fitted.last_ds_.values())
+    horizon = int((pd.Timestamp(until.replace(tzinfo=None)) - last) / pd.Timedelta(step))
+    return fitted.predict(max(1, horizon), quantiles=(0.5, quantile), events=events)
+
+
 def _hpa_alone(load: float | None, capacity: float) -> int | None:
     """Replicas the HPA's ratio formula settles on for ``load`` at its utilisation target."""
     if load is None:
@@ -734,6 +875,21 @@ def _iso(moment: datetime | pd.Timestamp) -> str:
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _merge_replace(status: dict[str, Any], key: str, value: dict[str, Any] | None) -> None:
+    """Set ``status[key]`` so that the merge patch also removes what ``value`` lacks.
+
+    A JSON merge patch deletes a field only when it is sent as null, and only fields the
+    object still has need that.
+    """
+    old = status.get(key)
+    if value is None:
+        if old is not None:
+            status[key] = None
+        return
+    gone = dict.fromkeys(k for k in old if k not in value) if isinstance(old, dict) else {}
+    status[key] = {**gone, **value}
 
 
 def _condition(

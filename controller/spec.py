@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.policy import Override
 
@@ -28,6 +29,7 @@ MODELS = (
 """The model names a spec may ask for: ``auto`` or a name of :func:`forecaster.models.registry`."""
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
+MAX_OUTLOOK_DAYS = 14
 
 
 class SpecError(ValueError):
@@ -45,6 +47,33 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration like 30s, 3m, 1h30m or 28d")
     days, hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis)
+
+
+@dataclass(frozen=True)
+class OutlookSettings:
+    """The days-ahead capacity outlook (``spec.outlook``)."""
+
+    enabled: bool = True
+    """On by default: it costs one forecast an hour and warns days before a surge that
+    ``maxReplicas`` cannot carry, which neither the policy nor an HPA can fix on the day."""
+
+    days: int = 7
+    """How far ahead, in days (1 to 14): a week sees the next deadline or month-end coming."""
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """The public busy-hours feed (``spec.feed``)."""
+
+    public: bool = False
+    """Serve this scaler's feed on the feed port; off unless asked for, since it is public."""
+
+    show_numbers: bool = False
+    """Include the forecast load of each hour; off by default, since volumes can be sensitive."""
+
+    time_zone: str = "UTC"
+    """The service's IANA time zone, for the feed's dates and the outlook's messages; by
+    default the model's ``params.tz``, else UTC."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,8 @@ class ScalerConfig:
     overrides: tuple[Override, ...] = field(default_factory=tuple)
     events: tuple[Override, ...] = field(default_factory=tuple)
     """Known-in-advance events for the model: named windows (their bounds are unused)."""
+    outlook: OutlookSettings = field(default_factory=OutlookSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
 
     @property
     def key(self) -> str:
@@ -141,6 +172,18 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     sync = behave.duration("syncPeriod", behavior.get("syncPeriod", "30s"))
     overrides = _windows(spec.get("overrides", []), "overrides", problems)
     events = _windows(spec.get("events", []), "events", problems)
+    enabled = reader.boolean("outlook.enabled", True)
+    days = reader.integer("outlook.days", 7, minimum=1)
+    if days is not None and days > MAX_OUTLOOK_DAYS:
+        problems.append(f"spec.outlook.days: {days} is more than {MAX_OUTLOOK_DAYS}")
+    public = reader.boolean("feed.public", False)
+    show_numbers = reader.boolean("feed.showNumbers", False)
+    params = model.get("params") if isinstance(model.get("params"), dict) else {}
+    time_zone = str(reader._get("feed.timeZone", params.get("tz") or "UTC"))
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"spec.feed.timeZone: {time_zone!r} is not an IANA time zone")
     if problems:
         raise SpecError(problems)
     return ScalerConfig(
@@ -172,6 +215,10 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         hpa_name=str(spec["hpaName"]) if spec.get("hpaName") else None,
         overrides=overrides,
         events=events,
+        outlook=OutlookSettings(enabled=bool(enabled), days=int(days or 7)),
+        feed=FeedSettings(
+            public=bool(public), show_numbers=bool(show_numbers), time_zone=time_zone
+        ),
     )
 
 
@@ -223,6 +270,13 @@ class _Reader:
             self.problems.append(f"{self.prefix}{path}: {value!r} is not a number {bound}{upper}")
             return None
         return float(value)
+
+    def boolean(self, path: str, default: bool) -> bool | None:
+        value = self._get(path, default)
+        if not isinstance(value, bool):
+            self.problems.append(f"{self.prefix}{path}: {value!r} is not true or false")
+            return None
+        return value
 
     def choice(self, path: str, default: str, options: tuple[str, ...]) -> str | None:
         value = self._get(path, default)

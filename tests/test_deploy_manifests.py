@@ -103,6 +103,8 @@ def test_printer_columns_point_at_schema_fields() -> None:
             "spec.retrain.historyWindow",
         ),
         (lambda s: s["spec"].update(overrides=[{"name": "x"}] * 101), "spec.overrides"),
+        (lambda s: s["spec"].update(outlook={"days": 15}), "spec.outlook.days"),
+        (lambda s: s["spec"].update(feed={"public": "yes"}), "spec.feed.public"),
     ],
 )
 def test_invalid_scalers_are_rejected_by_the_schema(change, error: str) -> None:

@@ -95,6 +95,13 @@ def test_minimal_spec_takes_every_default() -> None:
         ),
         (lambda s: s.update(events="soon"), "spec.events: not a list"),
         (lambda s: s["model"].update(name="gpt"), "spec.model.name: 'gpt' is not one of"),
+        (lambda s: s.update(outlook={"days": 30}), "spec.outlook.days: 30 is more than 14"),
+        (lambda s: s.update(outlook={"enabled": "yes"}), "spec.outlook.enabled: 'yes' is not"),
+        (lambda s: s.update(feed={"public": 1}), "spec.feed.public: 1 is not true or false"),
+        (
+            lambda s: s.update(feed={"timeZone": "Mars/Olympus"}),
+            "spec.feed.timeZone: 'Mars/Olympus' is not an IANA time zone",
+        ),
     ],
 )
 def test_each_invalid_field_is_named(change, problem: str) -> None:
@@ -103,6 +110,18 @@ def test_each_invalid_field_is_named(change, problem: str) -> None:
     with pytest.raises(SpecError) as caught:
         parse_scaler(scaler)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_outlook_is_on_and_the_feed_private_unless_asked_for() -> None:
+    config = parse_scaler(EXAMPLE)
+    assert (config.outlook.enabled, config.outlook.days) == (True, 7)
+    assert (config.feed.public, config.feed.show_numbers) == (False, False)
+    scaler = copy.deepcopy(EXAMPLE)
+    scaler["spec"]["model"]["params"] = {"tz": "Asia/Shanghai"}
+    assert parse_scaler(scaler).feed.time_zone == "Asia/Shanghai"  # the model's zone
+    scaler["spec"]["feed"] = {"public": True, "showNumbers": True, "timeZone": "Asia/Urumqi"}
+    feed = parse_scaler(scaler).feed
+    assert (feed.public, feed.show_numbers, feed.time_zone) == (True, True, "Asia/Urumqi")
 
 
 def test_all_problems_are_reported_together() -> None:

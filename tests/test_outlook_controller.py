@@ -1,0 +1,184 @@
+"""The capacity outlook through the reconciler: a ``CapacityAtRisk`` condition, one Warning
+Event and the shortfall metrics for a filing deadline five days ahead that ``maxReplicas``
+cannot carry, cleared when max is raised.
+
+The fake API is the end-to-end tests' (:mod:`tests.kubefake`). Prometheus is replaced by
+a client answering from the synthetic portal's history in memory: what is under test here
+is the outlook, and five weeks of 15-second scrapes would make a real Prometheus backfill
+far slower than the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from controller.kube import KubeClient, RetryPolicy
+from controller.metrics import ControllerMetrics
+from controller.outlook import Ratings
+from controller.prometheus import Duration, PrometheusClient
+from controller.reconciler import Reconciler
+from tests.kubefake import FakeKubeServer
+from tests.test_controller_e2e import DEPLOYMENT, QUERY
+from tests.test_outlook import NOW, ZONE, deadline_windows, portal
+
+pytestmark = pytest.mark.slow
+STEP = "10min"
+
+
+class MemoryPrometheus(PrometheusClient):
+    """A Prometheus whose only series is ``history`` (requests per second per interval)."""
+
+    def __init__(self, url: str, history: pd.Series) -> None:
+        super().__init__(url)
+        self.history = history
+
+    def instant(self, query: str, at: datetime | None = None) -> float | None:
+        stamp = naive_utc(at).floor(STEP)
+        value = self.history.get(stamp - pd.Timedelta(STEP))
+        return None if value is None else float(value)
+
+    def range(self, query: str, start: datetime, end: datetime, step: Duration) -> pd.Series:
+        grid = pd.date_range(naive_utc(start), naive_utc(end), freq=pd.Timedelta(step))
+        return self.history.reindex(grid)
+
+
+def naive_utc(moment: datetime | None) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+def scaler(max_replicas: int) -> dict[str, Any]:
+    events = [
+        {"name": w.name, "start": w.start.isoformat(), "end": w.end.isoformat()}
+        for w in deadline_windows()
+    ]
+    return {
+        "apiVersion": "surgecast.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "metadata": {"name": "portal"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "portal"},
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+            "mode": "ForecastOnly",
+            "metric": {"prometheusUrl": "http://prometheus:9090", "query": QUERY, "step": "10m"},
+            "capacityPerReplica": 1.25,
+            "quantile": 0.9,
+            "model": {
+                "name": "gradient_boosting",
+                # trained for a week of steps ahead, so the event is learnt that far out
+                "params": {"country": "CN", "tz": ZONE, "max_horizon": 7 * 144},
+                "minBacktestScore": 0.0,
+            },
+            "retrain": {"historyWindow": "35d"},
+            "events": events,
+            "feed": {"public": True},
+        },
+    }
+
+
+@pytest.fixture
+def api():
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", DEPLOYMENT)
+        yield server
+
+
+def reconcile(server: FakeKubeServer, rec: Reconciler, minutes: int) -> dict[str, Any]:
+    obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+    rec.reconcile(obj, NOW + timedelta(minutes=minutes))
+    return server.state.get("predictivescalers", "gov", "portal")["status"]
+
+
+def condition(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "CapacityAtRisk")
+
+
+def events(server: FakeKubeServer, reason: str) -> list[dict[str, Any]]:
+    return [c.body for c in server.state.calls("POST", "/events") if c.body["reason"] == reason]
+
+
+def gauge(metrics: ControllerMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"namespace": "gov", "name": "portal"})
+
+
+def test_a_deadline_max_cannot_carry_is_flagged_days_ahead_and_clears_when_max_is_raised(
+    api: FakeKubeServer, tmp_path
+) -> None:
+    history, _ = portal(STEP)
+    series = history.set_index("ds")["y"]
+    metrics = ControllerMetrics()
+    kube = KubeClient(
+        api.api_client(), RetryPolicy(attempts=3), sleep=lambda _: None, rng=random.Random(0)
+    )
+    rec = Reconciler(
+        kube,
+        metrics,
+        model_store=str(tmp_path / "models"),
+        prometheus=lambda url: MemoryPrometheus(url, series),
+    )
+    api.state.put("predictivescalers", "gov", scaler(max_replicas=10))
+
+    status = reconcile(api, rec, 0)
+    at_risk = condition(status)
+    assert (at_risk["status"], at_risk["reason"]) == ("True", "ForecastExceedsMax")
+    assert at_risk["message"].startswith("2026-11-20 ")
+    assert "(Asia/Shanghai), in 5d " in at_risk["message"]
+    (warning,) = events(api, "CapacityAtRisk")
+    assert warning["type"] == "Warning" and warning["message"] == at_risk["message"]
+    assert "replicas short" in warning["message"] and "forecast q0.9 peak" in warning["message"]
+    outlook = status["outlook"]
+    first = pd.Timestamp(outlook["firstRiskAt"]).tz_convert(ZONE)
+    assert first.date().isoformat() == "2026-11-20" and 8 <= first.hour <= 10
+    assert outlook["hoursAtRisk"] >= 3 and outlook["maxShortfallReplicas"] >= 3
+    shortfall = gauge(metrics, "surgecast_projected_shortfall_replicas")
+    assert shortfall == outlook["maxShortfallReplicas"]
+    ahead = gauge(metrics, "surgecast_projected_shortfall_ahead_seconds")
+    assert ahead == (first - pd.Timestamp(NOW)).total_seconds()
+    ratings = Ratings.from_status(outlook)
+    deadline = [r for s, r, _ in ratings.hours(NOW) if s.tz_convert(ZONE).day == 20]
+    assert deadline[10] == "busy" and deadline[3] == "quiet"
+    assert "expected" not in outlook  # no numbers unless feed.showNumbers
+
+    # The same risk at the next reconciles: no second Event, the same outlook in status.
+    for minute in (1, 2):
+        assert reconcile(api, rec, minute)["outlook"] == outlook
+    assert len(events(api, "CapacityAtRisk")) == 1
+
+    # Raising max (a new generation: the model is retrained) clears it at once.
+    api.state.update("predictivescalers", "gov", "portal", {"spec": {"maxReplicas": 20}})
+    status = reconcile(api, rec, 3)
+    cleared = condition(status)
+    assert (cleared["status"], cleared["reason"]) == ("False", "WithinCapacity")
+    assert cleared["lastTransitionTime"] == "2026-11-14T16:03:00Z"
+    assert status["outlook"]["hoursAtRisk"] == 0 and "firstRiskAt" not in status["outlook"]
+    (note,) = events(api, "CapacityRiskCleared")
+    assert note["type"] == "Normal"
+    assert gauge(metrics, "surgecast_projected_shortfall_replicas") == 0
+    assert gauge(metrics, "surgecast_projected_shortfall_ahead_seconds") is None
+
+
+def test_turning_the_outlook_off_removes_it_from_status(api: FakeKubeServer) -> None:
+    history, _ = portal(STEP)
+    obj = scaler(max_replicas=10)
+    obj["spec"]["model"] = {"name": "seasonal_quantile", "params": {"country": "CN", "tz": ZONE}}
+    api.state.put("predictivescalers", "gov", obj)
+    kube = KubeClient(api.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    series = history.set_index("ds")["y"]
+    rec = Reconciler(
+        kube, ControllerMetrics(), prometheus=lambda url: MemoryPrometheus(url, series)
+    )
+    assert "ratings" in reconcile(api, rec, 0)["outlook"]
+    api.state.update(
+        "predictivescalers", "gov", "portal", {"spec": {"outlook": {"enabled": False}}}
+    )
+    status = reconcile(api, rec, 1)
+    off = condition(status)
+    assert (off["status"], off["reason"]) == ("False", "OutlookDisabled")
+    assert "outlook" not in status
