@@ -13,6 +13,7 @@ from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
+from controller.prometheus import client_factory
 from controller.reconciler import Reconciler
 from controller.review import review_route
 from controller.runner import Controller, configure_logging, wait_for_termination
@@ -57,6 +58,18 @@ def run(
         "--decision-retention",
         help="How long decisions stay in the log (a duration such as 30d; 0 keeps them all).",
     ),
+    prometheus_token_file: Path | None = typer.Option(
+        None,
+        "--prometheus-token-file",
+        envvar="SURGECAST_PROMETHEUS_TOKEN_FILE",
+        help="Bearer token for Prometheus, read from this file (a mounted Secret) per request.",
+    ),
+    prometheus_token_url: str | None = typer.Option(
+        None,
+        "--prometheus-token-url",
+        envvar="SURGECAST_PROMETHEUS_TOKEN_URL",
+        help="The Prometheus the token is for; scalers naming any other URL get no token.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
@@ -65,6 +78,10 @@ def run(
         retention = parse_duration(decision_retention) if decision_retention != "0" else None
     except ValueError as exc:
         fail(f"--decision-retention: {exc}")
+    try:
+        prometheus = client_factory(prometheus_token_file, prometheus_token_url)
+    except ValueError:
+        fail("--prometheus-token-file and --prometheus-token-url go together")
     try:
         client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
     except Exception as exc:  # the kubernetes client raises several unrelated types here
@@ -76,7 +93,12 @@ def run(
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
         fail(f"cannot open the decision log {decision_log}: {exc}")
     reconciler = Reconciler(
-        kube, metrics, decisions=decisions, model_store=model_dir, retention=retention
+        kube,
+        metrics,
+        decisions=decisions,
+        model_store=model_dir,
+        prometheus=prometheus,
+        retention=retention,
     )
     elector = LeaderElector(kube, lease_namespace, lease_name, identity)
     controller = Controller(kube, reconciler, elector, namespace=namespace)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -64,6 +65,55 @@ class PrometheusDataError(PrometheusError):
     or a body that is not the Prometheus API's JSON."""
 
 
+class BearerTokenFile(requests.auth.AuthBase):
+    """``Authorization: Bearer TOKEN`` with the token read from a file at every request.
+
+    The file is a mounted Secret (or a projected service-account token): reading it each
+    time picks up a rotated token without a restart, and the token never sits in a
+    command line, an environment variable or the PredictiveScaler spec.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.token = ""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        try:
+            self.token = self.path.read_text().strip()
+        except OSError as exc:
+            raise PrometheusUnavailable(
+                f"cannot read the bearer token file {self.path}: {exc.strerror}"
+            ) from None
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def client_factory(
+    token_file: str | Path | None = None, token_url: str | None = None, **options: Any
+) -> Callable[[str], PrometheusClient]:
+    """Builds the client for a scaler's Prometheus URL, with the bearer token only for
+    URLs under ``token_url``: a scaler's author chooses its URL, so a token sent to every
+    URL would be handed to whoever asks for it. ``options`` go to every client."""
+    if (token_file is None) != (token_url is None):
+        raise ValueError("a bearer token file needs the Prometheus URL it is for, and back")
+    auth = BearerTokenFile(token_file) if token_file is not None else None
+
+    def build(url: str) -> PrometheusClient:
+        return PrometheusClient(url, auth=auth if _under(url, token_url) else None, **options)
+
+    return build
+
+
+def _under(url: str, base: str | None) -> bool:
+    if base is None:
+        return False
+    one, two = urlsplit(url), urlsplit(base)
+    prefix = two.path.rstrip("/")
+    return (one.scheme, one.netloc) == (two.scheme, two.netloc) and (
+        one.path.rstrip("/") == prefix or one.path.startswith(prefix + "/")
+    )
+
+
 class PrometheusClient:
     """Instant and range queries against one Prometheus (or a compatible API: Thanos,
     Mimir, VictoriaMetrics).
@@ -73,7 +123,8 @@ class PrometheusClient:
         timeout: seconds before one request is abandoned and retried; defaults to
             ``retry.timeout``.
         retry: attempts and backoff for passing failures (shared with the Kubernetes client).
-        headers: sent with every request, e.g. ``Authorization`` or ``X-Scope-OrgID``.
+        headers: sent with every request, e.g. ``X-Scope-OrgID``.
+        auth: a bearer token read from a file; the token never appears in errors.
         max_points: most points a single range request may ask for.
         sleep, rng: injectable so tests run retries instantly and repeatably.
     """
@@ -84,6 +135,7 @@ class PrometheusClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
+        auth: BearerTokenFile | None = None,
         max_points: int = MAX_POINTS,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -98,6 +150,8 @@ class PrometheusClient:
         self.rng = rng or random.Random()
         self.session = requests.Session()
         self.session.headers.update(headers or {})
+        self.session.auth = auth
+        self.auth = auth
 
     def instant(self, query: str, at: datetime | None = None) -> float | None:
         """The value of ``query`` at ``at`` (default: the server's now).
@@ -172,8 +226,23 @@ class PrometheusClient:
     def _post(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         """One API call with retries; the ``data`` member of a successful answer.
 
-        POST with a form body, as Grafana does: long PromQL does not fit in a URL.
+        POST with a form body, as Grafana does: long PromQL does not fit in a URL. Errors
+        quote the server's answer, which a misconfigured proxy may fill with the request's
+        own credentials: they are redacted before the message goes to Events and status.
         """
+        try:
+            return self._post_with_retries(path, params)
+        except PrometheusError as exc:
+            raise type(exc)(self._redact(str(exc))) from None
+
+    def _redact(self, text: str) -> str:
+        secrets = [urlsplit(self.url).password, self.auth.token if self.auth else None]
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _post_with_retries(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         failure = ""
         for attempt in range(self.retry.attempts):
             retry_after = None

@@ -170,6 +170,8 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     """Path and parameters (query string and form body) of every request, in order."""
+    authorizations: list[str] = field(default_factory=list)
+    """The ``Authorization`` header of every request ("" when absent), in order."""
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -212,6 +214,7 @@ class FaultProxy:
                 params = dict(parse_qsl(parts.query)) | dict(parse_qsl(body.decode()))
                 with proxy.lock:
                     proxy.requests.append({"path": parts.path, **params})
+                    proxy.authorizations.append(self.headers.get("Authorization", ""))
                 fault = proxy._next_fault(parts.path)
                 if fault is not None:
                     time.sleep(fault.delay)

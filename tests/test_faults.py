@@ -73,14 +73,17 @@ def proxy(prom: PromServer) -> Iterator[FaultProxy]:
     server.close()
 
 
-def reconciler(api: FakeKubeServer, tmp_path) -> Reconciler:
-    retry = RetryPolicy(attempts=2, base=0.001, cap=0.01, timeout=0.5)
-    kube = KubeClient(api.api_client(), retry, sleep=lambda _: None, rng=random.Random(0))
+RETRY = RetryPolicy(attempts=2, base=0.001, cap=0.01, timeout=0.5)
+
+
+def reconciler(api: FakeKubeServer, tmp_path, prometheus: Any = None) -> Reconciler:
+    kube = KubeClient(api.api_client(), RETRY, sleep=lambda _: None, rng=random.Random(0))
     return Reconciler(
         kube,
         ControllerMetrics(),
         model_store=str(tmp_path / "models"),
-        prometheus=lambda url: PrometheusClient(url, retry=retry, sleep=lambda _: None),
+        prometheus=prometheus
+        or (lambda url: PrometheusClient(url, retry=RETRY, sleep=lambda _: None)),
     )
 
 
@@ -91,6 +94,7 @@ def drive(
     tmp_path,
     prom_fault: promfake.Fault | None = None,
     api_fault: kubefake.Fault | None = None,
+    rec: Reconciler | None = None,
 ) -> Run:
     """Warm up, inject the faults for ``FAULTY`` minutes, clear them, go on."""
     api.state.put(
@@ -98,7 +102,7 @@ def drive(
         "gov",
         scaler(proxy.url, "Scale", minReplicas=MIN, maxReplicas=MAX, capacityPerReplica=2.0),
     )
-    rec = reconciler(api, tmp_path)
+    rec = rec or reconciler(api, tmp_path)
     replicas, decided, seen, statuses = [], [], [], []
     for n in range(WARM + FAULTY + AFTER):
         if n == WARM:
