@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from controller import _cli_controller, _cli_decisions, _cli_demo, _cli_replay, _cli_review
+from controller import (
+    _cli_controller,
+    _cli_decisions,
+    _cli_demo,
+    _cli_outlook,
+    _cli_replay,
+    _cli_review,
+)
 from forecaster import __version__
 from forecaster.cli import app as forecaster_app
 
@@ -18,6 +25,7 @@ app.registered_commands += forecaster_app.registered_commands
 app.registered_commands += _cli_replay.app.registered_commands
 app.registered_commands += _cli_demo.app.registered_commands
 app.registered_commands += _cli_review.app.registered_commands
+app.registered_commands += _cli_outlook.app.registered_commands
 app.add_typer(_cli_controller.app, name="controller")
 app.add_typer(_cli_decisions.app, name="decisions")
 

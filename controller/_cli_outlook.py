@@ -1,0 +1,264 @@
+"""``surgecast outlook``: the controller's capacity outlook, offline, from a model store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: charts are files, never windows
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import typer  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
+
+from controller.outlook import Risk, ahead_label, project, risks  # noqa: E402
+from controller.policy import PolicySpec  # noqa: E402
+from forecaster import store  # noqa: E402
+from forecaster._cli_common import fail  # noqa: E402
+from forecaster.frames import read_events  # noqa: E402
+from forecaster.training import forecast  # noqa: E402
+
+app = typer.Typer()
+CHART_SUFFIXES = (".png", ".html")
+
+
+@dataclass(frozen=True)
+class SeriesOutlook:
+    """One stored series' outlook: its coming hours and those the bounds cannot carry."""
+
+    unique_id: str
+    start: datetime
+    """The end of its training data: the outlook's "now"."""
+
+    hours: pd.DataFrame
+    risks: list[Risk]
+
+
+@app.command("outlook")
+def outlook_command(
+    model_dir: str = typer.Option(
+        ..., "--model", help="Model store written by surgecast train (directory or URL)."
+    ),
+    capacity: float = typer.Option(
+        ...,
+        "--capacity-per-replica",
+        min=0.0,
+        help="Load one replica serves, in the series' unit (requests per interval).",
+    ),
+    max_replicas: int = typer.Option(..., "--max-replicas", min=1, help="The most replicas."),
+    days: int = typer.Option(7, "--days", min=1, max=14, help="How many days ahead."),
+    quantile: float = typer.Option(
+        0.9, "--quantile", min=0.5, max=0.999, help="The forecast quantile the peak is read at."
+    ),
+    events_path: Path | None = typer.Option(
+        None, "--events", help="Event calendar covering the coming days (deadlines...)."
+    ),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of the hours shown (default: the training's, else UTC)."
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="A stored version (default: the latest)."
+    ),
+    chart: Path | None = typer.Option(
+        None, "--out", "-o", help="Chart of forecast and capacity: .png, or .html (interactive)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the hours at risk as JSON."),
+) -> None:
+    """Which coming hours need more than MAX replicas of CAPACITY each, days ahead.
+
+    Forecasts every stored series from the end of its training data, hour by hour: the
+    highest upper quantile in each hour against max × capacity, as the controller's
+    CapacityAtRisk condition does. Prints each hour at risk with its forecast, the
+    replicas missing and how far ahead it is.
+    """
+    if capacity <= 0:
+        fail("--capacity-per-replica must be greater than 0")
+    if chart is not None and chart.suffix not in CHART_SUFFIXES:
+        fail(f"--out {chart}: the chart is written as .png or .html")
+    try:
+        stored = store.load(model_dir, version)
+        events = read_events(events_path) if events_path else None
+    except store.StoreError as exc:
+        fail(f"refusing the model store: {exc}")
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    zone = tz or stored.manifest.get("training", {}).get("tz") or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
+    trained_with = stored.manifest.get("training", {}).get("events") or []
+    if trained_with and events is None:
+        typer.echo(
+            f"warning: the models learnt events ({', '.join(trained_with)}); without --events"
+            " none is assumed in the coming days, so their surges are not foreseen",
+            err=True,
+        )
+    step = pd.Timedelta(stored.manifest["step"])
+    horizon = int(pd.Timedelta(days=days, hours=1) / step) + 1
+    frame = forecast(stored.models, horizon, (0.5, quantile), events)
+    spec = PolicySpec(
+        min_replicas=0,
+        max_replicas=max_replicas,
+        capacity_per_replica=capacity,
+        startup_delay=timedelta(0),
+    )
+    outlooks = []
+    for uid, one in frame.groupby("unique_id", sort=True):
+        start = pd.Timestamp(one["ds"].min()).tz_localize("UTC").to_pydatetime()
+        hours = project(one, quantile, start, days)
+        outlooks.append(SeriesOutlook(str(uid), start, hours, risks(hours, spec, start)))
+    if as_json:
+        typer.echo(json.dumps([_as_dict(o, zone) for o in outlooks], indent=2))
+    else:
+        for one in outlooks:
+            typer.echo(_table(one, zone, days, capacity, max_replicas, quantile))
+    if chart is not None:
+        draw = _chart_png if chart.suffix == ".png" else _chart_html
+        draw(outlooks, chart, zone, capacity * max_replicas, quantile)
+        typer.echo(f"chart written to {chart}")
+
+
+def _table(
+    one: SeriesOutlook, tz: str, days: int, capacity: float, max_replicas: int, quantile: float
+) -> str:
+    first = pd.Timestamp(one.hours["ds"].iloc[0]).tz_localize("UTC").tz_convert(tz)
+    head = (
+        f"{one.unique_id}: {len(one.risks)} hour(s) at risk in the {days} days from"
+        f" {first:%Y-%m-%d %H:%M} ({tz}); max {max_replicas} x {capacity:g} ="
+        f" {max_replicas * capacity:g}"
+    )
+    if not one.risks:
+        return head
+    rows = pd.DataFrame(
+        {
+            "hour": [f"{r.start.tz_convert(tz):%a %Y-%m-%d %H:%M}" for r in one.risks],
+            "ahead": [ahead_label(r.ahead).removeprefix("in ") for r in one.risks],
+            f"peak q{quantile:g}": [f"{r.peak:.4g}" for r in one.risks],
+            "capacity": [f"{r.capacity:g}" for r in one.risks],
+            "replicas short": [r.shortfall for r in one.risks],
+        }
+    )
+    return f"{head}\n{rows.to_string(index=False)}\n"
+
+
+def _as_dict(one: SeriesOutlook, tz: str) -> dict[str, object]:
+    return {
+        "unique_id": one.unique_id,
+        "from": f"{pd.Timestamp(one.start).tz_convert(tz).isoformat()}",
+        "at_risk": [
+            {
+                "hour": r.start.tz_convert(tz).isoformat(),
+                "ahead_seconds": r.ahead.total_seconds(),
+                "peak": r.peak,
+                "capacity": r.capacity,
+                "replicas_short": r.shortfall,
+            }
+            for r in one.risks
+        ],
+    }
+
+
+def _local_hours(one: SeriesOutlook, tz: str) -> pd.DatetimeIndex:
+    """The hours' starts as local wall-clock times, for the x axis."""
+    return pd.DatetimeIndex(one.hours["ds"]).tz_localize("UTC").tz_convert(tz).tz_localize(None)
+
+
+def _chart_png(
+    outlooks: list[SeriesOutlook], path: Path, tz: str, capacity: float, quantile: float
+) -> None:
+    """Per series: the band from the hourly median to the hourly peak, the capacity line,
+    and each hour at risk shaded red."""
+    fig, axes = plt.subplots(len(outlooks), 1, figsize=(12, 3.6 * len(outlooks)), squeeze=False)
+    for ax, one in zip(axes[:, 0], outlooks, strict=True):
+        x = _local_hours(one, tz)
+        ax.fill_between(
+            x,
+            one.hours["expected"],
+            one.hours["peak"],
+            step="post",
+            alpha=0.35,
+            label=f"forecast: hourly mean of the median to the highest q{quantile:g}",
+        )
+        ax.step(x, one.hours["peak"], where="post", linewidth=0.8)
+        ax.axhline(capacity, color="black", linestyle="--", linewidth=1, label="max × capacity")
+        for n, risk in enumerate(one.risks):
+            start = risk.start.tz_convert(tz).tz_localize(None)
+            ax.axvspan(
+                start,
+                start + pd.Timedelta(hours=1),
+                color="red",
+                alpha=0.3,
+                label="hour at risk" if n == 0 else None,
+            )
+        ax.set_title(f"{one.unique_id}: {len(one.risks)} hour(s) at risk")
+        ax.set_ylabel("load per interval")
+        ax.set_xlabel(f"local time ({tz})")
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _chart_html(
+    outlooks: list[SeriesOutlook], path: Path, tz: str, capacity: float, quantile: float
+) -> None:
+    """The same chart, interactive (hover for each hour's numbers); plotly.js is inlined so
+    the file opens offline."""
+    fig = make_subplots(
+        rows=len(outlooks),
+        cols=1,
+        subplot_titles=[f"{o.unique_id}: {len(o.risks)} hour(s) at risk" for o in outlooks],
+    )
+    for row, one in enumerate(outlooks, start=1):
+        x = _local_hours(one, tz)
+        first = row == 1
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=one.hours["expected"],
+                name="hourly mean of the median",
+                line={"shape": "hv", "color": "#4c78a8"},
+                showlegend=first,
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=one.hours["peak"],
+                name=f"highest q{quantile:g} in the hour",
+                fill="tonexty",
+                line={"shape": "hv", "color": "#4c78a8"},
+                showlegend=first,
+            ),
+            row=row,
+            col=1,
+        )
+        fig.add_hline(
+            y=capacity, line_dash="dash", annotation_text="max × capacity", row=row, col=1
+        )
+        for risk in one.risks:
+            start = risk.start.tz_convert(tz).tz_localize(None)
+            fig.add_vrect(
+                x0=start,
+                x1=start + pd.Timedelta(hours=1),
+                fillcolor="red",
+                opacity=0.25,
+                line_width=0,
+                row=row,
+                col=1,
+            )
+        fig.update_xaxes(title_text=f"local time ({tz})", row=row, col=1)
+    fig.update_layout(height=380 * len(outlooks), title="Capacity outlook")
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
