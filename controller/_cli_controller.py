@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from controller.decisions import DecisionLog
+from controller.feed import FeedServer
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
@@ -70,6 +71,12 @@ def run(
         envvar="SURGECAST_PROMETHEUS_TOKEN_URL",
         help="The Prometheus the token is for; scalers naming any other URL get no token.",
     ),
+    feed_port: int | None = typer.Option(
+        None,
+        "--feed-port",
+        help="Serve the public busy-hours feed of scalers with spec.feed.public on this port"
+        " (/feeds/NS/NAME and /feeds/NS/NAME.json); off by default.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
@@ -106,6 +113,17 @@ def run(
         metrics.registry, controller.healthy, controller.ready, port=port
     )
     controller.http.routes["/ui"] = review_route(decisions, clock=controller.clock)
+    # Its own port, so it can be exposed publicly without /metrics or /ui; every replica
+    # serves it from the scalers' status, standbys included.
+    feed = (
+        FeedServer(controller.objects.get, port=feed_port, clock=controller.clock)
+        if feed_port is not None
+        else None
+    )
     controller.start()
+    if feed is not None:
+        feed.start()
     wait_for_termination()
     controller.stop(release=True)
+    if feed is not None:
+        feed.stop()

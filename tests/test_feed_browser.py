@@ -259,3 +259,14 @@ def test_the_widget_shows_the_ratings(
     windows = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "ol.quiet-windows li")]
     assert windows[0] == first_window and len(windows) == 3
     assert browser.execute_script("return document.scripts.length") == 0
+
+
+def test_the_controller_serves_the_feed_on_a_port_of_its_own() -> None:
+    from typer.main import get_command
+
+    from controller.cli import app
+
+    run = get_command(app).commands["controller"].commands["run"]  # type: ignore[attr-defined]
+    (option,) = [p for p in run.params if "--feed-port" in p.opts]
+    assert option.default is None  # off unless asked for
+    assert "--port" in {o for p in run.params for o in p.opts}  # /metrics stays apart
