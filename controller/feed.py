@@ -27,11 +27,11 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
@@ -60,6 +60,13 @@ Lookup = Callable[[str], dict[str, Any] | None]
 """The PredictiveScaler object of ``namespace/name`` as last seen, or None."""
 
 
+class Headers(Protocol):
+    """Request headers, looked up case-insensitively (``http.server``'s message, or a dict
+    with canonical names in tests)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -67,7 +74,7 @@ class Response:
     body: bytes
 
 
-def respond(lookup: Lookup, target: str, headers: Mapping[str, str], now: datetime) -> Response:
+def respond(lookup: Lookup, target: str, headers: Headers, now: datetime) -> Response:
     """The answer to ``GET target`` (path with query) with request ``headers`` at ``now``."""
     url = urlsplit(target)
     match = _PATH.match(url.path)
@@ -276,7 +283,7 @@ def _public(obj: dict[str, Any] | None) -> FeedSettings | None:
     return settings if settings.public else None
 
 
-def _not_modified(headers: Mapping[str, str], etag: str, modified: pd.Timestamp) -> bool:
+def _not_modified(headers: Headers, etag: str, modified: pd.Timestamp) -> bool:
     """RFC 9110: If-None-Match decides when present; else If-Modified-Since."""
     if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:
