@@ -154,13 +154,17 @@ def risk_message(found: Sequence[Risk], quantile: float, tz: str, days: int) -> 
 
 
 def ahead_label(ahead: timedelta) -> str:
-    """``in 4d 9h``, ``in 35 min``, or ``now`` (the hour is under way)."""
-    minutes = int(ahead.total_seconds() // 60)
-    if minutes <= 0:
+    """``in 4d 9h``, ``within the hour``, or ``now`` (the hour is under way).
+
+    Whole hours only: the text is part of the condition's message, which should change
+    no faster than the hourly outlook itself (each change is a status write).
+    """
+    seconds = ahead.total_seconds()
+    if seconds <= 0:
         return "now"
-    if minutes < 60:
-        return f"in {minutes} min"
-    days, hours = divmod(minutes // 60, 24)
+    if seconds < 3600:
+        return "within the hour"
+    days, hours = divmod(int(seconds // 3600), 24)
     return f"in {days}d {hours}h" if days else f"in {hours}h"
 
 

@@ -615,9 +615,10 @@ class Reconciler:
             _condition(
                 status, "CapacityAtRisk", True, "ForecastExceedsMax", message, now, generation
             )
-            self._event(
-                state, obj, "Warning", "CapacityAtRisk", message, now, key=_iso(found[0].start)
-            )
+            # One Event per local day at risk: the hours of one surge ending one by one,
+            # or its forecast moving a little, are not news.
+            day = f"{found[0].start.tz_convert(tz):%Y-%m-%d}"
+            self._event(state, obj, "Warning", "CapacityAtRisk", message, now, key=day)
             m.projected_shortfall.labels(*labels).set(shortfall)
             m.projected_shortfall_ahead.labels(*labels).set(found[0].ahead.total_seconds())
         else:

@@ -204,8 +204,8 @@ def test_risk_message_names_hour_forecast_shortfall_and_lead() -> None:
     ("ahead", "text"),
     [
         (timedelta(0), "now"),
-        (timedelta(seconds=59), "now"),
-        (timedelta(minutes=35), "in 35 min"),
+        (timedelta(seconds=59), "within the hour"),
+        (timedelta(minutes=35), "within the hour"),
         (timedelta(hours=3, minutes=59), "in 3h"),
         (timedelta(days=4, hours=9, minutes=30), "in 4d 9h"),
         (timedelta(days=7), "in 7d 0h"),
