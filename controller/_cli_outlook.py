@@ -152,7 +152,7 @@ def _table(
 def _as_dict(one: SeriesOutlook, tz: str) -> dict[str, object]:
     return {
         "unique_id": one.unique_id,
-        "from": f"{pd.Timestamp(one.start).tz_convert(tz).isoformat()}",
+        "from": pd.Timestamp(one.start).tz_convert(tz).isoformat(),
         "at_risk": [
             {
                 "hour": r.start.tz_convert(tz).isoformat(),
