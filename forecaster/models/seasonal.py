@@ -90,7 +90,10 @@ class SeasonalQuantile(PerSeriesModel):
 
     Args:
         weeks: how much history to pool; recent weeks follow growth and level shifts.
-        window: half-width, in intervals, of the time-of-day neighbourhood pooled.
+        window: half-width, in intervals, of the time-of-day neighbourhood pooled. By
+            default 15 minutes' worth (15 at one minute, 3 at five, 0 at an hour): what
+            makes neighbouring intervals alike is their distance in time, and at coarse
+            resolutions a fixed count would pool the morning peak with the night.
         country: calendar for holidays and make-up working days (``None``: weekday/weekend).
         tz: the service's time zone; day types and times of day are local.
         normalize: pool each day divided by its own level (see ``_normalize_days``), and
@@ -102,7 +105,7 @@ class SeasonalQuantile(PerSeriesModel):
     def __init__(
         self,
         weeks: int = 4,
-        window: int = 15,
+        window: int | None = None,
         country: str | None = "CN",
         tz: str | None = "Asia/Shanghai",
         normalize: bool = False,
@@ -151,6 +154,9 @@ class SeasonalQuantile(PerSeriesModel):
         self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
     ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
         tables = self.samples_[uid]
+        window = self.window
+        if window is None:
+            window = int(pd.Timedelta("15min") // self.step_)
         kinds = _day_kind(index, self.country, self.tz)
         slots = _slot(index, self.tz, self.step_)
         levels = sorted({0.5, *quantiles})
@@ -160,7 +166,7 @@ class SeasonalQuantile(PerSeriesModel):
             if table is None:
                 continue
             where = kinds == kind
-            per_slot = _pooled_quantiles(table, levels, self.window)
+            per_slot = _pooled_quantiles(table, levels, window)
             for n, q in enumerate(levels):
                 out[q][where] = per_slot[n][slots[where]]
         level = self.level_[uid]

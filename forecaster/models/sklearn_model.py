@@ -264,15 +264,15 @@ class GradientBoostingForecaster(BaseEstimator):
         steps = np.concatenate([s[2] for s in samples])
         recent = np.concatenate([s[3] for s in samples])
         if self.holdout > 0 and recent.sum() >= MIN_CELL and (~recent).sum() >= MIN_CELL:
-            first = self._booster().fit(X[~recent], target[~recent])
+            first = self._booster().fit(_no_empty_columns(X[~recent]), target[~recent])
             point = first.predict(X[recent])
             errors = target[recent] - point
             table, level_edges = error_table(steps[recent], point, errors, self.step_edges_)
         else:  # too little history to hold any out: in-sample errors, optimistic but usable
-            first = self._booster().fit(X, target)
+            first = self._booster().fit(_no_empty_columns(X), target)
             point = first.predict(X)
             table, level_edges = error_table(steps, point, target - point, self.step_edges_)
-        final = self._booster().fit(X, target) if self.holdout > 0 else first
+        final = self._booster().fit(_no_empty_columns(X), target) if self.holdout > 0 else first
         return {"forest": trees_from_estimator(final), "errors": table, "level_edges": level_edges}
 
     def predict(
@@ -302,6 +302,10 @@ class GradientBoostingForecaster(BaseEstimator):
             X, scale = self._design(uid, extended, ds, origins, steps, events)
             state = self.models_[uid]
             point = predict_trees(state["forest"], X)
+            if self.nonnegative_:
+                # Boosted trees can add up to less than any target they saw where the
+                # features are rare (a few minutes of zero traffic): a count is never below 0.
+                point = np.maximum(point, 0.0)
             by_quantile = {}
             for q in sorted({0.5, *quantiles}):
                 shift = lookup_errors(
@@ -321,6 +325,16 @@ class GradientBoostingForecaster(BaseEstimator):
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+
+def _no_empty_columns(X: np.ndarray) -> np.ndarray:
+    """``X`` with columns that hold no value at all set to 0.
+
+    scikit-learn cannot bin a column that is entirely NaN (the weekly lag of a series with
+    less than a week of history is one). A constant column is never split on, so the trees
+    are the same as if the column were absent, and any value it has at predict is ignored.
+    """
+    return np.where(np.isfinite(X).any(axis=0), X, 0.0)
 
 
 def _event_names(events: pd.DataFrame) -> list[str]:
