@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import typer
 from tqdm import tqdm
 
 from forecaster._cli_common import fail
+from forecaster.engine import open_engine
 from forecaster.frames import write_frame
 from forecaster.ingest import IngestError, IngestReport, ingest_logs, load_counts
 from forecaster.logs import (
@@ -86,6 +88,18 @@ def ingest(
     report_path: Path | None = typer.Option(
         None, "--report", help="Also write the line report as JSON."
     ),
+    engine_name: str = typer.Option(
+        "local",
+        "--engine",
+        help="local (this process, file after file) or dask (one task per file on a Dask "
+        "cluster; the counts and the line report are the same).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: a running scheduler (tcp://host:8786) whose workers see "
+        "the same files; default a local cluster, one worker process per core.",
+    ),
 ) -> None:
     """Count requests per interval in access logs, keeping gaps as missing data.
 
@@ -98,16 +112,20 @@ def ingest(
     if output is not None and output.suffix not in (".csv", ".parquet"):
         fail(f"{output}: output must end in .csv or .parquet")
     try:
-        if log_format == "counts":
-            if by:
-                fail("--by needs access logs; count files have no request fields")
-            series = pd.concat([load_counts(f, tz=tz, freq=freq, gap=_gap(gap)) for f in files])
-            report = None
-        else:
-            fmt = _choose_format(log_format, pattern, time_format, tz, files)
-            result = _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id)
-            series, report = result.series, result.report
-    except (IngestError, LogFormatError, ValueError) as exc:
+        with open_engine(engine_name, scheduler) as engine:
+            if log_format == "counts":
+                if by:
+                    fail("--by needs access logs; count files have no request fields")
+                load = partial(load_counts, tz=tz, freq=freq, gap=_gap(gap))
+                series = pd.concat(engine.map(load, files))
+                report = None
+            else:
+                fmt = _choose_format(log_format, pattern, time_format, tz, files)
+                result = _run(
+                    files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine
+                )
+                series, report = result.series, result.report
+    except (IngestError, LogFormatError, ValueError, OSError) as exc:
         fail(str(exc))
     if report is not None:
         typer.echo(describe_report(report), err=True)
@@ -146,7 +164,7 @@ def _choose_format(
     return builtin_format(name, sample)
 
 
-def _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id):  # type: ignore[no-untyped-def]
+def _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine):  # type: ignore[no-untyped-def]
     total = sum(Path(f).stat().st_size for f in files if f != "-" and Path(f).is_file())
     with tqdm(
         total=total or None, unit="B", unit_scale=True, disable=not sys.stderr.isatty(), leave=False
@@ -162,6 +180,7 @@ def _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id):  # typ
             until=pd.Timestamp(until) if until else None,
             unique_id=unique_id,
             progress=bar.update,
+            engine=engine,
         )
 
 

@@ -20,7 +20,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +29,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from forecaster.engine import Engine, LocalEngine
 from forecaster.logs import (
     LINE,
     MALFORMED_REASONS,
@@ -204,6 +205,7 @@ def ingest_logs(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> IngestResult:
     """Count requests per interval in one or more access logs (plain, .gz, .bz2 or ``-``).
 
@@ -220,8 +222,13 @@ def ingest_logs(
         since, until: only lines in [since, until) count; others are ``out_of_range``.
         unique_id: the series label when ``by`` is empty.
         chunk_bytes: bytes read at a time; with ``workers`` it bounds memory.
-        workers: chunks parsed at once, default one per core (polars releases the GIL).
-        progress: called with the number of bytes read after each chunk.
+        workers: chunks of one file parsed at once, default one per core (polars releases
+            the GIL).
+        progress: called with the number of bytes read after each chunk, when the engine
+            runs tasks in this process.
+        engine: where the files are parsed, one task per file, their counts and line
+            reports then summed in file order (default: in this process, one file after
+            the other). Standard input can only be read in this process.
 
     Returns:
         The long-format series (``unique_id, ds, y``; ``ds`` in UTC) and the report.
@@ -229,33 +236,105 @@ def ingest_logs(
     paths = [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
     if not paths:
         raise IngestError("no input files given")
+    engine = engine or LocalEngine()
+    for path in paths:  # a missing file fails before any work
+        if path == STDIN and not engine.in_process:
+            raise IngestError("standard input can only be read with the local engine")
+        if path != STDIN and not Path(path).is_file():
+            raise IngestError(f"{path}: no such file")
     bucket_seconds = parse_freq(freq)
     gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
-    report = IngestReport(sources=paths)
+    job = _FileJob(
+        log_format,
+        list(by),
+        path_depth,
+        bucket_seconds,
+        since,
+        until,
+        chunk_bytes,
+        workers,
+        progress if engine.in_process else None,
+    )
+    files: list[_FileCounts] = []
+    if log_format is None:  # the first file's format is every file's: detect it there first
+        files = engine.map(job, paths[:1])
+        job = replace(job, fmt=files[0].fmt)
+    files += engine.map(job, paths[len(files) :])
+    report = _sum_reports(paths, [f.report for f in files])
+    if report.lines == 0:
+        raise IngestError(f"{', '.join(paths)}: empty, nothing to ingest")
     counter = _Counter(keys=list(by))
-    streams = [_open(p) for p in paths]  # opens all first: a missing file fails before any work
-    fmt = log_format
-    for path, stream in zip(paths, streams, strict=True):
+    for f in files:
+        counter.add(f.counts)
+    series = counts_to_series(counter.total(), bucket_seconds, gap_seconds, list(by), unique_id)
+    return IngestResult(series=series, report=report)
+
+
+@dataclass
+class _FileCounts:
+    """What one file's task hands back: its format, line report and counts."""
+
+    fmt: LogFormat
+    report: IngestReport
+    counts: pl.DataFrame  # bucket, keys..., y
+
+
+@dataclass(frozen=True)
+class _FileJob:
+    """Read one file chunk by chunk: its counts per interval and its line report.
+
+    ``fmt`` ``None`` detects the format from the file's first chunk.
+    """
+
+    fmt: LogFormat | None
+    keys: list[str]
+    path_depth: int
+    bucket_seconds: int
+    since: pd.Timestamp | None
+    until: pd.Timestamp | None
+    chunk_bytes: int
+    workers: int | None
+    progress: Callable[[int], None] | None
+
+    def __call__(self, path: str) -> _FileCounts:
+        report = IngestReport(sources=[path])
+        counter = _Counter(keys=self.keys)
         first_line_no = 1
+        stream = _open(path)
         try:
             with stream if path != STDIN else _nullcontext(stream):
-                chunks = iter_line_chunks(stream, chunk_bytes)
+                chunks = iter_line_chunks(stream, self.chunk_bytes)
+                fmt = self.fmt
                 if fmt is None:
                     chunks, fmt = _detect(chunks)
                 report.format = fmt.name
-                job = _ChunkJob(fmt, list(by), path_depth, bucket_seconds, since, until)
-                for chunk_size, parsed in _ordered_map(job, chunks, workers or os.cpu_count() or 1):
+                job = _ChunkJob(
+                    fmt, self.keys, self.path_depth, self.bucket_seconds, self.since, self.until
+                )
+                threads = self.workers or os.cpu_count() or 1
+                for chunk_size, parsed in _ordered_map(job, chunks, threads):
                     _tally(report, parsed, path, first_line_no)
                     counter.add(parsed.counts)
                     first_line_no += parsed.lines
-                    if progress is not None:
-                        progress(chunk_size)
+                    if self.progress is not None:
+                        self.progress(chunk_size)
         except (OSError, EOFError) as exc:
             raise IngestError(f"{path}: cannot read past line {first_line_no - 1}: {exc}") from None
-    if report.lines == 0:
-        raise IngestError(f"{', '.join(paths)}: empty, nothing to ingest")
-    series = counts_to_series(counter.total(), bucket_seconds, gap_seconds, list(by), unique_id)
-    return IngestResult(series=series, report=report)
+        return _FileCounts(fmt, report, counter.total())
+
+
+def _sum_reports(sources: list[str], parts: list[IngestReport]) -> IngestReport:
+    """The reports of several files as one: counts summed, the first examples kept in order."""
+    total = IngestReport(sources=sources, format=parts[0].format)
+    for part in parts:
+        total.lines += part.lines
+        total.parsed += part.parsed
+        for reason, count in part.malformed.items():
+            total.malformed[reason] += count
+        for reason, examples in part.examples.items():
+            shown = total.examples.setdefault(reason, [])
+            shown.extend(examples[: EXAMPLES_PER_REASON - len(shown)])
+    return total
 
 
 def _detect(chunks: Iterator[bytes]) -> tuple[Iterator[bytes], LogFormat]:
