@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 import typer  # noqa: E402
 
 from forecaster._cli_common import fail, steps  # noqa: E402
+from forecaster.engine import open_engine  # noqa: E402
 from forecaster.frames import quantile_column, read_series, series_freq  # noqa: E402
 from forecaster.models import registry  # noqa: E402
 from forecaster.training import select  # noqa: E402
@@ -37,6 +38,18 @@ def backtest_command(
     country: str | None = typer.Option(None, "--country", help="Holiday calendar, e.g. CN."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG of forecast band vs actual."),
+    engine_name: str = typer.Option(
+        "local",
+        "--engine",
+        help="local (this process) or dask (a Dask cluster: one task per chunk of series for "
+        "models fitted series by series, one per model learning across series; same result).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: a running scheduler (tcp://host:8786); default a local "
+        "cluster, one worker process per core.",
+    ),
 ) -> None:
     """Backtest models with rolling origins; ``auto`` picks per series by the selection score.
 
@@ -54,8 +67,9 @@ def backtest_command(
         step = series_freq(frame)
         h = steps("--horizon", horizon, step)
         stride = steps("--every", every, step) if every else None
-        selection = select(frame, candidates, h, folds, stride, upper, season)
-    except (ValueError, FileNotFoundError) as exc:
+        with open_engine(engine_name, scheduler) as engine:
+            selection = select(frame, candidates, h, folds, stride, upper, season, engine=engine)
+    except (ValueError, OSError) as exc:
         fail(str(exc))
     scores = selection.scores
     if as_json:

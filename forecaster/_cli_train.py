@@ -11,6 +11,7 @@ import typer
 
 from forecaster import store
 from forecaster._cli_common import fail, steps
+from forecaster.engine import open_engine
 from forecaster.frames import read_events, read_series, series_freq, write_frame
 from forecaster.models import registry
 from forecaster.training import Trained, forecast, train
@@ -39,6 +40,18 @@ def train_command(
     events_path: Path | None = typer.Option(
         None, "--events", help="Event calendar: ds, [unique_id], one column per event."
     ),
+    engine_name: str = typer.Option(
+        "local",
+        "--engine",
+        help="local (this process) or dask (a Dask cluster: one task per chunk of series for "
+        "models fitted series by series, one per model learning across series; same result).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: a running scheduler (tcp://host:8786); default a local "
+        "cluster, one worker process per core.",
+    ),
 ) -> None:
     """Train every series of a file and store the models as a new version in ``--out``.
 
@@ -52,8 +65,11 @@ def train_command(
         step = series_freq(frame)
         h = steps("--horizon", horizon, step)
         stride = steps("--every", every, step) if every else None
-        trained = train(frame, candidates, model, h, folds, stride, upper, season, events)
-    except (ValueError, FileNotFoundError) as exc:
+        with open_engine(engine_name, scheduler) as engine:
+            trained = train(
+                frame, candidates, model, h, folds, stride, upper, season, events, engine
+            )
+    except (ValueError, OSError) as exc:
         fail(str(exc))
     metadata = {
         "step": f"{int(step.total_seconds())}s",

@@ -56,6 +56,14 @@ def backtest(
     Returns ``unique_id, cutoff, ds, h, y, yhat`` and the quantile columns.
     """
     frame = validate_series(series)
+    points = fold_cutoffs(frame, horizon, folds, every)
+    return backtest_at(model, frame, points, horizon, quantiles, map_function, events)
+
+
+def fold_cutoffs(
+    frame: pd.DataFrame, horizon: int, folds: int, every: int | None = None
+) -> list[pd.Timestamp]:
+    """The cutoffs of :func:`backtest` for a series frame; ``ValueError`` when too short."""
     step = series_freq(frame)
     every = every or horizon
     points = cutoffs(frame["ds"].max(), step, horizon, folds, every)
@@ -63,6 +71,22 @@ def backtest(
         raise ValueError(
             f"{folds} folds of {horizon} steps every {every} need more history than the series has"
         )
+    return points
+
+
+def backtest_at(
+    model: Any,
+    series: pd.DataFrame,
+    points: Sequence[pd.Timestamp],
+    horizon: int,
+    quantiles: Sequence[float] = (0.5, 0.9),
+    map_function: MapFunction = map,
+    events: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`backtest` from given cutoffs: a chunk of a fleet's series, backtested on its
+    own, must use the cutoffs of the whole fleet to give the same folds."""
+    frame = validate_series(series)
+    step = series_freq(frame)
 
     def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
         train = frame[frame["ds"] <= cutoff]
@@ -98,8 +122,9 @@ def score(
     frame = validate_series(series)
     rows = []
     upper_column = quantile_column(upper)
+    histories = frame.groupby("unique_id", sort=False)  # indexed once: fleets have 1,000s
     for uid, one in results.groupby("unique_id", sort=True):
-        history = frame[frame["unique_id"] == uid]
+        history = histories.get_group(uid)
         y, yhat, high = one["y"].to_numpy(), one["yhat"].to_numpy(), one[upper_column].to_numpy()
         train = history[history["ds"] <= one["cutoff"].min()]["y"].to_numpy()
         row = {

@@ -5,6 +5,12 @@ choice is made by the selection score (the upper quantile's pinball loss with sh
 weighted three times, see :func:`forecaster.metrics.selection_score`), because
 under-forecasting is what pages on-call. Series that chose the same model are fitted
 together, so a global model (gradient boosting) still learns across all of them.
+
+The work runs on an :class:`~forecaster.engine.Engine`: a model that fits every series on
+its own is backtested in a few chunks of series per worker; a model that learns across
+series is one task over all of them; the final fits are one task per model. Chunks use
+the cutoffs of the whole frame and their results are put back in the order a single pass
+gives, so every engine returns the same scores, folds and models.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from forecaster.backtest import backtest, score
+from forecaster.backtest import backtest_at, fold_cutoffs, score
+from forecaster.engine import Engine, LocalEngine
 from forecaster.frames import series_freq, validate_series
+from forecaster.models import PerSeriesModel, ProphetForecaster
 
 DEFAULT_MODEL = "seasonal_quantile"
 """Used for every series when there is too little history to backtest at all."""
@@ -46,25 +55,100 @@ def select(
     upper: float = 0.9,
     season: str = "1D",
     events: pd.DataFrame | None = None,
+    engine: Engine | None = None,
 ) -> Selection:
     """Backtest every candidate on every series and mark the lowest selection score.
 
-    ``events`` (an event calendar) is given to every fold, as to the final fit. Raises
-    ``ValueError`` when the series is too short for the folds asked for.
+    ``events`` (an event calendar) is given to every fold, as to the final fit. ``engine``
+    runs the backtests (default: in this process). Raises ``ValueError`` when the series
+    is too short for the folds asked for.
     """
+    frame = validate_series(frame)
+    engine = engine or LocalEngine()
     step = series_freq(frame)
+    points = fold_cutoffs(frame, horizon, folds, every)
+    chunks = _chunks(frame, engine.workers)
+    parts = [
+        _Part(name, model, part)
+        for name, model in _longest_first({name: make() for name, make in candidates.items()})
+        for part in (chunks if fits_series_alone(model) else [frame])
+    ]
     season_steps = max(1, int(pd.Timedelta(season) / step))
+    task = _BacktestTask(points, step, horizon, upper, season_steps, events)
+    done = engine.map(task, parts)
     tables, results = [], {}
-    for name, make in candidates.items():
-        results[name] = backtest(
-            make(), frame, horizon, folds, every, quantiles=(0.5, upper), events=events
+    for name in candidates:
+        mine = [
+            out
+            for part, out in zip(parts, done, strict=True)
+            if part.name == name and out is not None
+        ]
+        folds_of = pd.concat([out[0] for out in mine], ignore_index=True)
+        results[name] = folds_of.sort_values(["cutoff", "unique_id"], kind="stable").reset_index(
+            drop=True
         )
-        table = score(results[name], frame, season_steps, upper, (0.5,))
-        tables.append(table.assign(model=name))
+        tables.append(pd.concat([out[1] for out in mine], ignore_index=True).assign(model=name))
     scores = pd.concat(tables, ignore_index=True)
     best = scores.groupby("unique_id")["selection_score"].idxmin()
     scores["chosen"] = scores.index.isin(best.to_numpy())
     return Selection(scores, results)
+
+
+def fits_series_alone(model: Any) -> bool:
+    """Whether ``model`` fits every series on its own, so splitting a frame by series
+    changes no forecast. Gradient boosting learns across series (and even per series it
+    shares one sample budget and one random stream among them), so it is not; nor is any
+    model not known to be."""
+    return isinstance(model, PerSeriesModel | ProphetForecaster)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One task: a model (unfitted) and the series it works on."""
+
+    name: str
+    model: Any
+    series: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _BacktestTask:
+    """Backtest and score one part at the whole frame's cutoffs."""
+
+    points: list[pd.Timestamp]
+    step: pd.Timedelta
+    horizon: int
+    upper: float
+    season_steps: int
+    events: pd.DataFrame | None = None
+
+    def __call__(self, part: _Part) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        # A series that starts after a cutoff is not forecast from it, in a chunk as in the
+        # whole frame; a chunk with no data at any cutoff has nothing to backtest.
+        first = part.series["ds"].min()
+        points = [p for p in self.points if p >= first + self.step]
+        if not points:
+            return None
+        results = backtest_at(
+            part.model, part.series, points, self.horizon, (0.5, self.upper), events=self.events
+        )
+        return results, score(results, part.series, self.season_steps, self.upper, (0.5,))
+
+
+def _chunks(frame: pd.DataFrame, workers: int) -> list[pd.DataFrame]:
+    """Whole series in a few chunks per worker, so one slow chunk does not hold up the rest;
+    one chunk for one worker (in this process: the single pass it always was)."""
+    uids = frame["unique_id"].unique()
+    if workers == 1:
+        return [frame]
+    groups = np.array_split(uids, min(len(uids), 4 * workers))
+    return [frame[frame["unique_id"].isin(group)] for group in groups]
+
+
+def _longest_first(models: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Models that learn across series first: theirs is the longest task, and a task
+    started last would leave every other worker idle at the end."""
+    return sorted(models.items(), key=lambda item: fits_series_alone(item[1]))
 
 
 @dataclass(frozen=True)
@@ -92,32 +176,46 @@ def train(
     upper: float = 0.9,
     season: str = "1D",
     events: pd.DataFrame | None = None,
+    engine: Engine | None = None,
 ) -> Trained:
     """Fit ``model`` (a name in ``candidates``, or ``auto``) on every series of ``frame``.
 
     With ``auto`` each series gets the model with the best selection score in a backtest
     of ``folds`` cutoffs; a frame too short to backtest gets :data:`DEFAULT_MODEL` and
     :attr:`Trained.note` says so. A named model is backtested too when the data allows,
-    so its stored scores say how far to trust it.
+    so its stored scores say how far to trust it. ``engine`` runs the backtests and the
+    fits (default: in this process).
     """
     frame = validate_series(frame)
+    engine = engine or LocalEngine()
     if model != "auto" and model not in candidates:
         raise ValueError(f"unknown model {model!r}; choose auto or one of {', '.join(candidates)}")
     pool = candidates if model == "auto" else {model: candidates[model]}
     uids = sorted(frame["unique_id"].unique())
     try:
-        selection = select(frame, pool, horizon, folds, every, upper, season, events)
+        selection = select(frame, pool, horizon, folds, every, upper, season, events, engine)
         assignment, scores, note = selection.chosen(), selection.scores, None
     except ValueError as exc:
         fallback = DEFAULT_MODEL if model == "auto" else model
         assignment = dict.fromkeys(uids, fallback)
         scores, note = None, f"not backtested ({exc}); using {fallback}"
-    models = {}
+    parts = []
     for name in sorted(set(assignment.values())):
         members = [uid for uid, chosen in assignment.items() if chosen == name]
-        part = frame[frame["unique_id"].isin(members)]
-        models[name] = candidates[name]().fit(part, events=events)
+        parts.append(_Part(name, candidates[name](), frame[frame["unique_id"].isin(members)]))
+    fitted = engine.map(_FitTask(events), parts)
+    models = {part.name: model for part, model in zip(parts, fitted, strict=True)}
     return Trained(models, assignment, scores, note)
+
+
+@dataclass(frozen=True)
+class _FitTask:
+    """Fit one part's model on its series."""
+
+    events: pd.DataFrame | None = None
+
+    def __call__(self, part: _Part) -> Any:
+        return part.model.fit(part.series, events=self.events)
 
 
 def forecast(
