@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -35,8 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_frame(events, root / "events.csv")
     model = GradientBoostingForecaster(country="CN", tz=ZONE, max_horizon=7 * 24)
     metadata = {"step": "3600s", "training": {"tz": ZONE, "events": ["event_deadline"]}}
-    with threadpool_limits(limits=1, user_api="openmp"):  # see test_outlook.one_openmp_thread
-        model.fit(history, events=events)
+    model.fit(history, events=events)
     store.save(
         {"gradient_boosting": model},
         str(root / "models"),

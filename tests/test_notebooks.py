@@ -23,15 +23,12 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 COMMON_PARAMETERS = {"data_path", "series_id", "output_dir", "quick"}
 
 
-def execute(name: str, tmp_path: Path, monkeypatch, **parameters) -> nbformat.NotebookNode:
+def execute(name: str, tmp_path: Path, **parameters) -> nbformat.NotebookNode:
     """Run a notebook with papermill in the repository root; any failing cell raises.
 
     The ``python3`` kernel starts with this interpreter: jupyter_client replaces a kernel
     spec's ``python`` with ``sys.executable``, so no ``ipykernel install`` is needed.
     """
-    # HistGradientBoosting's OpenMP threads spin-wait when other processes hold the cores;
-    # on two busy cores one thread per process is several times faster.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return papermill.execute_notebook(
         str(REPO / "notebooks" / name),
         str(tmp_path / name),
@@ -89,8 +86,8 @@ def test_notebooks_take_papermill_parameters_and_use_only_public_names(path: Pat
 
 
 @pytest.mark.slow
-def test_explore_traffic(tmp_path: Path, monkeypatch) -> None:
-    notebook = execute("01-explore-traffic.ipynb", tmp_path, monkeypatch)
+def test_explore_traffic(tmp_path: Path) -> None:
+    notebook = execute("01-explore-traffic.ipynb", tmp_path)
     out = tmp_path / "out"
     for name in ("series.png", "profile.png", "calendar.png", "peaks.png", "peak-days.csv"):
         assert (out / name).stat().st_size > 0, name
@@ -101,12 +98,11 @@ def test_explore_traffic(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_explore_traffic_on_nasa(tmp_path: Path, monkeypatch) -> None:
+def test_explore_traffic_on_nasa(tmp_path: Path) -> None:
     shared_file("nasa-http/per-minute/requestdata-20240626.csv")
     execute(
         "01-explore-traffic.ipynb",
         tmp_path,
-        monkeypatch,
         data_path="../shared/data",
         tz="America/New_York",
         country="US",
@@ -117,8 +113,8 @@ def test_explore_traffic_on_nasa(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_retrain_and_compare(tmp_path: Path, monkeypatch) -> None:
-    notebook = execute("02-retrain-and-compare.ipynb", tmp_path, monkeypatch)
+def test_retrain_and_compare(tmp_path: Path) -> None:
+    notebook = execute("02-retrain-and-compare.ipynb", tmp_path)
     out = tmp_path / "out"
     for name in ("forecast-vs-actual.png", "events.png", "events.csv", "forecast.png"):
         assert (out / name).stat().st_size > 0, name
@@ -132,8 +128,8 @@ def test_retrain_and_compare(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_review_decisions(tmp_path: Path, monkeypatch) -> None:
-    notebook = execute("03-review-decisions.ipynb", tmp_path, monkeypatch)
+def test_review_decisions(tmp_path: Path) -> None:
+    notebook = execute("03-review-decisions.ipynb", tmp_path)
     out = tmp_path / "out"
     for name in ("decisions.db", "review.png", "review.html", "divergences.csv"):
         assert (out / name).stat().st_size > 0, name

@@ -3,7 +3,6 @@ properties, and the synthetic portal with a filing deadline five days ahead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -13,7 +12,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from controller.forecasting import event_calendar
 from controller.outlook import (
@@ -64,14 +62,6 @@ def portal(freq: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return truth[truth["ds"] < cut].reset_index(drop=True), truth[truth["ds"] >= cut]
 
 
-@pytest.fixture
-def one_openmp_thread() -> Iterator[None]:
-    """Gradient boosting on one OpenMP thread. Its default, a thread per core, spins
-    against the other processes of a shared two-core machine and fits 20x slower there."""
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
-
-
 def spec(max_replicas: int, capacity: float = 1.0, **changes: object) -> PolicySpec:
     return PolicySpec(
         min_replicas=1,
@@ -92,7 +82,6 @@ def forecast(values: list[float], start: str = "2026-11-14 16:00", freq: str = "
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_openmp_thread")
 def test_the_outlook_flags_the_deadline_days_peak_hours() -> None:
     history, future = portal("1h")
     step = pd.Timedelta("1h")

@@ -25,9 +25,9 @@ from controller.prometheus import Duration, PrometheusClient
 from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, QUERY
-from tests.test_outlook import NOW, ZONE, deadline_windows, one_openmp_thread, portal  # noqa: F401
+from tests.test_outlook import NOW, ZONE, deadline_windows, portal
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_openmp_thread")]
+pytestmark = pytest.mark.slow
 STEP = "10min"
 
 
