@@ -242,17 +242,10 @@ def _run_oracle(
     return _simulate("oracle", y, index, delay_steps, settings, choose)
 
 
-def _run_predictive(
-    y: pd.Series,
-    index: pd.DatetimeIndex,
-    step: pd.Timedelta,
-    delay_steps: int,
-    settings: ReplaySettings,
-    model_factory: ModelFactory | None,
-    made: list[Decision],
-) -> pd.DataFrame:
-    """The predictive policy's run; appends each :class:`Decision` to ``made``."""
-    spec = PolicySpec(
+def predictive_spec(settings: ReplaySettings, step: pd.Timedelta) -> PolicySpec:
+    """The policy spec a replay's predictive run decides with: every interval is a sync,
+    steps are unlimited, and a forecast lives two retrain periods."""
+    return PolicySpec(
         min_replicas=settings.min_replicas,
         max_replicas=settings.max_replicas,
         capacity_per_replica=settings.capacity_per_replica,
@@ -266,6 +259,19 @@ def _run_predictive(
         max_forecast_age=settings.retrain_every * 2,
         level_window=settings.level_window,
     )
+
+
+def _run_predictive(
+    y: pd.Series,
+    index: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    delay_steps: int,
+    settings: ReplaySettings,
+    model_factory: ModelFactory | None,
+    made: list[Decision],
+) -> pd.DataFrame:
+    """The predictive policy's run; appends each :class:`Decision` to ``made``."""
+    spec = predictive_spec(settings, step)
     factory = model_factory or SeasonalQuantile
     horizon = (
         int((settings.retrain_every + lead_time(spec) + settings.scale_down_stabilization) / step)
@@ -359,16 +365,8 @@ def replay_records(
     of the interval, the bounds of the replay's settings (a replay has no overrides) and
     ``hpa_replicas``, the HPA run's count at the same interval when it ran.
     """
-    settings = result.settings
     step = series_freq(series)
-    spec = PolicySpec(
-        min_replicas=settings.min_replicas,
-        max_replicas=settings.max_replicas,
-        capacity_per_replica=settings.capacity_per_replica,
-        startup_delay=settings.startup_delay,
-        sync_period=step,
-        quantile=settings.quantile,
-    )
+    spec = predictive_spec(result.settings, step)
     runs = result.decisions
     rows = runs[runs["policy"] == "predictive"].reset_index(drop=True)
     hpa = runs[runs["policy"] == "hpa"].set_index("ds")["replicas"]
