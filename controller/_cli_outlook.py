@@ -20,9 +20,7 @@ from plotly.subplots import make_subplots  # noqa: E402
 
 from controller.outlook import Risk, ahead_label, project, risks  # noqa: E402
 from controller.policy import PolicySpec  # noqa: E402
-from forecaster import store  # noqa: E402
-from forecaster._cli_common import fail  # noqa: E402
-from forecaster.frames import read_events  # noqa: E402
+from forecaster._cli_common import fail, load_models  # noqa: E402
 from forecaster.training import forecast  # noqa: E402
 
 app = typer.Typer()
@@ -82,25 +80,12 @@ def outlook_command(
         fail("--capacity-per-replica must be greater than 0")
     if chart is not None and chart.suffix not in CHART_SUFFIXES:
         fail(f"--out {chart}: the chart is written as .png or .html")
-    try:
-        stored = store.load(model_dir, version)
-        events = read_events(events_path) if events_path else None
-    except store.StoreError as exc:
-        fail(f"refusing the model store: {exc}")
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    stored, events = load_models(model_dir, version, events_path)
     zone = tz or stored.manifest.get("training", {}).get("tz") or "UTC"
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
-    trained_with = stored.manifest.get("training", {}).get("events") or []
-    if trained_with and events is None:
-        typer.echo(
-            f"warning: the models learnt events ({', '.join(trained_with)}); without --events"
-            " none is assumed in the coming days, so their surges are not foreseen",
-            err=True,
-        )
     step = pd.Timedelta(stored.manifest["step"])
     horizon = int(pd.Timedelta(days=days, hours=1) / step) + 1
     frame = forecast(stored.models, horizon, (0.5, quantile), events)

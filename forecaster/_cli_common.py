@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 import pandas as pd
 import typer
+
+from forecaster import store
+from forecaster.frames import read_events
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -25,3 +29,28 @@ def steps(option: str, text: str, step: pd.Timedelta) -> int:
     if count < 1 or count != int(count):
         fail(f"{option} {text!r} is not a whole, positive number of {step} intervals")
     return int(count)
+
+
+def load_models(
+    model_dir: str, version: str | None, events_path: Path | None
+) -> tuple[store.StoredModels, pd.DataFrame | None]:
+    """The stored models and the event calendar to forecast with, or a clear exit.
+
+    Models that learnt events but get no calendar assume none in the forecast window, so
+    their surges go unforeseen: a warning says so rather than a quietly low forecast.
+    """
+    try:
+        stored = store.load(model_dir, version)
+        events = read_events(events_path) if events_path else None
+    except store.StoreError as exc:
+        fail(f"refusing the model store: {exc}")
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    learnt = stored.manifest.get("training", {}).get("events") or []
+    if learnt and events is None:
+        typer.echo(
+            f"warning: the models learnt events ({', '.join(learnt)}); without --events none"
+            " is assumed in the forecast window, so their surges are not foreseen",
+            err=True,
+        )
+    return stored, events

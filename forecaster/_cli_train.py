@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from forecaster import store
-from forecaster._cli_common import fail, steps
+from forecaster._cli_common import fail, load_models, steps
 from forecaster.engine import open_engine
 from forecaster.frames import read_events, read_series, series_freq, write_frame
 from forecaster.models import registry
@@ -152,20 +152,7 @@ def forecast_command(
         fail(f"--quantiles {quantiles!r} is not a comma-separated list of numbers")
     if not all(0 < q < 1 for q in levels):
         fail(f"--quantiles {quantiles!r}: every level must be strictly between 0 and 1")
-    try:
-        stored = store.load(model_dir, version)
-        events = read_events(events_path) if events_path else None
-    except store.StoreError as exc:
-        fail(f"refusing the model store: {exc}")
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    wanted = stored.manifest.get("training", {}).get("events") or []
-    if wanted and events is None:
-        typer.echo(
-            f"warning: the models were trained with events {', '.join(wanted)}; without"
-            " --events none is assumed in the forecast window",
-            err=True,
-        )
+    stored, events = load_models(model_dir, version, events_path)
     h = steps("--horizon", horizon, pd.Timedelta(stored.manifest["step"]))
     frame = forecast(stored.models, h, levels, events)
     try:
