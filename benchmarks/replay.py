@@ -41,7 +41,7 @@ def main() -> None:
         "--quantiles",
         type=float,
         nargs="+",
-        default=[0.9, 0.95, 0.96, 0.963, 0.965, 0.97, 0.975, 0.98, 0.99],
+        default=[0.9, 0.95, 0.96, 0.962, 0.963, 0.965, 0.97, 0.975, 0.98, 0.99],
     )
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument(
@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument(
         "--level-window",
         type=int,
-        default=60,
-        help="minutes of recent load that nowcast today's level (30 and 10 do worse here)",
+        default=120,
+        help="minutes of recent load that nowcast today's level (10 to 60 and 180 do worse)",
     )
     parser.add_argument(
         "--stabilization",
