@@ -6,11 +6,12 @@ weighted three times, see :func:`forecaster.metrics.selection_score`), because
 under-forecasting is what pages on-call. Series that chose the same model are fitted
 together, so a global model (gradient boosting) still learns across all of them.
 
-The work runs on an :class:`~forecaster.engine.Engine`: a model that fits every series on
-its own is backtested in a few chunks of series per worker; a model that learns across
-series is one task over all of them; the final fits are one task per model. Chunks use
-the cutoffs of the whole frame and their results are put back in the order a single pass
-gives, so every engine returns the same scores, folds and models.
+The work runs on an :class:`~forecaster.engine.Engine`. On several workers a model that
+fits every series on its own is backtested in a few chunks of series per worker, and a
+model that learns across series in one task per fold (each a fit on all the series); the
+final fits are one task per model. Every task uses the whole frame's cutoffs, and the folds
+are put back in the order a single pass gives and scored together, so every engine
+returns the same scores, folds and models.
 """
 
 from __future__ import annotations
@@ -68,26 +69,23 @@ def select(
     step = series_freq(frame)
     points = fold_cutoffs(frame, horizon, folds, every)
     chunks = _chunks(frame, engine.workers)
-    parts = [
-        _Part(name, model, part)
-        for name, model in _longest_first({name: make() for name, make in candidates.items()})
-        for part in (chunks if fits_series_alone(model) else [frame])
-    ]
+    models = {name: make() for name, make in candidates.items()}
+    parts = []
+    for name, model in _longest_first(models):
+        if fits_series_alone(model) or engine.workers == 1:
+            parts += [_Part(name, model, chunk, points) for chunk in chunks]
+        else:  # every fold is one fit on all the series: one task each
+            parts += [_Part(name, model, frame, [cutoff]) for cutoff in points]
+    done = engine.map(_BacktestTask(step, horizon, (0.5, upper), events), parts)
     season_steps = max(1, int(pd.Timedelta(season) / step))
-    task = _BacktestTask(points, step, horizon, upper, season_steps, events)
-    done = engine.map(task, parts)
     tables, results = [], {}
     for name in candidates:
-        mine = [
-            out
-            for part, out in zip(parts, done, strict=True)
-            if part.name == name and out is not None
-        ]
-        folds_of = pd.concat([out[0] for out in mine], ignore_index=True)
+        mine = [out for part, out in zip(parts, done, strict=True) if part.name == name]
+        folds_of = pd.concat([out for out in mine if out is not None], ignore_index=True)
         results[name] = folds_of.sort_values(["cutoff", "unique_id"], kind="stable").reset_index(
             drop=True
         )
-        tables.append(pd.concat([out[1] for out in mine], ignore_index=True).assign(model=name))
+        tables.append(score(results[name], frame, season_steps, upper, (0.5,)).assign(model=name))
     scores = pd.concat(tables, ignore_index=True)
     best = scores.groupby("unique_id")["selection_score"].idxmin()
     scores["chosen"] = scores.index.isin(best.to_numpy())
@@ -104,35 +102,33 @@ def fits_series_alone(model: Any) -> bool:
 
 @dataclass(frozen=True)
 class _Part:
-    """One task: a model (unfitted) and the series it works on."""
+    """One task: a model (unfitted), the series it works on and, to backtest, the cutoffs."""
 
     name: str
     model: Any
     series: pd.DataFrame
+    points: Sequence[pd.Timestamp] = ()
 
 
 @dataclass(frozen=True)
 class _BacktestTask:
-    """Backtest and score one part at the whole frame's cutoffs."""
+    """Backtest one part at its cutoffs, which are the whole frame's."""
 
-    points: list[pd.Timestamp]
     step: pd.Timedelta
     horizon: int
-    upper: float
-    season_steps: int
+    quantiles: tuple[float, ...]
     events: pd.DataFrame | None = None
 
-    def __call__(self, part: _Part) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    def __call__(self, part: _Part) -> pd.DataFrame | None:
         # A series that starts after a cutoff is not forecast from it, in a chunk as in the
         # whole frame; a chunk with no data at any cutoff has nothing to backtest.
         first = part.series["ds"].min()
-        points = [p for p in self.points if p >= first + self.step]
+        points = [p for p in part.points if p >= first + self.step]
         if not points:
             return None
-        results = backtest_at(
-            part.model, part.series, points, self.horizon, (0.5, self.upper), events=self.events
+        return backtest_at(
+            part.model, part.series, points, self.horizon, self.quantiles, events=self.events
         )
-        return results, score(results, part.series, self.season_steps, self.upper, (0.5,))
 
 
 def _chunks(frame: pd.DataFrame, workers: int) -> list[pd.DataFrame]:
@@ -146,7 +142,7 @@ def _chunks(frame: pd.DataFrame, workers: int) -> list[pd.DataFrame]:
 
 
 def _longest_first(models: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Models that learn across series first: theirs is the longest task, and a task
+    """Models that learn across series first: theirs are the longest tasks, and a long task
     started last would leave every other worker idle at the end."""
     return sorted(models.items(), key=lambda item: fits_series_alone(item[1]))
 
