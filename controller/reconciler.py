@@ -64,8 +64,9 @@ HPA_TARGET_UTILIZATION = 0.7
 
 DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
 RECENT_DECISIONS = 5
-LEVEL_WINDOW = 30
-"""Recent intervals the policy compares with the forecast to rescale it (nowcast)."""
+LEVEL_WINDOW = timedelta(hours=2)
+"""Recent load the policy compares with the forecast to rescale it (nowcast); two hours did
+best on the NASA replay (``benchmarks/replay.py --level-window``)."""
 
 OUTLOOK_EVERY = timedelta(hours=1)
 """How often the days-ahead outlook is forecast again: its unit is the hour."""
@@ -233,7 +234,7 @@ class Reconciler:
         try:
             load = client.instant(config.query, now)
             recent = state.cache.get(
-                client, config.query, now, config.step * LEVEL_WINDOW, config.step, config.key
+                client, config.query, now, LEVEL_WINDOW, config.step, config.key
             )
         except PrometheusError as exc:
             state.metric_error = str(exc)
@@ -446,7 +447,7 @@ class Reconciler:
             scale_down_stabilization=config.scale_down_stabilization,
             max_forecast_age=config.max_forecast_age,
             min_backtest_score=config.min_backtest_score,
-            level_window=LEVEL_WINDOW,
+            level_window=max(1, int(LEVEL_WINDOW / config.step)),
             overrides=config.overrides,
         )
 
