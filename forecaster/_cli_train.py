@@ -43,8 +43,8 @@ def train_command(
     engine_name: str = typer.Option(
         "local",
         "--engine",
-        help="local (this process) or dask (a Dask cluster: one task per chunk of series for "
-        "models fitted series by series, one per model learning across series; same result).",
+        help="local (this process) or dask (a Dask cluster: chunks of series in parallel, "
+        "gradient boosting one fold per task; the same scores and models as local).",
     ),
     scheduler: str | None = typer.Option(
         None,

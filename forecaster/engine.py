@@ -146,10 +146,14 @@ class DaskEngine(Engine):
         return max(1, sum(self.client.nthreads().values()))
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        # The items travel inside the tasks rather than being scattered to workers first:
-        # data scattered to a worker dies with it, and then its task could not be re-run.
+        import dask
+
+        # The items travel inside the tasks rather than being scattered to workers first
+        # (which Dask's warning about large graphs suggests): data scattered to a worker
+        # dies with it, and then its task could not be re-run elsewhere.
         # pure=False: one task per item, without hashing every frame to name the task.
-        futures = self.client.map(fn, list(items), pure=False, retries=self.retries)
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "4GB"}):
+            futures = self.client.map(fn, list(items), pure=False, retries=self.retries)
         try:
             return list(self.client.gather(futures))
         except BaseException:
