@@ -43,11 +43,19 @@ def smape(y: np.ndarray, yhat: np.ndarray) -> float:
 
 
 def mase(y: np.ndarray, yhat: np.ndarray, train: np.ndarray, season: int) -> float:
-    """MAE scaled by the in-sample MAE of the seasonal naive forecast (M4's definition)."""
-    (train,) = _finite(train)
+    """MAE scaled by the in-sample MAE of the seasonal naive forecast (M4's definition).
+
+    ``train`` is the regular history, gaps as NaN: differences are taken a season apart in
+    time first, and only then are pairs with a missing side dropped. Dropping the gaps
+    first would pair values that are not a season apart.
+    """
+    train = np.asarray(train, dtype=float)
     if train.size <= season:
         return np.nan
-    scale = np.mean(np.abs(train[season:] - train[:-season]))
+    (diffs,) = _finite(train[season:] - train[:-season])
+    if not diffs.size:
+        return np.nan
+    scale = np.mean(np.abs(diffs))
     return mae(y, yhat) / scale if scale > 0 else np.nan
 
 

@@ -35,6 +35,8 @@ NAN = np.nan
         (coverage, ([1, 5, 9, 10], [5, 5, 5, 10]), 0.75),
         (mase, ([3, 5], [4, 4], [1, 2, 3, 4, 5], 2), 1.0 / 2.0),
         (mae, ([1, NAN, 3], [2, 5, NAN]), 1.0),  # missing data is not scored
+        # a gap drops the pairs across it, never pairs values that are not a season apart
+        (mase, ([3, 5], [4, 4], [1, 2, NAN, 4, 5, 6], 2), 1.0 / 2.0),
         (selection_score, ([10, 10], [8, 12], 0.9, 3.0), (3 * 0.9 * 2 + 0.1 * 2) / 2),
     ],
 )
