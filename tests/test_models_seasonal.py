@@ -134,3 +134,11 @@ def test_normalised_forecast_starts_from_the_recent_level() -> None:
     )
     peak = raw["ds"].dt.hour == 10
     assert norm.loc[peak, "q0.5"].mean() > 1.6 * raw.loc[peak, "q0.5"].mean()
+
+
+def test_hourly_data_pools_its_own_hour_not_fifteen_hours_around_it() -> None:
+    frame, mean = synthetic(days=28, freq="1h")
+    model = SeasonalQuantile(country=None, tz="UTC").fit(frame)
+    forecast = model.predict(24, quantiles=(0.5,))
+    peak = forecast.loc[forecast["ds"].dt.hour == 10, "q0.5"].iloc[0]
+    assert peak > 80  # the 10:00 peak (mean 100) is not averaged with the night (mean 20)

@@ -75,3 +75,16 @@ def test_trees_evaluated_from_arrays_match_scikit_learn() -> None:
     y = X[:, 0] + np.nan_to_num(X[:, 2]) * 2 + rng.normal(size=500)
     model = HistGradientBoostingRegressor(max_iter=30).fit(X, y)
     assert np.allclose(predict_trees(trees_from_estimator(model), X), model.predict(X))
+
+
+def test_fits_a_series_with_less_than_a_week_of_history() -> None:
+    frame = poisson_days(4, seed=6, freq="1h")  # the weekly-lag column is all missing
+    forecast = GradientBoostingForecaster(max_iter=20).fit(frame).predict(24, quantiles=(0.9,))
+    assert len(forecast) == 24 and np.isfinite(forecast["q0.9"]).all()
+
+
+def test_a_few_zero_intervals_do_not_zero_the_forecast() -> None:
+    frame = poisson_days(21, seed=7)
+    frame.loc[frame.index[-6:], "y"] = 0.0  # half an hour of silence before the origin
+    forecast = GradientBoostingForecaster(max_iter=40).fit(frame).predict(12, quantiles=(0.5, 0.9))
+    assert (forecast["q0.5"] >= 0).all() and (forecast["q0.9"] > 0).all()
