@@ -87,7 +87,8 @@ def select(
         )
         tables.append(score(results[name], frame, season_steps, upper, (0.5,)).assign(model=name))
     scores = pd.concat(tables, ignore_index=True)
-    best = scores.groupby("unique_id")["selection_score"].idxmin()
+    scored = scores.dropna(subset=["selection_score"])  # a series with no fold has none
+    best = scored.groupby("unique_id")["selection_score"].idxmin()
     scores["chosen"] = scores.index.isin(best.to_numpy())
     return Selection(scores, results)
 
@@ -177,8 +178,8 @@ def train(
     """Fit ``model`` (a name in ``candidates``, or ``auto``) on every series of ``frame``.
 
     With ``auto`` each series gets the model with the best selection score in a backtest
-    of ``folds`` cutoffs; a frame too short to backtest gets :data:`DEFAULT_MODEL` and
-    :attr:`Trained.note` says so. A named model is backtested too when the data allows,
+    of ``folds`` cutoffs; a frame too short to backtest, or a series with no data at any
+    cutoff, gets :data:`DEFAULT_MODEL` and :attr:`Trained.note` says so. A named model is backtested too when the data allows,
     so its stored scores say how far to trust it. ``engine`` runs the backtests and the
     fits (default: in this process).
     """
@@ -188,13 +189,17 @@ def train(
         raise ValueError(f"unknown model {model!r}; choose auto or one of {', '.join(candidates)}")
     pool = candidates if model == "auto" else {model: candidates[model]}
     uids = sorted(frame["unique_id"].unique())
+    fallback = DEFAULT_MODEL if model == "auto" else model
     try:
         selection = select(frame, pool, horizon, folds, every, upper, season, events, engine)
         assignment, scores, note = selection.chosen(), selection.scores, None
     except ValueError as exc:
-        fallback = DEFAULT_MODEL if model == "auto" else model
         assignment = dict.fromkeys(uids, fallback)
         scores, note = None, f"not backtested ({exc}); using {fallback}"
+    unscored = [uid for uid in uids if uid not in assignment]
+    if unscored:  # e.g. a series that stopped before the first cutoff
+        assignment.update(dict.fromkeys(unscored, fallback))
+        note = f"no backtest fold has data of {', '.join(unscored)}; using {fallback} for them"
     parts = []
     for name in sorted(set(assignment.values())):
         members = [uid for uid, chosen in assignment.items() if chosen == name]

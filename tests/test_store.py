@@ -194,3 +194,17 @@ def test_files_from_format_1_still_load_and_forecast_the_same() -> None:
     expected["ds"] = pd.to_datetime(expected["ds"]).astype("datetime64[ns]")
     got = forecast(loaded.models, 24, (0.5, 0.9))
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
+
+
+def test_a_series_that_ended_before_the_backtest_gets_the_default_and_the_others_their_pick() -> (
+    None
+):
+    long = hourly(days=14, uid="long")
+    ended = hourly(days=14, uid="ended").iloc[: 24 * 9]  # stopped five days ago
+    candidates = {name: make for name, make in registry(None, None).items() if name != "prophet"}
+    trained = train(pd.concat([long, ended]), candidates, horizon=12, folds=3)
+    assert trained.assignment["ended"] == "seasonal_quantile"
+    assert "ended" in trained.note and "no backtest fold" in trained.note
+    assert trained.assignment["long"] in candidates
+    frame = forecast(trained.models, 6, (0.5, 0.9))
+    assert frame.groupby("unique_id").size().to_dict() == {"ended": 6, "long": 6}
