@@ -179,9 +179,9 @@ def train(
 
     With ``auto`` each series gets the model with the best selection score in a backtest
     of ``folds`` cutoffs; a frame too short to backtest, or a series with no data at any
-    cutoff, gets :data:`DEFAULT_MODEL` and :attr:`Trained.note` says so. A named model is backtested too when the data allows,
-    so its stored scores say how far to trust it. ``engine`` runs the backtests and the
-    fits (default: in this process).
+    cutoff, gets :data:`DEFAULT_MODEL` and :attr:`Trained.note` says so. A named model is
+    backtested too when the data allows, so its stored scores say how far to trust it.
+    ``engine`` runs the backtests and the fits (default: in this process).
     """
     frame = validate_series(frame)
     engine = engine or LocalEngine()
