@@ -85,8 +85,6 @@ class DaskEngine(Engine):
             see the same files and have this package installed. ``None`` starts a
             ``LocalCluster`` here and stops it on close.
         n_workers: worker processes of that LocalCluster (default: one per core).
-        processes: False runs the LocalCluster's workers as threads of this process
-            (quick to start, for tests; the GIL then serialises most of the work).
         retries: times a task that *raised* is run again (a file on a network share that
             hiccuped). A task whose worker *died* (killed, out of memory) is re-run on
             another worker by the scheduler itself, up to Dask's
@@ -100,12 +98,10 @@ class DaskEngine(Engine):
         self,
         scheduler: str | None = None,
         n_workers: int | None = None,
-        processes: bool = True,
         retries: int = 1,
     ) -> None:
         self.scheduler = scheduler
         self.n_workers = n_workers
-        self.processes = processes
         self.retries = retries
         self._client: Client | None = None
         self._cluster: Any = None
@@ -129,10 +125,14 @@ class DaskEngine(Engine):
             self._cluster = LocalCluster(
                 n_workers=self.n_workers or os.cpu_count() or 1,
                 threads_per_worker=1,
-                processes=self.processes,
+                processes=True,
                 dashboard_address=None,
             )
-        self._client = Client(self._cluster)
+        try:
+            self._client = Client(self._cluster)
+        except BaseException:
+            self.close()  # no worker processes left behind
+            raise
         return self
 
     @property

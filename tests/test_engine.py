@@ -7,6 +7,7 @@ are pickled to other processes exactly as on a real cluster, and one of them can
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from forecaster.training import forecast, select, train
 
 @pytest.fixture(scope="module")
 def dask_engine() -> Iterator[DaskEngine]:
-    with DaskEngine(n_workers=2, processes=True) as engine:
+    with DaskEngine(n_workers=2) as engine:
         yield engine
 
 
@@ -181,3 +182,35 @@ def test_a_task_whose_worker_died_runs_again(tmp_path: Path, dask_engine: DaskEn
     assert (folds == 12).all()  # every series and fold exactly once, none doubled
     assert len(folds) == 5 * 3 + 2  # the late service misses the first fold, as locally
     assert np.isfinite(remote.scores["selection_score"]).all()
+
+
+@pytest.mark.slow
+def test_cli_train_with_a_scheduler_address(tmp_path: Path, dask_engine: DaskEngine) -> None:
+    hourly = fleet().groupby(["unique_id", pd.Grouper(key="ds", freq="1h")])["y"].sum()
+    hourly.reset_index().to_csv(tmp_path / "s.csv", index=False)
+    stores = {}
+    for engine in ("local", "dask"):
+        store = tmp_path / engine
+        args = ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store), "--horizon", "6"]
+        args += ["--engine", engine]
+        if engine == "dask":
+            args += ["--scheduler", dask_engine.client.scheduler.address]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (manifest,) = store.glob("*/manifest.json")
+        out = tmp_path / f"{engine}.csv"
+        result = CliRunner().invoke(
+            app, ["forecast", "--model", str(store), "--horizon", "12", "-o", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        stores[engine] = (json.loads(manifest.read_text()), pd.read_csv(out))
+    (mine, my_forecast), (theirs, their_forecast) = stores["local"], stores["dask"]
+    assert theirs["series"] == mine["series"]  # the same model for every series
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(theirs["backtest"]),
+        pd.DataFrame(mine["backtest"]),
+        check_exact=False,
+        rtol=0,
+        atol=1e-9,
+    )
+    pd.testing.assert_frame_equal(their_forecast, my_forecast, check_exact=False, rtol=0, atol=1e-9)
