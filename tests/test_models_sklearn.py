@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from forecaster.models import GradientBoostingForecaster
+from forecaster.models.features import design
 from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
 
 
@@ -88,3 +91,22 @@ def test_a_few_zero_intervals_do_not_zero_the_forecast() -> None:
     frame.loc[frame.index[-6:], "y"] = 0.0  # half an hour of silence before the origin
     forecast = GradientBoostingForecaster(max_iter=40).fit(frame).predict(12, quantiles=(0.5, 0.9))
     assert (forecast["q0.5"] >= 0).all() and (forecast["q0.9"] > 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    origin=st.integers(200, 380),
+    steps=st.lists(st.sampled_from([1, 5, 24, 48, 72, 168]), min_size=1, max_size=4),
+    noise=st.floats(1, 1000),
+)
+def test_features_never_read_after_the_origin(origin: int, steps: list[int], noise: float) -> None:
+    rng = np.random.default_rng(origin)
+    y = rng.poisson(50, 400).astype(float)
+    ds = pd.date_range("2026-10-05", periods=len(y), freq="1h")
+    origins = np.full(len(steps), origin)
+    hours = np.asarray(steps)
+    before = design(y, ds, origins, hours, 24, 3, 2, None, None)[0]
+    changed = y.copy()
+    changed[origin + 1 :] += noise  # the future changes...
+    after = design(changed, ds, origins, hours, 24, 3, 2, None, None)[0]
+    np.testing.assert_array_equal(before, after)  # ...and no feature at the origin does

@@ -17,6 +17,9 @@ import pandas as pd
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 
+FEATURES_VERSION = 2
+"""The feature recipe a model is fitted with; a stored model keeps using its own."""
+
 
 def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean of the last ``window`` values ignoring NaN; NaN if all are missing."""
@@ -82,6 +85,7 @@ def design(
     seasonal_lags: int,
     calendar: np.ndarray | None,
     events: np.ndarray | None,
+    version: int = FEATURES_VERSION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix for samples (origin, step) of one series, and each sample's level.
 
@@ -94,17 +98,23 @@ def design(
     level = np.where(np.isfinite(level), level, fallback)
     floor = max(1e-6, 0.01 * abs(fallback))
     scale = np.maximum(take(level, origins), floor)
-    smooth = centred_mean(y, max(1, period // 96))
+    half = max(1, period // 96)
+    smooth = centred_mean(y, half)
+    # A smoothed lag whole seasons back can land on the origin, and its window's right half
+    # would then read the future: it is only known once the whole window is. Version 1
+    # (artefacts saved before this was found) read it anyway; they keep their features.
+    reach = half if version >= 2 else 0
     target = origins + steps
     columns = [steps.astype(float)]
     first = -(-steps // period)  # ceil(h / period): the closest season back that is known
     for k in range(seasonal_lags):
         back = target - (first + k) * period
         columns.append(take(y, back) / scale)
-        columns.append(np.where(back <= origins, take(smooth, back), np.nan) / scale)
+        columns.append(np.where(back + reach <= origins, take(smooth, back), np.nan) / scale)
     week = 7 * period
     weeks_back = target - week * -(-steps // week)
-    columns.append(take(smooth, weeks_back) / scale)
+    known = weeks_back + reach <= origins if version >= 2 else np.ones(len(origins), bool)
+    columns.append(np.where(known, take(smooth, weeks_back), np.nan) / scale)
     for j in range(lags):
         columns.append(take(y, origins - j) / scale)
     for window in sorted({max(2, period // 288), max(2, period // 96), max(2, period // 24)}):

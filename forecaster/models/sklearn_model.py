@@ -24,7 +24,12 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import check_horizon, future_index, regular, sort_quantiles
 from forecaster.models.baselines import LastValue
-from forecaster.models.features import calendar_features, design, event_matrix
+from forecaster.models.features import (
+    FEATURES_VERSION,
+    calendar_features,
+    design,
+    event_matrix,
+)
 from forecaster.models.seasonal import SeasonalNaive
 
 # Levels at which the held-out error distribution is kept; others are interpolated.
@@ -175,6 +180,7 @@ class GradientBoostingForecaster(BaseEstimator):
         self.fallback_reason_: dict[str, str | None] = {}
         self.fallbacks_: dict[str, Any] = {}
         self.nonnegative_ = bool((frame["y"].dropna() >= 0).all())
+        self.features_version_ = FEATURES_VERSION
         keep = 8 * self.period_ + self.max_horizon_
         rng = np.random.default_rng(self.random_state)
         series = []
@@ -245,6 +251,8 @@ class GradientBoostingForecaster(BaseEstimator):
             self.seasonal_lags,
             calendar,
             event_matrix(events, uid, ds, self.event_names_),
+            # artefacts saved before the version was recorded were fitted with version 1
+            getattr(self, "features_version_", 1),
         )
 
     def _booster(self) -> HistGradientBoostingRegressor:
