@@ -128,14 +128,22 @@ class KubeClient:
     # -- the retry loop -------------------------------------------------------------------
 
     def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one API call with the retry policy; raise :class:`KubeError` when it fails."""
+        """Run one API call with the retry policy; raise :class:`KubeError` when it fails.
+
+        A 409 Conflict is retried for merge patches: they carry no resourceVersion, so the
+        retry applies the same change to the object as it now is. For a write made with a
+        resourceVersion (the Lease) a conflict means someone else won, and is raised.
+        """
         kwargs.setdefault("_request_timeout", self.retry.timeout)
+        retried = self.retry.retry_statuses
+        if kwargs.get("_content_type") == MERGE_PATCH:
+            retried = retried | {409}
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
             try:
                 return fn(*args, **kwargs)
             except ApiException as exc:
-                if exc.status not in self.retry.retry_statuses or last:
+                if exc.status not in retried or last:
                     raise _api_error(action, exc) from None
                 self.sleep(self.retry.delay(attempt, self.rng, _retry_after(exc)))
             except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -54,6 +54,13 @@ def test_passing_failures_are_retried_with_backoff(api) -> None:
     assert sleeps[-1] == 7  # the server's Retry-After wins over a shorter backoff
 
 
+def test_a_conflict_on_a_patch_is_retried_on_the_object_as_it_now_is(api) -> None:
+    server, kube, _ = api
+    server.state.faults.append(Fault("PATCH", "/scale", 409, times=1))
+    assert kube.set_scale("prod", TARGET, 6).spec_replicas == 6
+    assert [c.status for c in server.state.calls("PATCH")] == [409, 200]
+
+
 def test_lasting_and_permanent_failures_raise_clear_errors(api) -> None:
     server, kube, sleeps = api
     server.state.faults.append(Fault("PATCH", "/scale", 500, times=10))
