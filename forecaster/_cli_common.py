@@ -11,6 +11,20 @@ import typer
 from forecaster import store
 from forecaster.frames import read_events
 
+ENGINE_OPTION = typer.Option(
+    "local",
+    "--engine",
+    help="local (this process) or dask (a Dask cluster: chunks of series in parallel, "
+    "gradient boosting one fold per task; the same scores and models as local).",
+)
+SCHEDULER_OPTION = typer.Option(
+    None,
+    "--scheduler",
+    help="With --engine dask: a running scheduler (tcp://host:8786); default a local "
+    "cluster, one worker process per core.",
+)
+"""The options of the commands that backtest or train many series (train, backtest)."""
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print one clear line on stderr and exit; used for every user-fixable error."""

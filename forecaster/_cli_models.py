@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import typer  # noqa: E402
 
-from forecaster._cli_common import fail, steps  # noqa: E402
+from forecaster._cli_common import ENGINE_OPTION, SCHEDULER_OPTION, fail, steps  # noqa: E402
 from forecaster.engine import open_engine  # noqa: E402
 from forecaster.frames import quantile_column, read_series, series_freq  # noqa: E402
 from forecaster.models import registry  # noqa: E402
@@ -38,18 +38,8 @@ def backtest_command(
     country: str | None = typer.Option(None, "--country", help="Holiday calendar, e.g. CN."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
     plot: Path | None = typer.Option(None, "--plot", help="PNG of forecast band vs actual."),
-    engine_name: str = typer.Option(
-        "local",
-        "--engine",
-        help="local (this process) or dask (a Dask cluster: chunks of series in parallel, "
-        "gradient boosting one fold per task; the same scores and models as local).",
-    ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="With --engine dask: a running scheduler (tcp://host:8786); default a local "
-        "cluster, one worker process per core.",
-    ),
+    engine_name: str = ENGINE_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
 ) -> None:
     """Backtest models with rolling origins; ``auto`` picks per series by the selection score.
 

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from forecaster import store
-from forecaster._cli_common import fail, load_models, steps
+from forecaster._cli_common import ENGINE_OPTION, SCHEDULER_OPTION, fail, load_models, steps
 from forecaster.engine import open_engine
 from forecaster.frames import read_events, read_series, series_freq, write_frame
 from forecaster.models import registry
@@ -40,18 +40,8 @@ def train_command(
     events_path: Path | None = typer.Option(
         None, "--events", help="Event calendar: ds, [unique_id], one column per event."
     ),
-    engine_name: str = typer.Option(
-        "local",
-        "--engine",
-        help="local (this process) or dask (a Dask cluster: chunks of series in parallel, "
-        "gradient boosting one fold per task; the same scores and models as local).",
-    ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="With --engine dask: a running scheduler (tcp://host:8786); default a local "
-        "cluster, one worker process per core.",
-    ),
+    engine_name: str = ENGINE_OPTION,
+    scheduler: str | None = SCHEDULER_OPTION,
 ) -> None:
     """Train every series of a file and store the models as a new version in ``--out``.
 
