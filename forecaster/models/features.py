@@ -100,9 +100,11 @@ def design(
     scale = np.maximum(take(level, origins), floor)
     half = max(1, period // 96)
     smooth = centred_mean(y, half)
-    # A smoothed lag whole seasons back can land on the origin, and its window's right half
-    # would then read the future: it is only known once the whole window is. Version 1
-    # (artefacts saved before this was found) read it anyway; they keep their features.
+    # A smoothed lag whole seasons back can land on the origin, and its centred window
+    # would then read the future: there the trailing window of the same width, all known,
+    # stands in. Version 1 (artefacts saved before this was found) read the centred one
+    # anyway, and keeps its features.
+    trailing = rolling_mean(y, 2 * half + 1)
     reach = half if version >= 2 else 0
     target = origins + steps
     columns = [steps.astype(float)]
@@ -110,11 +112,15 @@ def design(
     for k in range(seasonal_lags):
         back = target - (first + k) * period
         columns.append(take(y, back) / scale)
-        columns.append(np.where(back + reach <= origins, take(smooth, back), np.nan) / scale)
+        known = back + reach <= origins
+        if version >= 2:
+            columns.append(np.where(known, take(smooth, back), take(trailing, back)) / scale)
+        else:
+            columns.append(np.where(known, take(smooth, back), np.nan) / scale)
     week = 7 * period
     weeks_back = target - week * -(-steps // week)
-    known = weeks_back + reach <= origins if version >= 2 else np.ones(len(origins), bool)
-    columns.append(np.where(known, take(smooth, weeks_back), np.nan) / scale)
+    known = weeks_back + reach <= origins
+    columns.append(np.where(known, take(smooth, weeks_back), take(trailing, weeks_back)) / scale)
     for j in range(lags):
         columns.append(take(y, origins - j) / scale)
     for window in sorted({max(2, period // 288), max(2, period // 96), max(2, period // 24)}):
