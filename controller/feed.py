@@ -26,16 +26,16 @@ import html
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
+from controller.http import ThreadedServer
 from controller.outlook import (
     RATINGS,
     TEXT,
@@ -216,7 +216,7 @@ ol{{margin:0;padding-left:20px}} .updated{{color:#777;font-size:11px;margin-top:
 """
 
 
-class FeedServer:
+class FeedServer(ThreadedServer):
     """Serves :func:`respond` on ``host:port`` in a daemon thread; ``port=0`` picks one.
 
     Not a :class:`controller.http.RouteServer`: its routes see only the path, and the feed
@@ -254,22 +254,7 @@ class FeedServer:
             def log_message(self, format: str, *args: object) -> None:
                 return None  # public traffic would drown the controller's JSON logs
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="feed", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler, host, port, "feed")
 
 
 def _public(obj: dict[str, Any] | None) -> FeedSettings | None:

@@ -22,7 +22,32 @@ Route = Callable[[str], tuple[int, str, bytes]]
 """A handler: the request path with query in, (status, content type, body) out."""
 
 
-class RouteServer:
+class ThreadedServer:
+    """A stdlib HTTP server run in a daemon thread: the lifecycle the controller's servers
+    share. ``port=0`` picks a free port (see :attr:`port`)."""
+
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], host: str, port: int, name: str
+    ) -> None:
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+class RouteServer(ThreadedServer):
     """Serves ``routes`` (path without query → handler) on ``host:port`` in a daemon thread.
 
     ``port=0`` picks a free port (see :attr:`port`). Routes may be added until
@@ -44,22 +69,7 @@ class RouteServer:
             def log_message(self, format: str, *args: object) -> None:
                 return None  # probes every few seconds would drown the JSON logs
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(Handler, host, port, "http")
 
 
 class ControllerHTTPServer(RouteServer):
