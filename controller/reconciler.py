@@ -6,12 +6,15 @@ The steps, each at the edge it belongs to:
    condition to False with every problem listed, emits a Warning Event once per distinct
    problem, and returns: the scheduler tries again next period, never a crash loop.
 2. Read the target's scale subresource (current and ready replicas).
-3. Read the live load and, when a forecast is due, the history from Prometheus
-   (:mod:`controller.prometheus`, cached and extended incrementally). Retrain on the
-   scaler's cron schedule or after a spec change (backtest and choose a model, store it as
-   a new version); between retrains, refit the chosen model on the newest history every
-   ``refresh`` so the forecast always starts from now. Failures leave the previous
-   forecast in place; the policy turns reactive once it is stale, and says so.
+3. Read the live load and the recent history from Prometheus (:mod:`controller.prometheus`,
+   one cache shared by all scalers, extended incrementally; :meth:`Reconciler.prefetch`
+   reads a whole cycle's scalers in a few batched queries). Model work runs as a job off
+   the reconcile path (:mod:`controller.modelling`): retrain on the scaler's cron schedule
+   or after a spec change (backtest and choose a model, store it as a new version);
+   between retrains, refit the chosen model on the newest history every ``refresh`` so
+   the forecast always starts from now. Until a job is done, and when one fails, the
+   previous forecast stays in place; the policy turns reactive once it is stale, and
+   says so.
 4. Decide with the pure :func:`controller.policy.decide`.
 5. Record the decision in the decision log *before* applying it, apply it by mode
    (``Scale``: the target's scale subresource; ``HPAFloor``: the HPA's ``minReplicas``;
@@ -28,7 +31,8 @@ import copy
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,16 +42,23 @@ import pandas as pd
 from apscheduler.triggers.cron import CronTrigger
 
 from controller.decisions import DecisionLog, record_from_decision
-from controller.forecasting import event_calendar, to_forecast
 from controller.kube import KubeClient, KubeError, ScaleTarget
 from controller.metrics import ControllerMetrics
-from controller.outlook import Bands, Ratings, project, risk_message, risks, typical_bands
+from controller.modelling import (
+    DEFAULT_STARTUP_DELAY,
+    InlineExecutor,
+    JobKind,
+    ModelInfo,
+    ModelJob,
+    ModelResult,
+    OutlookState,
+    run_job,
+)
+from controller.outlook import Ratings, risk_message, risks
 from controller.policy import Decision, Forecast, PolicySpec, Recommendation, decide
 from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
 from controller.spec import ScalerConfig, SpecError, parse_scaler
 from forecaster import store
-from forecaster.models import registry
-from forecaster.training import train
 
 log = logging.getLogger("surgecast.reconciler")
 
@@ -62,7 +73,6 @@ CONDITIONS = (
 HPA_TARGET_UTILIZATION = 0.7
 """The utilisation target assumed for "what the HPA alone would have asked for"."""
 
-DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
 RECENT_DECISIONS = 5
 LEVEL_WINDOW = timedelta(hours=2)
 """Recent load the policy compares with the forecast to rescale it (nowcast); two hours did
@@ -71,48 +81,35 @@ best on the NASA replay (``benchmarks/replay.py --level-window``)."""
 OUTLOOK_EVERY = timedelta(hours=1)
 """How often the days-ahead outlook is forecast again: its unit is the hour."""
 
-
-@dataclass
-class ModelState:
-    """The models in force for one scaler, and where they came from."""
-
-    models: dict[str, Any]
-    name: str
-    version: str
-    trained_at: datetime
-    generation: int
-    backtest_score: float | None
-    """Peak recall of the chosen model in its backtest: the policy's trust threshold."""
-
-    refitted_at: datetime
-
-
-@dataclass(frozen=True)
-class OutlookState:
-    """One scaler's days-ahead forecast, hour by hour (:func:`controller.outlook.project`)."""
-
-    made_at: datetime
-    model_version: str
-    hours: pd.DataFrame
-    bands: Bands | None
-    """Quiet and busy thresholds from the scaler's history (None: too little history)."""
+JOB_RETRY = timedelta(minutes=5)
+"""How long after a failed model job the scaler's next one is submitted: a history too
+short to train on grows slowly, and a thousand scalers retrying every 30 s would keep
+every worker busy with failures."""
 
 
 @dataclass
 class ScalerState:
     """What the controller remembers about one scaler between reconciles."""
 
-    model: ModelState | None = None
+    model: ModelInfo | None = None
     forecast: Forecast | None = None
+    job: Future[ModelResult] | None = None
+    """The model job in flight (at most one per scaler)."""
+
+    job_kind: JobKind | None = None
+    job_failed_at: datetime | None = None
     history: list[Recommendation] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
-    retrain_due: bool = True
+    retrain_due: bool = False
+    """The retrain schedule fired; a first model needs no asking (``start`` job)."""
     next_retrain: datetime | None = None
-    cache: HistoryCache = field(default_factory=HistoryCache)
     last_events: dict[str, str] = field(default_factory=dict)
     training_error: str | None = None
     metric_error: str | None = None
     scaling_error: str | None = None
+    series: tuple[str, str, timedelta] | None = None
+    """The (Prometheus URL, query, step) of the scaler's history in the shared cache."""
+
     failed_record: int | None = None
     """The logged decision this process failed to apply: never to be marked applied."""
 
@@ -131,6 +128,12 @@ class Reconciler:
         prometheus: builds a client for a scaler's Prometheus URL (injectable for tests).
         refresh: how often the chosen model is refitted on the newest history.
         retention: how long decisions stay in the log (None: for ever); pruned hourly.
+        executor: where model jobs run (:mod:`controller.modelling`); the default runs them
+            inside the reconcile, the controller gives a worker pool or a Dask cluster.
+        cache: the history of every scaler's query, shared: scalers with the same query
+            and Prometheus share one series.
+
+    Not thread-safe: the caller runs one reconcile (or one :meth:`prefetch`) at a time.
     """
 
     kube: KubeClient
@@ -141,9 +144,16 @@ class Reconciler:
     refresh: timedelta = timedelta(minutes=30)
     retention: timedelta | None = None
     pruned_at: datetime | None = None
+    executor: Executor = field(default_factory=InlineExecutor)
+    cache: HistoryCache = field(default_factory=HistoryCache)
     states: dict[str, ScalerState] = field(default_factory=dict)
     clients: dict[str, PrometheusClient] = field(default_factory=dict)
     """One client (one HTTP connection pool) per Prometheus URL."""
+
+    loads: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    """The live load of each (Prometheus URL, query) read by :meth:`prefetch` at ``loads_at``."""
+
+    loads_at: datetime | None = None
 
     # -- the loop's entry points -----------------------------------------------------------
 
@@ -163,10 +173,45 @@ class Reconciler:
         self.states.setdefault(key, ScalerState()).retrain_due = True
 
     def forget(self, key: str) -> None:
-        """Drop a deleted scaler's state and metrics."""
-        self.states.pop(key, None)
+        """Drop a deleted scaler's state, model job, cached history and metrics."""
+        state = self.states.pop(key, None)
+        if state is not None and state.job is not None:
+            state.job.cancel()
+        series = state.series if state is not None else None
+        if series is not None and all(other.series != series for other in self.states.values()):
+            self.cache.forget(*series)
         namespace, _, name = key.partition("/")
         self.metrics.forget(namespace, name)
+
+    def jobs_running(self) -> int:
+        """Model jobs submitted and not yet collected, over all scalers."""
+        return sum(state.job is not None for state in self.states.values())
+
+    def prefetch(self, objs: Sequence[dict[str, Any]], now: datetime) -> None:
+        """Read the live load and the newest history of many scalers in a few requests.
+
+        Scalers on the same Prometheus with the same step are asked together
+        (:meth:`PrometheusClient.instant_many`, :meth:`HistoryCache.prefetch`); their
+        reconciles at the same ``now`` then read the answers instead of asking one by one.
+        A query the batch could not answer is asked again alone by its reconcile, so its
+        error is reported on its own scaler. Invalid specs are left to their reconcile.
+        """
+        groups: dict[tuple[str, timedelta], list[ScalerConfig]] = {}
+        for obj in objs:
+            try:
+                config = parse_scaler(obj)
+            except SpecError:
+                continue
+            groups.setdefault((config.prometheus_url, config.step), []).append(config)
+        self.loads, self.loads_at = {}, now
+        for (url, step), configs in groups.items():
+            client = self._client(url)
+            queries = sorted({config.query for config in configs})
+            for query, value in zip(queries, client.instant_many(queries, now), strict=True):
+                if not isinstance(value, PrometheusError):
+                    self.loads[(url, query)] = value
+            window = max(config.history_window for config in configs)
+            self.cache.prefetch(client, queries, now, window, step)
 
     # -- one reconcile -----------------------------------------------------------------------
 
@@ -201,12 +246,10 @@ class Reconciler:
         if state.next_retrain is None or now >= state.next_retrain:
             state.retrain_due = state.retrain_due or state.next_retrain is not None
             state.next_retrain = _next_fire(config.retrain_schedule, now)
-        if config.prometheus_url not in self.clients:
-            self.clients[config.prometheus_url] = self.prometheus(config.prometheus_url)
-        client = self.clients[config.prometheus_url]
+        client = self._client(config.prometheus_url)
+        state.series = (client.url, config.query, config.step)
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
-        self._refresh_outlook(config, state, client, now, obj)
         spec = self._policy_spec(config, scale)
         decision = decide(
             spec, now, scale.spec_replicas, load, state.forecast, state.history, recent
@@ -222,6 +265,17 @@ class Reconciler:
 
     # -- data and models -------------------------------------------------------------------
 
+    def _client(self, url: str) -> PrometheusClient:
+        if url not in self.clients:
+            self.clients[url] = self.prometheus(url)
+        return self.clients[url]
+
+    def _instant(self, client: PrometheusClient, query: str, now: datetime) -> float | None:
+        """The load now: from this cycle's :meth:`prefetch` when it has it, else asked."""
+        if self.loads_at == now and (client.url, query) in self.loads:
+            return self.loads[(client.url, query)]
+        return client.instant(query, now)
+
     def _observe(
         self,
         config: ScalerConfig,
@@ -232,8 +286,8 @@ class Reconciler:
     ) -> tuple[float | None, list[float]]:
         """The live load and the recent intervals, or (None, []) when Prometheus fails."""
         try:
-            load = client.instant(config.query, now)
-            recent = state.cache.get(
+            load = self._instant(client, config.query, now)
+            recent = self.cache.get(
                 client, config.query, now, LEVEL_WINDOW, config.step, config.key
             )
         except PrometheusError as exc:
@@ -254,182 +308,94 @@ class Reconciler:
         now: datetime,
         obj: dict[str, Any],
     ) -> None:
-        """Retrain when due, refit when the forecast is old, and forecast from now."""
-        model = state.model
-        if model is None and not state.retrain_due:
-            state.retrain_due = True
-        if model is not None and model.generation != config.generation:
-            state.retrain_due = True
-        fresh = state.forecast is not None and now - state.forecast.made_at < self.refresh
-        if not state.retrain_due and fresh:
+        """Install a finished model job; submit the next one when one is due.
+
+        A job is due when the scaler has no model yet (``start``: reuse the stored one or
+        train), when its spec changed or the retrain schedule fired (``train``), and when
+        the forecast is older than ``refresh`` or the hourly outlook is due (``refit``).
+        One job per scaler at a time; a failed one is tried again after ``JOB_RETRY``.
+        """
+        self._collect(config, state, obj, now)
+        if not config.outlook.enabled:
+            state.outlook = None
+        kind = self._job_due(config, state, now)
+        if kind is None or state.job is not None:
+            return
+        if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
             return
         try:
-            history = state.cache.get(
+            history = self.cache.get(
                 client, config.query, now, config.history_window, config.step, config.key
             )
         except PrometheusError as exc:
             state.training_error = f"no history: {exc}"
             return
-        events = self._events(config, history, now)
+        model = state.model
+        job = ModelJob(
+            kind,
+            config,
+            history,
+            now,
+            model=model,
+            outlook=config.outlook.enabled and self._outlook_due(state, now),
+            model_store=self.model_store,
+        )
+        if kind == "train":
+            state.retrain_due = False  # the job in flight answers it; a failure asks again
+        state.job, state.job_kind = self.executor.submit(run_job, job), kind
+        self._collect(config, state, obj, now)
+
+    def _job_due(self, config: ScalerConfig, state: ScalerState, now: datetime) -> JobKind | None:
+        model = state.model
+        if model is None:
+            return "start"
+        if state.retrain_due or model.generation != config.generation:
+            return "train"
+        stale = state.forecast is None or now - state.forecast.made_at >= self.refresh
+        if stale or (config.outlook.enabled and self._outlook_due(state, now)):
+            return "refit"
+        return None
+
+    def _outlook_due(self, state: ScalerState, now: datetime) -> bool:
+        """The outlook's unit is the hour: forecast it again hourly, or for a new model."""
+        outlook, model = state.outlook, state.model
+        return (
+            outlook is None
+            or model is None
+            or outlook.model_version != model.version
+            or now - outlook.made_at >= OUTLOOK_EVERY
+        )
+
+    def _collect(
+        self, config: ScalerConfig, state: ScalerState, obj: dict[str, Any], now: datetime
+    ) -> None:
+        """Take a finished job's result (or failure) into the scaler's state."""
+        job, kind = state.job, state.job_kind
+        if job is None or not job.done():
+            return
+        state.job = None
         try:
-            if state.retrain_due:
-                if model is None:
-                    model = self._load_stored(config, now)
-                if model is None or model.generation != config.generation:
-                    model = self._train(config, history, events, now, obj, state)
-                state.model, state.retrain_due = model, False
-            elif model is not None:
-                refitted = _candidates(config)[model.name]().fit(history, events=events)
-                model.models = {model.name: refitted}
-                model.refitted_at = now
-            state.forecast = self._forecast(config, state.model, events, now)
-            state.training_error = None
-        except (ValueError, RuntimeError, store.StoreError) as exc:
+            result: ModelResult = job.result()
+        except (ValueError, RuntimeError, store.StoreError, BrokenExecutor) as exc:
+            state.job_failed_at = now
+            state.retrain_due = state.retrain_due or kind == "train"
             state.training_error = f"{type(exc).__name__}: {exc}"
             self._event(state, obj, "Warning", "ModelTrainingFailed", state.training_error, now)
             self._count_error(obj, "ModelTrainingFailed")
-
-    def _train(
-        self,
-        config: ScalerConfig,
-        history: pd.DataFrame,
-        events: pd.DataFrame | None,
-        now: datetime,
-        obj: dict[str, Any],
-        state: ScalerState,
-    ) -> ModelState:
-        """Backtest, choose, fit, and store a new version when a store is configured."""
-        step = pd.Timedelta(config.step)
-        horizon = max(1, int(pd.Timedelta(lead_time_of(config)) / step) * 2)
-        trained = train(
-            history,
-            _candidates(config),
-            model=config.model,
-            horizon=horizon,
-            folds=3,
-            every=int(pd.Timedelta("1D") / step) if step <= pd.Timedelta("1h") else None,
-            upper=config.quantile,
-            events=events,
-        )
-        name = trained.assignment[config.key]
-        recall = None
-        if trained.scores is not None:
-            row = trained.scores[trained.scores["model"] == name]
-            recall = float(row["peak_recall"].iloc[0]) if len(row) else None
-            recall = recall if recall is not None and math.isfinite(recall) else None
-        version = f"{now:%Y%m%dT%H%M%SZ}-memory"
-        if self.model_store:
-            metadata = {
-                "scaler": config.key,
-                "generation": config.generation,
-                "model_name": name,
-                "backtest_peak_recall": recall,
-                "note": trained.note,
-                "step": f"{int(step.total_seconds())}s",
-            }
-            version = store.save(
-                trained.models,
-                self._store_url(config),
-                metadata,
-                store.fingerprint(history),
-                now,
+            return
+        state.job_failed_at = None
+        state.training_error = None
+        state.model, state.forecast = result.model, result.forecast
+        if result.outlook is not None:
+            state.outlook = result.outlook
+        if result.trained:
+            info = result.model
+            message = f"{info.name} version {info.version}" + (
+                f", backtest peak recall {info.backtest_score:.2f}"
+                if info.backtest_score is not None
+                else ""
             )
-        message = f"{name} version {version}" + (
-            f", backtest peak recall {recall:.2f}" if recall is not None else ""
-        )
-        self._event(state, obj, "Normal", "ModelTrained", message, now)
-        return ModelState(
-            trained.models, name, version, now, config.generation, recall, refitted_at=now
-        )
-
-    def _load_stored(self, config: ScalerConfig, now: datetime) -> ModelState | None:
-        """The stored model of this spec generation trained within the retrain period,
-        so a restarted or newly elected controller need not retrain at once."""
-        if not self.model_store:
-            return None
-        try:
-            stored = store.load(self._store_url(config))
-        except store.StoreError as exc:
-            log.info("no usable stored model for %s: %s", config.key, exc)
-            return None
-        manifest = stored.manifest
-        trained_at = datetime.fromisoformat(manifest["created_at"])
-        if manifest.get("generation") != config.generation or now - trained_at > timedelta(days=1):
-            return None
-        return ModelState(
-            stored.models,
-            manifest["model_name"],
-            stored.version,
-            trained_at,
-            config.generation,
-            manifest.get("backtest_peak_recall"),
-            refitted_at=trained_at,
-        )
-
-    def _forecast(
-        self,
-        config: ScalerConfig,
-        model: ModelState | None,
-        events: pd.DataFrame | None,
-        now: datetime,
-    ) -> Forecast | None:
-        if model is None:
-            return None
-        fitted = model.models[model.name]
-        predicted = _predict(fitted, now + config.horizon, config.step, config.quantile, events)
-        return to_forecast(
-            predicted, now, config.quantile, model.version, backtest_score=model.backtest_score
-        )
-
-    def _refresh_outlook(
-        self,
-        config: ScalerConfig,
-        state: ScalerState,
-        client: PrometheusClient,
-        now: datetime,
-        obj: dict[str, Any],
-    ) -> None:
-        """Forecast the next ``outlook.days`` with the decisions' model, at most hourly.
-
-        The model is reused as it stands (refitted every ``refresh``), never retrained for
-        this; a new model version is forecast again at once. A failure keeps the previous
-        outlook and is tried again at the next reconcile.
-        """
-        model, previous = state.model, state.outlook
-        if not config.outlook.enabled or model is None:
-            state.outlook = None
-            return
-        if (
-            previous is not None
-            and previous.model_version == model.version
-            and now - previous.made_at < OUTLOOK_EVERY
-        ):
-            return
-        step = pd.Timedelta(config.step)
-        until = now + timedelta(days=config.outlook.days, hours=1)
-        try:
-            history = state.cache.get(
-                client, config.query, now, config.history_window, config.step, config.key
-            )
-            end = pd.Timestamp(until.replace(tzinfo=None))
-            events = event_calendar(config.events, history["ds"].min(), end, step)
-            fitted = model.models[model.name]
-            predicted = _predict(fitted, until, config.step, config.quantile, events)
-        except (PrometheusError, ValueError, RuntimeError) as exc:
-            log.warning("outlook of %s not made: %s", config.key, exc)
-            self._count_error(obj, "OutlookFailed")
-            return
-        hours = project(predicted, config.quantile, now, config.outlook.days)
-        state.outlook = OutlookState(now, model.version, hours, typical_bands(history))
-
-    def _events(
-        self, config: ScalerConfig, history: pd.DataFrame, now: datetime
-    ) -> pd.DataFrame | None:
-        end = pd.Timestamp(now.replace(tzinfo=None)) + config.horizon * 2
-        return event_calendar(config.events, history["ds"].min(), end, pd.Timedelta(config.step))
-
-    def _store_url(self, config: ScalerConfig) -> str:
-        return f"{str(self.model_store).rstrip('/')}/{config.namespace}/{config.name}"
+            self._event(state, obj, "Normal", "ModelTrained", message, now)
 
     # -- deciding and applying ----------------------------------------------------------------
 
@@ -759,7 +725,7 @@ class Reconciler:
         config: ScalerConfig,
         decision: Decision,
         forecast: Forecast | None,
-        model: ModelState | None,
+        model: ModelInfo | None,
         now: datetime,
     ) -> None:
         labels = (config.namespace, config.name)
@@ -832,30 +798,6 @@ class Reconciler:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def lead_time_of(config: ScalerConfig) -> timedelta:
-    """Startup delay (3 min when measured) plus one sync: the policy's lead window."""
-    return (config.startup_delay or DEFAULT_STARTUP_DELAY) + config.sync_period
-
-
-def _candidates(config: ScalerConfig) -> dict[str, Callable[[], Any]]:
-    params = dict(config.model_params)
-    country, tz = params.pop("country", None), params.pop("tz", None)
-    models = registry(country=country, tz=tz, include_slow=config.model == "prophet")
-    if config.model not in ("auto",) and params:
-        make = models[config.model]
-        models[config.model] = lambda: make().set_params(**params)
-    return models
-
-
-def _predict(
-    fitted: Any, until: datetime, step: timedelta, quantile: float, events: pd.DataFrame | None
-) -> pd.DataFrame:
-    """The model's median and ``quantile`` from the end of its data to ``until``."""
-    last = max(fitted.last_ds_.values())
-    horizon = int((pd.Timestamp(until.replace(tzinfo=None)) - last) / pd.Timedelta(step))
-    return fitted.predict(max(1, horizon), quantiles=(0.5, quantile), events=events)
-
-
 def _hpa_alone(load: float | None, capacity: float) -> int | None:
     """Replicas the HPA's ratio formula settles on for ``load`` at its utilisation target."""
     if load is None:
@@ -864,8 +806,10 @@ def _hpa_alone(load: float | None, capacity: float) -> int | None:
 
 
 def _next_fire(schedule: str, now: datetime) -> datetime:
+    """The schedule's first firing strictly after ``now`` (apscheduler's may be ``now``
+    itself, which would retrain twice for one firing)."""
     trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
-    fire = trigger.get_next_fire_time(None, now)
+    fire = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
     return fire if fire is not None else now + timedelta(days=1)
 
 

@@ -160,9 +160,14 @@ def test_scale_mode_scales_up_before_the_peak_and_back_down(api, prom, tmp_path)
         e["reason"] == "PredictiveScaled" and e["involvedObject"]["kind"] == "Deployment"
         for e in events
     )
-    assert any(e["reason"] == "ModelTrained" for e in events)
-    (version,) = [p.name for p in (tmp_path / "models" / "gov" / "portal").iterdir() if p.is_dir()]
-    assert status["model"]["version"] == version
+    # Trained at the first reconcile, and again when the 03:00 UTC retrain schedule fired.
+    assert sum(e["reason"] == "ModelTrained" for e in events) == 2
+    versions = sorted(
+        p.name for p in (tmp_path / "models" / "gov" / "portal").iterdir() if p.is_dir()
+    )
+    assert len(versions) == 2
+    assert status["model"]["version"] == versions[-1]
+    assert status["model"]["trainedAt"] == "2026-03-05T03:00:00Z"
 
 
 def test_forecast_only_changes_nothing_but_status(api, prom, tmp_path) -> None:  # noqa: F811

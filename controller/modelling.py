@@ -1,0 +1,313 @@
+"""One scaler's model work as a job that runs anywhere: here, in a worker process, or on Dask.
+
+Training a scaler (backtesting every candidate model over three folds) takes seconds to
+minutes, and a refit on the newest history about a second. Inside the reconcile, one slow
+scaler would hold up every other scaler's loop, and a thousand of them could never keep a
+30 s period. So the reconciler hands a :class:`ModelJob` to an executor and goes on
+deciding with the forecast it has (reactively, and saying so, while there is none or it is
+stale); the first reconcile after the job finished installs its :class:`ModelResult`.
+
+A job carries everything it needs (the spec, the history, ``now``) and returns plain data:
+the forecast arrays, the hourly outlook, the model's name and version. Fitted models stay
+in the worker and in the model store, so what the controller keeps per scaler is bounded by
+its history and its forecasts, never by the size of a model.
+
+Executors (any :class:`concurrent.futures.Executor`):
+
+- :class:`InlineExecutor` runs the job inside ``submit``: tests, replays and demos in
+  virtual time see the model at the reconcile that asked for it.
+- :class:`WorkerPool`: processes on this machine, replaced when one dies.
+- ``distributed.Client(address).get_executor()``: an existing Dask cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+
+from controller.forecasting import event_calendar, to_forecast
+from controller.outlook import Bands, project, typical_bands
+from controller.policy import Forecast
+from controller.spec import ScalerConfig
+from forecaster import store
+from forecaster.models import registry
+from forecaster.training import train
+
+log = logging.getLogger("surgecast.modelling")
+
+DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
+STORED_MODEL_MAX_AGE = timedelta(days=1)
+"""A stored model older than this is not reused at start-up: the scaler trains again."""
+
+JobKind = Literal["start", "train", "refit"]
+"""``start``: reuse the stored model of this spec generation if recent, else train;
+``train``: backtest and choose a model (a new spec, or the retrain schedule fired);
+``refit``: fit the chosen model again on the newest history."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model in force for one scaler, and where it came from (no fitted object)."""
+
+    name: str
+    version: str
+    trained_at: datetime
+    generation: int
+    backtest_score: float | None
+    """Peak recall of the chosen model in its backtest: the policy's trust threshold."""
+
+    refitted_at: datetime
+
+
+@dataclass(frozen=True)
+class OutlookState:
+    """One scaler's days-ahead forecast, hour by hour (:func:`controller.outlook.project`)."""
+
+    made_at: datetime
+    model_version: str
+    hours: pd.DataFrame
+    bands: Bands | None
+    """Quiet and busy thresholds from the scaler's history (None: too little history)."""
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """Everything one piece of model work needs; picklable, so it can run in any process."""
+
+    kind: JobKind
+    config: ScalerConfig
+    history: pd.DataFrame
+    now: datetime
+    model: ModelInfo | None = None
+    """The model to refit (``refit`` only)."""
+
+    outlook: bool = False
+    """Also forecast the next ``spec.outlook.days``, hour by hour."""
+
+    model_store: str | None = None
+    """Root of the model store; the scaler's models go under ``ROOT/NAMESPACE/NAME``."""
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """What a job hands back to the reconciler."""
+
+    model: ModelInfo
+    forecast: Forecast
+    outlook: OutlookState | None
+    trained: bool
+    """A new version was backtested, chosen and stored (the reconciler emits an Event)."""
+
+    note: str = ""
+
+
+def run_job(job: ModelJob) -> ModelResult:
+    """Do one job: get a fitted model (stored, trained or refitted), then forecast from now.
+
+    Raises ``ValueError``/``RuntimeError`` when the history cannot make a model (too short,
+    all missing) and :class:`forecaster.store.StoreError` when the store fails.
+    """
+    config, history, now = job.config, job.history, job.now
+    until = now + (
+        timedelta(days=config.outlook.days, hours=1) if job.outlook else config.horizon * 2
+    )
+    step = pd.Timedelta(config.step)
+    events = event_calendar(
+        config.events, history["ds"].min(), pd.Timestamp(until.replace(tzinfo=None)), step
+    )
+    trained, note = False, ""
+    loaded = _load_stored(config, job.model_store, now) if job.kind == "start" else None
+    if job.kind == "refit" and job.model is not None:
+        models = {job.model.name: candidates(config)[job.model.name]().fit(history, events=events)}
+        info = replace(job.model, refitted_at=now)
+    elif loaded is not None:
+        models, info = loaded
+    else:
+        models, info, note = _train(config, history, events, now, job.model_store)
+        trained = True
+    fitted = models[info.name]
+    predicted = _predict(fitted, now + config.horizon, config.step, config.quantile, events)
+    forecast = to_forecast(
+        predicted, now, config.quantile, info.version, backtest_score=info.backtest_score
+    )
+    outlook = None
+    if job.outlook:
+        ahead = _predict(fitted, until, config.step, config.quantile, events)
+        hours = project(ahead, config.quantile, now, config.outlook.days)
+        outlook = OutlookState(now, info.version, hours, typical_bands(history))
+    return ModelResult(info, forecast, outlook, trained, note)
+
+
+def lead_time_of(config: ScalerConfig) -> timedelta:
+    """Startup delay (3 min when measured) plus one sync: the policy's lead window."""
+    return (config.startup_delay or DEFAULT_STARTUP_DELAY) + config.sync_period
+
+
+def candidates(config: ScalerConfig) -> dict[str, Callable[[], Any]]:
+    """The models a scaler may use, with its ``spec.model.params`` applied."""
+    params = dict(config.model_params)
+    country, tz = params.pop("country", None), params.pop("tz", None)
+    models = registry(country=country, tz=tz, include_slow=config.model == "prophet")
+    if config.model not in ("auto",) and params:
+        make = models[config.model]
+        models[config.model] = lambda: make().set_params(**params)
+    return models
+
+
+def store_url(root: str, config: ScalerConfig) -> str:
+    return f"{root.rstrip('/')}/{config.namespace}/{config.name}"
+
+
+def _train(
+    config: ScalerConfig,
+    history: pd.DataFrame,
+    events: pd.DataFrame | None,
+    now: datetime,
+    model_store: str | None,
+) -> tuple[dict[str, Any], ModelInfo, str]:
+    """Backtest, choose, fit, and store a new version when a store is configured."""
+    step = pd.Timedelta(config.step)
+    horizon = max(1, int(pd.Timedelta(lead_time_of(config)) / step) * 2)
+    trained = train(
+        history,
+        candidates(config),
+        model=config.model,
+        horizon=horizon,
+        folds=3,
+        every=int(pd.Timedelta("1D") / step) if step <= pd.Timedelta("1h") else None,
+        upper=config.quantile,
+        events=events,
+    )
+    name = trained.assignment[config.key]
+    recall = None
+    if trained.scores is not None:
+        row = trained.scores[trained.scores["model"] == name]
+        recall = float(row["peak_recall"].iloc[0]) if len(row) else None
+        recall = recall if recall is not None and math.isfinite(recall) else None
+    version = f"{now:%Y%m%dT%H%M%SZ}-memory"
+    if model_store:
+        metadata = {
+            "scaler": config.key,
+            "generation": config.generation,
+            "model_name": name,
+            "backtest_peak_recall": recall,
+            "note": trained.note,
+            "step": f"{int(step.total_seconds())}s",
+        }
+        version = store.save(
+            trained.models,
+            store_url(model_store, config),
+            metadata,
+            store.fingerprint(history),
+            now,
+        )
+    info = ModelInfo(name, version, now, config.generation, recall, refitted_at=now)
+    return trained.models, info, trained.note
+
+
+def _load_stored(
+    config: ScalerConfig, model_store: str | None, now: datetime
+) -> tuple[dict[str, Any], ModelInfo] | None:
+    """The stored model of this spec generation trained within a day, so a restarted or
+    newly elected controller need not retrain at once."""
+    if not model_store:
+        return None
+    try:
+        stored = store.load(store_url(model_store, config))
+    except store.StoreError as exc:
+        log.info("no usable stored model for %s: %s", config.key, exc)
+        return None
+    manifest = stored.manifest
+    trained_at = datetime.fromisoformat(manifest["created_at"])
+    if manifest.get("generation") != config.generation or now - trained_at > STORED_MODEL_MAX_AGE:
+        return None
+    info = ModelInfo(
+        manifest["model_name"],
+        stored.version,
+        trained_at,
+        config.generation,
+        manifest.get("backtest_peak_recall"),
+        refitted_at=trained_at,
+    )
+    return stored.models, info
+
+
+def _predict(
+    fitted: Any, until: datetime, step: timedelta, quantile: float, events: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The model's median and ``quantile`` from the end of its data to ``until``."""
+    last = max(fitted.last_ds_.values())
+    horizon = int((pd.Timestamp(until.replace(tzinfo=None)) - last) / pd.Timedelta(step))
+    return fitted.predict(max(1, horizon), quantiles=(0.5, quantile), events=events)
+
+
+# -- executors -------------------------------------------------------------------------------
+
+
+class InlineExecutor(Executor):
+    """Runs each job inside ``submit`` and hands back a finished future.
+
+    The reconciler's code path is the same as with a pool; only the timing differs.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # the caller reads it from the future, as from a pool
+            future.set_exception(exc)
+        return future
+
+
+class WorkerPool(Executor):
+    """Worker processes for model jobs; a pool broken by a dead worker is replaced.
+
+    Processes, not threads: pandas and the models hold the GIL, and a job in a thread would
+    slow the reconcile loop it was moved out of. A worker killed mid-job (out of memory,
+    say) fails the jobs it was running with ``BrokenProcessPool``; the reconciler sees a
+    failed job and submits it again, to the new pool.
+
+    Args:
+        workers: processes (each imports the models once: about 200 MB).
+        max_tasks_per_child: a worker is replaced after this many jobs, so memory that
+            fragments over thousands of fits is handed back.
+    """
+
+    def __init__(self, workers: int = 1, max_tasks_per_child: int = 200) -> None:
+        if workers < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.workers = workers
+        self.max_tasks_per_child = max_tasks_per_child
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: the controller runs threads (scheduler, watch, HTTP); forking a threaded
+        # process can copy a held lock into the child.
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=self.max_tasks_per_child,
+        )
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        try:
+            return self._pool.submit(fn, *args, **kwargs)
+        except BrokenProcessPool:
+            log.warning("a model worker died; starting a new pool")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the workers; ``wait=False`` also drops the jobs not yet started, as Dask's
+        executor does, so a stopping controller does not finish a thousand queued fits."""
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures or not wait)

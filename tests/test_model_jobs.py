@@ -1,0 +1,154 @@
+"""Model work off the reconcile path (:mod:`controller.modelling`): a reconcile never waits
+for training, a job's result is installed at the next reconcile, a worker killed mid-job
+costs a retry and nothing else, and every executor produces the same forecast.
+
+Real worker processes and a real Dask cluster; the reconciles run in virtual time.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from controller.modelling import InlineExecutor, ModelJob, WorkerPool, run_job
+from controller.prometheus import HistoryCache, PrometheusClient
+from controller.reconciler import JOB_RETRY, Reconciler
+from controller.spec import parse_scaler
+from forecaster.engine import DaskEngine
+from tests.kubefake import FakeKubeServer
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import DEPLOYMENT, START, scaler
+from tests.test_faults import reconciler
+
+
+@pytest.fixture
+def api():
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", DEPLOYMENT)
+        yield server
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def with_executor(api: FakeKubeServer, tmp_path, executor: Executor) -> Reconciler:
+    rec = reconciler(api, tmp_path)
+    rec.executor = executor
+    return rec
+
+
+def reconcile(api: FakeKubeServer, rec: Reconciler, minutes: int = 0):
+    obj = copy.deepcopy(api.state.get("predictivescalers", "gov", "portal"))
+    return rec.reconcile(obj, START + timedelta(minutes=minutes))
+
+
+def status(api: FakeKubeServer) -> dict:
+    return api.state.get("predictivescalers", "gov", "portal")["status"]
+
+
+def conditions(api: FakeKubeServer) -> dict[str, dict]:
+    return {c["type"]: c for c in status(api)["conditions"]}
+
+
+def events(api: FakeKubeServer, reason: str) -> list[dict]:
+    return [c.body for c in api.state.calls("POST", "/events") if c.body["reason"] == reason]
+
+
+def test_a_reconcile_does_not_wait_for_training(api, prom, tmp_path) -> None:  # noqa: F811
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    with WorkerPool(1) as pool:
+        rec = with_executor(api, tmp_path, pool)
+        started = time.monotonic()
+        first = reconcile(api, rec)
+        took = time.monotonic() - started
+        # A fresh worker process alone takes longer to start than this reconcile took.
+        assert rec.jobs_running() == 1, took
+        assert first.fallback == "ForecastMissing"
+        assert conditions(api)["ModelTrained"]["status"] == "False"
+        assert conditions(api)["Fallback"]["reason"] == "ForecastMissing"
+
+        wait_for(lambda: rec.states["gov/portal"].job.done())
+        reconcile(api, rec, minutes=1)
+        assert rec.jobs_running() == 0
+        assert conditions(api)["ModelTrained"]["status"] == "True"
+        assert conditions(api)["Fallback"]["status"] == "False"
+        assert status(api)["model"]["name"] == "seasonal_quantile"
+        assert len(events(api, "ModelTrained")) == 1
+
+        reconcile(api, rec, minutes=2)  # fresh forecast: no new job
+        assert rec.jobs_running() == 0
+
+
+def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
+    api,
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    with WorkerPool(1) as pool:
+        rec = with_executor(api, tmp_path, pool)
+        reconcile(api, rec)
+        (worker,) = multiprocessing.active_children()
+        os.kill(worker.pid, signal.SIGKILL)
+        wait_for(lambda: rec.states["gov/portal"].job.done())
+
+        reconcile(api, rec, minutes=1)
+        (failed,) = events(api, "ModelTrainingFailed")
+        assert "BrokenProcessPool" in failed["message"]
+        assert conditions(api)["ModelTrained"]["status"] == "False"
+        assert rec.jobs_running() == 0
+
+        reconcile(api, rec, minutes=2)  # too soon to try again
+        assert rec.jobs_running() == 0
+
+        retry = int(JOB_RETRY / timedelta(minutes=1)) + 1
+        reconcile(api, rec, minutes=retry)  # a new pool takes the job
+        assert rec.jobs_running() == 1
+        wait_for(lambda: rec.states["gov/portal"].job.done())
+        reconcile(api, rec, minutes=retry + 1)
+        assert conditions(api)["ModelTrained"]["status"] == "True"
+    assert len(events(api, "ModelTrained")) == 1
+    stored = [p for p in (tmp_path / "models" / "gov" / "portal").iterdir() if p.is_dir()]
+    assert len(stored) == 1
+
+
+@pytest.mark.slow
+def test_inline_processes_and_dask_give_the_same_forecast(prom, tmp_path) -> None:  # noqa: F811
+    """The job carries everything it needs: where it runs cannot change its answer."""
+    config = parse_scaler(
+        {
+            **scaler(prom.url, "Scale", model={"name": "auto"}),
+            "metadata": {"name": "p", "namespace": "gov"},
+        }
+    )
+    client = PrometheusClient(prom.url)
+    history = HistoryCache().get(
+        client, config.query, START, config.history_window, config.step, config.key
+    )
+    job = ModelJob("train", config, history, START, outlook=True)
+    results = []
+    with WorkerPool(1) as pool, DaskEngine(n_workers=1) as engine:
+        for executor in (InlineExecutor(), pool, engine.client.get_executor(pure=False)):
+            results.append(executor.submit(run_job, job).result(timeout=300))
+    inline = results[0]
+    for other in results[1:]:
+        assert other.model.name == inline.model.name
+        np.testing.assert_array_equal(other.forecast.times, inline.forecast.times)
+        np.testing.assert_allclose(other.forecast.upper, inline.forecast.upper, rtol=1e-12)
+        assert other.outlook is not None and inline.outlook is not None
+        assert other.outlook.hours.equals(inline.outlook.hours)
