@@ -19,6 +19,7 @@ import pytest
 from controller.kube import RetryPolicy
 from controller.policy import Forecast, PolicySpec, decide
 from controller.prometheus import (
+    BATCH_LABEL,
     HistoryCache,
     PrometheusClient,
     PrometheusDataError,
@@ -42,6 +43,9 @@ LOAD = 'sum(rate(http_requests_total{service="portal"}[1m]))'
 DAY2 = pd.Timestamp("2026-03-02 16:00")
 """Local midnight (Asia/Shanghai) starting Tuesday, the second day, in UTC."""
 
+QUERIES = [f'sum(rate(http_requests_total{{service="portal"}}[{k}m])) * {k}' for k in range(1, 51)]
+"""Fifty distinct queries with data, each aggregated to one series."""
+
 
 def client_for(url: str, sleeps: list[float] | None = None, **kwargs: object) -> PrometheusClient:
     """A client with tiny backoff whose sleeps are recorded instead of slept."""
@@ -64,6 +68,11 @@ def range_requests(proxy: FaultProxy) -> list[dict[str, str]]:
 def points(request: dict[str, str]) -> int:
     """Points a range request asks for, as Prometheus counts them."""
     return int((float(request["end"]) - float(request["start"])) // float(request["step"])) + 1
+
+
+def tags(request: dict[str, str]) -> int:
+    """Queries in one request: tagged ones in a batch, else the one untagged query."""
+    return max(1, request["query"].count(BATCH_LABEL))
 
 
 # -- range queries -------------------------------------------------------------------------
