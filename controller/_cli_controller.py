@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from concurrent.futures import Executor
 from pathlib import Path
 
 import typer
@@ -14,12 +15,14 @@ from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
+from controller.modelling import WorkerPool
 from controller.prometheus import client_factory
 from controller.reconciler import Reconciler
 from controller.review import review_route
 from controller.runner import Controller, configure_logging, wait_for_termination
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
+from forecaster.engine import DaskEngine, Engine, open_engine
 
 app = typer.Typer(help="Run the in-cluster controller.", no_args_is_help=True)
 
@@ -77,6 +80,26 @@ def run(
         help="Serve the public busy-hours feed of scalers with spec.feed.public on this port"
         " (/feeds/NS/NAME and /feeds/NS/NAME.json); off by default.",
     ),
+    engine_name: str = typer.Option(
+        "local",
+        "--engine",
+        help="Where model jobs (training, refits) run: local (--model-workers processes"
+        " beside the controller) or dask (a Dask cluster).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: a running scheduler (tcp://host:8786); its workers need"
+        " this package and the model store. Default: a local cluster, one worker per core.",
+    ),
+    refresh: str = typer.Option(
+        "30m",
+        "--refresh",
+        help="How often each scaler's chosen model is refitted on its newest history.",
+    ),
+    model_workers: int = typer.Option(
+        1, "--model-workers", min=1, help="With --engine local: model worker processes."
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
@@ -93,37 +116,57 @@ def run(
         client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
     except Exception as exc:  # the kubernetes client raises several unrelated types here
         fail(f"cannot configure the Kubernetes client: {exc}")
+    try:
+        refresh_every = parse_duration(refresh)
+    except ValueError as exc:
+        fail(f"--refresh: {exc}")
+    try:
+        engine = open_engine(engine_name, scheduler)
+    except ValueError as exc:
+        fail(str(exc))
     kube = KubeClient(client)
     metrics = ControllerMetrics()
     try:
         decisions = DecisionLog(decision_log)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
         fail(f"cannot open the decision log {decision_log}: {exc}")
-    reconciler = Reconciler(
-        kube,
-        metrics,
-        decisions=decisions,
-        model_store=model_dir,
-        prometheus=prometheus,
-        retention=retention,
-    )
-    elector = LeaderElector(kube, lease_namespace, lease_name, identity)
-    controller = Controller(kube, reconciler, elector, namespace=namespace)
-    controller.http = ControllerHTTPServer(
-        metrics.registry, controller.healthy, controller.ready, port=port
-    )
-    controller.http.routes["/ui"] = review_route(decisions, clock=controller.clock)
-    # Its own port, so it can be exposed publicly without /metrics or /ui; every replica
-    # serves it from the scalers' status, standbys included.
-    feed = (
-        FeedServer(controller.objects.get, port=feed_port, clock=controller.clock)
-        if feed_port is not None
-        else None
-    )
-    controller.start()
-    if feed is not None:
-        feed.start()
-    wait_for_termination()
-    controller.stop(release=True)
-    if feed is not None:
-        feed.stop()
+    with engine:
+        executor = _model_executor(engine, model_workers)
+        reconciler = Reconciler(
+            kube,
+            metrics,
+            decisions=decisions,
+            model_store=model_dir,
+            prometheus=prometheus,
+            retention=retention,
+            refresh=refresh_every,
+            executor=executor,
+        )
+        elector = LeaderElector(kube, lease_namespace, lease_name, identity)
+        controller = Controller(kube, reconciler, elector, namespace=namespace)
+        controller.http = ControllerHTTPServer(
+            metrics.registry, controller.healthy, controller.ready, port=port
+        )
+        controller.http.routes["/ui"] = review_route(decisions, clock=controller.clock)
+        # Its own port, so it can be exposed publicly without /metrics or /ui; every
+        # replica serves it from the scalers' status, standbys included.
+        feed = (
+            FeedServer(controller.objects.get, port=feed_port, clock=controller.clock)
+            if feed_port is not None
+            else None
+        )
+        controller.start()
+        if feed is not None:
+            feed.start()
+        wait_for_termination()
+        controller.stop(release=True)
+        if feed is not None:
+            feed.stop()
+        executor.shutdown(wait=False)  # jobs still queued are dropped; the next leader reruns them
+
+
+def _model_executor(engine: Engine, workers: int) -> Executor:
+    """Where model jobs run: the Dask cluster of a started ``engine``, or local processes."""
+    if isinstance(engine, DaskEngine):
+        return engine.client.get_executor(pure=False)
+    return WorkerPool(workers)

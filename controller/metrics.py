@@ -93,6 +93,35 @@ class ControllerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.cycle_seconds = Histogram(
+            "surgecast_cycle_duration_seconds",
+            "Time to reconcile every scaler of one sync period, batched reads included.",
+            ("period",),
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 60, 120),
+            registry=r,
+        )
+        self.cycle_scalers = Gauge(
+            "surgecast_cycle_scalers",
+            "Scalers reconciled by the last cycle of each sync period.",
+            ("period",),
+            registry=r,
+        )
+        self.cycle_overruns = Counter(
+            "surgecast_cycle_overruns_total",
+            "Cycles that took longer than their sync period (the next one was late).",
+            ("period",),
+            registry=r,
+        )
+        self.model_jobs = Gauge(
+            "surgecast_model_jobs_running",
+            "Model jobs (train, refit) submitted and not yet collected.",
+            registry=r,
+        )
+        self.history_bytes = Gauge(
+            "surgecast_history_cache_bytes",
+            "Bytes of request-rate history held in memory for all scalers (8 per step).",
+            registry=r,
+        )
         self.leader = Gauge(
             "surgecast_leader", "1 while this instance holds the leader Lease.", registry=r
         )

@@ -443,6 +443,15 @@ class HistoryCache:
         self._saved: dict[_Key, tuple[pd.Timestamp, int]] = {}
         """Last step and length of each series as last written to its file."""
 
+    def __len__(self) -> int:
+        """Series held in memory."""
+        return len(self._series)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the values held in memory (what grows with scalers and history)."""
+        return sum(stored.values.nbytes for stored in self._series.values())
+
     def get(
         self,
         client: PrometheusClient,

@@ -4,10 +4,15 @@ Three loops share one apscheduler ``BackgroundScheduler``:
 
 - the leader election ticks every ``retry_period`` (:class:`controller.leader.LeaderElector`);
   only the leader reconciles, standbys keep their watch and caches warm;
-- one interval job per scaler runs :meth:`Reconciler.reconcile` every sync period (the
-  spec's ``behavior.syncPeriod``, default 30 s), and a spec change (a new generation)
-  runs it at once;
+- one *cycle* job per distinct sync period (the spec's ``behavior.syncPeriod``, default
+  30 s) reconciles every scaler with that period: it reads all their loads and histories
+  from Prometheus in a few batched queries (:meth:`Reconciler.prefetch`), then reconciles
+  them one after the other. Model work runs elsewhere (a worker pool or Dask), so a cycle
+  costs milliseconds per scaler; a cycle that outlasts its period is counted and logged.
+  A spec change (a new generation) reconciles that scaler at once, outside its cycle;
 - one cron job per scaler marks it for retraining on its ``retrain.schedule``.
+
+Reconciles never overlap: the reconciler's caches are shared between scalers.
 
 The watch runs in its own thread: list, then watch from the list's resourceVersion; when
 the server says the version is too old (410 Gone) it lists again, and on any other error
@@ -62,10 +67,16 @@ class Controller:
         )
     )
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    periods: dict[str, float] = field(default_factory=dict)
+    """Each scaler's sync period in seconds: the cycle that reconciles it."""
+
     synced: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _watch_thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards ``objects`` and ``periods`` (the watch thread writes, jobs read)."""
+
+    _reconciling: threading.Lock = field(default_factory=threading.Lock)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,7 +123,7 @@ class Controller:
         self.reconciler.metrics.leader.set(1 if leading else 0)
 
     def reconcile(self, key: str) -> None:
-        """The per-scaler job: reconcile if this instance leads; never raises."""
+        """Reconcile one scaler now (its spec changed) if this instance leads; never raises."""
         now = self.clock()
         if not self.elector.is_leader(now):
             return
@@ -120,6 +131,40 @@ class Controller:
             obj = self.objects.get(key)
         if obj is None:
             return
+        with self._reconciling:
+            self._reconcile_one(key, obj, now)
+
+    def cycle(self, period: float) -> None:
+        """Reconcile every scaler whose sync period is ``period`` seconds; never raises."""
+        now = self.clock()
+        if not self.elector.is_leader(now):
+            return
+        with self._lock:
+            due = [(key, self.objects[key]) for key, p in self.periods.items() if p == period]
+        metrics = self.reconciler.metrics
+        started = time.monotonic()
+        with self._reconciling:
+            try:
+                self.reconciler.prefetch([obj for _, obj in due], now)
+            except Exception:  # each reconcile then asks Prometheus on its own
+                log.exception("batched read of %d scalers failed", len(due))
+            for key, obj in due:
+                self._reconcile_one(key, obj, now)
+        took = time.monotonic() - started
+        metrics.cycle_seconds.labels(f"{period:g}s").observe(took)
+        metrics.cycle_scalers.labels(f"{period:g}s").set(len(due))
+        metrics.model_jobs.set(self.reconciler.jobs_running())
+        metrics.history_bytes.set(self.reconciler.cache.nbytes)
+        if took > period:
+            metrics.cycle_overruns.labels(f"{period:g}s").inc()
+            log.warning(
+                "reconciling %d scalers took %.1fs, longer than their %gs period",
+                len(due),
+                took,
+                period,
+            )
+
+    def _reconcile_one(self, key: str, obj: dict[str, Any], now: datetime) -> None:
         try:
             self.reconciler.reconcile(obj, now)
         except Exception:  # a bug must not stop the other scalers or the process
@@ -172,10 +217,13 @@ class Controller:
         if kind == "DELETED":
             with self._lock:
                 self.objects.pop(key, None)
+                period = self.periods.pop(key, None)
             for job in (f"reconcile:{key}", f"retrain:{key}"):
                 if self.scheduler.get_job(job):
                     self.scheduler.remove_job(job)
-            self.reconciler.forget(key)
+            self._drop_idle_cycle(period)
+            with self._reconciling:
+                self.reconciler.forget(key)
             log.info("%s deleted", key)
             return
         with self._lock:
@@ -187,6 +235,13 @@ class Controller:
             self.objects[key] = obj
         if changed:
             self._schedule(key, obj)
+
+    def _drop_idle_cycle(self, period: float | None) -> None:
+        """Remove the cycle job of ``period`` once no scaler has that sync period."""
+        with self._lock:
+            used = period in self.periods.values()
+        if period is not None and not used and self.scheduler.get_job(_cycle(period)):
+            self.scheduler.remove_job(_cycle(period))
 
     def _schedule(self, key: str, obj: dict[str, Any]) -> None:
         """(Re)create the scaler's jobs and reconcile now: the spec changed."""
@@ -200,14 +255,29 @@ class Controller:
                 sync = parse_duration(raw) if raw else DEFAULT_SYNC
             except ValueError:
                 sync = DEFAULT_SYNC
+        period = sync.total_seconds()
+        with self._lock:
+            previous = self.periods.get(key)
+            self.periods[key] = period
+        self._drop_idle_cycle(previous)
+        if self.scheduler.get_job(_cycle(period)) is None:
+            self.scheduler.add_job(
+                self.cycle,
+                "interval",
+                args=[period],
+                seconds=period,
+                id=_cycle(period),
+                replace_existing=True,
+                next_run_time=utcnow() + sync,
+            )
         self.scheduler.add_job(
             self.reconcile,
-            "interval",
+            "date",
             args=[key],
-            seconds=sync.total_seconds(),
+            run_date=utcnow(),
             id=f"reconcile:{key}",
             replace_existing=True,
-            next_run_time=utcnow(),
+            misfire_grace_time=None,  # however busy the scheduler is, a new spec is acted on
         )
         try:
             trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
@@ -217,6 +287,10 @@ class Controller:
         self.scheduler.add_job(
             self._retrain, trigger, args=[key], id=f"retrain:{key}", replace_existing=True
         )
+
+
+def _cycle(period: float) -> str:
+    return f"cycle:{period:g}s"
 
 
 def _key(obj: dict[str, Any]) -> str:

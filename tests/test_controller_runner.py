@@ -76,7 +76,8 @@ def test_watch_reconciles_new_changed_and_deleted_scalers(api, tmp_path) -> None
     try:
         wait_for(lambda: one.ready()[0] and "leader" in one.ready()[1])
         wait_for(lambda: status(api).get("observedGeneration") == 1)
-        assert one.scheduler.get_job("reconcile:gov/portal") is not None
+        assert one.periods["gov/portal"] == 1.0  # reconciled by the 1 s cycle
+        assert one.scheduler.get_job("cycle:1s") is not None
 
         api.state.update("predictivescalers", "gov", "portal", {"spec": {"minReplicas": 3}})
         wait_for(lambda: status(api).get("observedGeneration") == 2)
@@ -87,7 +88,8 @@ def test_watch_reconciles_new_changed_and_deleted_scalers(api, tmp_path) -> None
         wait_for(lambda: status(api).get("observedGeneration") == 3, seconds=15)
 
         api.state.delete("predictivescalers", "gov", "portal")
-        wait_for(lambda: one.scheduler.get_job("reconcile:gov/portal") is None)
+        wait_for(lambda: one.scheduler.get_job("cycle:1s") is None)
+        assert "gov/portal" not in one.periods
         assert "gov/portal" not in one.reconciler.states
         assert one.healthy()[0]
     finally:

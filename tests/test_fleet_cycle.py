@@ -1,0 +1,104 @@
+"""Many scalers in one cycle (:meth:`Reconciler.prefetch`, :meth:`Controller.cycle`): their
+loads and histories are read from a real Prometheus in a few batched requests, every scaler
+is reconciled, and a deleted scaler's cached history goes with it unless another scaler
+reads the same series.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from controller.reconciler import Reconciler
+from tests.kubefake import FakeKubeServer
+from tests.prom_server import FaultProxy, PromServer, prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import DEPLOYMENT, START, scaler
+from tests.test_faults import reconciler
+
+SCALERS = 12
+
+
+@pytest.fixture
+def proxy(prom: PromServer) -> Iterator[FaultProxy]:  # noqa: F811
+    server = FaultProxy(prom.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fleet(proxy: FaultProxy) -> Iterator[FakeKubeServer]:
+    """Twelve portals, each with its own query (the same traffic scaled by k)."""
+    with FakeKubeServer() as server:
+        for k in range(1, SCALERS + 1):
+            name = f"portal-{k:02d}"
+            server.state.put("deployments", "gov", {**DEPLOYMENT, "metadata": {"name": name}})
+            body = scaler(proxy.url, "Scale", maxReplicas=20 * k, capacityPerReplica=1.0 * k)
+            body["metadata"]["name"] = name
+            body["spec"]["scaleTargetRef"]["name"] = name
+            body["spec"]["metric"]["query"] += f" * {k}"
+            server.state.put("predictivescalers", "gov", body)
+        yield server
+
+
+def cycle(api: FakeKubeServer, rec: Reconciler, minute: int, batched: bool = True) -> list:
+    objs = [
+        copy.deepcopy(obj)
+        for (plural, _, _), obj in sorted(api.state.objects.items())
+        if plural == "predictivescalers"
+    ]
+    now = START + timedelta(minutes=minute)
+    if batched:
+        rec.prefetch(objs, now)
+    return [rec.reconcile(obj, now) for obj in objs]
+
+
+def test_a_cycle_reads_prometheus_in_a_few_requests(fleet, proxy, tmp_path) -> None:
+    rec = reconciler(fleet, tmp_path)
+    first = cycle(fleet, rec, 0)
+    assert all(d is not None and d.fallback is None for d in first)
+    assert len(rec.cache) == SCALERS  # one series per query, the 3-day window each
+    assert rec.cache.nbytes == SCALERS * 3 * 24 * 60 * 8  # 8 bytes a minute
+
+    proxy.requests.clear()
+    decisions = cycle(fleet, rec, 1)
+    assert all(d is not None and d.observed_load is not None for d in decisions)
+    # One instant request for every load, one range request for every history's tail.
+    assert sorted(r["path"] for r in proxy.requests) == [
+        "/api/v1/query",
+        "/api/v1/query_range",
+    ]
+
+    proxy.requests.clear()
+    alone = cycle(fleet, rec, 2, batched=False)  # what each reconcile asks on its own
+    assert len(proxy.requests) == 2 * SCALERS
+    loads = [d.observed_load for d in alone]
+    assert loads == pytest.approx([loads[0] * k for k in range(1, SCALERS + 1)])
+
+
+def test_batched_and_alone_decide_the_same(fleet, proxy, tmp_path) -> None:
+    batched, alone = reconciler(fleet, tmp_path / "a"), reconciler(fleet, tmp_path / "b")
+    for minute in range(0, 6):
+        one = cycle(fleet, batched, minute)
+        two = cycle(fleet, alone, minute, batched=False)
+        assert [(d.replicas, d.observed_load, d.reason) for d in one] == [
+            (d.replicas, d.observed_load, d.reason) for d in two
+        ]
+
+
+def test_forgetting_a_scaler_drops_its_series_unless_shared(fleet, proxy, tmp_path) -> None:
+    twin = copy.deepcopy(fleet.state.get("predictivescalers", "gov", "portal-01"))
+    twin["metadata"] = {"name": "portal-01-twin"}
+    fleet.state.put("predictivescalers", "gov", twin)  # the same query as portal-01
+    rec = reconciler(fleet, tmp_path)
+    cycle(fleet, rec, 0)
+    assert len(rec.cache) == SCALERS
+    rec.forget("gov/portal-02")
+    assert len(rec.cache) == SCALERS - 1
+    rec.forget("gov/portal-01")  # its twin still reads that series
+    assert len(rec.cache) == SCALERS - 1
+    rec.forget("gov/portal-01-twin")
+    assert len(rec.cache) == SCALERS - 2
+    assert "gov/portal-01" not in rec.states
