@@ -113,10 +113,6 @@ def run(
     except ValueError:
         fail("--prometheus-token-file and --prometheus-token-url go together")
     try:
-        client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
-    except Exception as exc:  # the kubernetes client raises several unrelated types here
-        fail(f"cannot configure the Kubernetes client: {exc}")
-    try:
         refresh_every = parse_duration(refresh)
     except ValueError as exc:
         fail(f"--refresh: {exc}")
@@ -124,6 +120,10 @@ def run(
         engine = open_engine(engine_name, scheduler)
     except ValueError as exc:
         fail(str(exc))
+    try:
+        client = api_client(kubeconfig=str(kubeconfig) if kubeconfig else None)
+    except Exception as exc:  # the kubernetes client raises several unrelated types here
+        fail(f"cannot configure the Kubernetes client: {exc}")
     kube = KubeClient(client)
     metrics = ControllerMetrics()
     try:

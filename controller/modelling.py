@@ -10,7 +10,9 @@ stale); the first reconcile after the job finished installs its :class:`ModelRes
 A job carries everything it needs (the spec, the history, ``now``) and returns plain data:
 the forecast arrays, the hourly outlook, the model's name and version. Fitted models stay
 in the worker and in the model store, so what the controller keeps per scaler is bounded by
-its history and its forecasts, never by the size of a model.
+its history and its forecasts, never by the size of a model. For the same reason the
+model libraries (scikit-learn, Prophet) are imported inside the functions that fit: a
+controller whose jobs run in workers never loads them (about 70 MiB resident).
 
 Executors (any :class:`concurrent.futures.Executor`):
 
@@ -38,9 +40,6 @@ from controller.forecasting import event_calendar, to_forecast
 from controller.outlook import Bands, project, typical_bands
 from controller.policy import Forecast
 from controller.spec import ScalerConfig
-from forecaster import store
-from forecaster.models import registry
-from forecaster.training import train
 
 log = logging.getLogger("surgecast.modelling")
 
@@ -154,6 +153,8 @@ def lead_time_of(config: ScalerConfig) -> timedelta:
 
 def candidates(config: ScalerConfig) -> dict[str, Callable[[], Any]]:
     """The models a scaler may use, with its ``spec.model.params`` applied."""
+    from forecaster.models import registry
+
     params = dict(config.model_params)
     country, tz = params.pop("country", None), params.pop("tz", None)
     models = registry(country=country, tz=tz, include_slow=config.model == "prophet")
@@ -175,6 +176,9 @@ def _train(
     model_store: str | None,
 ) -> tuple[dict[str, Any], ModelInfo, str]:
     """Backtest, choose, fit, and store a new version when a store is configured."""
+    from forecaster import store
+    from forecaster.training import train
+
     step = pd.Timedelta(config.step)
     horizon = max(1, int(pd.Timedelta(lead_time_of(config)) / step) * 2)
     trained = train(
@@ -219,6 +223,8 @@ def _load_stored(
 ) -> tuple[dict[str, Any], ModelInfo] | None:
     """The stored model of this spec generation trained within a day, so a restarted or
     newly elected controller need not retrain at once."""
+    from forecaster import store
+
     if not model_store:
         return None
     try:

@@ -32,7 +32,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,7 +58,6 @@ from controller.outlook import Ratings, risk_message, risks
 from controller.policy import Decision, Forecast, PolicySpec, Recommendation, decide
 from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
 from controller.spec import ScalerConfig, SpecError, parse_scaler
-from forecaster import store
 
 log = logging.getLogger("surgecast.reconciler")
 
@@ -376,7 +375,7 @@ class Reconciler:
         state.job = None
         try:
             result: ModelResult = job.result()
-        except (ValueError, RuntimeError, store.StoreError, BrokenExecutor) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a job raised, it failed; try later
             state.job_failed_at = now
             state.retrain_due = state.retrain_due or kind == "train"
             state.training_error = f"{type(exc).__name__}: {exc}"

@@ -26,10 +26,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
-from plotly.subplots import make_subplots
-
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
 from controller.http import Route
@@ -83,7 +79,7 @@ def review_page(
     else:
         intro = f"<p>Decisions {html.escape(window)}. {_LEGEND}</p>{_nav(scalers, records)}"
     charted = any(records.values())
-    plotly_js = f"<script>{get_plotlyjs()}</script>" if charted else ""
+    plotly_js = f"<script>{_plotly_js()}</script>" if charted else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>surgecast: scaling decisions</title>
@@ -232,6 +228,9 @@ def _figure(
     Times are local wall times, so the axis reads in the page's zone. The JSON escapes
     ``<`` and ``>``, so it is safe inside a ``<script>``.
     """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     x = [f"{r.at.astimezone(zone):%Y-%m-%d %H:%M:%S}" for r in records]
     unit = records[-1].load_unit
     quantiles = "/".join(sorted({_percent(r.quantile) for r in records}))
@@ -319,6 +318,14 @@ def _figure(
     fig.update_yaxes(title_text="replicas", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text=f"time ({zone})", row=2, col=1)
     return fig.to_json()
+
+
+def _plotly_js() -> str:
+    """Plotly's script, imported on first use: the controller serves ``/ui`` now and then,
+    and plotly would otherwise sit in its memory (about 40 MiB) from start-up."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
 
 
 def _hover(when: str, record: DecisionRecord, sentence: str) -> str:

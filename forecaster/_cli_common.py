@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pandas as pd
 import typer
 
-from forecaster import store
 from forecaster.frames import read_events
+
+if TYPE_CHECKING:
+    from forecaster.store import StoredModels
 
 ENGINE_OPTION = typer.Option(
     "local",
@@ -47,12 +49,14 @@ def steps(option: str, text: str, step: pd.Timedelta) -> int:
 
 def load_models(
     model_dir: str, version: str | None, events_path: Path | None
-) -> tuple[store.StoredModels, pd.DataFrame | None]:
+) -> tuple[StoredModels, pd.DataFrame | None]:
     """The stored models and the event calendar to forecast with, or a clear exit.
 
     Models that learnt events but get no calendar assume none in the forecast window, so
     their surges go unforeseen: a warning says so rather than a quietly low forecast.
     """
+    from forecaster import store  # the models' libraries: only commands that load pay
+
     try:
         stored = store.load(model_dir, version)
         events = read_events(events_path) if events_path else None
