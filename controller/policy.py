@@ -11,8 +11,9 @@ The rules, in the order they apply:
    applies already, so its pods are ready when it begins.
 2. Reactive floor: the replicas the load observed now needs, ``ceil(load / capacity)``.
 3. Predictive need: the replicas that cover the forecast's chosen upper quantile at every
-   point of the lead window ``[now, now + startup delay + sync period]``: pods asked for
-   now are ready only at its end, so they must cover everything until then.
+   point of the lead window ``[now, now + startup delay + sync period)``: pods asked for
+   now are ready only at its end, so they must cover everything until then. The interval
+   that starts exactly at its end is the next sync's to cover (its pods are ready in time).
 4. The recommendation is the larger of the two. A missing, stale, invalid or poorly
    scored forecast leaves only the floor (``FallbackReactive/...``); with no load either,
    the current count is kept: missing data damps a change, never amplifies it.
@@ -218,10 +219,17 @@ def nowcast(
 
 
 def _window(forecast: Forecast, start: datetime, end: datetime) -> np.ndarray:
-    """Forecast values for the intervals overlapping [start, end]."""
+    """Forecast values for the intervals overlapping [start, end).
+
+    Half-open: an interval that starts at ``end`` only touches the window. Pods asked for
+    at the next sync, ``now + sync period``, are ready at ``end`` of this sync's lead window,
+    so counting that interval here made every decision cover one interval more than its
+    pods have to (the replay's oracle, which needs no forecast, covers exactly
+    ``[now, now + startup delay]`` per one-interval sync).
+    """
     times = forecast.times
     first = np.searchsorted(times, np.datetime64(start.replace(tzinfo=None)), side="right") - 1
-    last = np.searchsorted(times, np.datetime64(end.replace(tzinfo=None)), side="right")
+    last = np.searchsorted(times, np.datetime64(end.replace(tzinfo=None)), side="left")
     return forecast.upper[max(first, 0) : last]
 
 

@@ -71,6 +71,35 @@ def test_a_peak_after_the_lead_window_does_not_count_yet() -> None:
     assert d.replicas == 10 and d.reason == "Hold/ForecastPeak"
 
 
+def test_the_interval_starting_at_the_end_of_the_lead_window_is_the_next_syncs() -> None:
+    # one-minute syncs, 3 min startup: the window is [09:41, 09:45); pods asked at 09:42
+    # are ready at 09:45, so the 09:45 interval is the next decision's to cover
+    spec = replace(SPEC, sync_period=timedelta(minutes=1), scale_down_stabilization=timedelta(0))
+    values = [1000.0] * 60
+    values[5 + 4] = 5000.0  # 09:45
+    d = decide(spec, NOW, current_replicas=10, observed_load=900.0, forecast=forecast(values))
+    assert (d.predictive, d.replicas) == (10, 10)
+    values[5 + 3] = 3000.0  # 09:44: inside
+    d = decide(spec, NOW, current_replicas=10, observed_load=900.0, forecast=forecast(values))
+    assert (d.predictive, d.replicas) == (30, 30)
+
+
+@given(
+    st.integers(1, 5),
+    st.integers(1, 4),
+    st.lists(st.floats(0, 10_000), min_size=40, max_size=40),
+)
+def test_the_lead_window_covers_exactly_delay_plus_sync(delay, sync, values) -> None:
+    """On a one-minute forecast with whole-minute timing, the predictive need is the peak
+    of exactly ``delay + sync`` intervals from now: the capacity model's own window."""
+    spec = replace(
+        SPEC, startup_delay=timedelta(minutes=delay), sync_period=timedelta(minutes=sync)
+    )
+    d = decide(spec, NOW, current_replicas=10, observed_load=0.0, forecast=forecast(values))
+    window = values[5 : 5 + delay + sync]
+    assert d.predictive == needed_replicas(max(window), spec.capacity_per_replica)
+
+
 def test_reactive_floor_beats_a_low_forecast() -> None:
     d = decide(SPEC, NOW, current_replicas=10, observed_load=2501.0, forecast=flat(500.0))
     assert (d.replicas, d.reason) == (26, "ScaleUp/ReactiveFloor")
