@@ -115,18 +115,20 @@ def risks(hours: pd.DataFrame, spec: PolicySpec, now: datetime) -> list[Risk]:
     """
     found = []
     current = _naive_utc(now)
-    for row in hours.itertuples(index=False):
-        start = pd.Timestamp(row.ds)
-        if start + HOUR <= current:
-            continue
-        peak_at = pd.Timestamp(row.peak_at).tz_localize("UTC").to_pydatetime()
-        _, high, _ = effective_bounds(spec, peak_at)
-        need = needed_replicas(float(row.peak), spec.capacity_per_replica)
+    # Columns converted once, not row by row: the controller judges every scaler's
+    # outlook at every reconcile.
+    starts = pd.DatetimeIndex(hours["ds"])
+    peak_ats = pd.DatetimeIndex(hours["peak_at"]).tz_localize("UTC").to_pydatetime()
+    peaks = hours["peak"].to_numpy(dtype=float)
+    for i in np.flatnonzero(starts + HOUR > current):
+        _, high, _ = effective_bounds(spec, peak_ats[i])
+        need = needed_replicas(float(peaks[i]), spec.capacity_per_replica)
         if need > high:
+            start = starts[i]
             found.append(
                 Risk(
                     start=start.tz_localize("UTC"),
-                    peak=float(row.peak),
+                    peak=float(peaks[i]),
                     max_replicas=high,
                     capacity=high * spec.capacity_per_replica,
                     shortfall=need - high,

@@ -469,6 +469,26 @@ class HistoryCache:
         """
         step = _step(step)
         first, last = _window_grid(end, window, step)
+        return pd.DataFrame(
+            {
+                "unique_id": unique_id or query,
+                "ds": pd.date_range(first, last, freq=step, unit="ns"),
+                "y": self.values(client, query, end, window, step),
+            }
+        )
+
+    def values(
+        self,
+        client: PrometheusClient,
+        query: str,
+        end: datetime,
+        window: Duration,
+        step: Duration = "1min",
+    ) -> npt.NDArray[np.float64]:
+        """The ``y`` of :meth:`get` alone (a copy), for callers that need no frame: the
+        controller reads the last two hours of every scaler at every cycle."""
+        step = _step(step)
+        first, last = _window_grid(end, window, step)
         key = (client.url, query, step)
         stored = self._stored(key)
         plan = _plan(stored, first, last, step, self.overlap)
@@ -476,13 +496,7 @@ class HistoryCache:
             pieces = [client.range(query, since, until, step) for since, until in plan.pulls]
             stored = self._put(key, _merged(stored, plan, pieces, step))
         assert stored is not None  # a plan without pulls extends a stored series
-        return pd.DataFrame(
-            {
-                "unique_id": unique_id or query,
-                "ds": pd.date_range(first, last, freq=step, unit="ns"),
-                "y": _between(stored, first, last).copy(),
-            }
-        )
+        return _between(stored, first, last).copy()
 
     def prefetch(
         self,

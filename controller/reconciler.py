@@ -55,7 +55,14 @@ from controller.modelling import (
     run_job,
 )
 from controller.outlook import Ratings, risk_message, risks
-from controller.policy import Decision, Forecast, PolicySpec, Recommendation, decide
+from controller.policy import (
+    FALLBACK_WORDS,
+    Decision,
+    Forecast,
+    PolicySpec,
+    Recommendation,
+    decide,
+)
 from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
 from controller.spec import ScalerConfig, SpecError, parse_scaler
 
@@ -286,9 +293,7 @@ class Reconciler:
         """The live load and the recent intervals, or (None, []) when Prometheus fails."""
         try:
             load = self._instant(client, config.query, now)
-            recent = self.cache.get(
-                client, config.query, now, LEVEL_WINDOW, config.step, config.key
-            )
+            recent = self.cache.values(client, config.query, now, LEVEL_WINDOW, config.step)
         except PrometheusError as exc:
             state.metric_error = str(exc)
             self._event(state, obj, "Warning", "MetricUnavailable", str(exc), now)
@@ -296,8 +301,7 @@ class Reconciler:
             return None, []
         state.metric_error = None
         state.last_events.pop("MetricUnavailable", None)  # a recurrence is news again
-        values = recent["y"].to_numpy(dtype=float)[:-1]  # complete intervals before now
-        return load, [float(v) for v in values]
+        return load, [float(v) for v in recent[:-1]]  # complete intervals before now
 
     def _refresh_forecast(
         self,
@@ -700,7 +704,15 @@ class Reconciler:
                 status, "ScalingActive", True, config.mode, f"mode {config.mode}", now, generation
             )
         if decision.fallback:
-            why = state.metric_error or state.training_error or decision.message
+            # Words that stay the same from one cycle to the next (not the decision's
+            # message, which quotes the load): otherwise status is rewritten and an Event
+            # sent every cycle, for a thousand scalers at once while their models train.
+            why = (
+                state.metric_error
+                or state.training_error
+                or f"no usable forecast ({FALLBACK_WORDS[decision.fallback]}):"
+                " scaling reacts to the load"
+            )
             _condition(status, "Fallback", True, decision.fallback, why, now, generation)
             self._event(
                 state, obj, "Warning", "FallbackReactive", f"{decision.fallback}: {why}", now

@@ -9,7 +9,9 @@ Three loops share one apscheduler ``BackgroundScheduler``:
   from Prometheus in a few batched queries (:meth:`Reconciler.prefetch`), then reconciles
   them one after the other. Model work runs elsewhere (a worker pool or Dask), so a cycle
   costs milliseconds per scaler; a cycle that outlasts its period is counted and logged.
-  A spec change (a new generation) reconciles that scaler at once, outside its cycle;
+  A spec change (a new generation, or every scaler at start-up) puts the scaler in the
+  ``urgent`` set, which one job drains every second, batched like a cycle: never a job
+  (a thread) per scaler, which for a thousand scalers starved the leader election;
 - one cron job per scaler marks it for retraining on its ``retrain.schedule``.
 
 Reconciles never overlap: the reconciler's caches are shared between scalers.
@@ -42,6 +44,8 @@ from controller.spec import SpecError, parse_duration, parse_scaler
 log = logging.getLogger("surgecast.controller")
 
 DEFAULT_SYNC = timedelta(seconds=30)
+URGENT_EVERY = 1.0
+"""Seconds between looks at the scalers whose spec changed."""
 WATCH_BACKOFF = (1.0, 30.0)
 """First and longest wait before listing again after a failed watch, in seconds."""
 
@@ -70,6 +74,9 @@ class Controller:
     periods: dict[str, float] = field(default_factory=dict)
     """Each scaler's sync period in seconds: the cycle that reconciles it."""
 
+    urgent: set[str] = field(default_factory=set)
+    """Scalers whose spec changed since their last reconcile: reconciled within a second."""
+
     synced: threading.Event = field(default_factory=threading.Event)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _watch_thread: threading.Thread | None = None
@@ -89,6 +96,7 @@ class Controller:
             id="leader-election",
             next_run_time=self.clock(),
         )
+        self.scheduler.add_job(self.reconcile_urgent, "interval", seconds=URGENT_EVERY, id="urgent")
         self._watch_thread = threading.Thread(target=self._watch, name="watch", daemon=True)
         self._watch_thread.start()
         if self.http is not None:
@@ -122,25 +130,33 @@ class Controller:
         leading = self.elector.tick(self.clock())
         self.reconciler.metrics.leader.set(1 if leading else 0)
 
-    def reconcile(self, key: str) -> None:
-        """Reconcile one scaler now (its spec changed) if this instance leads; never raises."""
-        now = self.clock()
-        if not self.elector.is_leader(now):
-            return
+    def reconcile_urgent(self) -> None:
+        """Reconcile the scalers whose spec changed, if this instance leads; never raises."""
         with self._lock:
-            obj = self.objects.get(key)
-        if obj is None:
-            return
-        with self._reconciling:
-            self._reconcile_one(key, obj, now)
+            keys, self.urgent = self.urgent, set()
+        self._reconcile_many(keys, "urgent")
 
     def cycle(self, period: float) -> None:
         """Reconcile every scaler whose sync period is ``period`` seconds; never raises."""
-        now = self.clock()
-        if not self.elector.is_leader(now):
-            return
         with self._lock:
-            due = [(key, self.objects[key]) for key, p in self.periods.items() if p == period]
+            keys = {key for key, p in self.periods.items() if p == period}
+        took, count = self._reconcile_many(keys, f"{period:g}s")
+        if took > period:
+            self.reconciler.metrics.cycle_overruns.labels(f"{period:g}s").inc()
+            log.warning(
+                "reconciling %d scalers took %.1fs, longer than their %gs period",
+                count,
+                took,
+                period,
+            )
+
+    def _reconcile_many(self, keys: set[str], label: str) -> tuple[float, int]:
+        """Read the scalers' data in batches, then reconcile each; (seconds, scalers)."""
+        now = self.clock()
+        if not keys or not self.elector.is_leader(now):
+            return 0.0, 0
+        with self._lock:
+            due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
         metrics = self.reconciler.metrics
         started = time.monotonic()
         with self._reconciling:
@@ -151,18 +167,11 @@ class Controller:
             for key, obj in due:
                 self._reconcile_one(key, obj, now)
         took = time.monotonic() - started
-        metrics.cycle_seconds.labels(f"{period:g}s").observe(took)
-        metrics.cycle_scalers.labels(f"{period:g}s").set(len(due))
+        metrics.cycle_seconds.labels(label).observe(took)
+        metrics.cycle_scalers.labels(label).set(len(due))
         metrics.model_jobs.set(self.reconciler.jobs_running())
         metrics.history_bytes.set(self.reconciler.cache.nbytes)
-        if took > period:
-            metrics.cycle_overruns.labels(f"{period:g}s").inc()
-            log.warning(
-                "reconciling %d scalers took %.1fs, longer than their %gs period",
-                len(due),
-                took,
-                period,
-            )
+        return took, len(due)
 
     def _reconcile_one(self, key: str, obj: dict[str, Any], now: datetime) -> None:
         try:
@@ -218,9 +227,9 @@ class Controller:
             with self._lock:
                 self.objects.pop(key, None)
                 period = self.periods.pop(key, None)
-            for job in (f"reconcile:{key}", f"retrain:{key}"):
-                if self.scheduler.get_job(job):
-                    self.scheduler.remove_job(job)
+                self.urgent.discard(key)
+            if self.scheduler.get_job(f"retrain:{key}"):
+                self.scheduler.remove_job(f"retrain:{key}")
             self._drop_idle_cycle(period)
             with self._reconciling:
                 self.reconciler.forget(key)
@@ -270,15 +279,8 @@ class Controller:
                 replace_existing=True,
                 next_run_time=utcnow() + sync,
             )
-        self.scheduler.add_job(
-            self.reconcile,
-            "date",
-            args=[key],
-            run_date=utcnow(),
-            id=f"reconcile:{key}",
-            replace_existing=True,
-            misfire_grace_time=None,  # however busy the scheduler is, a new spec is acted on
-        )
+        with self._lock:
+            self.urgent.add(key)
         try:
             trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
         except ValueError:
