@@ -95,6 +95,13 @@ class ModelJob:
     model_store: str | None = None
     """Root of the model store; the scaler's models go under ``ROOT/NAMESPACE/NAME``."""
 
+    hold_out: timedelta = timedelta(0)
+    """The newest stretch of history the model is not fitted on, so that its forecast
+    covers it: the policy compares the forecast with the load there to rescale it to the
+    level the load runs at now (:func:`controller.policy.nowcast`), as in the replay,
+    whose models are fitted once a day. A model fitted up to now would forecast only
+    from now, and the nowcast would find nothing to compare."""
+
 
 @dataclass(frozen=True)
 class ModelResult:
@@ -115,7 +122,9 @@ def run_job(job: ModelJob) -> ModelResult:
     Raises ``ValueError``/``RuntimeError`` when the history cannot make a model (too short,
     all missing) and :class:`forecaster.store.StoreError` when the store fails.
     """
-    config, history, now = job.config, job.history, job.now
+    config, now = job.config, job.now
+    cutoff = pd.Timestamp(now.replace(tzinfo=None)).floor(config.step) - job.hold_out
+    history = job.history[job.history["ds"] <= cutoff]
     until = now + (
         timedelta(days=config.outlook.days, hours=1) if job.outlook else config.horizon * 2
     )
@@ -142,7 +151,7 @@ def run_job(job: ModelJob) -> ModelResult:
     if job.outlook:
         ahead = _predict(fitted, until, config.step, config.quantile, events)
         hours = project(ahead, config.quantile, now, config.outlook.days)
-        outlook = OutlookState(now, info.version, hours, typical_bands(history))
+        outlook = OutlookState(now, info.version, hours, typical_bands(job.history))
     return ModelResult(info, forecast, outlook, trained, note)
 
 

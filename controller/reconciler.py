@@ -342,6 +342,7 @@ class Reconciler:
             model=model,
             outlook=config.outlook.enabled and self._outlook_due(state, now),
             model_store=self.model_store,
+            hold_out=LEVEL_WINDOW,
         )
         if kind == "train":
             state.retrain_due = False  # the job in flight answers it; a failure asks again

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from controller.modelling import InlineExecutor, ModelJob, WorkerPool, run_job
+from controller.policy import nowcast
 from controller.prometheus import HistoryCache, PrometheusClient
-from controller.reconciler import JOB_RETRY, Reconciler
+from controller.reconciler import JOB_RETRY, LEVEL_WINDOW, Reconciler
 from controller.spec import parse_scaler
 from forecaster.engine import DaskEngine
 from tests.kubefake import FakeKubeServer
@@ -152,3 +153,27 @@ def test_inline_processes_and_dask_give_the_same_forecast(prom, tmp_path) -> Non
         np.testing.assert_allclose(other.forecast.upper, inline.forecast.upper, rtol=1e-12)
         assert other.outlook is not None and inline.outlook is not None
         assert other.outlook.hours.equals(inline.outlook.hours)
+
+
+@pytest.mark.parametrize(("hold_out", "rescaled"), [(LEVEL_WINDOW, True), (timedelta(0), False)])
+def test_the_held_out_hours_let_the_nowcast_run(prom, hold_out, rescaled) -> None:  # noqa: F811
+    """The policy rescales the forecast by the load of the last two hours only if the
+    forecast covers them: the model is fitted on history up to two hours ago."""
+    config = parse_scaler(
+        {**scaler(prom.url, "Scale"), "metadata": {"name": "p", "namespace": "gov"}}
+    )
+    history = HistoryCache().get(
+        PrometheusClient(prom.url),
+        config.query,
+        START,
+        config.history_window,
+        config.step,
+        config.key,
+    )
+    result = run_job(ModelJob("start", config, history, START, hold_out=hold_out))
+    first = np.datetime64(START.replace(tzinfo=None) - hold_out + timedelta(minutes=1), "ns")
+    assert result.forecast.times[0] == first
+    window = int(LEVEL_WINDOW / config.step)
+    recent = history["y"].to_numpy()[-window:-1]
+    scaled = nowcast(result.forecast, START, recent, (0.5, 4.0))
+    assert (scaled is not result.forecast) == rescaled
