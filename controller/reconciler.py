@@ -174,10 +174,6 @@ class Reconciler:
         finally:
             self.metrics.reconcile_seconds.observe((datetime.now(UTC) - started).total_seconds())
 
-    def request_retrain(self, key: str) -> None:
-        """Mark a scaler for retraining at its next reconcile (the cron job calls this)."""
-        self.states.setdefault(key, ScalerState()).retrain_due = True
-
     def forget(self, key: str) -> None:
         """Drop a deleted scaler's state, model job, cached history and metrics."""
         state = self.states.pop(key, None)

@@ -1,6 +1,6 @@
 """The controller process: watch PredictiveScalers, elect a leader, reconcile on a schedule.
 
-Three loops share one apscheduler ``BackgroundScheduler``:
+The loops are jobs of one apscheduler ``BackgroundScheduler``:
 
 - the leader election ticks every ``retry_period`` (:class:`controller.leader.LeaderElector`);
   only the leader reconciles, standbys keep their watch and caches warm;
@@ -12,7 +12,8 @@ Three loops share one apscheduler ``BackgroundScheduler``:
   A spec change (a new generation, or every scaler at start-up) puts the scaler in the
   ``urgent`` set, which one job drains every second, batched like a cycle: never a job
   (a thread) per scaler, which for a thousand scalers starved the leader election;
-- one cron job per scaler marks it for retraining on its ``retrain.schedule``.
+- the retrain schedule (``retrain.schedule``) needs no job: each reconcile compares the
+  time with the schedule's next firing (:class:`controller.reconciler.Reconciler`).
 
 Reconciles never overlap: the reconciler's caches are shared between scalers.
 
@@ -32,8 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, KubeError
@@ -44,6 +45,7 @@ from controller.spec import SpecError, parse_duration, parse_scaler
 log = logging.getLogger("surgecast.controller")
 
 DEFAULT_SYNC = timedelta(seconds=30)
+SCHEDULER_THREADS = 4
 URGENT_EVERY = 1.0
 """Seconds between looks at the scalers whose spec changed."""
 WATCH_BACKOFF = (1.0, 30.0)
@@ -67,7 +69,11 @@ class Controller:
     watch_timeout: int = 60
     scheduler: BackgroundScheduler = field(
         default_factory=lambda: BackgroundScheduler(
-            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1}
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1},
+            # Jobs: the election, the urgent set, one cycle per sync period; a thread each
+            # at most. Fewer threads also mean fewer malloc arenas holding freed memory.
+            executors={"default": ThreadPoolExecutor(SCHEDULER_THREADS)},
         )
     )
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -181,9 +187,6 @@ class Controller:
             namespace, _, name = key.partition("/")
             self.reconciler.metrics.errors.labels(namespace, name, "Unexpected").inc()
 
-    def _retrain(self, key: str) -> None:
-        self.reconciler.request_retrain(key)
-
     # -- watching ------------------------------------------------------------------------------
 
     def _watch(self) -> None:
@@ -228,8 +231,6 @@ class Controller:
                 self.objects.pop(key, None)
                 period = self.periods.pop(key, None)
                 self.urgent.discard(key)
-            if self.scheduler.get_job(f"retrain:{key}"):
-                self.scheduler.remove_job(f"retrain:{key}")
             self._drop_idle_cycle(period)
             with self._reconciling:
                 self.reconciler.forget(key)
@@ -253,11 +254,10 @@ class Controller:
             self.scheduler.remove_job(_cycle(period))
 
     def _schedule(self, key: str, obj: dict[str, Any]) -> None:
-        """(Re)create the scaler's jobs and reconcile now: the spec changed."""
-        sync, schedule = DEFAULT_SYNC, "0 3 * * *"
+        """Put the scaler in its period's cycle and reconcile it now: the spec changed."""
+        sync = DEFAULT_SYNC
         try:
-            config = parse_scaler(obj)
-            sync, schedule = config.sync_period, config.retrain_schedule
+            sync = parse_scaler(obj).sync_period
         except SpecError:
             raw = obj.get("spec", {}).get("behavior", {}).get("syncPeriod")
             try:
@@ -281,14 +281,6 @@ class Controller:
             )
         with self._lock:
             self.urgent.add(key)
-        try:
-            trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
-        except ValueError:
-            log.warning("%s: retrain schedule %r is not a cron expression", key, schedule)
-            return
-        self.scheduler.add_job(
-            self._retrain, trigger, args=[key], id=f"retrain:{key}", replace_existing=True
-        )
 
 
 def _cycle(period: float) -> str:

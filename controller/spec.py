@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
 
 from controller.policy import Override
 
@@ -156,6 +158,11 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         problems.append(f"spec.model.name: {model_name!r} is not one of {', '.join(MODELS)}")
     retrain = spec.get("retrain") if isinstance(spec.get("retrain"), dict) else {}
     history = reader.duration("retrain.historyWindow", retrain.get("historyWindow", "28d"))
+    schedule = str(retrain.get("schedule", "0 3 * * *"))
+    try:
+        CronTrigger.from_crontab(schedule, timezone=UTC)
+    except ValueError as exc:
+        problems.append(f"spec.retrain.schedule: {schedule!r} is not a cron expression ({exc})")
     if history is not None and history > MAX_HISTORY:
         problems.append(
             f"spec.retrain.historyWindow: {retrain.get('historyWindow')} is longer than 400d"
@@ -204,7 +211,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         model=model_name,
         model_params=dict(model.get("params") or {}),
         min_backtest_score=float(model.get("minBacktestScore", 0.5)),
-        retrain_schedule=str(retrain.get("schedule", "0 3 * * *")),
+        retrain_schedule=schedule,
         history_window=history or timedelta(days=28),
         max_forecast_age=max_age or timedelta(hours=26),
         tolerance=float(tolerance if tolerance is not None else 0.1),

@@ -95,6 +95,10 @@ def test_minimal_spec_takes_every_default() -> None:
         ),
         (lambda s: s.update(events="soon"), "spec.events: not a list"),
         (lambda s: s["model"].update(name="gpt"), "spec.model.name: 'gpt' is not one of"),
+        (
+            lambda s: s.update(retrain={"schedule": "daily at 3"}),
+            "spec.retrain.schedule: 'daily at 3' is not a cron expression",
+        ),
         (lambda s: s.update(outlook={"days": 30}), "spec.outlook.days: 30 is more than 14"),
         (lambda s: s.update(outlook={"enabled": "yes"}), "spec.outlook.enabled: 'yes' is not"),
         (lambda s: s.update(feed={"public": 1}), "spec.feed.public: 1 is not true or false"),
