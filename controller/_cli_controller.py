@@ -24,6 +24,9 @@ from controller.spec import parse_duration
 from forecaster._cli_common import fail
 from forecaster.engine import DaskEngine, Engine, open_engine
 
+JOBS_PER_WORKER = 2
+"""Model jobs in flight per worker: one running, one waiting so no worker idles."""
+
 app = typer.Typer(help="Run the in-cluster controller.", no_args_is_help=True)
 
 
@@ -141,6 +144,7 @@ def run(
             retention=retention,
             refresh=refresh_every,
             executor=executor,
+            max_jobs=JOBS_PER_WORKER * _workers(engine, model_workers),
         )
         elector = LeaderElector(kube, lease_namespace, lease_name, identity)
         controller = Controller(kube, reconciler, elector, namespace=namespace)
@@ -163,6 +167,10 @@ def run(
         if feed is not None:
             feed.stop()
         executor.shutdown(wait=False)  # jobs still queued are dropped; the next leader reruns them
+
+
+def _workers(engine: Engine, local: int) -> int:
+    return engine.workers if isinstance(engine, DaskEngine) else local
 
 
 def _model_executor(engine: Engine, workers: int) -> Executor:

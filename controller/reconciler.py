@@ -136,6 +136,7 @@ class Reconciler:
         retention: how long decisions stay in the log (None: for ever); pruned hourly.
         executor: where model jobs run (:mod:`controller.modelling`); the default runs them
             inside the reconcile, the controller gives a worker pool or a Dask cluster.
+        max_jobs: most model jobs in flight at once (None: no limit).
         cache: the history of every scaler's query, shared: scalers with the same query
             and Prometheus share one series.
 
@@ -151,6 +152,11 @@ class Reconciler:
     retention: timedelta | None = None
     pruned_at: datetime | None = None
     executor: Executor = field(default_factory=InlineExecutor)
+    max_jobs: int | None = None
+    jobs: int = 0
+    """Model jobs submitted and not yet collected. At ``max_jobs``, scalers wait for a
+    free slot at a later cycle: every job queued holds a copy of its scaler's history, so
+    a thousand queued at start-up would hold a thousand copies."""
     cache: HistoryCache = field(default_factory=HistoryCache)
     states: dict[str, ScalerState] = field(default_factory=dict)
     clients: dict[str, PrometheusClient] = field(default_factory=dict)
@@ -179,15 +185,12 @@ class Reconciler:
         state = self.states.pop(key, None)
         if state is not None and state.job is not None:
             state.job.cancel()
+            self.jobs -= 1
         series = state.series if state is not None else None
         if series is not None and all(other.series != series for other in self.states.values()):
             self.cache.forget(*series)
         namespace, _, name = key.partition("/")
         self.metrics.forget(namespace, name)
-
-    def jobs_running(self) -> int:
-        """Model jobs submitted and not yet collected, over all scalers."""
-        return sum(state.job is not None for state in self.states.values())
 
     def prefetch(self, objs: Sequence[dict[str, Any]], now: datetime) -> None:
         """Read the live load and the newest history of many scalers in a few requests.
@@ -320,6 +323,8 @@ class Reconciler:
         kind = self._job_due(config, state, now)
         if kind is None or state.job is not None:
             return
+        if self.max_jobs is not None and self.jobs >= self.max_jobs:
+            return  # the workers are busy: asked again next cycle, holding no history
         if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
             return
         try:
@@ -343,6 +348,7 @@ class Reconciler:
         if kind == "train":
             state.retrain_due = False  # the job in flight answers it; a failure asks again
         state.job, state.job_kind = self.executor.submit(run_job, job), kind
+        self.jobs += 1
         self._collect(config, state, obj, now)
 
     def _job_due(self, config: ScalerConfig, state: ScalerState, now: datetime) -> JobKind | None:
@@ -374,6 +380,7 @@ class Reconciler:
         if job is None or not job.done():
             return
         state.job = None
+        self.jobs -= 1
         try:
             result: ModelResult = job.result()
         except Exception as exc:  # noqa: BLE001 - whatever a job raised, it failed; try later

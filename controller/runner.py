@@ -175,7 +175,7 @@ class Controller:
         took = time.monotonic() - started
         metrics.cycle_seconds.labels(label).observe(took)
         metrics.cycle_scalers.labels(label).set(len(due))
-        metrics.model_jobs.set(self.reconciler.jobs_running())
+        metrics.model_jobs.set(self.reconciler.jobs)
         metrics.history_bytes.set(self.reconciler.cache.nbytes)
         return took, len(due)
 

@@ -7,8 +7,10 @@ reads the same series.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -102,3 +104,40 @@ def test_forgetting_a_scaler_drops_its_series_unless_shared(fleet, proxy, tmp_pa
     rec.forget("gov/portal-01-twin")
     assert len(rec.cache) == SCALERS - 2
     assert "gov/portal-01" not in rec.states
+
+
+class HeldExecutor(Executor):
+    """Holds every job until the test releases it: a pool whose workers are all busy."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Future, Callable, tuple]] = []
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self.held.append((future, fn, args))
+        return future
+
+    def release(self) -> None:
+        for future, fn, args in self.held:
+            future.set_result(fn(*args))
+        self.held.clear()
+
+
+def test_at_most_max_jobs_are_in_flight_and_the_rest_wait(fleet, proxy, tmp_path) -> None:
+    rec = reconciler(fleet, tmp_path)
+    rec.executor, rec.max_jobs = HeldExecutor(), 5
+    first = cycle(fleet, rec, 0)
+    assert rec.jobs == 5 and len(rec.executor.held) == 5
+    assert all(d.fallback == "ForecastMissing" for d in first)  # reactive meanwhile
+    cycle(fleet, rec, 1)
+    assert len(rec.executor.held) == 5  # no slot: nobody else submitted
+    rec.executor.release()
+    cycle(fleet, rec, 2)  # five collected, five more submitted
+    assert rec.jobs == 5
+    rec.executor.release()
+    cycle(fleet, rec, 3)
+    assert rec.jobs == 2
+    rec.executor.release()
+    decisions = cycle(fleet, rec, 4)
+    assert rec.jobs == 0
+    assert all(d.fallback is None for d in decisions)  # every scaler has its model

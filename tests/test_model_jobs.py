@@ -78,21 +78,21 @@ def test_a_reconcile_does_not_wait_for_training(api, prom, tmp_path) -> None:  #
         first = reconcile(api, rec)
         took = time.monotonic() - started
         # A fresh worker process alone takes longer to start than this reconcile took.
-        assert rec.jobs_running() == 1, took
+        assert rec.jobs == 1, took
         assert first.fallback == "ForecastMissing"
         assert conditions(api)["ModelTrained"]["status"] == "False"
         assert conditions(api)["Fallback"]["reason"] == "ForecastMissing"
 
         wait_for(lambda: rec.states["gov/portal"].job.done())
         reconcile(api, rec, minutes=1)
-        assert rec.jobs_running() == 0
+        assert rec.jobs == 0
         assert conditions(api)["ModelTrained"]["status"] == "True"
         assert conditions(api)["Fallback"]["status"] == "False"
         assert status(api)["model"]["name"] == "seasonal_quantile"
         assert len(events(api, "ModelTrained")) == 1
 
         reconcile(api, rec, minutes=2)  # fresh forecast: no new job
-        assert rec.jobs_running() == 0
+        assert rec.jobs == 0
 
 
 def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
@@ -112,14 +112,14 @@ def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
         (failed,) = events(api, "ModelTrainingFailed")
         assert "BrokenProcessPool" in failed["message"]
         assert conditions(api)["ModelTrained"]["status"] == "False"
-        assert rec.jobs_running() == 0
+        assert rec.jobs == 0
 
         reconcile(api, rec, minutes=2)  # too soon to try again
-        assert rec.jobs_running() == 0
+        assert rec.jobs == 0
 
         retry = int(JOB_RETRY / timedelta(minutes=1)) + 1
         reconcile(api, rec, minutes=retry)  # a new pool takes the job
-        assert rec.jobs_running() == 1
+        assert rec.jobs == 1
         wait_for(lambda: rec.states["gov/portal"].job.done())
         reconcile(api, rec, minutes=retry + 1)
         assert conditions(api)["ModelTrained"]["status"] == "True"
