@@ -56,6 +56,8 @@ STEP = pd.Timedelta(FREQ)
 WEEK = int(pd.Timedelta("7D") / STEP)
 SYNC = 30
 METRIC = "bench_requests_per_second"
+CYCLE = f'period="{SYNC}s"'
+"""The sync cycles' series (not the urgent reconciles of changed specs and finished jobs)."""
 
 
 # -- the live exporter (its own process) ----------------------------------------------------
@@ -200,12 +202,12 @@ def kubeconfig(path: Path, server: str) -> None:
 # -- measuring ------------------------------------------------------------------------------
 
 
-def metric(url: str, name: str) -> float:
-    """The sum of every series of ``name`` on the controller's /metrics (0 when absent)."""
+def metric(url: str, name: str, labels: str = "") -> float:
+    """The sum of the series of ``name`` whose labels contain ``labels`` (0 when absent)."""
     with urllib.request.urlopen(url, timeout=5) as answer:
         text = answer.read().decode()
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.M)
-    return sum(float(value) for value in pattern.findall(text))
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$", re.M)
+    return sum(float(value) for found, value in pattern.findall(text) if labels in found)
 
 
 def trained(api: FakeKubeServer, names: list[str]) -> int:
@@ -333,8 +335,8 @@ def measure(
     have_models = trained(api, names)
 
     cpu0, workers0 = cpu_seconds(me), children_cpu(me)
-    cycles0 = metric(metrics, "surgecast_cycle_duration_seconds_count")
-    took0 = metric(metrics, "surgecast_cycle_duration_seconds_sum")
+    cycles0 = metric(metrics, "surgecast_cycle_duration_seconds_count", CYCLE)
+    took0 = metric(metrics, "surgecast_cycle_duration_seconds_sum", CYCLE)
     overruns0 = metric(metrics, "surgecast_cycle_overruns_total")
     since = pd.Timestamp.now(tz="UTC").tz_localize(None)
     start, peak_rss, peak_workers = time.monotonic(), 0, 0
@@ -345,7 +347,7 @@ def measure(
         time.sleep(1)
     wall = time.monotonic() - start
     until = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    cycles = metric(metrics, "surgecast_cycle_duration_seconds_count") - cycles0
+    cycles = metric(metrics, "surgecast_cycle_duration_seconds_count", CYCLE) - cycles0
     per_scaler = decisions_per_scaler(db, since, until).reindex(
         [f"fleet/{n}" for n in names], fill_value=0
     )
@@ -353,7 +355,7 @@ def measure(
         "warm": warm,
         "models": have_models,
         "cycles": cycles,
-        "cycle_s": (metric(metrics, "surgecast_cycle_duration_seconds_sum") - took0)
+        "cycle_s": (metric(metrics, "surgecast_cycle_duration_seconds_sum", CYCLE) - took0)
         / max(cycles, 1),
         "overruns": metric(metrics, "surgecast_cycle_overruns_total") - overruns0,
         "min_decisions": int(per_scaler.min()),

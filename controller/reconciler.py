@@ -155,8 +155,15 @@ class Reconciler:
     max_jobs: int | None = None
     jobs: int = 0
     """Model jobs submitted and not yet collected. At ``max_jobs``, scalers wait for a
-    free slot at a later cycle: every job queued holds a copy of its scaler's history, so
-    a thousand queued at start-up would hold a thousand copies."""
+    free slot (:meth:`take_waiting`): every job queued holds a copy of its scaler's
+    history, so a thousand queued at start-up would hold a thousand copies."""
+
+    waiting: dict[str, None] = field(default_factory=dict)
+    """Scalers refused a job slot, in the order they asked."""
+
+    job_done: Callable[[str], None] | None = None
+    """Called with the scaler's key when its job finishes, from the executor's thread:
+    the runner reconciles it at once, so the result is installed and the slot freed."""
     cache: HistoryCache = field(default_factory=HistoryCache)
     states: dict[str, ScalerState] = field(default_factory=dict)
     clients: dict[str, PrometheusClient] = field(default_factory=dict)
@@ -186,11 +193,20 @@ class Reconciler:
         if state is not None and state.job is not None:
             state.job.cancel()
             self.jobs -= 1
+        self.waiting.pop(key, None)
         series = state.series if state is not None else None
         if series is not None and all(other.series != series for other in self.states.values()):
             self.cache.forget(*series)
         namespace, _, name = key.partition("/")
         self.metrics.forget(namespace, name)
+
+    def take_waiting(self) -> list[str]:
+        """Scalers that waited for a job slot, as many as there are free slots now."""
+        free = len(self.waiting) if self.max_jobs is None else self.max_jobs - self.jobs
+        taken = list(self.waiting)[: max(0, free)]
+        for key in taken:
+            del self.waiting[key]
+        return taken
 
     def prefetch(self, objs: Sequence[dict[str, Any]], now: datetime) -> None:
         """Read the live load and the newest history of many scalers in a few requests.
@@ -324,7 +340,8 @@ class Reconciler:
         if kind is None or state.job is not None:
             return
         if self.max_jobs is not None and self.jobs >= self.max_jobs:
-            return  # the workers are busy: asked again next cycle, holding no history
+            self.waiting[config.key] = None  # woken when a slot frees; holds no history
+            return
         if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
             return
         try:
@@ -349,6 +366,9 @@ class Reconciler:
             state.retrain_due = False  # the job in flight answers it; a failure asks again
         state.job, state.job_kind = self.executor.submit(run_job, job), kind
         self.jobs += 1
+        self.waiting.pop(config.key, None)
+        if self.job_done is not None:
+            state.job.add_done_callback(lambda _, key=config.key: self.job_done(key))  # type: ignore[misc]
         self._collect(config, state, obj, now)
 
     def _job_due(self, config: ScalerConfig, state: ScalerState, now: datetime) -> JobKind | None:

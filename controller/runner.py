@@ -94,6 +94,7 @@ class Controller:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Controller:
+        self.reconciler.job_done = self._job_done
         self.scheduler.start()
         self.scheduler.add_job(
             self._elect,
@@ -137,10 +138,15 @@ class Controller:
         self.reconciler.metrics.leader.set(1 if leading else 0)
 
     def reconcile_urgent(self) -> None:
-        """Reconcile the scalers whose spec changed, if this instance leads; never raises."""
+        """Reconcile the scalers whose spec changed or whose model job finished, and those
+        waiting for a free job slot, if this instance leads; never raises."""
         with self._lock:
             keys, self.urgent = self.urgent, set()
-        self._reconcile_many(keys, "urgent")
+        self._reconcile_many(keys, "urgent", wake_waiting=True)
+
+    def _job_done(self, key: str) -> None:
+        with self._lock:
+            self.urgent.add(key)
 
     def cycle(self, period: float) -> None:
         """Reconcile every scaler whose sync period is ``period`` seconds; never raises."""
@@ -156,16 +162,22 @@ class Controller:
                 period,
             )
 
-    def _reconcile_many(self, keys: set[str], label: str) -> tuple[float, int]:
+    def _reconcile_many(
+        self, keys: set[str], label: str, wake_waiting: bool = False
+    ) -> tuple[float, int]:
         """Read the scalers' data in batches, then reconcile each; (seconds, scalers)."""
         now = self.clock()
-        if not keys or not self.elector.is_leader(now):
+        if not self.elector.is_leader(now):
             return 0.0, 0
-        with self._lock:
-            due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
         metrics = self.reconciler.metrics
         started = time.monotonic()
         with self._reconciling:
+            if wake_waiting:
+                keys = keys | set(self.reconciler.take_waiting())
+            if not keys:
+                return 0.0, 0
+            with self._lock:
+                due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
             try:
                 self.reconciler.prefetch([obj for _, obj in due], now)
             except Exception:  # each reconcile then asks Prometheus on its own

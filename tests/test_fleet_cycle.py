@@ -129,6 +129,8 @@ def test_at_most_max_jobs_are_in_flight_and_the_rest_wait(fleet, proxy, tmp_path
     first = cycle(fleet, rec, 0)
     assert rec.jobs == 5 and len(rec.executor.held) == 5
     assert all(d.fallback == "ForecastMissing" for d in first)  # reactive meanwhile
+    assert list(rec.waiting) == [f"gov/portal-{k:02d}" for k in range(6, SCALERS + 1)]
+    assert rec.take_waiting() == []  # no free slot
     cycle(fleet, rec, 1)
     assert len(rec.executor.held) == 5  # no slot: nobody else submitted
     rec.executor.release()
@@ -141,3 +143,23 @@ def test_at_most_max_jobs_are_in_flight_and_the_rest_wait(fleet, proxy, tmp_path
     decisions = cycle(fleet, rec, 4)
     assert rec.jobs == 0
     assert all(d.fallback is None for d in decisions)  # every scaler has its model
+
+
+def test_a_finished_job_calls_back_and_its_slot_goes_to_the_first_waiting(
+    fleet,
+    proxy,
+    tmp_path,
+) -> None:
+    """What lets the runner hand a slot on at once rather than at the next cycle."""
+    rec = reconciler(fleet, tmp_path)
+    finished: list[str] = []
+    rec.executor, rec.max_jobs, rec.job_done = HeldExecutor(), 1, finished.append
+    cycle(fleet, rec, 0)
+    assert rec.jobs == 1 and len(rec.waiting) == SCALERS - 1
+    rec.executor.release()
+    assert finished == ["gov/portal-01"]
+    assert rec.take_waiting() == []  # the slot is free once the result is installed
+    obj = copy.deepcopy(fleet.state.get("predictivescalers", "gov", "portal-01"))
+    rec.reconcile(obj, START + timedelta(seconds=5))
+    assert rec.jobs == 0 and rec.states["gov/portal-01"].model is not None
+    assert rec.take_waiting() == ["gov/portal-02"]
