@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import timedelta
 
@@ -28,6 +27,7 @@ from forecaster.engine import DaskEngine
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
+from tests.test_controller_runner import wait_for
 from tests.test_faults import reconciler
 
 
@@ -36,15 +36,6 @@ def api():
     with FakeKubeServer() as server:
         server.state.put("deployments", "gov", DEPLOYMENT)
         yield server
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def with_executor(api: FakeKubeServer, tmp_path, executor: Executor) -> Reconciler:
@@ -83,7 +74,7 @@ def test_a_reconcile_does_not_wait_for_training(api, prom, tmp_path) -> None:  #
         assert conditions(api)["ModelTrained"]["status"] == "False"
         assert conditions(api)["Fallback"]["reason"] == "ForecastMissing"
 
-        wait_for(lambda: rec.states["gov/portal"].job.done())
+        wait_for(lambda: rec.states["gov/portal"].job.done(), seconds=60)
         reconcile(api, rec, minutes=1)
         assert rec.jobs == 0
         assert conditions(api)["ModelTrained"]["status"] == "True"
@@ -103,10 +94,11 @@ def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
     api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
     with WorkerPool(1) as pool:
         rec = with_executor(api, tmp_path, pool)
+        others = set(multiprocessing.active_children())
         reconcile(api, rec)
-        (worker,) = multiprocessing.active_children()
+        (worker,) = set(multiprocessing.active_children()) - others
         os.kill(worker.pid, signal.SIGKILL)
-        wait_for(lambda: rec.states["gov/portal"].job.done())
+        wait_for(lambda: rec.states["gov/portal"].job.done(), seconds=60)
 
         reconcile(api, rec, minutes=1)
         (failed,) = events(api, "ModelTrainingFailed")
@@ -120,7 +112,7 @@ def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
         retry = int(JOB_RETRY / timedelta(minutes=1)) + 1
         reconcile(api, rec, minutes=retry)  # a new pool takes the job
         assert rec.jobs == 1
-        wait_for(lambda: rec.states["gov/portal"].job.done())
+        wait_for(lambda: rec.states["gov/portal"].job.done(), seconds=60)
         reconcile(api, rec, minutes=retry + 1)
         assert conditions(api)["ModelTrained"]["status"] == "True"
     assert len(events(api, "ModelTrained")) == 1
