@@ -339,10 +339,10 @@ class Reconciler:
         kind = self._job_due(config, state, now)
         if kind is None or state.job is not None:
             return
+        if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
+            return
         if self.max_jobs is not None and self.jobs >= self.max_jobs:
             self.waiting[config.key] = None  # woken when a slot frees; holds no history
-            return
-        if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
             return
         try:
             history = self.cache.get(
