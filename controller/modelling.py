@@ -113,8 +113,6 @@ class ModelResult:
     trained: bool
     """A new version was backtested, chosen and stored (the reconciler emits an Event)."""
 
-    note: str = ""
-
 
 def run_job(job: ModelJob) -> ModelResult:
     """Do one job: get a fitted model (stored, trained or refitted), then forecast from now.
@@ -132,7 +130,7 @@ def run_job(job: ModelJob) -> ModelResult:
     events = event_calendar(
         config.events, history["ds"].min(), pd.Timestamp(until.replace(tzinfo=None)), step
     )
-    trained, note = False, ""
+    trained = False
     loaded = _load_stored(config, job.model_store, now) if job.kind == "start" else None
     if job.kind == "refit" and job.model is not None:
         models = {job.model.name: candidates(config)[job.model.name]().fit(history, events=events)}
@@ -140,7 +138,7 @@ def run_job(job: ModelJob) -> ModelResult:
     elif loaded is not None:
         models, info = loaded
     else:
-        models, info, note = _train(config, history, events, now, job.model_store)
+        models, info = _train(config, history, events, now, job.model_store)
         trained = True
     fitted = models[info.name]
     predicted = _predict(fitted, now + config.horizon, config.step, config.quantile, events)
@@ -152,7 +150,7 @@ def run_job(job: ModelJob) -> ModelResult:
         ahead = _predict(fitted, until, config.step, config.quantile, events)
         hours = project(ahead, config.quantile, now, config.outlook.days)
         outlook = OutlookState(now, info.version, hours, typical_bands(job.history))
-    return ModelResult(info, forecast, outlook, trained, note)
+    return ModelResult(info, forecast, outlook, trained)
 
 
 def lead_time_of(config: ScalerConfig) -> timedelta:
@@ -183,7 +181,7 @@ def _train(
     events: pd.DataFrame | None,
     now: datetime,
     model_store: str | None,
-) -> tuple[dict[str, Any], ModelInfo, str]:
+) -> tuple[dict[str, Any], ModelInfo]:
     """Backtest, choose, fit, and store a new version when a store is configured."""
     from forecaster import store
     from forecaster.training import train
@@ -224,7 +222,7 @@ def _train(
             now,
         )
     info = ModelInfo(name, version, now, config.generation, recall, refitted_at=now)
-    return trained.models, info, trained.note
+    return trained.models, info
 
 
 def _load_stored(
