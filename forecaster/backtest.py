@@ -135,7 +135,7 @@ def score(
             "mase": mase(y, yhat, train, season),
             "coverage": coverage(y, high),
             "peak_recall": peak_recall(y, high),
-            "selection_score": selection_score(y, high, upper),
+            "selection_score": selection_score(y, yhat, high, upper),
         }
         for q in sorted({*quantiles, upper}):
             row[f"pinball_{quantile_column(q)}"] = pinball(y, one[quantile_column(q)].to_numpy(), q)

@@ -1,10 +1,11 @@
 """Choose a model per series by backtest, fit it, and forecast with the result.
 
 This is what ``surgecast backtest``, ``surgecast train`` and the controller share: the
-choice is made by the selection score (the upper quantile's pinball loss with shortfalls
-weighted three times, see :func:`forecaster.metrics.selection_score`), because
-under-forecasting is what pages on-call. Series that chose the same model are fitted
-together, so a global model (gradient boosting) still learns across all of them.
+choice is made by the selection score (the median's pinball loss plus the upper
+quantile's, with the upper quantile's shortfalls weighted three times, see
+:func:`forecaster.metrics.selection_score`), because under-forecasting is what pages
+on-call. Series that chose the same model are fitted together, so a global model
+(gradient boosting) still learns across all of them.
 
 The work runs on an :class:`~forecaster.engine.Engine`. On several workers a model that
 fits every series on its own is backtested in a few chunks of series per worker, and a

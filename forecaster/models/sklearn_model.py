@@ -125,6 +125,10 @@ class GradientBoostingForecaster(BaseEstimator):
         seasonal_lags: seasons back of the target's time of day used as features.
         global_model: one model across all series (False: one per series).
         max_samples: training samples (origin, step) drawn in all; caps the fit time.
+        min_samples_per_series: samples drawn from each series even when that takes the
+            total past ``max_samples``: a global model over hundreds of series learns each
+            one's shape only from enough of its own samples (M4 Hourly's 414 series: OWA
+            0.63 at 145 samples each, 0.58 at 1,000).
         max_iter, learning_rate, max_leaf_nodes, min_samples_leaf: the booster's settings.
         holdout: share of each series' most recent origins held out to measure the errors
             that make the quantiles; the model is then refitted on everything.
@@ -140,6 +144,7 @@ class GradientBoostingForecaster(BaseEstimator):
         seasonal_lags: int = 2,
         global_model: bool = True,
         max_samples: int = 60_000,
+        min_samples_per_series: int = 1_000,
         max_iter: int = 150,
         learning_rate: float = 0.1,
         max_leaf_nodes: int = 31,
@@ -155,6 +160,7 @@ class GradientBoostingForecaster(BaseEstimator):
         self.seasonal_lags = seasonal_lags
         self.global_model = global_model
         self.max_samples = max_samples
+        self.min_samples_per_series = min_samples_per_series
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -195,7 +201,7 @@ class GradientBoostingForecaster(BaseEstimator):
             series.append((uid, y))
         if not series:
             return self
-        budget = max(200, self.max_samples // len(series))
+        budget = max(self.min_samples_per_series, self.max_samples // len(series))
         samples = [self._samples(uid, y, events, budget, rng) for uid, y in series]
         groups = (
             [list(range(len(samples)))] if self.global_model else [[n] for n in range(len(samples))]
