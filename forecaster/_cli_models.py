@@ -45,8 +45,8 @@ def backtest_command(
 
     ``auto`` compares the fast models; Prophet is backtested when named (``--model
     prophet``), as it refits for seconds to minutes per fold. The selection score is the
-    median's pinball loss plus the upper quantile's, with the upper quantile's shortfalls
-    weighted three times: under-forecasting is what pages on-call.
+    median's pinball loss plus the upper quantile's, shortfalls weighted three times:
+    under-forecasting is what pages on-call.
     """
     models = registry(country=country, tz=tz, include_slow=model != "auto")
     if model != "auto" and model not in models:

@@ -87,23 +87,28 @@ def peak_recall(y: np.ndarray, upper: np.ndarray, top: float = 0.05) -> float:
 def selection_score(
     y: np.ndarray, median: np.ndarray, upper: np.ndarray, q: float, under_weight: float = 3.0
 ) -> float:
-    """Lower is better: pinball loss of the median plus that of the upper quantile, the
-    upper quantile's shortfalls weighted up.
+    """Lower is better: pinball loss of the median plus that of the upper quantile, every
+    shortfall weighted up.
 
-    Under-forecasting is what pages on-call, so a shortfall of the upper quantile (what the
-    controller scales on) costs ``under_weight`` times more than the same excess. The
-    median counts too: it is what the capacity outlook and every plot show, and judged on
-    the upper quantile alone a model whose band is well placed around a wrong centre wins
+    Under-forecasting is what pages on-call, so a shortfall costs ``under_weight`` times
+    more than the same excess. The upper quantile is what the controller scales on; the
+    median counts too, as it is what the capacity outlook and every plot show: judged on
+    the upper quantile alone, a model whose band is well placed around a wrong centre wins
     (on M4 Hourly, weekly seasonal naive for half the series, OWA 0.75 instead of 0.51).
     Used by ``--model auto`` to choose between models.
     """
     finite = np.isfinite(y) & np.isfinite(median) & np.isfinite(upper)
     if not finite.any():
         return np.nan
-    y, median, upper = y[finite], median[finite], upper[finite]
-    diff = y - upper
-    weighted = np.where(diff > 0, under_weight * q * diff, (1 - q) * -diff)
-    return float(pinball(y, median, 0.5) + np.mean(weighted))
+    y = y[finite]
+    return _weighted_pinball(y, median[finite], 0.5, under_weight) + _weighted_pinball(
+        y, upper[finite], q, under_weight
+    )
+
+
+def _weighted_pinball(y: np.ndarray, yq: np.ndarray, q: float, under_weight: float) -> float:
+    diff = y - yq
+    return float(np.mean(np.where(diff > 0, under_weight * q * diff, (1 - q) * -diff)))
 
 
 Metric = Callable[..., float]

@@ -2,7 +2,7 @@
 
 This is what ``surgecast backtest``, ``surgecast train`` and the controller share: the
 choice is made by the selection score (the median's pinball loss plus the upper
-quantile's, with the upper quantile's shortfalls weighted three times, see
+quantile's, shortfalls weighted three times, see
 :func:`forecaster.metrics.selection_score`), because under-forecasting is what pages
 on-call. Series that chose the same model are fitted together, so a global model
 (gradient boosting) still learns across all of them.

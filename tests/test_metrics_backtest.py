@@ -37,9 +37,9 @@ NAN = np.nan
         (mae, ([1, NAN, 3], [2, 5, NAN]), 1.0),  # missing data is not scored
         # a gap drops the pairs across it, never pairs values that are not a season apart
         (mase, ([3, 5], [4, 4], [1, 2, NAN, 4, 5, 6], 2), 1.0 / 2.0),
-        # the median's pinball loss plus the upper quantile's with its shortfall tripled
+        # the median's pinball loss plus the upper quantile's, shortfalls tripled
         (selection_score, ([10, 10], [10, 10], [8, 12], 0.9, 3.0), (3 * 0.9 * 2 + 0.1 * 2) / 2),
-        (selection_score, ([10, 10], [8, 12], [10, 10], 0.9, 3.0), (0.5 * 2 + 0.5 * 2) / 2),
+        (selection_score, ([10, 10], [8, 12], [10, 10], 0.9, 3.0), (3 * 0.5 * 2 + 0.5 * 2) / 2),
         (selection_score, ([10, NAN], [10, 1], [8, 1], 0.9, 3.0), 3 * 0.9 * 2),
     ],
 )
@@ -66,11 +66,9 @@ def test_selection_score_punishes_shortfalls_more_than_excess(y, q, gap) -> None
     y = np.asarray(y)
     short, over = selection_score(y, y, y - gap, q), selection_score(y, y, y + gap, q)
     assert short >= over * (3 * q / (1 - q)) - 1e-6
-    # a median off centre costs the same either way, and adds to the upper quantile's cost
-    assert selection_score(y, y - gap, y + gap, q) == pytest.approx(
-        selection_score(y, y + gap, y + gap, q)
-    )
-    assert selection_score(y, y + gap, y + gap, q) >= over
+    # so does a median below the load, and a median off centre adds to the upper's cost
+    assert selection_score(y, y - gap, y + gap, q) == pytest.approx(over + 3 * 0.5 * gap, abs=1e-6)
+    assert selection_score(y, y + gap, y + gap, q) == pytest.approx(over + 0.5 * gap, abs=1e-6)
     assert pinball(y, y, q) == 0
 
 
