@@ -45,6 +45,7 @@ from forecaster.models import (
     ConformalCalibrator,
     GradientBoostingForecaster,
     LastValue,
+    LinearForecaster,
     ProphetForecaster,
     SeasonalNaive,
     SeasonalQuantile,
@@ -60,6 +61,7 @@ MODEL_CLASSES: dict[str, type] = {
         SeasonalQuantile,
         LastValue,
         GradientBoostingForecaster,
+        LinearForecaster,
         ProphetForecaster,
         ConformalCalibrator,
     )

@@ -11,6 +11,7 @@ from typing import Any
 from forecaster.models.base import PerSeriesModel
 from forecaster.models.baselines import LastValue
 from forecaster.models.calibration import ConformalCalibrator
+from forecaster.models.linear import LinearForecaster
 from forecaster.models.prophet_model import ProphetForecaster
 from forecaster.models.seasonal import SeasonalNaive, SeasonalQuantile
 from forecaster.models.sklearn_model import GradientBoostingForecaster
@@ -30,6 +31,7 @@ def registry(
         "last_value": lambda: LastValue(),
         "seasonal_quantile": lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
         "gradient_boosting": lambda: GradientBoostingForecaster(country=country, tz=tz),
+        "linear": lambda: LinearForecaster(country=country, tz=tz),
     }
     if include_slow:
         models["prophet"] = lambda: ProphetForecaster(country=country, tz=tz)
@@ -41,6 +43,7 @@ __all__ = [
     "ProphetForecaster",
     "GradientBoostingForecaster",
     "LastValue",
+    "LinearForecaster",
     "PerSeriesModel",
     "SeasonalNaive",
     "SeasonalQuantile",
