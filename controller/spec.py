@@ -23,6 +23,7 @@ MODELS = (
     "auto",
     "seasonal_quantile",
     "gradient_boosting",
+    "linear",
     "prophet",
     "seasonal_naive",
     "seasonal_naive_week",

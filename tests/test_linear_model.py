@@ -16,32 +16,13 @@ from sklearn.linear_model import Ridge
 from forecaster import store
 from forecaster.models import LastValue, LinearForecaster, SeasonalNaive, registry
 from forecaster.models.linear import moments, ridge
+from tests.synthetic import poisson_days
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 
-def poisson_days(days: int, seed: int, freq: str = "5min", uid: str = "s") -> pd.DataFrame:
-    """Poisson counts around a known daily profile: the true quantiles are known."""
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range(
-        "2026-10-05", periods=days * int(pd.Timedelta("1D") / pd.Timedelta(freq)), freq=freq
-    )
-    hour = ds.hour + ds.minute / 60
-    mean = 20 + 80 * np.exp(-0.5 * ((hour - 10) / 2) ** 2)
-    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean).astype(float)})
-
-
 def test_registered_under_linear() -> None:
     assert isinstance(registry(country=None, tz=None)["linear"](), LinearForecaster)
-
-
-def test_quantiles_are_calibrated_on_poisson_counts() -> None:
-    frame = poisson_days(35, seed=2)
-    train, test = frame.iloc[: 28 * 288], frame.iloc[28 * 288 :]
-    forecast = LinearForecaster().fit(train).predict(len(test), quantiles=(0.5, 0.9, 0.99))
-    for q in (0.5, 0.9, 0.99):
-        covered = np.mean(test["y"].to_numpy() <= forecast[f"q{q:g}"].to_numpy())
-        assert abs(covered - q) < 0.04, (q, covered)
 
 
 @settings(max_examples=15, deadline=None)
@@ -115,19 +96,6 @@ def test_only_cold_starts_still_forecast() -> None:
     newborn = poisson_days(1, seed=7, freq="1h").iloc[:5]
     forecast = LinearForecaster().fit(newborn).predict(3, quantiles=(0.5, 0.9))
     assert len(forecast) == 3 and np.isfinite(forecast["q0.9"]).all()
-
-
-def test_events_known_in_advance_are_learned() -> None:
-    frame = poisson_days(21, seed=8, freq="1h")
-    release = frame["ds"].dt.hour.isin([15, 16]) & (frame["ds"].dt.day % 3 == 0)
-    frame.loc[release, "y"] += 300
-    future = pd.date_range(frame["ds"].max() + pd.Timedelta("1h"), periods=48, freq="1h")
-    events = pd.DataFrame({"ds": pd.concat([frame["ds"], pd.Series(future)]), "release": 0.0})
-    events.loc[events["ds"].dt.hour.isin([15, 16]) & (events["ds"].dt.day % 3 == 0), "release"] = 1
-    model = LinearForecaster().fit(frame, events=events)
-    forecast = model.predict(48, quantiles=(0.5,), events=events)
-    on = forecast["ds"].isin(events.loc[events["release"] == 1, "ds"])
-    assert on.any() and forecast.loc[on, "yhat"].mean() > forecast.loc[~on, "yhat"].mean() + 150
 
 
 def test_ridge_from_moments_matches_scikit_learn() -> None:

@@ -9,26 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from forecaster.models import GradientBoostingForecaster
+from forecaster.models import GradientBoostingForecaster, LinearForecaster
 from forecaster.models.features import design
 from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
+from tests.synthetic import poisson_days
 
 
-def poisson_days(days: int, seed: int, freq: str = "5min", uid: str = "s") -> pd.DataFrame:
-    """Poisson counts around a known daily profile: the true quantiles are known."""
-    rng = np.random.default_rng(seed)
-    ds = pd.date_range(
-        "2026-10-05", periods=days * int(pd.Timedelta("1D") / pd.Timedelta(freq)), freq=freq
-    )
-    hour = ds.hour + ds.minute / 60
-    mean = 20 + 80 * np.exp(-0.5 * ((hour - 10) / 2) ** 2)
-    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean).astype(float)})
-
-
-def test_quantiles_are_calibrated_on_poisson_counts() -> None:
+@pytest.mark.parametrize(
+    "model",
+    [GradientBoostingForecaster(max_iter=60, max_samples=20_000), LinearForecaster()],
+    ids=["gradient_boosting", "linear"],
+)
+def test_quantiles_are_calibrated_on_poisson_counts(model) -> None:
     frame = poisson_days(35, seed=2)
     train, test = frame.iloc[: 28 * 288], frame.iloc[28 * 288 :]
-    model = GradientBoostingForecaster(max_iter=60, max_samples=20_000)
     forecast = model.fit(train).predict(len(test), quantiles=(0.5, 0.9, 0.99))
     for q in (0.5, 0.9, 0.99):
         covered = np.mean(test["y"].to_numpy() <= forecast[f"q{q:g}"].to_numpy())
@@ -58,14 +52,19 @@ def test_cold_start_falls_back_to_a_baseline_and_says_so() -> None:
     assert forecast.groupby("unique_id").size().to_dict() == {"long": 6, "newborn": 6, "short": 6}
 
 
-def test_events_known_in_advance_are_learned() -> None:
+@pytest.mark.parametrize(
+    "model",
+    [GradientBoostingForecaster(max_iter=80), LinearForecaster()],
+    ids=["gradient_boosting", "linear"],
+)
+def test_events_known_in_advance_are_learned(model) -> None:
     frame = poisson_days(21, seed=8, freq="1h")
     release = frame["ds"].dt.hour.isin([15, 16]) & (frame["ds"].dt.day % 3 == 0)
     frame.loc[release, "y"] += 300
     future = pd.date_range(frame["ds"].max() + pd.Timedelta("1h"), periods=48, freq="1h")
     events = pd.DataFrame({"ds": pd.concat([frame["ds"], pd.Series(future)]), "release": 0.0})
     events.loc[events["ds"].dt.hour.isin([15, 16]) & (events["ds"].dt.day % 3 == 0), "release"] = 1
-    model = GradientBoostingForecaster(max_iter=80).fit(frame, events=events)
+    model = model.fit(frame, events=events)
     forecast = model.predict(48, quantiles=(0.5,), events=events)
     on = forecast["ds"].isin(events.loc[events["release"] == 1, "ds"])
     assert on.any() and forecast.loc[on, "yhat"].mean() > forecast.loc[~on, "yhat"].mean() + 150

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, clone
 
 from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import check_horizon, sort_quantiles
-from forecaster.models.sklearn_model import GRID
+from forecaster.models.direct import GRID
 
 
 def shortfall_table(results: pd.DataFrame, step_edges: np.ndarray) -> np.ndarray:

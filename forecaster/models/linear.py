@@ -38,28 +38,13 @@ table), so a saved model is plain data and a loaded one predicts exactly as it d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
-from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_horizon, future_index, regular, sort_quantiles
-from forecaster.models.features import (
-    FEATURES_VERSION,
-    calendar_features,
-    design,
-    event_matrix,
-    rolling_mean,
-)
-from forecaster.models.sklearn_model import (
-    _event_names,
-    _fallback,
-    error_table,
-    lookup_errors,
-)
+from forecaster.models.direct import DirectForecaster, error_table
+from forecaster.models.features import rolling_mean
 
 CLIP = 50.0
 """Bound on a feature divided by the level: a ratio to a near-zero level (a series that
@@ -126,7 +111,7 @@ def step_bins(steps: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, len(edges) - 2)
 
 
-class LinearForecaster(BaseEstimator):
+class LinearForecaster(DirectForecaster):
     """Direct multi-step ridge regression per step bin, with cross-conformal quantiles.
 
     Args:
@@ -178,44 +163,13 @@ class LinearForecaster(BaseEstimator):
         self.random_state = random_state
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LinearForecaster:
-        frame = validate_series(df)
-        self.step_ = series_freq(frame)
-        self.period_ = max(1, int(pd.Timedelta(self.season) / self.step_))
-        self.max_horizon_ = int(self.max_horizon or self.period_)
-        self.event_names_ = [] if events is None else _event_names(events)
-        self.step_edges_ = np.unique(
-            np.round(np.geomspace(1, self.max_horizon_ + 1, self.bins + 1)).astype(int)
-        )
-        self.last_ds_: dict[str, pd.Timestamp] = {}
-        self.history_: dict[str, np.ndarray] = {}
-        self.fallback_reason_: dict[str, str | None] = {}
-        self.fallbacks_: dict[str, Any] = {}
-        self.nonnegative_ = bool((frame["y"].dropna() >= 0).all())
-        self.features_version_ = FEATURES_VERSION
-        keep = 8 * self.period_ + self.max_horizon_
-        rng = np.random.default_rng(self.random_state)
-        series = []
-        for uid, one in frame.groupby("unique_id", sort=True):
-            y = regular(one, self.step_)
-            self.last_ds_[uid] = y.index[-1]
-            if np.isfinite(y.to_numpy()).sum() < 2 * self.period_:
-                self.fallbacks_[uid], self.fallback_reason_[uid] = _fallback(one, self.season)
-                continue
-            self.fallback_reason_[uid] = None
-            self.history_[uid] = y.to_numpy()[-keep:]
-            series.append((uid, y))
-        self.models_: dict[str, dict[str, Any]] = {}
+        series = self._start(df, events, step_bins=self.bins)
         if not series:
             return self
+        rng = np.random.default_rng(self.random_state)
         budget = max(200, self.max_samples // len(series))
         samples = [self._samples(uid, y, events, budget, rng) for uid, y in series]
-        groups = (
-            [list(range(len(samples)))] if self.global_model else [[n] for n in range(len(samples))]
-        )
-        for members in groups:
-            state = self._fit_group([samples[n] for n in members])
-            for n in members:
-                self.models_[series[n][0]] = state
+        self._fit_groups([uid for uid, _ in series], samples)
         return self
 
     def _samples(
@@ -246,33 +200,6 @@ class LinearForecaster(BaseEstimator):
         block = np.minimum((origins - first) * folds // (last - first + 1), folds - 1)
         finite = np.isfinite(target)
         return X[finite], target[finite], steps[finite], block[finite]
-
-    def _design(
-        self,
-        uid: str,
-        values: np.ndarray,
-        ds: pd.DatetimeIndex,
-        origins: np.ndarray,
-        steps: np.ndarray,
-        events: pd.DataFrame | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        calendar = calendar_features(ds, pd.Timedelta(self.season), self.country, self.tz)
-        X, scale = design(
-            values,
-            ds,
-            origins,
-            steps,
-            self.period_,
-            self.lags,
-            self.seasonal_lags,
-            calendar,
-            event_matrix(events, uid, ds, self.event_names_),
-            self.features_version_,
-        )
-        # Beyond max_horizon the last bin's coefficients apply as at its furthest step (a
-        # line in the step is not extrapolated); the seasonal lags still reach further back.
-        X[:, 0] = np.minimum(X[:, 0], self.max_horizon_)
-        return X, scale
 
     def _fit_group(self, samples: list[tuple[np.ndarray, ...]]) -> dict[str, Any]:
         X = np.vstack([s[0] for s in samples])
@@ -323,53 +250,15 @@ class LinearForecaster(BaseEstimator):
             coef[b], intercept[b] = ridge(moment[b], self.alpha) if enough else pooled
         return coef, intercept
 
-    def predict(
-        self,
-        horizon: int,
-        quantiles: Sequence[float] = (0.5, 0.9),
-        events: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "last_ds_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
-        frames = []
-        for uid, last in self.last_ds_.items():
-            if uid in self.fallbacks_:
-                one = self.fallbacks_[uid].predict(horizon, quantiles=quantiles)
-                frames.append(one[one["unique_id"] == uid])
-                continue
-            values = self.history_[uid]
-            start = last - self.step_ * (len(values) - 1)
-            ds = pd.date_range(start, periods=len(values) + horizon, freq=self.step_)
-            extended = np.concatenate([values, np.full(horizon, np.nan)])
-            # Missing data at the end, or too little since an outage to measure the level:
-            # forecast from the last origin of the kind the model learned from, further ahead.
-            good = np.flatnonzero(steady(values, self.period_))
-            seen = good if len(good) else np.flatnonzero(np.isfinite(values))
-            origin = int(seen[-1]) if len(seen) else len(values) - 1
-            origins = np.full(horizon, origin)
-            steps = np.arange(1, horizon + 1) + (len(values) - 1 - origin)
-            X, scale = self._design(uid, extended, ds, origins, steps, events)
-            state = self.models_[uid]
-            Z = complete(X, state["fill"], state["flagged"])
-            trained = np.minimum(steps, self.max_horizon_)
-            point = _apply(
-                (state["coef"], state["intercept"]), Z, step_bins(trained, self.step_edges_)
-            )
-            by_quantile = {}
-            for q in sorted({0.5, *quantiles}):
-                shift = lookup_errors(
-                    state["errors"], state["level_edges"], self.step_edges_, trained, point, q
-                )
-                value = (point + shift) * scale
-                by_quantile[q] = np.maximum(value, 0.0) if self.nonnegative_ else value
-            by_quantile = sort_quantiles(by_quantile)
-            frame = pd.DataFrame({"unique_id": uid, "ds": future_index(last, self.step_, horizon)})
-            frame["yhat"] = by_quantile[0.5]
-            for q in quantiles:
-                frame[quantile_column(q)] = by_quantile[q]
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+    def _origin(self, values: np.ndarray) -> int:
+        """The last interval whose level is measured on half a season, as the model learned
+        from: just after an outage the level is not yet known."""
+        good = np.flatnonzero(steady(values, self.period_))
+        return int(good[-1]) if len(good) else super()._origin(values)
+
+    def _point(self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        Z = complete(X, state["fill"], state["flagged"])
+        return _apply((state["coef"], state["intercept"]), Z, step_bins(steps, self.step_edges_))
 
 
 def _apply(model: tuple[np.ndarray, np.ndarray], Z: np.ndarray, bins: np.ndarray) -> np.ndarray:

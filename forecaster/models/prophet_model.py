@@ -26,8 +26,8 @@ from sklearn.base import BaseEstimator
 from forecaster.calendar import HOLIDAY, WORKING, day_types
 from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import check_horizon, future_index, sort_quantiles
+from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
-from forecaster.models.sklearn_model import _fallback, error_table, lookup_errors
 
 
 def _quiet() -> None:
@@ -130,7 +130,7 @@ class ProphetForecaster(BaseEstimator):
             self.last_ds_[uid] = one["ds"].iloc[-1]
             seen = one.dropna(subset=["y"])
             if len(seen) * self.step_ < 2 * pd.Timedelta(self.season):
-                self.fallbacks_[uid], self.fallback_reason_[uid] = _fallback(one, self.season)
+                self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(one, self.season)
                 continue
             self.fallback_reason_[uid] = None
             inputs = self._inputs(uid, pd.DatetimeIndex(seen["ds"]), events)

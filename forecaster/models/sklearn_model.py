@@ -13,32 +13,15 @@ saved model is data (JSON), never code, and a loaded one predicts exactly as it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_horizon, future_index, regular, sort_quantiles
-from forecaster.models.baselines import LastValue
-from forecaster.models.features import (
-    FEATURES_VERSION,
-    calendar_features,
-    design,
-    event_matrix,
-)
-from forecaster.models.seasonal import SeasonalNaive
+from forecaster.models.direct import MIN_CELL, DirectForecaster, error_table
 
-# Levels at which the held-out error distribution is kept; others are interpolated.
-GRID = np.array(
-    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
-    + [0.925, 0.95, 0.96, 0.97, 0.975, 0.98, 0.99, 0.995, 0.999]
-)
 NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right")
-MIN_CELL = 60  # held-out errors needed before a (step, level) cell gets its own quantiles
 
 
 def trees_from_estimator(model: HistGradientBoostingRegressor) -> dict[str, Any]:
@@ -71,50 +54,7 @@ def predict_trees(forest: dict[str, Any], X: np.ndarray) -> np.ndarray:
     return out
 
 
-def error_table(
-    steps: np.ndarray, level: np.ndarray, errors: np.ndarray, step_edges: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles (on ``GRID``) of held-out errors by step bin and forecast-level tercile.
-
-    Cells with fewer than ``MIN_CELL`` errors borrow the pooled quantiles of their step bin,
-    and bins without enough either borrow from all errors.
-    """
-    level_edges = np.quantile(level, [1 / 3, 2 / 3]) if len(level) else np.zeros(2)
-    pooled = np.quantile(errors, GRID) if len(errors) else np.zeros(len(GRID))
-    table = np.zeros((len(step_edges) - 1, 3, len(GRID)))
-    step_bin = np.clip(np.searchsorted(step_edges, steps, side="right") - 1, 0, len(table) - 1)
-    level_bin = np.searchsorted(level_edges, level, side="right")
-    for s in range(len(table)):
-        in_step = step_bin == s
-        row = np.quantile(errors[in_step], GRID) if in_step.sum() >= MIN_CELL else pooled
-        for b in range(3):
-            cell = in_step & (level_bin == b)
-            table[s, b] = np.quantile(errors[cell], GRID) if cell.sum() >= MIN_CELL else row
-    return table, level_edges
-
-
-def lookup_errors(
-    table: np.ndarray,
-    level_edges: np.ndarray,
-    step_edges: np.ndarray,
-    steps: np.ndarray,
-    level: np.ndarray,
-    q: float,
-) -> np.ndarray:
-    step_bin = np.clip(np.searchsorted(step_edges, steps, side="right") - 1, 0, len(table) - 1)
-    level_bin = np.searchsorted(level_edges, level, side="right")
-    cells = table[step_bin, level_bin]  # (n, len(GRID))
-    if q <= GRID[0]:
-        return cells[:, 0]
-    if q >= GRID[-1]:
-        return cells[:, -1]
-    upper = int(np.searchsorted(GRID, q))
-    lower = upper - 1
-    weight = (q - GRID[lower]) / (GRID[upper] - GRID[lower])
-    return cells[:, lower] * (1 - weight) + cells[:, upper] * weight
-
-
-class GradientBoostingForecaster(BaseEstimator):
+class GradientBoostingForecaster(DirectForecaster):
     """Direct multi-step gradient boosting with split-conformal quantiles.
 
     Args:
@@ -173,44 +113,13 @@ class GradientBoostingForecaster(BaseEstimator):
     def fit(
         self, df: pd.DataFrame, events: pd.DataFrame | None = None
     ) -> GradientBoostingForecaster:
-        frame = validate_series(df)
-        self.step_ = series_freq(frame)
-        self.period_ = max(1, int(pd.Timedelta(self.season) / self.step_))
-        self.max_horizon_ = int(self.max_horizon or self.period_)
-        self.event_names_ = [] if events is None else _event_names(events)
-        self.step_edges_ = np.unique(
-            np.round(np.geomspace(1, self.max_horizon_ + 1, 5)).astype(int)
-        )
-        self.last_ds_: dict[str, pd.Timestamp] = {}
-        self.history_: dict[str, np.ndarray] = {}
-        self.fallback_reason_: dict[str, str | None] = {}
-        self.fallbacks_: dict[str, Any] = {}
-        self.nonnegative_ = bool((frame["y"].dropna() >= 0).all())
-        self.features_version_ = FEATURES_VERSION
-        keep = 8 * self.period_ + self.max_horizon_
-        rng = np.random.default_rng(self.random_state)
-        series = []
-        for uid, one in frame.groupby("unique_id", sort=True):
-            y = regular(one, self.step_)
-            self.last_ds_[uid] = y.index[-1]
-            if np.isfinite(y.to_numpy()).sum() < 2 * self.period_:
-                self.fallbacks_[uid], self.fallback_reason_[uid] = _fallback(one, self.season)
-                continue
-            self.fallback_reason_[uid] = None
-            self.history_[uid] = y.to_numpy()[-keep:]
-            series.append((uid, y))
+        series = self._start(df, events, step_bins=4)
         if not series:
             return self
+        rng = np.random.default_rng(self.random_state)
         budget = max(self.min_samples_per_series, self.max_samples // len(series))
         samples = [self._samples(uid, y, events, budget, rng) for uid, y in series]
-        groups = (
-            [list(range(len(samples)))] if self.global_model else [[n] for n in range(len(samples))]
-        )
-        self.models_: dict[str, dict[str, Any]] = {}
-        for members in groups:
-            state = self._fit_group([samples[n] for n in members])
-            for n in members:
-                self.models_[series[n][0]] = state
+        self._fit_groups([uid for uid, _ in series], samples)
         return self
 
     def _samples(
@@ -236,30 +145,6 @@ class GradientBoostingForecaster(BaseEstimator):
         recent = origins >= n - 1 - max(self.max_horizon_, int(self.holdout * n))
         finite = np.isfinite(target)
         return X[finite], target[finite], steps[finite], recent[finite]
-
-    def _design(
-        self,
-        uid: str,
-        values: np.ndarray,
-        ds: pd.DatetimeIndex,
-        origins: np.ndarray,
-        steps: np.ndarray,
-        events: pd.DataFrame | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        calendar = calendar_features(ds, pd.Timedelta(self.season), self.country, self.tz)
-        return design(
-            values,
-            ds,
-            origins,
-            steps,
-            self.period_,
-            self.lags,
-            self.seasonal_lags,
-            calendar,
-            event_matrix(events, uid, ds, self.event_names_),
-            # artefacts saved before the version was recorded were fitted with version 1
-            getattr(self, "features_version_", 1),
-        )
 
     def _booster(self) -> HistGradientBoostingRegressor:
         return HistGradientBoostingRegressor(
@@ -289,56 +174,13 @@ class GradientBoostingForecaster(BaseEstimator):
         final = self._booster().fit(_no_empty_columns(X), target) if self.holdout > 0 else first
         return {"forest": trees_from_estimator(final), "errors": table, "level_edges": level_edges}
 
-    def predict(
-        self,
-        horizon: int,
-        quantiles: Sequence[float] = (0.5, 0.9),
-        events: pd.DataFrame | None = None,
-    ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "last_ds_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
-        frames = []
-        for uid, last in self.last_ds_.items():
-            if uid in self.fallbacks_:
-                one = self.fallbacks_[uid].predict(horizon, quantiles=quantiles)
-                frames.append(one[one["unique_id"] == uid])
-                continue
-            values = self.history_[uid]
-            start = last - self.step_ * (len(values) - 1)
-            ds = pd.date_range(start, periods=len(values) + horizon, freq=self.step_)
-            extended = np.concatenate([values, np.full(horizon, np.nan)])
-            # Missing data at the end: forecast from the last observed interval, further ahead.
-            seen = np.flatnonzero(np.isfinite(values))
-            origin = int(seen[-1]) if len(seen) else len(values) - 1
-            origins = np.full(horizon, origin)
-            steps = np.arange(1, horizon + 1) + (len(values) - 1 - origin)
-            X, scale = self._design(uid, extended, ds, origins, steps, events)
-            state = self.models_[uid]
-            point = predict_trees(state["forest"], X)
-            if self.nonnegative_:
-                # Boosted trees can add up to less than any target they saw where the
-                # features are rare (a few minutes of zero traffic): a count is never below 0.
-                point = np.maximum(point, 0.0)
-            by_quantile = {}
-            for q in sorted({0.5, *quantiles}):
-                shift = lookup_errors(
-                    state["errors"],
-                    state["level_edges"],
-                    self.step_edges_,
-                    np.minimum(steps, self.max_horizon_),
-                    point,
-                    q,
-                )
-                value = (point + shift) * scale
-                by_quantile[q] = np.maximum(value, 0.0) if self.nonnegative_ else value
-            by_quantile = sort_quantiles(by_quantile)
-            frame = pd.DataFrame({"unique_id": uid, "ds": future_index(last, self.step_, horizon)})
-            frame["yhat"] = by_quantile[0.5]
-            for q in quantiles:
-                frame[quantile_column(q)] = by_quantile[q]
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+    def _point(self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        point = predict_trees(state["forest"], X)
+        if self.nonnegative_:
+            # Boosted trees can add up to less than any target they saw where the
+            # features are rare (a few minutes of zero traffic): a count is never below 0.
+            point = np.maximum(point, 0.0)
+        return point
 
 
 def _no_empty_columns(X: np.ndarray) -> np.ndarray:
@@ -349,22 +191,3 @@ def _no_empty_columns(X: np.ndarray) -> np.ndarray:
     are the same as if the column were absent, and any value it has at predict is ignored.
     """
     return np.where(np.isfinite(X).any(axis=0), X, 0.0)
-
-
-def _event_names(events: pd.DataFrame) -> list[str]:
-    return [c for c in events.columns if c not in ("unique_id", "ds")]
-
-
-def _fallback(one: pd.DataFrame, season: str) -> tuple[Any, str]:
-    """The baseline used for a series with fewer than two seasons, and the reason given."""
-    step = series_freq(one) if len(one) > 1 else pd.Timedelta(season)
-    seen = int(one["y"].notna().sum())
-    if seen * step >= pd.Timedelta(season):
-        return SeasonalNaive(season=season).fit(one), (
-            f"cold start: {seen} observed intervals is less than two seasons of {season};"
-            " using seasonal naive"
-        )
-    return LastValue().fit(one), (
-        f"cold start: {seen} observed intervals is less than one season of {season};"
-        " using last value"
-    )
