@@ -95,8 +95,8 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} at start (the machine is shared)"
     )
     print(
-        f"{DAYS} days at {FREQ} per service; every fast model (seasonal naive day and week, "
-        f"last value, seasonal quantile, global gradient boosting), {FOLDS} folds "
+        f"{DAYS} days at {FREQ} per service; every fast model ({', '.join(registry())}), "
+        f"{FOLDS} folds "
         f"{HORIZON} steps ahead; dask: LocalCluster of {args.workers} single-threaded "
         "worker processes; seconds\n"
     )
