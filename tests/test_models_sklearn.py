@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from forecaster.models import GradientBoostingForecaster, LinearForecaster
+from forecaster.models.direct import samples_per_series
 from forecaster.models.features import design
 from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
 from tests.synthetic import poisson_days
@@ -109,3 +110,18 @@ def test_features_never_read_after_the_origin(origin: int, steps: list[int], noi
     changed[origin + 1 :] += noise  # the future changes...
     after = design(changed, ds, origins, hours, 24, 3, 2, None, None)[0]
     np.testing.assert_array_equal(before, after)  # ...and no feature at the origin does
+
+
+@pytest.mark.parametrize(
+    ("series", "expected"),
+    [
+        (1, 60_000),  # one series: the whole budget
+        (60, 1_000),  # the equal share and the floor meet
+        (414, 1_000),  # M4 Hourly: the floor, above the share of 144
+        (2_000, 500),  # a fleet: the floor shrinks so the total stays at a million
+    ],
+)
+def test_samples_per_series_shares_keeps_a_floor_and_caps_the_total(series, expected) -> None:
+    per = samples_per_series(series, max_samples=60_000, floor=1_000, max_total=1_000_000)
+    assert per == expected
+    assert per * series <= max(60_000, 1_000_000)

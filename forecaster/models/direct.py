@@ -100,6 +100,16 @@ def cold_start(one: pd.DataFrame, season: str) -> tuple[Any, str]:
     )
 
 
+def samples_per_series(series: int, max_samples: int, floor: int, max_total: int) -> int:
+    """Samples (origin, step) to draw from each of ``series`` series in one fit.
+
+    An equal share of ``max_samples``, but at least ``floor`` from each series (a global
+    model must see enough of every series to learn its shape) as long as the total stays
+    within ``max_total`` (the memory and time of a fit over a whole fleet).
+    """
+    return max(min(floor, max_total // series), max_samples // series)
+
+
 def event_names(events: pd.DataFrame) -> list[str]:
     return [c for c in events.columns if c not in ("unique_id", "ds")]
 

@@ -43,8 +43,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.models.direct import DirectForecaster, error_table
+from forecaster.models.direct import DirectForecaster, error_table, samples_per_series
 from forecaster.models.features import rolling_mean
+
+MAX_TOTAL_SAMPLES = 1_000_000
+"""Samples of a fit over a whole fleet, at most: the 200 per series stop here."""
 
 CLIP = 50.0
 """Bound on a feature divided by the level: a ratio to a near-zero level (a series that
@@ -167,7 +170,7 @@ class LinearForecaster(DirectForecaster):
         if not series:
             return self
         rng = np.random.default_rng(self.random_state)
-        budget = max(200, self.max_samples // len(series))
+        budget = samples_per_series(len(series), self.max_samples, 200, MAX_TOTAL_SAMPLES)
         samples = [self._samples(uid, y, events, budget, rng) for uid, y in series]
         self._fit_groups([uid for uid, _ in series], samples)
         return self

@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from forecaster.models.direct import MIN_CELL, DirectForecaster, error_table
+from forecaster.models.direct import (
+    MIN_CELL,
+    DirectForecaster,
+    error_table,
+    samples_per_series,
+)
 
 NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right")
 
@@ -122,8 +127,9 @@ class GradientBoostingForecaster(DirectForecaster):
         if not series:
             return self
         rng = np.random.default_rng(self.random_state)
-        floor = min(self.min_samples_per_series, self.max_total_samples // len(series))
-        budget = max(floor, self.max_samples // len(series))
+        budget = samples_per_series(
+            len(series), self.max_samples, self.min_samples_per_series, self.max_total_samples
+        )
         samples = [self._samples(uid, y, events, budget, rng) for uid, y in series]
         self._fit_groups([uid for uid, _ in series], samples)
         return self
