@@ -260,7 +260,9 @@ def auto_forecast(
 
 
 def by_series(forecasts: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {uid: one["yhat"].to_numpy() for uid, one in forecasts.groupby("unique_id")}
+    return {
+        uid: one["yhat"].to_numpy() for uid, one in forecasts.sort_values("ds").groupby("unique_id")
+    }
 
 
 def m4_row(
@@ -336,8 +338,9 @@ def m4_part(
         + ", ".join(f"{name} {count}" for name, count in picks)
     )
     if out is not None:
-        wide = forecasts.pivot(index="unique_id", columns="ds", values="yhat")
-        wide.columns = [f"F{n}" for n in range(1, m4.HORIZON + 1)]
+        # By position, not by timestamp: series of different lengths end at different hours.
+        columns = [f"F{n}" for n in range(1, m4.HORIZON + 1)]
+        wide = pd.DataFrame.from_dict(by_series(forecasts), orient="index", columns=columns)
         wide.loc[list(series)].to_csv(out, index_label="id")
         print(f"forecasts written to {out} (M4 layout: id, F1..F{m4.HORIZON})")
     if test is None:
