@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client, watch
@@ -152,12 +152,19 @@ class KubeClient:
                 self.sleep(self.retry.delay(attempt, self.rng))
         raise AssertionError("unreachable: the loop returns or raises")
 
+    def call_custom(
+        self, action: str, fn: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        """:meth:`call` for a ``CustomObjectsApi`` method: those return the object's JSON as a
+        dict, but the client types them as returning ``object``."""
+        return cast(dict[str, Any], self.call(action, fn, *args, **kwargs))
+
     # -- PredictiveScalers ----------------------------------------------------------------
 
     def list_scalers(self, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
         """All PredictiveScalers (in one namespace, or all), and the list's resourceVersion."""
         if namespace:
-            result = self.call(
+            result = self.call_custom(
                 "list PredictiveScalers",
                 self.custom.list_namespaced_custom_object,
                 GROUP,
@@ -166,7 +173,7 @@ class KubeClient:
                 PLURAL,
             )
         else:
-            result = self.call(
+            result = self.call_custom(
                 "list PredictiveScalers",
                 self.custom.list_cluster_custom_object,
                 GROUP,
@@ -211,7 +218,7 @@ class KubeClient:
             stream.stop()
 
     def get_scaler(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.call(
+        return self.call_custom(
             f"get PredictiveScaler {namespace}/{name}",
             self.custom.get_namespaced_custom_object,
             GROUP,
@@ -228,7 +235,7 @@ class KubeClient:
 
         Only the controller writes status, so a merge patch cannot clobber anyone else.
         """
-        return self.call(
+        return self.call_custom(
             f"update status of PredictiveScaler {namespace}/{name}",
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -347,6 +354,11 @@ class KubeClient:
         )
         seconds = []
         for pod in pods.items:
+            # The API server always sets both; were one missing, the pod counts as not ready,
+            # like a pod without conditions or a creation time.
+            if pod.status is None or pod.metadata is None:
+                continue
+            created = pod.metadata.creation_timestamp
             ready = next(
                 (
                     c
@@ -355,10 +367,8 @@ class KubeClient:
                 ),
                 None,
             )
-            if ready is not None and ready.last_transition_time and pod.metadata.creation_timestamp:
-                seconds.append(
-                    (ready.last_transition_time - pod.metadata.creation_timestamp).total_seconds()
-                )
+            if ready is not None and ready.last_transition_time and created:
+                seconds.append((ready.last_transition_time - created).total_seconds())
         return seconds
 
     # -- Events ---------------------------------------------------------------------------

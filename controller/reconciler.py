@@ -368,7 +368,13 @@ class Reconciler:
         self.jobs += 1
         self.waiting.pop(config.key, None)
         if self.job_done is not None:
-            state.job.add_done_callback(lambda _, key=config.key: self.job_done(key))  # type: ignore[misc]
+            key = config.key
+
+            def notify(_: Future[ModelResult]) -> None:
+                if self.job_done is not None:
+                    self.job_done(key)
+
+            state.job.add_done_callback(notify)
         self._collect(config, state, obj, now)
 
     def _job_due(self, config: ScalerConfig, state: ScalerState, now: datetime) -> JobKind | None:
@@ -496,8 +502,8 @@ class Reconciler:
             self._count_error(obj, "ScaleFailed")
             return False
         state.scaling_error = None
-        if record_id is not None and config.mode != "ForecastOnly":
-            self.decisions.mark_applied(record_id, now)  # type: ignore[union-attr]
+        if self.decisions is not None and record_id is not None and config.mode != "ForecastOnly":
+            self.decisions.mark_applied(record_id, now)
         if changed:
             what = (
                 f"{decision.current_replicas} → {decision.replicas} replicas"
@@ -534,7 +540,9 @@ class Reconciler:
             and pending.id != state.failed_record
             and pending.replicas == scale.spec_replicas
         ):
-            self.decisions.mark_applied(pending.id, now)  # type: ignore[arg-type]
+            if pending.id is None:
+                raise AssertionError(f"decision log returned a record without an id: {pending}")
+            self.decisions.mark_applied(pending.id, now)
             log.info(
                 "decision %s for %s was applied before a restart; marked applied",
                 pending.id,

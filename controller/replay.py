@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,16 @@ class ReplaySettings:
     """Intervals of recent load used to nowcast the level (0: off); see ``policy.nowcast``."""
 
 
-ModelFactory = Callable[[], object]
+class ReplayModel(Protocol):
+    """What a replay needs of a model: ``fit`` and ``predict`` as :mod:`forecaster.models`
+    define them."""
+
+    def fit(self, df: pd.DataFrame) -> ReplayModel: ...
+
+    def predict(self, horizon: int, quantiles: Sequence[float]) -> pd.DataFrame: ...
+
+
+ModelFactory = Callable[[], ReplayModel]
 
 
 @dataclass
@@ -261,6 +271,15 @@ def predictive_spec(settings: ReplaySettings, step: pd.Timedelta) -> PolicySpec:
     )
 
 
+@dataclass
+class _PredictiveState:
+    """What the predictive run carries from one interval to the next."""
+
+    next_fit: pd.Timestamp
+    forecast: Forecast | None = None
+    history: list[Recommendation] = field(default_factory=list)
+
+
 def _run_predictive(
     y: pd.Series,
     index: pd.DatetimeIndex,
@@ -277,29 +296,27 @@ def _run_predictive(
         int((settings.retrain_every + lead_time(spec) + settings.scale_down_stabilization) / step)
         + 1
     )
-    state: dict[str, object] = {"forecast": None, "next_fit": index[0], "history": []}
+    state = _PredictiveState(next_fit=index[0])
     values = y.to_numpy(dtype=float)
     offset = int(y.index.get_loc(index[0]))
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
-        if now >= state["next_fit"]:
-            state["forecast"] = _fit_and_forecast(y, now, settings, factory, horizon)
-            state["next_fit"] = now + settings.retrain_every
+        if now >= state.next_fit:
+            state.forecast = _fit_and_forecast(y, now, settings, factory, horizon)
+            state.next_fit = now + settings.retrain_every
         previous = y.get(now - step, np.nan)
         load = float(previous) if np.isfinite(previous) else None
-        history = [r for r in state["history"] if r.at > now - settings.scale_down_stabilization]
+        history = [r for r in state.history if r.at > now - settings.scale_down_stabilization]
         at = offset + n  # position of ``now`` in the regular series ``y``
         recent = values[max(0, at - settings.level_window) : at]
-        decision = decide(
-            spec, now.to_pydatetime(), current, load, state["forecast"], history, recent
-        )
-        state["history"] = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
+        decision = decide(spec, now.to_pydatetime(), current, load, state.forecast, history, recent)
+        state.history = [*history, Recommendation(now.to_pydatetime(), decision.recommendation)]
         made.append(decision)
-        forecast = state["forecast"]
+        forecast = state.forecast
         median = np.nan
         if isinstance(forecast, Forecast) and forecast.median is not None:
-            at = np.searchsorted(forecast.times, np.datetime64(now), side="right") - 1
-            median = float(forecast.median[at]) if 0 <= at < len(forecast.median) else np.nan
+            i = int(np.searchsorted(forecast.times, np.datetime64(now), side="right")) - 1
+            median = float(forecast.median[i]) if 0 <= i < len(forecast.median) else np.nan
         return decision.replicas, {
             "reason": decision.reason,
             "forecast_peak": decision.forecast_peak,
@@ -322,7 +339,7 @@ def _fit_and_forecast(
     if past.notna().sum() < 2:
         return None
     frame = pd.DataFrame({"unique_id": "replay", "ds": past.index, "y": past.to_numpy()})
-    model = factory().fit(frame)  # type: ignore[attr-defined]
+    model = factory().fit(frame)
     predicted = model.predict(horizon, quantiles=(0.5, settings.quantile))
     predicted = predicted[predicted["ds"] >= now]
     return to_forecast(predicted, now.to_pydatetime(), settings.quantile, type(model).__name__)

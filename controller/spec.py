@@ -121,6 +121,12 @@ class ScalerConfig:
         return f"{self.namespace}/{self.name}"
 
 
+def _section(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]`` when it is an object, else an empty one, whose fields all take defaults."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     """Build a :class:`ScalerConfig` from a PredictiveScaler, or raise :class:`SpecError`."""
     meta = obj.get("metadata", {})
@@ -141,7 +147,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             f"spec.minReplicas ({min_replicas}) is greater than spec.maxReplicas ({max_replicas})"
         )
     mode = reader.choice("mode", "ForecastOnly", MODES)
-    metric = spec.get("metric") if isinstance(spec.get("metric"), dict) else {}
+    metric = _section(spec, "metric")
     url, query = str(metric.get("prometheusUrl", "")), str(metric.get("query", "")).strip()
     if not re.match(r"^https?://[^\s/$.?#][^\s]*$", url):
         problems.append(f"spec.metric.prometheusUrl: {url!r} is not an http(s) URL")
@@ -153,11 +159,11 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     startup_delay = None if raw_delay == "auto" else reader.duration("startupDelay", raw_delay)
     quantile = reader.number("quantile", 0.9, minimum=0.5, maximum=0.999)
     horizon = reader.duration("horizon", spec.get("horizon", "6h"))
-    model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+    model = _section(spec, "model")
     model_name = str(model.get("name", "auto"))
     if model_name not in MODELS:
         problems.append(f"spec.model.name: {model_name!r} is not one of {', '.join(MODELS)}")
-    retrain = spec.get("retrain") if isinstance(spec.get("retrain"), dict) else {}
+    retrain = _section(spec, "retrain")
     history = reader.duration("retrain.historyWindow", retrain.get("historyWindow", "28d"))
     schedule = str(retrain.get("schedule", "0 3 * * *"))
     try:
@@ -169,7 +175,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             f"spec.retrain.historyWindow: {retrain.get('historyWindow')} is longer than 400d"
         )
     max_age = reader.duration("retrain.maxForecastAge", retrain.get("maxForecastAge", "26h"))
-    behavior = spec.get("behavior") if isinstance(spec.get("behavior"), dict) else {}
+    behavior = _section(spec, "behavior")
     behave = _Reader(behavior, problems, prefix="spec.behavior.")
     tolerance = behave.number("tolerance", 0.1, minimum=0.0, maximum=1.0)
     up_step = behave.integer("scaleUpMaxStep", 100, minimum=1)
@@ -186,7 +192,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         problems.append(f"spec.outlook.days: {days} is more than {MAX_OUTLOOK_DAYS}")
     public = reader.boolean("feed.public", False)
     show_numbers = reader.boolean("feed.showNumbers", False)
-    params = model.get("params") if isinstance(model.get("params"), dict) else {}
+    params = _section(model, "params")
     time_zone = str(reader._get("feed.timeZone", params.get("tz") or "UTC"))
     try:
         ZoneInfo(time_zone)

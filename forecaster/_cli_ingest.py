@@ -12,9 +12,9 @@ import typer
 from tqdm import tqdm
 
 from forecaster._cli_common import fail
-from forecaster.engine import open_engine
+from forecaster.engine import Engine, open_engine
 from forecaster.frames import write_frame
-from forecaster.ingest import IngestError, IngestReport, ingest_logs, load_counts
+from forecaster.ingest import IngestError, IngestReport, IngestResult, ingest_logs, load_counts
 from forecaster.logs import (
     CLF_TIME_FORMAT,
     LogFormat,
@@ -164,7 +164,18 @@ def _choose_format(
     return builtin_format(name, sample)
 
 
-def _run(files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine):  # type: ignore[no-untyped-def]
+def _run(
+    files: list[str],
+    freq: str,
+    fmt: LogFormat | None,
+    by: list[str],
+    path_depth: int,
+    gap: str,
+    since: str | None,
+    until: str | None,
+    unique_id: str,
+    engine: Engine,
+) -> IngestResult:
     total = sum(Path(f).stat().st_size for f in files if f != "-" and Path(f).is_file())
     with tqdm(
         total=total or None, unit="B", unit_scale=True, disable=not sys.stderr.isatty(), leave=False

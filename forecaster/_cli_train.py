@@ -61,9 +61,10 @@ def train_command(
             )
     except (ValueError, OSError) as exc:
         fail(str(exc))
+    per_series = _series_metadata(frame, trained)
     metadata = {
         "step": f"{int(step.total_seconds())}s",
-        "series": _series_metadata(frame, trained),
+        "series": per_series,
         "training": {
             "model": model,
             "horizon": h,
@@ -83,9 +84,7 @@ def train_command(
     )
     if trained.note:
         typer.echo(f"note: {trained.note}", err=True)
-    rows = pd.DataFrame(
-        [{"unique_id": uid, **info} for uid, info in metadata["series"].items()]
-    ).fillna("")
+    rows = pd.DataFrame([{"unique_id": uid, **info} for uid, info in per_series.items()]).fillna("")
     typer.echo(rows.to_string(index=False))
     typer.echo(f"stored version {version} in {out}")
 

@@ -327,7 +327,14 @@ def write_access_log(
                 .dt.convert_time_zone(traffic.profile.tz)
                 .dt.strftime("%d/%b/%Y:%H:%M:%S %z")
             )
-            fields = ["client", pl.lit(stamps), "method", "path", "status", "size"]
+            fields: list[str | pl.Expr] = [
+                "client",
+                pl.lit(stamps),
+                "method",
+                "path",
+                "status",
+                "size",
+            ]
             if fmt == "combined":
                 line = pl.format(
                     '{} - - [{}] "{} {} HTTP/1.1" {} {} "{}" "{}"', *fields, "referer", "agent"
@@ -367,5 +374,6 @@ def _request_fields(
 
 def _open_for_writing(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
+        # A GzipFile is a binary file object, but typeshed does not declare it IO[bytes].
         return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
     return open(path, "wb")

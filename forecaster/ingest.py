@@ -106,6 +106,8 @@ def _open(source: str) -> BinaryIO:
     path = Path(source)
     if not path.is_file():
         raise IngestError(f"{source}: no such file")
+    # GzipFile and BZ2File are binary file objects, but typeshed does not declare them
+    # typing.BinaryIO, hence the two ignores.
     if path.suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if path.suffix == ".bz2":
@@ -185,7 +187,10 @@ class _Counter:
 
     def total(self) -> pl.DataFrame:
         if not self.partials:
-            schema = {"bucket": pl.Datetime("us", "UTC"), **dict.fromkeys(self.keys, pl.String)}
+            schema: dict[str, pl.DataType | type[pl.DataType]] = {
+                "bucket": pl.Datetime("us", "UTC"),
+                **dict.fromkeys(self.keys, pl.String),
+            }
             return pl.DataFrame(schema={**schema, "y": pl.UInt32})
         merged = pl.concat(self.partials)
         return merged.group_by(["bucket", *self.keys]).agg(pl.col("y").sum())

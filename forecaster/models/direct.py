@@ -166,7 +166,7 @@ class DirectForecaster(BaseEstimator):
             series.append((uid, y))
         return series
 
-    def _fit_groups(self, uids: Sequence[str], samples: list[tuple[np.ndarray, ...]]) -> None:
+    def _fit_groups(self, uids: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]]) -> None:
         """One model on every series' samples (``global_model``), or one per series."""
         everyone = list(range(len(samples)))
         groups = [everyone] if self.global_model else [[n] for n in everyone]

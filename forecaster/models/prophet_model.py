@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from forecaster.models.base import check_horizon, future_index, sort_quantiles
 from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
 
+SeasonalityMode = Literal["additive", "multiplicative"]
+"""Prophet's ``seasonality_mode``; :meth:`ProphetForecaster.fit` rejects any other string."""
+
 
 def _quiet() -> None:
     """Prophet and cmdstanpy log every fit at INFO; a CLI over many series cannot afford it."""
@@ -36,7 +39,7 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def calendar_regressors(ds: pd.Series, country: str | None) -> pd.DataFrame:
+def calendar_regressors(ds: pd.Series, country: str) -> pd.DataFrame:
     """``holiday`` and ``makeup_workday`` (weekend days that are working days) per row."""
     days = pd.DatetimeIndex(pd.to_datetime(ds)).normalize()
     unique = pd.DatetimeIndex(days.unique())
@@ -67,7 +70,7 @@ class ProphetForecaster(BaseEstimator):
 
     def __init__(
         self,
-        seasonality_mode: str = "additive",
+        seasonality_mode: SeasonalityMode = "additive",
         daily_seasonality: bool = True,
         weekly_seasonality: bool = True,
         country: str | None = "CN",
@@ -98,8 +101,9 @@ class ProphetForecaster(BaseEstimator):
         if self.country:
             frame = pd.concat([frame, calendar_regressors(frame["ds"], self.country)], axis=1)
         extra = event_matrix(events, uid, ds, self.event_names_)
-        for n, name in enumerate(self.event_names_):
-            frame[f"event_{name}"] = extra[:, n]
+        if extra is not None:  # None exactly when there are no event names
+            for n, name in enumerate(self.event_names_):
+                frame[f"event_{name}"] = extra[:, n]
         return frame
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> ProphetForecaster:

@@ -120,7 +120,7 @@ class SeasonalQuantile(PerSeriesModel):
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         self.slots_ = int(pd.Timedelta("1D") / self.step_)
-        self.samples_: dict[str, dict[int, np.ndarray]] = {}
+        self.samples_: dict[str, dict[int, list[np.ndarray]]] = {}
         self.last_ds_: dict[str, pd.Timestamp] = {}
         self.fallback_reason_: dict[str, str | None] = {}
         self.level_: dict[str, float] = {}
@@ -137,7 +137,7 @@ class SeasonalQuantile(PerSeriesModel):
                 values, self.level_[uid] = _normalize_days(
                     values, kinds, slots, index, self.slots_, self.tz
                 )
-            per_kind = {}
+            per_kind: dict[int, list[np.ndarray]] = {}
             for kind in (WORKING, WEEKEND, HOLIDAY):
                 mask = (kinds == kind) & np.isfinite(values)
                 if mask.sum() < self.slots_:
