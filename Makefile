@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check forecaster controller tests benchmarks
+	$(VENV)/bin/mypy
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: $(STAMP)
