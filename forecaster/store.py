@@ -243,9 +243,9 @@ def save(
     state = {name: encode_model(model, arrays) for name, model in models.items()}
     files = {"model.json": json.dumps(state, allow_nan=False).encode()}
     buffer = io.BytesIO()
-    # allow_pickle is numpy's default, spelled out so no ``**arrays`` key (a0, a1, ...) can be
-    # taken for it; encode() rejects object arrays, so nothing is pickled either way.
-    np.savez_compressed(buffer, allow_pickle=True, **arrays)
+    # allow_pickle=False: an object array would fail here rather than be pickled (encode()
+    # rejects them already); spelled out, it also tells mypy no ``**arrays`` key is meant.
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
     files["arrays.npz"] = buffer.getvalue()
     manifest = {
         "format": FORMAT,
