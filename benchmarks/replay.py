@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from controller.replay import ReplaySettings, replay
@@ -83,12 +84,14 @@ def main() -> None:
             (f"hpa {t:.0%}", ReplaySettings(**base, hpa_target=t), "hpa") for t in args.targets
         ]
         oracle_cost = None
+        decisions = {}
         for label, settings, policy in runs:
             started = time.perf_counter()
             result = replay(
                 series, START, settings, policies=[policy], model_factory=model, end=END
             )
             row = result.summary.iloc[0].to_dict()
+            decisions[label] = (result.decisions, settings.quantile)
             oracle_cost = oracle_cost or row["replica_minutes"]
             row.update(
                 setting=label,
@@ -121,10 +124,14 @@ def main() -> None:
                 },
             )
         )
-        _check(table)
+        safe = _check(table)
+        if safe is not None:
+            frame, quantile = decisions[safe]
+            _noise(frame, args.level_window, quantile)
 
 
-def _check(table: pd.DataFrame) -> None:
+def _check(table: pd.DataFrame) -> str | None:
+    """Print the issue's checks; return the cheapest setting at <= 0.15 % unserved, if any."""
     hpa = table[table["setting"] == "hpa 70%"].iloc[0]
     predictive = table[table["setting"].str.startswith("predictive")]
     cheaper = predictive[predictive["replica_minutes"] <= hpa["replica_minutes"]]
@@ -145,8 +152,31 @@ def _check(table: pd.DataFrame) -> None:
         print(
             f"  cheapest setting at <= 0.15% unserved: {best['setting']}, {best['cost_vs_oracle']:.3f}x the oracle"
         )
-    else:
-        print("  no predictive setting reached <= 0.15% unserved")
+        return str(best["setting"])
+    print("  no predictive setting reached <= 0.15% unserved")
+    return None
+
+
+def _noise(decisions: pd.DataFrame, level_window: int, upper: float) -> None:
+    """How much headroom better level tracking could save: the noise left around a level.
+
+    Standardised residual z = (load - level) / sqrt(level), for the level the policy works
+    from (the forecast median scaled by the last ``level_window`` minutes' load over their
+    median, as ``policy.nowcast``) and for a centred 15-minute mean of the load itself, a
+    level no forecast can know. Poisson counts give z a variance of 1; the upper quantile
+    of z is the headroom, in units of sqrt(level), a policy needs at that level.
+    """
+    load = decisions["load"]
+    median = decisions["forecast_median"]
+    ratio = load.rolling(level_window).sum().shift(1) / median.rolling(level_window).sum().shift(1)
+    centred = (load.rolling(15, center=True).sum() - load) / 14
+    levels = {"the nowcast level": median * ratio, "a centred 15-minute mean": centred}
+    for name, level in levels.items():
+        z = (load - level) / np.sqrt(level.clip(lower=1))
+        print(
+            f"  load around {name}: variance {z.var():.2f}x Poisson's, "
+            f"q{upper:g} of the standardised residual {z.quantile(upper):.2f}"
+        )
 
 
 if __name__ == "__main__":
