@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from forecaster.frames import quantile_column
 
@@ -24,9 +25,16 @@ def future_index(last: pd.Timestamp, step: pd.Timedelta, horizon: int) -> pd.Dat
     return pd.date_range(last + step, periods=horizon, freq=step)
 
 
-def check_horizon(horizon: int) -> int:
+def check_predict(model: BaseEstimator, horizon: int) -> int:
+    """What every ``predict`` checks first; returns the horizon as an int.
+
+    The horizon must be a positive whole number of intervals, and the model fitted
+    (scikit-learn's own check, so an unfitted forecaster raises ``NotFittedError`` like
+    any estimator).
+    """
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be a positive number of intervals, got {horizon!r}")
+    check_is_fitted(model)
     return int(horizon)
 
 
@@ -60,9 +68,7 @@ class PerSeriesModel(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "last_ds_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        horizon = check_predict(self, horizon)
         frames = []
         for uid, last in self.last_ds_.items():
             index = future_index(last, self.step_, horizon)

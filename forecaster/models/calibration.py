@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_horizon, sort_quantiles
+from forecaster.models.base import check_predict, sort_quantiles
 from forecaster.models.direct import GRID
 
 
@@ -103,9 +103,7 @@ class ConformalCalibrator(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "model_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        horizon = check_predict(self, horizon)
         levels = sorted({0.5, *quantiles})
         forecast = self.model_.predict(horizon, quantiles=levels, events=events)
         parts = []

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_horizon, future_index, regular, sort_quantiles
+from forecaster.models.base import check_predict, future_index, regular, sort_quantiles
 from forecaster.models.baselines import LastValue
 from forecaster.models.features import (
     FEATURES_VERSION,
@@ -222,9 +222,7 @@ class DirectForecaster(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "last_ds_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        horizon = check_predict(self, horizon)
         frames = []
         for uid, last in self.last_ds_.items():
             if uid in self.fallbacks_:

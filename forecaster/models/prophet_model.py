@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 
 from forecaster.calendar import HOLIDAY, WORKING, day_types
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_horizon, future_index, sort_quantiles
+from forecaster.models.base import check_predict, future_index, sort_quantiles
 from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
 
@@ -167,9 +167,7 @@ class ProphetForecaster(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_horizon(horizon)
-        if not hasattr(self, "last_ds_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+        horizon = check_predict(self, horizon)
         frames = []
         for uid, last in self.last_ds_.items():
             if uid in self.fallbacks_:
