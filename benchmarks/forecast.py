@@ -372,9 +372,8 @@ def fit_time(data: Path, folds: int | None, with_prophet: bool) -> None:
     fast = ["gradient_boosting", "linear"]
     names = [*fast, "prophet"] if with_prophet else fast
     cutoffs = list(pd.date_range(FIT_FIRST, FIT_LAST, freq=FIT_EVERY))[:folds]
-    folds = len(cutoffs)
     print(
-        f"\nFit time on {FIT_WINDOW.days} days of NASA data, one series: {folds} cutoffs every "
+        f"\nFit time on {FIT_WINDOW.days} days of NASA data, one series: {len(cutoffs)} cutoffs every "
         f"{FIT_EVERY.seconds // 3600} h from 08-18 00:00 local, each fitted on the "
         f"{FIT_WINDOW.days} days before it and scored {max(HORIZONS)} minutes ahead"
     )
