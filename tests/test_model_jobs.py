@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from controller.modelling import InlineExecutor, ModelJob, WorkerPool, run_job
 from controller.policy import nowcast
@@ -84,6 +85,18 @@ def test_a_reconcile_does_not_wait_for_training(api, prom, tmp_path) -> None:  #
 
         reconcile(api, rec, minutes=2)  # fresh forecast: no new job
         assert rec.jobs == 0
+
+
+def test_a_model_worker_computes_on_one_thread(monkeypatch) -> None:
+    """OpenMP loaded by a fit and BLAS loaded at start-up both run one thread per worker,
+    whatever the controller's own environment says (conftest sets one for the CLIs)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with WorkerPool(1) as pool:
+        pool.submit(exec, "import sklearn.ensemble").result(timeout=60)
+        libraries = pool.submit(threadpoolctl.threadpool_info).result(timeout=60)
+    apis = {lib["user_api"] for lib in libraries}
+    assert {"openmp", "blas"} <= apis, libraries
+    assert [lib["num_threads"] for lib in libraries] == [1] * len(libraries), libraries
 
 
 def test_a_worker_killed_mid_job_is_retried_once_and_nothing_doubles(
