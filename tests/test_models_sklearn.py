@@ -45,12 +45,18 @@ def test_cold_start_falls_back_to_a_baseline_and_says_so() -> None:
     long = poisson_days(10, seed=5, freq="1h", uid="long")
     short = poisson_days(1, seed=6, freq="1h", uid="short").iloc[:30]
     newborn = poisson_days(1, seed=7, freq="1h", uid="newborn").iloc[:5]
-    model = GradientBoostingForecaster(max_iter=20).fit(pd.concat([long, short, newborn]))
+    first = poisson_days(1, seed=9, freq="1h", uid="first").iloc[:1]  # one value: no interval
+    model = GradientBoostingForecaster(max_iter=20).fit(pd.concat([long, short, newborn, first]))
     assert model.fallback_reason_["long"] is None
     assert "seasonal naive" in model.fallback_reason_["short"]
     assert "last value" in model.fallback_reason_["newborn"]
+    assert "1 observed intervals" in model.fallback_reason_["first"]
     forecast = model.predict(6, quantiles=(0.9,))
-    assert forecast.groupby("unique_id").size().to_dict() == {"long": 6, "newborn": 6, "short": 6}
+    sizes = {"first": 6, "long": 6, "newborn": 6, "short": 6}
+    assert forecast.groupby("unique_id").size().to_dict() == sizes
+    mine = forecast[forecast["unique_id"] == "first"]
+    assert (mine["yhat"] == first["y"].iloc[0]).all()
+    assert mine["ds"].iloc[0] == first["ds"].iloc[0] + pd.Timedelta("1h")
 
 
 @pytest.mark.parametrize(

@@ -17,14 +17,17 @@ class LastValue(PerSeriesModel):
     Quantiles are the last value plus the empirical quantiles of one-step changes seen in
     fit, widened by ``sqrt(h)`` at ``h`` steps ahead as for a random walk, and clipped at 0
     (request rates are not negative). ``window`` bounds the history used, in intervals.
+    ``freq`` is the series' interval (``"1min"``), inferred from the data when ``None``:
+    a series seen only once, a new service's first minute, has no interval to infer.
     """
 
-    def __init__(self, window: int = 10_080) -> None:
+    def __init__(self, window: int = 10_080, freq: str | pd.Timedelta | None = None) -> None:
         self.window = window
+        self.freq = freq
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LastValue:
         frame = validate_series(df)
-        self.step_ = series_freq(frame)
+        self.step_ = pd.Timedelta(self.freq) if self.freq is not None else series_freq(frame)
         self.last_ds_ = {}
         self.last_value_: dict[str, float] = {}
         self.changes_: dict[str, np.ndarray] = {}

@@ -85,16 +85,19 @@ def lookup_errors(
     return cells[:, lower] * (1 - weight) + cells[:, upper] * weight
 
 
-def cold_start(one: pd.DataFrame, season: str) -> tuple[Any, str]:
-    """The baseline used for a series with fewer than two seasons, and the reason given."""
-    step = series_freq(one) if len(one) > 1 else pd.Timedelta(season)
+def cold_start(one: pd.DataFrame, season: str, step: pd.Timedelta) -> tuple[Any, str]:
+    """The baseline used for a series with fewer than two seasons, and the reason given.
+
+    ``step`` is the interval of the frame the series came from: the series alone may be a
+    single value, with no interval of its own.
+    """
     seen = int(one["y"].notna().sum())
     if seen * step >= pd.Timedelta(season):
         return SeasonalNaive(season=season).fit(one), (
             f"cold start: {seen} observed intervals is less than two seasons of {season};"
             " using seasonal naive"
         )
-    return LastValue().fit(one), (
+    return LastValue(freq=step).fit(one), (
         f"cold start: {seen} observed intervals is less than one season of {season};"
         " using last value"
     )
@@ -159,7 +162,9 @@ class DirectForecaster(BaseEstimator):
             y = regular(one, self.step_)
             self.last_ds_[uid] = y.index[-1]
             if np.isfinite(y.to_numpy()).sum() < 2 * self.period_:
-                self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(one, self.season)
+                self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(
+                    one, self.season, self.step_
+                )
                 continue
             self.fallback_reason_[uid] = None
             self.history_[uid] = y.to_numpy()[-keep:]

@@ -134,7 +134,9 @@ class ProphetForecaster(BaseEstimator):
             self.last_ds_[uid] = one["ds"].iloc[-1]
             seen = one.dropna(subset=["y"])
             if len(seen) * self.step_ < 2 * pd.Timedelta(self.season):
-                self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(one, self.season)
+                self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(
+                    one, self.season, self.step_
+                )
                 continue
             self.fallback_reason_[uid] = None
             inputs = self._inputs(uid, pd.DatetimeIndex(seen["ds"]), events)
