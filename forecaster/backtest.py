@@ -90,6 +90,10 @@ def backtest_at(
 
     def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
         train = frame[frame["ds"] <= cutoff]
+        # A series seen once by the cutoff has no interval or season to learn: it is not
+        # forecast from this fold, whichever other series share its task.
+        seen = train.groupby("unique_id")["ds"].transform("size")
+        train = train[seen >= 2]
         fitted = clone(model).fit(train, events=events)
         forecast = fitted.predict(horizon, quantiles=quantiles, events=events)
         forecast["cutoff"] = cutoff

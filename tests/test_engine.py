@@ -34,7 +34,7 @@ def dask_engine() -> Iterator[DaskEngine]:
         yield engine
 
 
-def fleet(count: int = 6) -> pd.DataFrame:
+def fleet(count: int = 6, last_starts: int = 7 * 288) -> pd.DataFrame:
     """``count`` services at 5 minutes over 9 days; the last one starts on the 8th day, after
     the first backtest cutoff, so it is alone in its chunk and must miss that fold."""
     frames = []
@@ -43,7 +43,7 @@ def fleet(count: int = 6) -> pd.DataFrame:
             service=f"svc{n}", peak_rps=1.0 + n, maintenance_every_days=14 if n % 2 else 0
         )
         series = generate_traffic(profile, date(2026, 10, 5), 9, seed=n).true_counts("5min")
-        frames.append(series.iloc[7 * 288 :] if n == count - 1 else series)
+        frames.append(series.iloc[last_starts:] if n == count - 1 else series)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -129,6 +129,30 @@ def test_cli_ingest_with_a_scheduler_address(tmp_path: Path, dask_engine: DaskEn
         runs[engine] = (pd.read_csv(out), accounting)
     pd.testing.assert_frame_equal(runs["dask"][0], runs["local"][0])
     assert runs["dask"][1] == runs["local"][1]  # the line accounting
+
+
+class ChunkingLocalEngine(LocalEngine):
+    """In this process, but splitting work into chunks of series as for four workers."""
+
+    @property
+    def workers(self) -> int:
+        return 4
+
+
+def test_a_series_seen_once_at_a_cutoff_is_not_forecast_from_it_chunked_or_not() -> None:
+    # Cutoffs of 3 folds, 12 steps, every 288, on 9 days: steps 2003, 2291 and 2579. The last
+    # series starts at step 2291, so it has one value at the second cutoff: nothing to learn
+    # an interval or a season from, alone in its chunk or among other series.
+    frame = fleet(last_starts=2291)
+    single = select(frame, candidates(), 12, 3, 288)
+    chunked = select(frame, candidates(), 12, 3, 288, engine=ChunkingLocalEngine())
+    for name, folds in single.results.items():
+        pd.testing.assert_frame_equal(
+            chunked.results[name], folds, check_exact=False, rtol=0, atol=1e-9
+        )
+        late = folds[folds["unique_id"] == "svc5"]
+        assert sorted(late["cutoff"].unique()) == [frame["ds"].max() - pd.Timedelta("60min")]
+    pd.testing.assert_frame_equal(chunked.scores, single.scores)
 
 
 @pytest.mark.slow
