@@ -192,11 +192,14 @@ def nowcast(
 
     The level factor R is the recent observed load over the forecast median for the same
     intervals. The median scales by R and the spread above it by sqrt(R), as for counts
-    whose variance grows with their mean. Without a median, enough finite recent values,
-    or forecast coverage of the recent intervals, the forecast is returned unchanged.
+    whose variance grows with their mean. Missing intervals (NaN: a scrape gap) are left
+    out of both sums, so one gap does not switch the nowcast off for a whole window; with
+    fewer than half the intervals observed, no median, or no forecast coverage of the
+    recent intervals, the forecast is returned unchanged.
     """
     values = np.asarray(recent, dtype=float)
-    if forecast.median is None or values.size == 0 or not np.all(np.isfinite(values)):
+    seen = np.isfinite(values)
+    if forecast.median is None or values.size == 0 or 2 * seen.sum() < values.size:
         return forecast
     step = forecast.times[1] - forecast.times[0] if len(forecast.times) > 1 else None
     if step is None:
@@ -209,10 +212,10 @@ def nowcast(
         or at + values.size > len(forecast.times)
     ):
         return forecast
-    expected = float(np.sum(forecast.median[at : at + values.size]))
+    expected = float(np.sum(forecast.median[at : at + values.size][seen]))
     if expected <= 0:
         return forecast
-    ratio = float(np.clip(values.sum() / expected, *bounds))
+    ratio = float(np.clip(values[seen].sum() / expected, *bounds))
     median = forecast.median * ratio
     upper = median + np.sqrt(ratio) * np.maximum(forecast.upper - forecast.median, 0.0)
     return replace(forecast, upper=upper, median=median)

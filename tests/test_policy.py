@@ -318,6 +318,22 @@ def test_nowcast_rescales_to_the_level_running_today() -> None:
         50.0
     )  # clipped at 0.5
     assert nowcast(fc, NOW, [np.nan] * 10, (0.5, 4.0)) is fc
+    assert nowcast(fc, NOW, [np.nan] * 6 + [300.0] * 4, (0.5, 4.0)) is fc  # mostly unseen
+
+
+def test_nowcast_leaves_a_scrape_gap_out() -> None:
+    fc = median_forecast(100.0, 150.0)
+    ramp = np.linspace(1.0, 2.0, len(fc.times))  # so that which intervals count matters
+    fc = replace(fc, median=fc.median * ramp, upper=fc.upper * ramp)
+    start = int(np.searchsorted(fc.times, np.datetime64(NOW.replace(tzinfo=None)))) - 10
+    expected = fc.median[start : start + 10]
+    seen = expected * 2.5
+    gappy = np.where(np.arange(10) % 3 == 1, np.nan, seen)
+    adjusted = nowcast(fc, NOW, gappy, (0.5, 4.0))
+    assert adjusted.median[40] == pytest.approx(2.5 * fc.median[40])
+    assert adjusted.upper[40] == pytest.approx(
+        2.5 * fc.median[40] + np.sqrt(2.5) * (fc.upper[40] - fc.median[40])
+    )
     no_median = replace(fc, median=None)
     assert nowcast(no_median, NOW, [300.0] * 10, (0.5, 4.0)) is no_median
     assert nowcast(fc, NOW, [300.0] * 40, (0.5, 4.0)) is fc  # recent data older than the forecast
