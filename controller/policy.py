@@ -190,32 +190,32 @@ def nowcast(
 ) -> Forecast:
     """Rescale a seasonal forecast to the level the load is running at today.
 
-    The level factor R is the recent observed load over the forecast median for the same
-    intervals. The median scales by R and the spread above it by sqrt(R), as for counts
-    whose variance grows with their mean. Missing intervals (NaN: a scrape gap) are left
-    out of both sums, so one gap does not switch the nowcast off for a whole window; with
-    fewer than half the intervals observed, no median, or no forecast coverage of the
-    recent intervals, the forecast is returned unchanged.
+    ``recent`` holds the complete intervals before the one ``now`` falls in (``now`` is
+    a wall-clock time, rarely on the interval grid). The level factor R is their observed
+    load over the forecast median for the same intervals. The median scales by R and the
+    spread above it by sqrt(R), as for counts whose variance grows with their mean.
+    Intervals missing on either side (NaN: a scrape gap) are left out of both sums, so one
+    gap does not switch the nowcast off for a whole window; with fewer than half the
+    intervals usable, no median, or no forecast coverage of the recent intervals, the
+    forecast is returned unchanged.
     """
     values = np.asarray(recent, dtype=float)
-    seen = np.isfinite(values)
-    if forecast.median is None or values.size == 0 or 2 * seen.sum() < values.size:
+    times = forecast.times
+    if forecast.median is None or values.size == 0 or len(times) < 2:
         return forecast
-    step = forecast.times[1] - forecast.times[0] if len(forecast.times) > 1 else None
-    if step is None:
+    step = times[1] - times[0]
+    current = int(np.searchsorted(times, np.datetime64(now.replace(tzinfo=None)), "right")) - 1
+    at = current - values.size
+    if at < 0 or times[current] - times[at] != step * values.size:
         return forecast
-    first = np.datetime64(now.replace(tzinfo=None)) - step * values.size
-    at = np.searchsorted(forecast.times, first)
-    if (
-        at >= len(forecast.times)
-        or forecast.times[at] != first
-        or at + values.size > len(forecast.times)
-    ):
+    expected_all = forecast.median[at:current]
+    usable = np.isfinite(values) & np.isfinite(expected_all)
+    if 2 * usable.sum() < values.size:
         return forecast
-    expected = float(np.sum(forecast.median[at : at + values.size][seen]))
+    expected = float(np.sum(expected_all[usable]))
     if expected <= 0:
         return forecast
-    ratio = float(np.clip(values[seen].sum() / expected, *bounds))
+    ratio = float(np.clip(values[usable].sum() / expected, *bounds))
     median = forecast.median * ratio
     upper = median + np.sqrt(ratio) * np.maximum(forecast.upper - forecast.median, 0.0)
     return replace(forecast, upper=upper, median=median)

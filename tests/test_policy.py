@@ -321,6 +321,30 @@ def test_nowcast_rescales_to_the_level_running_today() -> None:
     assert nowcast(fc, NOW, [np.nan] * 6 + [300.0] * 4, (0.5, 4.0)) is fc  # mostly unseen
 
 
+def test_nowcast_runs_at_a_wall_clock_time_off_the_interval_grid() -> None:
+    # The controller decides at 12:00:17, not 12:00:00: the recent intervals are the same.
+    fc = median_forecast(100.0, 150.0)
+    on_grid = nowcast(fc, NOW, [300.0] * 10, (0.5, 4.0))
+    for late in (timedelta(seconds=17), timedelta(seconds=59)):
+        off_grid = nowcast(fc, NOW + late, [300.0] * 10, (0.5, 4.0))
+        np.testing.assert_array_equal(off_grid.median, on_grid.median)
+        np.testing.assert_array_equal(off_grid.upper, on_grid.upper)
+
+
+def test_a_missing_forecast_median_is_left_out_and_never_crashes_a_decision() -> None:
+    fc = median_forecast(100.0, 150.0)
+    gappy = fc.median.copy()
+    start = int(np.searchsorted(fc.times, np.datetime64(NOW.replace(tzinfo=None)))) - 10
+    gappy[start : start + 3] = np.nan
+    adjusted = nowcast(replace(fc, median=gappy), NOW, [300.0] * 10, (0.5, 4.0))
+    assert adjusted.median[40] == pytest.approx(300.0)
+    gappy[start : start + 10] = np.nan
+    assert nowcast(replace(fc, median=gappy), NOW, [300.0] * 10, (0.5, 4.0)).median is gappy
+    spec = PolicySpec(**{**SPEC.__dict__, "level_window": 10})
+    decision = decide(spec, NOW, 2, 300.0, replace(fc, median=gappy), recent_load=[300.0] * 10)
+    assert decision.replicas >= 3  # 300 rps needs 3 pods of 100: the floor still holds
+
+
 def test_nowcast_leaves_a_scrape_gap_out() -> None:
     fc = median_forecast(100.0, 150.0)
     ramp = np.linspace(1.0, 2.0, len(fc.times))  # so that which intervals count matters
