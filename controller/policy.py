@@ -150,20 +150,29 @@ def needed_replicas(load: float, capacity: float) -> int:
 
 
 def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | None]:
-    """min, max and the override responsible, at ``now``."""
+    """min, max and the override responsible, at ``now``.
+
+    An override starting within the lead time already raises the minimum, so its pods are
+    ready when its window opens; one that lowers the minimum waits for its window, or the
+    pods would go before the load they serve does.
+    """
     lead = lead_time(spec)
     low, high = spec.min_replicas, spec.max_replicas
     active = [o for o in spec.overrides if o.start <= now < o.end]
-    upcoming = [
-        o for o in spec.overrides if now < o.start <= now + lead and o.min_replicas is not None
-    ]
-    mins = [o.min_replicas for o in active + upcoming if o.min_replicas is not None]
+    mins = [o.min_replicas for o in active if o.min_replicas is not None]
     maxes = [o.max_replicas for o in active if o.max_replicas is not None]
     if mins:
         low = max(mins)
     if maxes:
         high = min(maxes)
-    names = [o.name for o in active + upcoming]
+    raising = [
+        o
+        for o in spec.overrides
+        if now < o.start <= now + lead and o.min_replicas is not None and o.min_replicas > low
+    ]
+    if raising:
+        low = max(o.min_replicas for o in raising if o.min_replicas is not None)
+    names = [o.name for o in active + raising]
     return low, max(low, high), (", ".join(dict.fromkeys(names)) or None)
 
 
@@ -254,9 +263,9 @@ def decide(
     lead_end = now + lead_time(spec)
     ahead_end = now + max(lead_time(spec), spec.scale_down_stabilization)
     floor = (
-        None
-        if observed_load is None or not math.isfinite(observed_load)
-        else needed_replicas(max(observed_load, 0.0), spec.capacity_per_replica)
+        needed_replicas(observed_load, spec.capacity_per_replica)
+        if observed_load is not None and _usable_load(observed_load)
+        else None
     )
     problem = forecast_problem(spec, forecast, now, lead_end)
     if problem is None and forecast is not None and spec.level_window:
@@ -367,14 +376,25 @@ def _with_message(decision: Decision, spec: PolicySpec, forecast: Forecast | Non
         parts.append(
             f"no usable forecast ({FALLBACK_WORDS[d.fallback]}), so scaling reacts to the load"
         )
-    if d.observed_load is not None:
-        parts.append(f"the load now ({d.observed_load:,.1f}) needs {d.reactive_floor}")
-    else:
+    if d.observed_load is None:
         parts.append("no load was observed, so nothing changes without a forecast")
+    elif not _usable_load(d.observed_load):
+        parts.append(
+            f"the load reading ({d.observed_load:g}) is not a usable request rate, "
+            "so the load counts as unknown"
+        )
+    else:
+        parts.append(f"the load now ({d.observed_load:,.1f}) needs {d.reactive_floor}")
     for clamp in d.clamps:
         words = _CLAMP_WORDS.get(clamp) or _CLAMP_WORDS[clamp.split("/")[0]]
         parts.append(words.format(d=d))
     return replace(d, message="; ".join(parts) + ".")
+
+
+def _usable_load(load: float) -> bool:
+    """A request rate: finite and not negative. A negative one (a broken query, a counter
+    reset seen through ``deriv()``) is as unknown as NaN, never a reason to scale down."""
+    return math.isfinite(load) and load >= 0
 
 
 def _minutes(delay: timedelta) -> str:

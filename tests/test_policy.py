@@ -135,11 +135,14 @@ def test_no_load_and_no_forecast_changes_nothing() -> None:
 
 def test_unknown_load_holds_a_scale_down_the_forecast_asks_for() -> None:
     low = flat(300.0)  # 3 replicas would do by the forecast alone
-    for load in (None, float("nan")):
+    for load in (None, float("nan"), float("inf"), -50.0):  # -50: a broken query, not a rate
         d = decide(SPEC, NOW, current_replicas=12, observed_load=load, forecast=low)
         assert (d.replicas, d.recommendation, d.reason) == (12, 3, "Hold/ForecastPeak")
         assert d.clamps == ("Hold/LoadUnknown",)
         assert "the load now is unknown" in d.message
+        assert "needs" not in d.message and d.reactive_floor == 0
+        if load is not None:
+            assert f"the load reading ({load:g}) is not a usable request rate" in d.message
     up = decide(SPEC, NOW, current_replicas=12, observed_load=None, forecast=flat(2950.0))
     assert up.replicas == 30  # scaling up on the forecast alone is still allowed
 
@@ -202,6 +205,11 @@ def test_overrides_set_bounds_and_start_early_enough() -> None:
     spec = PolicySpec(**{**SPEC.__dict__, "overrides": (deadline,)})
     d = decide(spec, NOW, 10, 100.0, flat(100.0))
     assert (d.replicas, d.min_replicas, d.override) == (25, 25, "filing-deadline")
+    night = Override("night", NOW + timedelta(minutes=2), NOW + timedelta(hours=8), 1)
+    before = PolicySpec(**{**SPEC.__dict__, "min_replicas": 5, "overrides": (night,)})
+    d = decide(before, NOW, 5, 10.0, flat(10.0))  # a lower minimum waits for its window
+    assert (d.replicas, d.min_replicas, d.override) == (5, 5, None)
+    assert decide(before, NOW + timedelta(minutes=2), 5, 10.0, flat(10.0)).replicas == 1
     later = PolicySpec(
         **{
             **SPEC.__dict__,
@@ -239,7 +247,7 @@ specs = st.builds(
     st.integers(1, 20),
     st.integers(1, 20),
 )
-loads = st.one_of(st.none(), st.floats(0, 50_000), st.just(float("nan")))
+loads = st.one_of(st.none(), st.floats(-100, 50_000), st.just(float("nan")))
 values = st.lists(st.floats(0, 50_000), min_size=40, max_size=40)
 histories = st.lists(
     st.builds(
@@ -257,7 +265,8 @@ def test_invariants(spec, current, load, upper, history) -> None:
     fc = None if upper is None else forecast(upper)
     d = decide(spec, NOW, current, load, fc, history)
     assert spec.min_replicas <= d.replicas <= spec.max_replicas  # never outside the bounds
-    if load is not None and load == load:
+    usable = load is not None and load >= 0  # NaN compares false: unusable too
+    if usable:
         assert d.replicas >= min(
             needed_replicas(load, spec.capacity_per_replica), spec.max_replicas
         )  # floor
@@ -269,7 +278,7 @@ def test_invariants(spec, current, load, upper, history) -> None:
         )  # step limit, unless the floor needs more
     if within and d.replicas < current:
         assert current - d.replicas <= spec.scale_down_max_step
-    if within and (load is None or load != load):
+    if within and not usable:
         assert d.replicas >= current  # the load is unknown: never scale down blind
     assert decide(spec, NOW, current, load, fc, history) == d  # pure
 
