@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
+from controller.review import count_back
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
 
@@ -136,19 +137,27 @@ def _zone(tz: str | None) -> tzinfo:
 
 
 def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:
-    """A duration back from ``now`` (``24h``) or a time."""
+    """A duration back from ``now`` (``24h``) or a time.
+
+    Text that is neither gets an error naming both readings: a duration too long to hold
+    (``3000000000d``) is then not reported as merely "not a time".
+    """
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        return _time(option, text, zone)
+        back = parse_duration(text)
+    except ValueError as not_duration:
+        return _time(option, text, zone, also=f", and {not_duration}")
+    try:
+        return count_back(now, back, text)
+    except ValueError as exc:
+        fail(f"{option} {exc}")
 
 
-def _time(option: str, text: str, zone: tzinfo) -> datetime:
-    """An ISO time; without an offset it is in ``zone``."""
+def _time(option: str, text: str, zone: tzinfo, also: str = "") -> datetime:
+    """An ISO time; without an offset it is in ``zone``. ``also`` ends the error message."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        fail(f"{option} {text!r} is not a time like {TIME_EXAMPLE!r}")
+        fail(f"{option} {text!r} is not a time like {TIME_EXAMPLE!r}{also}")
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 

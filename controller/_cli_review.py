@@ -14,7 +14,6 @@ from controller._cli_decisions import (
     TIME_EXAMPLE,
     _moment,
     _open,
-    _time,
     _zone,
 )
 from controller.http import RouteServer
@@ -78,8 +77,13 @@ def review_command(
 
 
 def _since(text: str, zone: tzinfo) -> timedelta | datetime:
-    """A duration stays relative, so a served page's window moves with the clock."""
+    """A duration stays relative, so a served page's window moves with the clock.
+
+    It is counted back from now once here, for the errors of :func:`_moment`: a duration
+    reaching before the year 1 would otherwise fail at every request.
+    """
+    start = _moment("--since", text, zone, datetime.now(UTC))
     try:
         return parse_duration(text)
     except ValueError:
-        return _time("--since", text, zone)
+        return start

@@ -132,16 +132,29 @@ def review_route(
         chosen = query.get("scaler", [scaler])[-1] or None
         zone = query.get("tz", [tz])[-1] or None
         try:
-            back = parse_duration(query["since"][-1]) if "since" in query else since
+            if "since" in query:
+                text = query["since"][-1]
+                start = count_back(clock(), parse_duration(text), text)
+            else:
+                start = since if isinstance(since, datetime) else clock() - since
             if zone is not None:
                 _check_zone(zone)
         except ValueError as exc:
             return 400, "text/plain; charset=utf-8", f"{exc}\n".encode()
-        start = back if isinstance(back, datetime) else clock() - back
         page = render_review(log, since=start, until=until, scaler=chosen, tz=zone)
         return 200, "text/html; charset=utf-8", page.encode()
 
     return route
+
+
+def count_back(now: datetime, back: timedelta, text: str) -> datetime:
+    """``now - back``; a ValueError naming ``text`` (the duration typed) when that would be
+    before the year 1, since a duration can be valid and still reach past what a datetime
+    holds (``999999d``)."""
+    try:
+        return now - back
+    except OverflowError:
+        raise ValueError(f"{text} reaches back before the year 1") from None
 
 
 def _check_zone(name: str) -> None:

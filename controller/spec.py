@@ -44,12 +44,24 @@ class SpecError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a Kubernetes-style duration such as ``90s``, ``3m``, ``1h30m`` or ``28d``."""
+    """Parse a Kubernetes-style duration such as ``90s``, ``3m``, ``1h30m`` or ``28d``.
+
+    The CRD's pattern bounds no number, so a duration beyond ``timedelta`` is a
+    ``ValueError`` like any bad one: the spec reader and the CLIs then report it, where an
+    ``OverflowError`` would escape them as a traceback.
+    """
     match = _DURATION.match(str(text).strip())
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration like 30s, 3m, 1h30m or 28d")
     days, hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis)
+    try:
+        return timedelta(
+            days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis
+        )
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} is too long a duration (at most {timedelta.max.days}d)"
+        ) from None
 
 
 @dataclass(frozen=True)

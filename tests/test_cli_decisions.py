@@ -129,6 +129,15 @@ def test_errors(replayed: Replayed, tmp_path: Path) -> None:
         (["list", SCALER, "--db", "nonsense"], "is not a database URL"),
         (["list", "portal", *db], "'portal' is not NAMESPACE/NAME"),
         (["list", SCALER, "--since", "yesterday", *db], "--since 'yesterday' is not a time"),
+        (
+            ["list", SCALER, "--since", "3000000000d", *db],
+            "--since '3000000000d' is not a time like '2026-11-20 09:41', "
+            "and '3000000000d' is too long a duration (at most 999999999d)",
+        ),
+        (
+            ["list", SCALER, "--until", "999999d", *db],
+            "--until 999999d reaches back before the year 1",
+        ),
         (["explain", SCALER, "--at", "20/11 9h41", *db], "--at '20/11 9h41' is not a time"),
         (
             ["explain", SCALER, "--at", "2026-11-09 10:00", "--tz", "Mars/Base", *db],

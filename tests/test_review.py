@@ -215,6 +215,8 @@ def test_cli_errors(replayed: Replayed, tmp_path: Path) -> None:  # noqa: F811
         (["--db", f"sqlite:///{tmp_path / 'missing.db'}", *out], "no decision log at"),
         ([*db, "--tz", "Mars/Base", *out], "not a time zone"),
         ([*db, "--since", "yesterday", *out], "--since 'yesterday' is not a time"),
+        ([*db, "--since", "3000000000d", *out], "'3000000000d' is too long a duration"),
+        ([*db, "--since", "999999d", *out], "--since 999999d reaches back before the year 1"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["review", *args])
@@ -291,6 +293,7 @@ def test_controller_serves_the_page_at_ui(controller_http: ControllerHTTPServer)
         400,
         "'soon' is not a duration like 30s, 3m, 1h30m or 28d\n",
     )
+    assert get(f"{base}/ui?since=999999d")[::2] == (400, "999999d reaches back before the year 1\n")
     assert get(f"{base}/metrics")[0] == 200
 
 

@@ -67,6 +67,8 @@ def test_minimal_spec_takes_every_default() -> None:
         (lambda s: s.update(mode="Turbo"), "spec.mode: 'Turbo' is not one of"),
         (lambda s: s.update(startupDelay="-3m"), "spec.startupDelay: '-3m' is not a duration"),
         (lambda s: s.update(startupDelay="0s"), "spec.startupDelay: must be positive"),
+        # CRD-valid (^([0-9]+(m|h|d))+$), yet beyond what a timedelta holds
+        (lambda s: s.update(horizon="3000000000d"), "spec.horizon: '3000000000d' is too long"),
         (
             lambda s: s.update(capacityPerReplica=0),
             "spec.capacityPerReplica: 0 is not a number > 0",
@@ -159,4 +161,10 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 @pytest.mark.parametrize("text", ["", "3", "m", "3 m", "-3m", "3min", "1.5h", "3m3h"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["3000000000d", "999999999d24h", "99999999999999999999s"])
+def test_parse_duration_rejects_what_a_timedelta_cannot_hold(text: str) -> None:
+    with pytest.raises(ValueError, match=f"'{text}' is too long a duration"):
         parse_duration(text)
