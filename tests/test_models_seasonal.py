@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 
 from forecaster.calendar import WORKING, day_types
@@ -142,3 +144,37 @@ def test_hourly_data_pools_its_own_hour_not_fifteen_hours_around_it() -> None:
     forecast = model.predict(24, quantiles=(0.5,))
     peak = forecast.loc[forecast["ds"].dt.hour == 10, "q0.5"].iloc[0]
     assert peak > 80  # the 10:00 peak (mean 100) is not averaged with the night (mean 20)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_an_all_zero_series_forecasts_zero(normalize: bool) -> None:
+    """A status=5xx series that never fired: every day's level is 0/0, which must not turn
+    the whole forecast into NaN (a scaler cannot act on NaN)."""
+    frame, _ = synthetic(days=14)
+    model = SeasonalQuantile(country=None, tz="America/New_York", normalize=normalize)
+    forecast = model.fit(frame.assign(y=0.0)).predict(48, quantiles=(0.5, 0.9))
+    assert (forecast[["yhat", "q0.5", "q0.9"]].to_numpy() == 0.0).all()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_a_negative_series_forecasts_finite_values(normalize: bool) -> None:
+    frame, _ = synthetic(days=14)
+    model = SeasonalQuantile(country=None, tz="America/New_York", normalize=normalize)
+    forecast = model.fit(frame.assign(y=frame["y"] - 200)).predict(48, quantiles=(0.5, 0.9))
+    assert np.isfinite(forecast[["yhat", "q0.5", "q0.9"]].to_numpy()).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    value=st.one_of(st.just(0.0), st.floats(-1e6, 1e6)),
+    normalize=st.booleans(),
+    tz=st.sampled_from([None, "America/New_York"]),
+)
+def test_a_constant_series_forecasts_that_constant(
+    value: float, normalize: bool, tz: str | None
+) -> None:
+    ds = pd.date_range("2026-10-05", periods=24 * 9, freq="1h")
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": value})
+    model = SeasonalQuantile(country=None, tz=tz, normalize=normalize)
+    forecast = model.fit(frame).predict(30, quantiles=(0.1, 0.5, 0.9))
+    np.testing.assert_allclose(forecast[["yhat", "q0.1", "q0.5", "q0.9"]], value, rtol=1e-12)

@@ -185,7 +185,10 @@ def _normalize_days(
 
     Busy and quiet days then share one shape, so the quantiles measure the noise around a
     day's own level rather than the spread between days. Returns the normalised values
-    and the median level of the last five days (the level a forecast starts from).
+    and the median level of the last five days (the level a forecast starts from). A day
+    whose seasonal median is not positive (a series that is all zeros, or negative) has no
+    level and is left as it is; when none of the last five days has one, the forecast
+    starts from 1 (the seasonal median itself) rather than from NaN.
     """
     local = index.tz_localize("UTC").tz_convert(tz) if tz else index
     day = np.asarray(local.normalize().tz_localize(None) if tz else local.normalize())
@@ -200,7 +203,8 @@ def _normalize_days(
     sums = usable.groupby("day")[["y", "m"]].sum()
     level = (sums["y"] / sums["m"]).where(sums["m"] > 0).clip(0.2, 5.0)
     per_row = frame["day"].map(level).fillna(1.0).to_numpy()
-    return values / per_row, float(level.iloc[-5:].median()) if len(level) else 1.0
+    recent = level.iloc[-5:].dropna()
+    return values / per_row, float(recent.median()) if len(recent) else 1.0
 
 
 def _slot_table(slots: np.ndarray, values: np.ndarray, n_slots: int) -> list[np.ndarray]:
