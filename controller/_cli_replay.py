@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -31,10 +33,12 @@ def replay_command(
         "3m", "--startup-delay", help="From asking for a pod to it serving."
     ),
     start: str = typer.Option(
-        ..., "--start", help="Replay from this UTC time; earlier data is history."
+        ...,
+        "--start",
+        help="Replay from this time, UTC unless it has an offset; earlier data is history.",
     ),
     end: str | None = typer.Option(
-        None, "--end", help="Stop before this UTC time (default: the end)."
+        None, "--end", help="Stop before this time, UTC unless it has an offset (default: the end)."
     ),
     policy: str = typer.Option("all", "--policy", help="predictive, hpa, oracle or all."),
     retrain_every: str = typer.Option(
@@ -73,6 +77,17 @@ def replay_command(
     ),
 ) -> None:
     """Replay a series and compare policies on unserved requests and replica-minutes."""
+    settings = _settings(
+        capacity_per_replica,
+        startup_delay,
+        min_replicas,
+        max_replicas,
+        quantile,
+        retrain_every,
+        hpa_target,
+    )
+    first = _utc("--start", start)
+    last = _utc("--end", end) if end else None  # "" meant the end before, so it still does
     policies = list(POLICIES) if policy == "all" else [policy]
     if policy != "all" and policy not in POLICIES:
         fail(f"unknown --policy {policy!r}; choose predictive, hpa, oracle or all")
@@ -86,22 +101,13 @@ def replay_command(
             fail(f"{series} has {frame['unique_id'].nunique()} series; pick one with --id")
         if frame.empty:
             fail(f"no series {unique_id!r} in {series}")
-        settings = ReplaySettings(
-            capacity_per_replica=capacity_per_replica,
-            startup_delay=parse_duration(startup_delay),
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            quantile=quantile,
-            retrain_every=parse_duration(retrain_every),
-            hpa_target=hpa_target,
-        )
         result = replay(
             frame,
-            pd.Timestamp(start),
+            first,
             settings,
             policies=policies,
             model_factory=lambda: SeasonalQuantile(country=country, tz=tz, normalize=True),
-            end=pd.Timestamp(end) if end else None,
+            end=last,
         )
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
@@ -121,3 +127,62 @@ def replay_command(
         typer.echo(json.dumps(result.summary.to_dict(orient="records"), indent=2))
     else:
         typer.echo(summary_table(result.summary))
+
+
+def _settings(
+    capacity_per_replica: float,
+    startup_delay: str,
+    min_replicas: int,
+    max_replicas: int,
+    quantile: float,
+    retrain_every: str,
+    hpa_target: float,
+) -> ReplaySettings:
+    """The replay's settings, or one line on the first option out of range.
+
+    The replay divides by the capacity and the HPA target and clamps to min/max as given,
+    so a bad value would crash it or compare the policies on nonsense without a word. The
+    comparisons are written to refuse NaN too.
+    """
+    if not 0 < capacity_per_replica < math.inf:
+        fail(f"--capacity-per-replica {capacity_per_replica:g} is not a number > 0")
+    if not 0 < hpa_target <= 1:
+        fail(f"--hpa-target {hpa_target:g} is not a utilisation in (0, 1]")
+    if not 0 < quantile < 1:
+        fail(f"--quantile {quantile:g} is not a quantile in (0, 1)")
+    if min_replicas < 1:
+        fail(f"--min-replicas {min_replicas} is less than 1")
+    if min_replicas > max_replicas:
+        fail(f"--min-replicas {min_replicas} is greater than --max-replicas {max_replicas}")
+    return ReplaySettings(
+        capacity_per_replica=capacity_per_replica,
+        startup_delay=_duration("--startup-delay", startup_delay),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        quantile=quantile,
+        retrain_every=_duration("--retrain-every", retrain_every),
+        hpa_target=hpa_target,
+    )
+
+
+def _duration(option: str, text: str) -> timedelta:
+    """A positive duration: a zero startup delay or retrain interval is a typo, not a plan."""
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        fail(f"{option} {exc}")
+    if value <= timedelta(0):
+        fail(f"{option} {text} is not positive")
+    return value
+
+
+def _utc(option: str, text: str) -> pd.Timestamp:
+    """A time as the series hold them, naive UTC; one with an offset is converted to UTC,
+    since comparing it with the series' naive times would raise."""
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError:
+        moment = pd.NaT
+    if pd.isna(moment):  # pandas reads "" as NaT
+        fail(f"{option} {text!r} is not a time like 2026-10-14 06:00")
+    return moment if moment.tz is None else moment.tz_convert("UTC").tz_localize(None)

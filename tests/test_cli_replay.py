@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -75,3 +76,57 @@ def test_replay_errors(tmp_path: Path) -> None:
             app, ["replay", "--capacity-per-replica", "1", "--start", "2026-01-01", *extra]
         )
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
+
+
+def test_replay_refuses_bad_option_values_up_front(tmp_path: Path) -> None:
+    """Each would have crashed the replay (a division by zero, an overflow) or run it in
+    silence with nonsense (112 % unserved, more replicas than --max-replicas)."""
+    cases = [
+        (["--capacity-per-replica", "0"], "--capacity-per-replica 0 is not a number > 0"),
+        (["--capacity-per-replica", "-5"], "--capacity-per-replica -5 is not a number > 0"),
+        (["--capacity-per-replica", "nan"], "--capacity-per-replica nan is not a number > 0"),
+        (["--hpa-target", "0"], "--hpa-target 0 is not a utilisation in (0, 1]"),
+        (["--hpa-target", "1.5"], "--hpa-target 1.5 is not a utilisation in (0, 1]"),
+        (["--quantile", "1"], "--quantile 1 is not a quantile in (0, 1)"),
+        (["--min-replicas", "0"], "--min-replicas 0 is less than 1"),
+        (
+            ["--min-replicas", "20", "--max-replicas", "5"],
+            "--min-replicas 20 is greater than --max-replicas 5",
+        ),
+        (["--startup-delay", "0s"], "--startup-delay 0s is not positive"),
+        (
+            ["--retrain-every", "soon"],
+            "--retrain-every 'soon' is not a duration like 30s, 3m, 1h30m or 28d",
+        ),
+        (
+            ["--startup-delay", "3000000000d"],
+            "--startup-delay '3000000000d' is too long a duration (at most 999999999d)",
+        ),
+        (["--start", "dawn"], "--start 'dawn' is not a time like 2026-10-14 06:00"),
+        (["--start", ""], "--start '' is not a time like 2026-10-14 06:00"),
+    ]
+    for extra, message in cases:
+        args = ["replay", "--series", str(tmp_path / "none.csv"), "--start", "2026-01-02"]
+        args += ["--capacity-per-replica", "1", *extra]  # a later option wins
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (extra, result.output)
+        assert result.stderr == f"error: {message}\n", (extra, result.stderr)
+
+
+@pytest.mark.parametrize("start", ["2026-01-02T06:00Z", "2026-01-02T07:00+01:00"])
+def test_replay_reads_a_start_with_an_offset_as_that_utc_time(tmp_path: Path, start: str) -> None:
+    ds = pd.date_range("2026-01-01", periods=2 * 24 * 60, freq="1min")
+    write_frame(
+        pd.DataFrame({"unique_id": "s", "ds": ds, "y": 10.0 * (ds.hour + 1)}), tmp_path / "s.csv"
+    )
+
+    def summary(start: str) -> list[dict]:
+        args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+        args += ["--policy", "oracle", "--json", "--start", start, "--end", "2026-01-02T12:00Z"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert summary(start) == summary("2026-01-02 06:00")
+    # 06:00 to 12:00 UTC needs 7 to 12 pods, each rise ready 3 minutes (the delay) ahead
+    assert summary(start)[0]["replica_minutes"] == sum(range(7, 13)) * 60 + 5 * 3
