@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
-from controller.review import count_back
+from controller.review import count_back, format_number
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
 
@@ -176,18 +176,14 @@ def _table(records: Sequence[DecisionRecord], zone: tzinfo) -> str:
                 else str(r.replicas)
             ),
             "reason": r.reason,
-            "load": _number(r.observed_load),
-            "forecast peak": _number(r.forecast_peak),
+            "load": format_number(r.observed_load),
+            "forecast peak": format_number(r.forecast_peak),
             "HPA": "-" if r.hpa_replicas is None else str(r.hpa_replicas),
             "applied": "yes" if r.applied else ("recorded" if r.mode == "ForecastOnly" else "no"),
         }
         for r in records
     ]
     return pd.DataFrame(rows).to_string(index=False)
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
 
 
 def _as_json(record: DecisionRecord) -> dict[str, Any]:

@@ -396,9 +396,9 @@ def _table(
             f'<tr id="{row_id}" data-reason="{html.escape(r.reason)}" '
             f'data-applied="{"yes" if r.applied else "no"}" data-at="{local:%Y-%m-%dT%H:%M:%S}">'
             f"<td>{local:%Y-%m-%d %H:%M:%S}</td><td>{change}</td><td>{html.escape(r.reason)}</td>"
-            f'<td class="num">{_number(r.observed_load)}</td>'
-            f'<td class="num">{_number(r.forecast_peak)}</td>'
-            f'<td class="num">{_number(r.replicas * r.capacity_per_replica)}</td>'
+            f'<td class="num">{format_number(r.observed_load)}</td>'
+            f'<td class="num">{format_number(r.forecast_peak)}</td>'
+            f'<td class="num">{format_number(r.replicas * r.capacity_per_replica)}</td>'
             f'<td class="num">{"-" if r.hpa_replicas is None else f"{r.hpa_replicas:,}"}</td>'
             f'<td>{applied}</td><td class="explain">{html.escape(sentence)}</td></tr>'
         )
@@ -419,7 +419,10 @@ def _percent(quantile: float) -> str:
     return f"p{round(quantile * 100, 3):g}"
 
 
-def _number(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """A load for people: one decimal, so a unit of 0.1 rps a pod still reads (whole numbers
+    showed a scale-up for 0.31 rps as load 0), none when it is whole; ``-`` when missing.
+    ``surgecast decisions list`` uses it too, so both read alike."""
     return "-" if value is None else f"{value:,.1f}".removesuffix(".0")
 
 

@@ -15,6 +15,7 @@ from controller.cli import app
 from controller.decisions import DecisionLog
 from forecaster.frames import write_frame
 from forecaster.generate import TrafficProfile, generate_traffic
+from tests.test_decisions import sample
 
 runner = CliRunner()
 SCALER = "replay/pension"
@@ -112,6 +113,25 @@ def test_list_table(replayed: Replayed) -> None:
         env={"SURGECAST_DECISION_DB": replayed.db},
     )
     assert result.exit_code == 0 and len(result.stdout.splitlines()) == 4 * 60 + 1
+
+
+def test_list_table_keeps_the_loads_of_a_small_unit(tmp_path: Path) -> None:
+    """At 0.1 rps a pod, loads under 1 decide a scale-up; rounded to whole numbers they read
+    as 0. The table shows them as the review page does."""
+    db = f"sqlite:///{tmp_path / 'small.db'}"
+    small = dict(capacity_per_replica=0.1, current_replicas=2, replicas=4, hpa_replicas=None)
+    with DecisionLog(db) as log:
+        log.record(sample(0, observed_load=0.31, forecast_peak=0.38, **small))  # type: ignore[arg-type]
+        log.record(sample(1))
+    result = runner.invoke(
+        app, ["decisions", "list", "prod/portal", "--db", db, "--since", "2026-11-20 08:00"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[2:] for row in rows] == [
+        ["2", "→", "4", "ScaleUp/ForecastPeak", "0.3", "0.4", "-", "no"],
+        ["11", "→", "31", "ScaleUp/ForecastPeak", "1,234.9", "2,951.1", "14", "no"],
+    ]
 
 
 def test_errors(replayed: Replayed, tmp_path: Path) -> None:
