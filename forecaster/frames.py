@@ -27,6 +27,16 @@ def quantile_columns(quantiles: Sequence[float]) -> list[str]:
     return [quantile_column(q) for q in quantiles]
 
 
+def naive_utc(values: pd.Series) -> pd.Series:
+    """Time stamps as timezone-naive UTC ``datetime64[ns]``, the convention of every frame.
+
+    Stamps with a UTC offset are converted, even when the offset changes within the column
+    (local time written across a DST change: ``-05:00`` then ``-04:00``); naive stamps are
+    taken as UTC already and kept as they are.
+    """
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+
+
 def validate_series(df: pd.DataFrame) -> pd.DataFrame:
     """Check that ``df`` is a long-format series frame and return it with canonical dtypes.
 
@@ -40,10 +50,7 @@ def validate_series(df: pd.DataFrame) -> pd.DataFrame:
         )
     out = df.copy()
     out["unique_id"] = out["unique_id"].astype(str)
-    ds = pd.to_datetime(out["ds"])
-    if getattr(ds.dt, "tz", None) is not None:
-        ds = ds.dt.tz_convert("UTC").dt.tz_localize(None)
-    out["ds"] = ds.astype("datetime64[ns]")
+    out["ds"] = naive_utc(out["ds"])
     out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
     if out.duplicated(["unique_id", "ds"]).any():
         raise ValueError("series frame has duplicate (unique_id, ds) rows")
@@ -77,7 +84,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
     if not names:
         raise ValueError(f"{path}: no event columns besides ds")
     out = df.copy()
-    out["ds"] = pd.to_datetime(out["ds"])
+    out["ds"] = naive_utc(out["ds"])  # as the series', or no event would match their stamps
     for name in names:
         try:
             out[name] = pd.to_numeric(out[name]).astype(float)

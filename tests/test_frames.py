@@ -1,0 +1,48 @@
+"""Long-format frames: time stamps to naive UTC, values a model can use, one interval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from forecaster.frames import read_events, read_series, series_freq, validate_series
+
+
+def test_offsets_that_change_across_dst_become_naive_utc(tmp_path: Path) -> None:
+    """New York's offset goes from -05:00 to -04:00 on 8 March 2026: one column, two
+    offsets, each stamp the same instant in UTC."""
+    (tmp_path / "s.csv").write_text(
+        "unique_id,ds,y\n"
+        "a,2026-03-08 00:00:00-05:00,1\n"
+        "a,2026-03-08 01:00:00-05:00,2\n"
+        "a,2026-03-08 03:00:00-04:00,3\n"
+    )
+    frame = read_series(tmp_path / "s.csv")
+    assert frame["ds"].dtype == "datetime64[ns]"
+    assert frame["ds"].tolist() == list(pd.date_range("2026-03-08 05:00", periods=3, freq="1h"))
+    assert series_freq(frame) == pd.Timedelta("1h")
+
+
+def test_naive_stamps_are_kept_as_they_are() -> None:
+    frame = validate_series(
+        pd.DataFrame({"unique_id": "a", "ds": ["2026-03-08 01:00", "2026-03-08 02:00"], "y": 1})
+    )
+    assert frame["ds"].dtype == "datetime64[ns]"
+    assert frame["ds"].tolist() == [
+        pd.Timestamp("2026-03-08 01:00"),
+        pd.Timestamp("2026-03-08 02:00"),
+    ]
+
+
+def test_an_event_calendar_with_offsets_is_in_naive_utc(tmp_path: Path) -> None:
+    """Series are naive UTC, so a calendar left tz-aware would match none of their stamps."""
+    (tmp_path / "e.csv").write_text(
+        "ds,deadline\n2026-10-08 17:00:00+08:00,1\n2026-10-08 18:00:00+08:00,0\n"
+    )
+    events = read_events(tmp_path / "e.csv")
+    assert events["ds"].dtype == "datetime64[ns]"
+    assert events["ds"].tolist() == [
+        pd.Timestamp("2026-10-08 09:00"),
+        pd.Timestamp("2026-10-08 10:00"),
+    ]
