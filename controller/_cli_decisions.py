@@ -51,6 +51,8 @@ def list_command(
     db: str = typer.Option(DEFAULT_DB, "--db", envvar=DB_ENV, help=DB_HELP),
 ) -> None:
     """List a scaler's decisions, oldest first."""
+    if limit < 1:  # 0 would list nothing and blame the window
+        fail(f"--limit {limit} is less than 1")
     zone = _zone(tz)
     now = datetime.now(UTC)
     start = _moment("--since", since, zone, now)

@@ -55,6 +55,12 @@ def review_command(
     """
     if out is None and not serve:
         fail("give -o PAGE.html to write the page, --serve to serve it, or both")
+    if serve and not 0 <= port <= 65535:
+        fail(f"--port {port} is not from 0 (any free port) to 65535")
+    # Like `surgecast generate`, no directory is made: a mistyped path then shows at once,
+    # before the log is read, rather than leaving a page somewhere unexpected.
+    if out is not None and not out.parent.is_dir():
+        fail(f"cannot write {out}: no directory {out.parent}")
     zone = _zone(tz)
     start = _since(since, zone)
     end = _moment("--until", until, zone, datetime.now(UTC)) if until is not None else None
@@ -65,7 +71,10 @@ def review_command(
     )
     try:
         if out is not None:
-            out.write_bytes(route("/ui")[2])
+            try:
+                out.write_bytes(route("/ui")[2])
+            except OSError as exc:  # a directory, no permission, a full disk
+                fail(f"cannot write {out}: {exc.strerror}")
             typer.echo(f"wrote {out}")
         if serve:
             server = RouteServer({"/": route, "/ui": route}, host=host, port=port).start()

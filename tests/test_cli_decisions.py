@@ -149,6 +149,7 @@ def test_errors(replayed: Replayed, tmp_path: Path) -> None:
         (["list", SCALER, "--db", "nonsense"], "is not a database URL"),
         (["list", "portal", *db], "'portal' is not NAMESPACE/NAME"),
         (["list", SCALER, "--since", "yesterday", *db], "--since 'yesterday' is not a time"),
+        (["list", SCALER, "--limit", "0", *db], "--limit 0 is less than 1"),
         (
             ["list", SCALER, "--since", "3000000000d", *db],
             "--since '3000000000d' is not a time like '2026-11-20 09:41', "

@@ -217,6 +217,16 @@ def test_cli_errors(replayed: Replayed, tmp_path: Path) -> None:  # noqa: F811
         ([*db, "--since", "yesterday", *out], "--since 'yesterday' is not a time"),
         ([*db, "--since", "3000000000d", *out], "'3000000000d' is too long a duration"),
         ([*db, "--since", "999999d", *out], "--since 999999d reaches back before the year 1"),
+        (
+            [*db, "--serve", "--port", "70000"],
+            "--port 70000 is not from 0 (any free port) to 65535",
+        ),
+        ([*db, "--serve", "--port", "-1"], "--port -1 is not from 0 (any free port) to 65535"),
+        (
+            [*db, "-o", str(tmp_path / "no" / "page.html")],
+            f"cannot write {tmp_path / 'no' / 'page.html'}: no directory {tmp_path / 'no'}",
+        ),
+        ([*db, "-o", str(tmp_path)], f"cannot write {tmp_path}: Is a directory"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["review", *args])
