@@ -92,6 +92,19 @@ def test_cold_start_falls_back_to_a_baseline_and_says_so() -> None:
     )
 
 
+def test_a_cold_start_whose_last_day_is_missing_forecasts_the_last_value() -> None:
+    """Its seasonal naive fallback has no value from one season ago: the last observed
+    value, not zero traffic."""
+    ds = pd.date_range("2026-11-01", periods=60, freq="1h")
+    frame = pd.DataFrame(
+        {"unique_id": "s", "ds": ds, "y": np.where(np.arange(60) < 36, 100.0, np.nan)}
+    )
+    model = LinearForecaster().fit(frame)
+    assert isinstance(model.fallbacks_["s"], SeasonalNaive)
+    forecast = model.predict(6, quantiles=(0.5, 0.9))
+    assert (forecast[["yhat", "q0.5", "q0.9"]] == 100.0).all(axis=None)
+
+
 def test_only_cold_starts_still_forecast() -> None:
     newborn = poisson_days(1, seed=7, freq="1h").iloc[:5]
     forecast = LinearForecaster().fit(newborn).predict(3, quantiles=(0.5, 0.9))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
+from forecaster import store
 from forecaster.calendar import WORKING, day_types
-from forecaster.models import SeasonalNaive, SeasonalQuantile
+from forecaster.models import LastValue, SeasonalNaive, SeasonalQuantile
 
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 MODELS = [
     SeasonalNaive(season="1D"),
     SeasonalNaive(season="7D"),
@@ -106,7 +111,69 @@ def test_weekends_holidays_and_make_up_days_have_their_own_profile() -> None:
 def test_cold_start_is_reported() -> None:
     frame, _ = synthetic(days=1)
     model = SeasonalQuantile(country=None, tz=None).fit(frame.iloc[:100])
-    assert model.fallback_reason_["s"] == "less than a working day of history"
+    assert model.fallback_reason_["s"].startswith("less than a working day of history")
+    assert "last value" in model.fallback_reason_["s"]
+    assert SeasonalQuantile(country=None, tz=None).fit(frame).fallback_reason_["s"] is None
+
+
+def test_less_than_a_working_day_forecasts_the_last_value() -> None:
+    """A new service's first ten hours (training's fallback model gets exactly this): with
+    no profile yet, the last value, not zero traffic, which would scale it to its minimum."""
+    ds = pd.date_range("2026-11-20", periods=600, freq="1min")
+    y = np.random.default_rng(0).poisson(200, len(ds)).astype(float)
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    model = SeasonalQuantile(country=None, tz="America/New_York", normalize=True).fit(frame)
+    forecast = model.predict(60, quantiles=(0.5, 0.9))
+    expected = LastValue(freq="1min").fit(frame).predict(60, quantiles=(0.5, 0.9))
+    pd.testing.assert_frame_equal(forecast, expected)
+    assert forecast["yhat"].min() == y[-1] > 0
+
+
+def test_a_day_type_with_nothing_to_borrow_forecasts_the_last_value() -> None:
+    """History only in the National Day holidays: a holiday is forecast from their profile,
+    the Sunday after (no weekend or working-day profile to borrow) from the last value."""
+    ds = pd.date_range("2026-10-01", periods=72, freq="1h")
+    y = np.full(len(ds), 30.0)
+    y[-1] = 50.0
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    model = SeasonalQuantile(country="CN", tz=None).fit(frame)
+    forecast = model.predict(48, quantiles=(0.5, 0.9))
+    sunday = forecast["ds"].dt.day == 4
+    holiday = (forecast["ds"].dt.day == 5) & (forecast["ds"].dt.hour < 23)
+    assert (forecast.loc[sunday, ["yhat", "q0.5", "q0.9"]] == 50.0).all(axis=None)
+    assert (forecast.loc[holiday, ["yhat", "q0.5", "q0.9"]] == 30.0).all(axis=None)
+    assert "last value" in model.fallback_reason_["s"]
+
+
+def test_the_last_value_fallback_is_stored_as_data(tmp_path: Path) -> None:
+    frame, _ = synthetic(days=1)
+    models = {
+        "quantile": SeasonalQuantile(country=None, tz=None).fit(frame.iloc[:100]),
+        "naive": SeasonalNaive(season="1D").fit(frame.iloc[:100]),
+    }
+    store.save(models, str(tmp_path), {}, store.fingerprint(frame), NOW)
+    loaded = store.load(str(tmp_path)).models
+    for name, model in models.items():
+        expected = model.predict(12, quantiles=(0.5, 0.9))
+        pd.testing.assert_frame_equal(loaded[name].predict(12, quantiles=(0.5, 0.9)), expected)
+        assert loaded[name].fallback_reason_ == model.fallback_reason_
+
+
+@pytest.mark.parametrize("hours", [60, 10], ids=["last season missing", "less than a season"])
+def test_seasonal_naive_with_no_last_season_forecasts_the_last_value(hours: int) -> None:
+    """The cold-start fallback of the direct models: a day of missing logs at the end, or a
+    series shorter than its season, repeats the last value rather than zero traffic."""
+    ds = pd.date_range("2026-11-01", periods=hours, freq="1h")
+    y = np.where(np.arange(hours) < 36, 100.0 + np.arange(hours) % 3, np.nan)
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    model = SeasonalNaive(season="1D").fit(frame)
+    forecast = model.predict(6, quantiles=(0.5, 0.9))
+    expected = LastValue(freq="1h").fit(frame).predict(6, quantiles=(0.5, 0.9))
+    pd.testing.assert_frame_equal(forecast, expected)
+    assert (forecast["yhat"] > 0).all()
+    assert "last value" in model.fallback_reason_["s"]
+    full, _ = synthetic(days=3)
+    assert SeasonalNaive(season="1D").fit(full).fallback_reason_["s"] is None
 
 
 def test_normalised_days_give_tighter_quantiles() -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import series_freq, validate_series
 from forecaster.models.base import PerSeriesModel
+from forecaster.models.baselines import LastValue
 
 
 def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
@@ -45,6 +46,10 @@ class SeasonalNaive(PerSeriesModel):
     ``season`` is a duration (``1D`` or ``7D``). The quantile of each horizon is the last
     value plus the empirical quantile of ``y[t] - y[t - season]`` over the training data, so
     even this yardstick has honest intervals.
+
+    A series with no observed value in its last season (a day of missing logs at the end,
+    or less than a season of history) has nothing to repeat: it gets :class:`LastValue`,
+    and ``fallback_reason_`` says so. Zero traffic instead would scale it to its minimum.
     """
 
     def __init__(self, season: str = "1D") -> None:
@@ -57,17 +62,33 @@ class SeasonalNaive(PerSeriesModel):
         self.history_ = {}
         self.residuals_ = {}
         self.last_ds_ = {}
+        self.fallbacks_: dict[str, LastValue] = {}
+        self.fallback_reason_: dict[str, str | None] = {}
         for uid, one in frame.groupby("unique_id", sort=True):
             y = one.set_index("ds")["y"].asfreq(self.step_)
             self.history_[uid] = y.to_numpy()[-self.period_ :]
             self.last_ds_[uid] = y.index[-1]
             diffs = (y - y.shift(self.period_)).dropna().to_numpy()
             self.residuals_[uid] = diffs if diffs.size else np.zeros(1)
+            why = None
+            if len(y) < self.period_:
+                why = f"less than one season of {self.season}"
+            elif not np.isfinite(self.history_[uid]).any():
+                why = f"no observed value in the last {self.season}"
+            if why:
+                self.fallbacks_[uid] = LastValue(freq=self.step_).fit(one)
+                why += "; using last value"
+            self.fallback_reason_[uid] = why
         return self
 
     def _forecast_one(
         self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]
     ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        # Artefacts saved before the fallback existed have none and forecast as they did:
+        # zeros where nothing is left to repeat.
+        fallback = getattr(self, "fallbacks_", {}).get(uid)
+        if fallback is not None:
+            return fallback._forecast_one(uid, index, quantiles)
         values = self.history_[uid]
         horizon = len(index)
         if len(values) == self.period_:
@@ -85,7 +106,10 @@ class SeasonalQuantile(PerSeriesModel):
     For each future interval, the quantile is taken over every training value of the same
     day type (working day, weekend, public holiday) within ``window`` intervals of the same
     time of day, from the last ``weeks`` weeks. Missing values (NaN) are skipped, never
-    read as zeros. Holidays with too little history borrow from weekends. ``yhat`` is the
+    read as zeros. Holidays with too little history borrow from weekends, and working days
+    and weekends from each other. A day type with no profile to borrow (less than a day of
+    history, or history only on holidays) repeats the last value (:class:`LastValue`, and
+    ``fallback_reason_`` says so) rather than forecasting zero traffic. ``yhat`` is the
     median.
 
     Args:
@@ -124,8 +148,9 @@ class SeasonalQuantile(PerSeriesModel):
         self.last_ds_: dict[str, pd.Timestamp] = {}
         self.fallback_reason_: dict[str, str | None] = {}
         self.level_: dict[str, float] = {}
-        for uid, one in frame.groupby("unique_id", sort=True):
-            one = one.set_index("ds")["y"].asfreq(self.step_)
+        self.fallbacks_: dict[str, LastValue] = {}
+        for uid, rows in frame.groupby("unique_id", sort=True):
+            one = rows.set_index("ds")["y"].asfreq(self.step_)
             self.last_ds_[uid] = one.index[-1]
             recent = one[one.index > one.index[-1] - pd.Timedelta(weeks=self.weeks)]
             index = pd.DatetimeIndex(recent.index)
@@ -144,9 +169,11 @@ class SeasonalQuantile(PerSeriesModel):
                     continue
                 table = _slot_table(slots[mask], values[mask], self.slots_)
                 per_kind[kind] = table
-            self.fallback_reason_[uid] = (
-                None if WORKING in per_kind else "less than a working day of history"
-            )
+            why = None if WORKING in per_kind else "less than a working day of history"
+            if WORKING not in per_kind and WEEKEND not in per_kind:
+                self.fallbacks_[uid] = LastValue(freq=self.step_).fit(rows)
+                why = f"{why}; using last value for days without a profile"
+            self.fallback_reason_[uid] = why
             self.samples_[uid] = per_kind
         return self
 
@@ -161,16 +188,26 @@ class SeasonalQuantile(PerSeriesModel):
         slots = _slot(index, self.tz, self.step_)
         levels = sorted({0.5, *quantiles})
         out = {q: np.zeros(len(index)) for q in levels}
+        unprofiled = np.zeros(len(index), dtype=bool)
         for kind in np.unique(kinds):
             table = tables.get(int(kind)) or tables.get(WEEKEND) or tables.get(WORKING)
-            if table is None:
-                continue
             where = kinds == kind
+            if table is None:
+                unprofiled |= where
+                continue
             per_slot = _pooled_quantiles(table, levels, window)
             for n, q in enumerate(levels):
                 out[q][where] = per_slot[n][slots[where]]
         level = self.level_[uid]
-        return out[0.5] * level, {q: out[q] * level for q in quantiles}
+        yhat, by_quantile = out[0.5] * level, {q: out[q] * level for q in quantiles}
+        # artefacts saved before the fallback existed forecast as they did
+        fallback = getattr(self, "fallbacks_", {}).get(uid)
+        if fallback is not None and unprofiled.any():
+            last, last_by_quantile = fallback._forecast_one(uid, index, quantiles)
+            yhat[unprofiled] = last[unprofiled]
+            for q in quantiles:
+                by_quantile[q][unprofiled] = last_by_quantile[q][unprofiled]
+        return yhat, by_quantile
 
 
 def _normalize_days(
