@@ -292,8 +292,17 @@ def _run_predictive(
     """The predictive policy's run; appends each :class:`Decision` to ``made``."""
     spec = predictive_spec(settings, step)
     factory = model_factory or SeasonalQuantile
+    hold_out = step * settings.level_window
     horizon = (
-        int((settings.retrain_every + lead_time(spec) + settings.scale_down_stabilization) / step)
+        int(
+            (
+                hold_out
+                + settings.retrain_every
+                + lead_time(spec)
+                + settings.scale_down_stabilization
+            )
+            / step
+        )
         + 1
     )
     state = _PredictiveState(next_fit=index[0])
@@ -302,7 +311,7 @@ def _run_predictive(
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
         if now >= state.next_fit:
-            state.forecast = _fit_and_forecast(y, now, settings, factory, horizon)
+            state.forecast = _fit_and_forecast(y, now, hold_out, settings, factory, horizon)
             state.next_fit = now + settings.retrain_every
         previous = y.get(now - step, np.nan)
         load = float(previous) if np.isfinite(previous) else None
@@ -330,18 +339,26 @@ def _run_predictive(
 def _fit_and_forecast(
     y: pd.Series,
     now: pd.Timestamp,
+    hold_out: pd.Timedelta,
     settings: ReplaySettings,
     factory: ModelFactory,
     horizon: int,
 ) -> Forecast | None:
-    """Fit on the data strictly before ``now`` and forecast from there."""
-    past = y[(y.index < now) & (y.index >= now - settings.history)]
+    """Fit on the data strictly before ``now - hold_out`` and forecast from there.
+
+    The predictive run holds out its ``level_window`` newest intervals, as the controller
+    does (``ModelJob.hold_out``): the forecast then covers the recent load the nowcast
+    compares it with from the refit's first decision on, not only ``level_window``
+    intervals later.
+    """
+    cutoff = now - hold_out
+    past = y[(y.index < cutoff) & (y.index >= cutoff - settings.history)]
     if past.notna().sum() < 2:
         return None
     frame = pd.DataFrame({"unique_id": "replay", "ds": past.index, "y": past.to_numpy()})
     model = factory().fit(frame)
     predicted = model.predict(horizon, quantiles=(0.5, settings.quantile))
-    predicted = predicted[predicted["ds"] >= now]
+    predicted = predicted[predicted["ds"] >= cutoff]
     return to_forecast(predicted, now.to_pydatetime(), settings.quantile, type(model).__name__)
 
 
