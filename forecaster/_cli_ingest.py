@@ -14,7 +14,14 @@ from tqdm import tqdm
 from forecaster._cli_common import fail
 from forecaster.engine import Engine, open_engine
 from forecaster.frames import write_frame
-from forecaster.ingest import IngestError, IngestReport, IngestResult, ingest_logs, load_counts
+from forecaster.ingest import (
+    IngestError,
+    IngestReport,
+    IngestResult,
+    freq_alias,
+    ingest_logs,
+    load_counts,
+)
 from forecaster.logs import (
     CLF_TIME_FORMAT,
     LogFormat,
@@ -31,7 +38,12 @@ FORMATS = ("auto", "clf", "combined", "json", "counts")
 @app.command()
 def ingest(
     files: list[str] = typer.Argument(..., help="Log files (plain, .gz, .bz2); '-' reads stdin."),
-    freq: str = typer.Option("1min", "--freq", help="Interval: 1s, 10s, 1min, 5min, 1h, ..."),
+    freq: str | None = typer.Option(
+        None,
+        "--freq",
+        help="Interval: 1s, 10s, 1min, 5min, 1h, ... (default: 1min for logs, the file's own "
+        "interval for --format counts).",
+    ),
     output: Path | None = typer.Option(
         None,
         "-o",
@@ -118,8 +130,10 @@ def ingest(
                     fail("--by needs access logs; count files have no request fields")
                 load = partial(load_counts, tz=tz, freq=freq, gap=_gap(gap))
                 series = pd.concat(engine.map(load, files))
+                freq = freq or _common_interval(series)
                 report = None
             else:
+                freq = freq or "1min"
                 fmt = _choose_format(log_format, pattern, time_format, tz, files)
                 result = _run(
                     files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine
@@ -147,6 +161,21 @@ def ingest(
 
 def _gap(gap: str) -> str | None:
     return None if gap.strip() in ("0", "") else gap
+
+
+def _common_interval(series: pd.DataFrame) -> str:
+    """The interval shared by the series of several count files, each kept at its own.
+
+    Series at different intervals in one frame would be forecast as if they were alike, so
+    the user is asked to choose one with --freq instead.
+    """
+    steps = sorted(series.groupby("unique_id")["ds"].diff().dropna().unique())
+    if len(steps) > 1:
+        shown = ", ".join(freq_alias(pd.Timedelta(s).total_seconds()) for s in steps)
+        raise IngestError(
+            f"the count files have different intervals ({shown}); pass --freq to count them on one"
+        )
+    return freq_alias(pd.Timedelta(steps[0]).total_seconds())
 
 
 def _choose_format(

@@ -95,9 +95,22 @@ def parse_freq(freq: str) -> int:
         seconds = pd.Timedelta(freq).total_seconds()
     except ValueError:
         raise IngestError(f"invalid --freq {freq!r}; use e.g. 1s, 10s, 1min, 5min, 1h") from None
-    if seconds < 1 or seconds != int(seconds) or 86400 % int(seconds):
+    if not _divides_day(seconds):
         raise IngestError(f"--freq {freq!r} must be a whole number of seconds that divides a day")
     return int(seconds)
+
+
+def _divides_day(seconds: float) -> bool:
+    return seconds >= 1 and seconds == int(seconds) and 86400 % int(seconds) == 0
+
+
+def freq_alias(seconds: float) -> str:
+    """An interval as people write it: ``1h``, ``5min``, ``10s``."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}min"
+    return f"{seconds:g}s"
 
 
 def _open(source: str) -> BinaryIO:
@@ -536,8 +549,9 @@ def load_counts(
     Timestamps without a zone are local time in ``tz`` (an IANA name or a fixed offset such
     as ``-04:00``) and are converted to UTC. Intervals absent from the file are zero unless
     they fall in a run of at least ``gap`` with no row, which is missing data (NaN): the
-    NASA file omits zero minutes but also spans a hurricane outage. ``freq`` defaults to the
-    most common step in the file; ``unique_id`` to the file's stem.
+    NASA file omits zero minutes but also spans a hurricane outage. ``freq`` (checked as by
+    :func:`parse_freq`) defaults to the most common step in the file, so a 5-minute file
+    stays 5-minute; ``unique_id`` defaults to the file's stem.
     """
     path = Path(path)
     if not path.is_file():
@@ -561,10 +575,8 @@ def load_counts(
     if stamps.dt.tz is None:
         stamps = stamps.dt.tz_localize(_zone(tz), ambiguous="NaT", nonexistent="shift_forward")
     ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    step = (
-        pd.Timedelta(freq) if freq else pd.Series(ds.sort_values().diff().dropna()).mode().iloc[0]
-    )
-    bucket_seconds = int(step.total_seconds())
+    bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
+    step = pd.Timedelta(seconds=bucket_seconds)
     counts_pl = (
         pl.DataFrame(
             {
@@ -577,6 +589,24 @@ def load_counts(
     )
     gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+
+
+def _file_interval(ds: pd.Series, path: Path) -> int:
+    """The most common step between a count file's timestamps, in seconds.
+
+    It must be usable as a ``freq`` (whole seconds dividing a day), or the buckets would not
+    line up with other series; a file that cannot tell its interval is asked for one.
+    """
+    steps = ds.drop_duplicates().sort_values().diff().dropna()
+    if steps.empty:
+        raise IngestError(f"{path}: one timestamp only, so no interval to infer; pass --freq")
+    seconds = steps.mode().iloc[0].total_seconds()
+    if not _divides_day(seconds):
+        raise IngestError(
+            f"{path}: rows are mostly {freq_alias(seconds)} apart, not a whole number of "
+            "seconds dividing a day; pass --freq"
+        )
+    return int(seconds)
 
 
 def _zone(tz: str) -> object:
@@ -599,6 +629,7 @@ __all__ = [
     "IngestResult",
     "LogFormatError",
     "counts_to_series",
+    "freq_alias",
     "gap_mask",
     "ingest_logs",
     "load_counts",

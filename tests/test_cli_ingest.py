@@ -104,3 +104,39 @@ def test_every_command_has_help() -> None:
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == "0.1.0"
+
+
+def write_counts(path: Path, start: str, periods: int, freq: str, count: int = 100) -> Path:
+    stamps = pd.date_range(start, periods=periods, freq=freq)
+    pd.DataFrame({"timestamp": stamps.strftime("%Y-%m-%d %H:%M:%S"), "count": count}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def test_counts_format_keeps_the_files_own_interval(tmp_path: Path) -> None:
+    five = write_counts(tmp_path / "five.csv", "2026-10-12", 48, "5min")
+    hourly = write_counts(tmp_path / "hourly.csv", "2026-10-12", 12, "1h")
+    for csv, rows, label in [(five, 48, "5min"), (hourly, 12, "1h")]:
+        result = runner.invoke(app, ["ingest", str(csv), "--format", "counts"])
+        assert result.exit_code == 0, result.output
+        series = pd.read_csv(io.StringIO(result.stdout))
+        assert len(series) == rows and (series["y"] == 100).all()
+        assert f"{rows} intervals of {label}" in result.stderr
+    coarser = runner.invoke(app, ["ingest", str(five), "--format", "counts", "--freq", "1h"])
+    assert coarser.exit_code == 0, coarser.output
+    assert pd.read_csv(io.StringIO(coarser.stdout))["y"].tolist() == [1200.0] * 4
+
+
+def test_counts_format_checks_freq_and_mixed_intervals(tmp_path: Path) -> None:
+    five = write_counts(tmp_path / "five.csv", "2026-10-12", 48, "5min")
+    hourly = write_counts(tmp_path / "hourly.csv", "2026-10-12", 12, "1h")
+    cases = [
+        ([str(five), "--freq", "0s"], "divides a day"),
+        ([str(five), "--freq", "7min"], "divides a day"),
+        ([str(five), str(hourly)], "different intervals"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["ingest", *args, "--format", "counts"])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr

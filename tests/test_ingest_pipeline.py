@@ -188,3 +188,20 @@ def test_nasa_per_minute_counts_total_and_outage() -> None:
     y = series.set_index("ds")["y"]
     assert y.loc["1995-08-02 00:00":"1995-08-03 06:00"].isna().all()  # Hurricane Erin (UTC)
     assert y.loc["1995-08-04"].notna().all()
+
+
+def test_load_counts_infers_or_checks_the_interval(tmp_path: Path) -> None:
+    csv = tmp_path / "c.csv"
+    csv.write_text("minute,count\n2026-10-12 00:00:00,5\n2026-10-12 00:05:00,3\n")
+    assert load_counts(csv)["y"].tolist() == [5, 3]
+    odd = tmp_path / "odd.csv"
+    odd.write_text("minute,count\n2026-10-12 00:00:00,5\n2026-10-12 00:07:00,3\n")
+    with pytest.raises(IngestError, match="mostly 7min apart.*pass --freq"):
+        load_counts(odd)
+    one = tmp_path / "one.csv"
+    one.write_text("minute,count\n2026-10-12 00:00:00,5\n")
+    with pytest.raises(IngestError, match="one timestamp.*pass --freq"):
+        load_counts(one)
+    assert load_counts(one, freq="1min")["y"].tolist() == [5]
+    with pytest.raises(IngestError, match="divides a day"):
+        load_counts(csv, freq="0s")
