@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import controller.policy as policy
 from controller.hpa import HPASettings, HPASimulator
 from controller.replay import ReplaySettings, replay
 from forecaster.models import SeasonalQuantile
@@ -103,6 +104,33 @@ def test_predictive_never_looks_ahead() -> None:
     columns = ["ds", "replicas", "reason", "forecast_peak"]
     pd.testing.assert_frame_equal(whole.loc[before, columns], truncated.loc[before, columns])
     assert not whole.loc[~before, "replicas"].equals(truncated.loc[~before, "replicas"])
+
+
+def test_the_nowcast_runs_from_the_first_decision_after_each_refit(monkeypatch) -> None:
+    # Each refit holds out the level window, as the controller does; a model fitted up to
+    # the refit would forecast only from there, and the nowcast would find nothing to
+    # compare with for the first level window of every day.
+    applied = []
+    nowcast = policy.nowcast
+
+    def spy(forecast, now, recent, bounds):
+        out = nowcast(forecast, now, recent, bounds)
+        applied.append(out is not forecast)
+        return out
+
+    monkeypatch.setattr(policy, "nowcast", spy)
+    t = np.arange(60 * 24 * 9)
+    full = series(50 + 40 * np.sin(2 * np.pi * t / 1440))
+    settings = ReplaySettings(
+        capacity_per_replica=10,
+        startup_delay=timedelta(minutes=3),
+        retrain_every=timedelta(hours=12),
+        level_window=30,
+    )
+    start = START + timedelta(days=7)
+    model = lambda: SeasonalQuantile(country=None, tz=None, weeks=1)  # noqa: E731
+    replay(full, start, settings, ["predictive"], model, end=start + timedelta(days=1))
+    assert len(applied) == 24 * 60 and all(applied)
 
 
 def test_bad_arguments() -> None:
