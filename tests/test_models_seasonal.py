@@ -245,3 +245,13 @@ def test_a_constant_series_forecasts_that_constant(
     model = SeasonalQuantile(country=None, tz=tz, normalize=normalize)
     forecast = model.fit(frame).predict(30, quantiles=(0.1, 0.5, 0.9))
     np.testing.assert_allclose(forecast[["yhat", "q0.1", "q0.5", "q0.9"]], value, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("freq", "shown"), [("7min", "7min"), ("2D", "48h")])
+def test_an_interval_that_does_not_divide_a_day_is_refused_at_fit(freq: str, shown: str) -> None:
+    """Times of day are slots of the interval: a 7-minute slot grid drifts across days and
+    the forecast used to crash with an IndexError."""
+    ds = pd.date_range("2026-09-01", periods=300, freq=freq)
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": 50.0})
+    with pytest.raises(ValueError, match=f"interval {shown} does not divide a day"):
+        SeasonalQuantile(country=None, tz=None).fit(frame)

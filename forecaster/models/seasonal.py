@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import series_freq, validate_series
@@ -112,6 +113,9 @@ class SeasonalQuantile(PerSeriesModel):
     ``fallback_reason_`` says so) rather than forecasting zero traffic. ``yhat`` is the
     median.
 
+    The series' interval must divide a day (a minute, five, an hour), so that every day
+    has the same slots; ``fit`` refuses any other.
+
     Args:
         weeks: how much history to pool; recent weeks follow growth and level shifts.
         window: half-width, in intervals, of the time-of-day neighbourhood pooled. By
@@ -143,6 +147,11 @@ class SeasonalQuantile(PerSeriesModel):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalQuantile:
         frame = validate_series(df)
         self.step_ = series_freq(frame)
+        if pd.Timedelta("1D") % self.step_:
+            raise ValueError(
+                f"SeasonalQuantile pools the same time of day: the series' interval"
+                f" {to_offset(self.step_).freqstr} does not divide a day"
+            )
         self.slots_ = int(pd.Timedelta("1D") / self.step_)
         self.samples_: dict[str, dict[int, list[np.ndarray]]] = {}
         self.last_ds_: dict[str, pd.Timestamp] = {}
