@@ -1,8 +1,9 @@
 """Long-format frames: the one shape every series and forecast travels in.
 
 A series frame has columns ``unique_id`` (str), ``ds`` (timezone-naive datetime64, UTC) and
-``y`` (float, NaN where data is missing). A forecast frame has ``unique_id, ds, yhat`` plus
-one column per quantile named by :func:`quantile_column`. Backtest frames add ``cutoff``.
+``y`` (finite float, NaN where data is missing). A forecast frame has ``unique_id, ds,
+yhat`` plus one column per quantile named by :func:`quantile_column`. Backtest frames add
+``cutoff``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 SERIES_COLUMNS = ("unique_id", "ds", "y")
@@ -52,6 +54,15 @@ def validate_series(df: pd.DataFrame) -> pd.DataFrame:
     out["unique_id"] = out["unique_id"].astype(str)
     out["ds"] = naive_utc(out["ds"])
     out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
+    # NaN is a missing value, which every model skips; an infinite one turns a fit
+    # (gradient boosting, linear) into NaN forecasts for the whole series.
+    infinite = np.isinf(out["y"].to_numpy())
+    if infinite.any():
+        first = out[infinite].iloc[0]
+        raise ValueError(
+            f"series frame has an infinite y in {int(infinite.sum())} of its rows, e.g."
+            f" {first['unique_id']} at {first['ds']}: {first['y']}; write NaN for a missing value"
+        )
     if out.duplicated(["unique_id", "ds"]).any():
         raise ValueError("series frame has duplicate (unique_id, ds) rows")
     return out.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)

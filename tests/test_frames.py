@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from forecaster.frames import read_events, read_series, series_freq, validate_series
 
@@ -46,3 +48,14 @@ def test_an_event_calendar_with_offsets_is_in_naive_utc(tmp_path: Path) -> None:
         pd.Timestamp("2026-10-08 09:00"),
         pd.Timestamp("2026-10-08 10:00"),
     ]
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_values_are_refused_and_missing_ones_kept(bad: float) -> None:
+    ds = pd.date_range("2026-10-01", periods=6, freq="1h")
+    frame = pd.DataFrame({"unique_id": "a", "ds": ds, "y": [1.0, bad, np.nan, bad, 5.0, 6.0]})
+    with pytest.raises(
+        ValueError, match=r"infinite y in 2 of its rows, e.g. a at 2026-10-01 01:00:00"
+    ):
+        validate_series(frame)
+    assert validate_series(frame.assign(y=frame["y"].replace(bad, np.nan)))["y"].isna().sum() == 3
