@@ -242,12 +242,15 @@ def describe_series(series: pd.DataFrame, freq: str) -> str:
     if series.empty:
         return "no request was counted"
     total = series.groupby("ds")["y"].sum(min_count=1)
-    peak_at = total.idxmax()
     missing = int(total.isna().sum())
+    # A quiet or wholly missing series has no peak (idxmax fails on all-NaN).
+    peak = (
+        f"peak {int(total.max()):,} per {freq} at {total.idxmax():%Y-%m-%d %H:%M} UTC"
+        if total.max() > 0
+        else "no peak"
+    )
     return (
         f"{series['unique_id'].nunique()} series, {len(total):,} intervals of {freq} from "
         f"{total.index.min():%Y-%m-%d %H:%M} to {total.index.max():%Y-%m-%d %H:%M} UTC; "
-        f"{int(total.sum()):,} requests; "
-        f"peak {int(total.max()):,} per {freq} at {peak_at:%Y-%m-%d %H:%M} UTC; "
-        f"{missing:,} intervals missing (gaps)"
+        f"{int(total.sum()):,} requests; {peak}; {missing:,} intervals missing (gaps)"
     )

@@ -479,9 +479,10 @@ def counts_to_series(
     """Complete per-key counts onto a regular grid, zero-filling, and mask long gaps as NaN.
 
     ``counts`` has a UTC ``bucket`` column, the key columns and ``y``. The gap mask is
-    computed on the total over all keys: when the whole service is silent for ``gap_seconds``
-    or more, every series is missing there; a key that is silent while others are busy is
-    truly zero.
+    computed over all keys from the buckets that have a row: when the whole service has no
+    row for ``gap_seconds`` or more, every series is missing there; a key that is silent
+    while others are busy is truly zero. A row saying 0 (a count file recording a quiet
+    minute) is an observed zero, not a gap.
     """
     columns = ["unique_id", "ds", "y"]
     if counts.height == 0:
@@ -510,10 +511,8 @@ def counts_to_series(
             "a few lines probably carry wrong dates, so pass --since/--until"
         )
     grid = pd.date_range(first, last, freq=step)
-    total = frame.groupby("ds")["y"].sum().reindex(grid, fill_value=0)
-    missing = gap_mask(
-        total.to_numpy() == 0, int(np.ceil(gap_seconds / bucket_seconds)) if gap_seconds else 0
-    )
+    no_row = ~grid.isin(frame["ds"])
+    missing = gap_mask(no_row, int(np.ceil(gap_seconds / bucket_seconds)) if gap_seconds else 0)
     wide = frame.pivot_table(index="ds", columns="unique_id", values="y", aggfunc="sum")
     wide = wide.reindex(index=grid, columns=ids, fill_value=0).fillna(0).astype(float)
     wide.loc[missing, :] = np.nan

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
 from controller.cli import app
+from forecaster._cli_ingest import describe_series
 from tests.conftest import shared_file
 
 runner = CliRunner()
@@ -140,3 +142,18 @@ def test_counts_format_checks_freq_and_mixed_intervals(tmp_path: Path) -> None:
         result = runner.invoke(app, ["ingest", *args, "--format", "counts"])
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+
+
+def test_all_zero_counts_file_is_summarised(tmp_path: Path) -> None:
+    csv = write_counts(tmp_path / "quiet.csv", "2026-10-12", 180, "1min", count=0)
+    result = runner.invoke(app, ["ingest", str(csv), "--format", "counts"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(io.StringIO(result.stdout))["y"].tolist() == [0.0] * 180
+    assert "0 requests; no peak; 0 intervals missing" in result.stderr
+
+
+def test_summary_of_an_all_missing_series() -> None:
+    series = pd.DataFrame(
+        {"unique_id": "a", "ds": pd.date_range("2026-10-12", periods=3, freq="1h"), "y": np.nan}
+    )
+    assert describe_series(series, "1h").endswith("0 requests; no peak; 3 intervals missing (gaps)")

@@ -205,3 +205,11 @@ def test_load_counts_infers_or_checks_the_interval(tmp_path: Path) -> None:
     assert load_counts(one, freq="1min")["y"].tolist() == [5]
     with pytest.raises(IngestError, match="divides a day"):
         load_counts(csv, freq="0s")
+
+
+def test_load_counts_explicit_zero_rows_are_zero_not_missing(tmp_path: Path) -> None:
+    stamps = pd.date_range("2026-10-12", periods=180, freq="1min").strftime("%Y-%m-%d %H:%M:%S")
+    csv = tmp_path / "c.csv"
+    pd.DataFrame({"t": stamps, "count": [5] * 60 + [0] * 60 + [5] * 60}).to_csv(csv, index=False)
+    y = load_counts(csv, gap="30min")["y"]
+    assert not y.isna().any() and (y == 0).sum() == 60 and y.sum() == 600
