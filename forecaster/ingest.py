@@ -572,7 +572,7 @@ def load_counts(
             f"{path}: {int(bad.sum())} rows with an unreadable timestamp or count, e.g. {first}"
         )
     if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize(_zone(tz), ambiguous="NaT", nonexistent="shift_forward")
+        stamps = _localize_rows(stamps, tz, raw, path)
     ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
     bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
     step = pd.Timedelta(seconds=bucket_seconds)
@@ -588,6 +588,29 @@ def load_counts(
     )
     gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+
+
+def _localize_rows(stamps: pd.Series, tz: str, raw: pd.DataFrame, path: Path) -> pd.Series:
+    """Local wall-clock times of a count file's rows as zone-aware times.
+
+    The rows are in time order, so the hour repeated when clocks go back is placed from that
+    order (its first pass before the second). Where the order cannot tell (a pass missing,
+    rows out of order) those rows are refused like other unreadable rows: never dropped,
+    never counted twice in one hour.
+    """
+    zone = _zone(tz)
+    try:
+        return stamps.dt.tz_localize(zone, ambiguous="infer", nonexistent="shift_forward")
+    except ValueError:
+        repeated = stamps.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward").isna()
+        if not repeated.any():  # a failure that is not about the repeated hour
+            raise
+        raise IngestError(
+            f"{path}: {int(repeated.sum())} rows fall in the hour repeated when clocks go back "
+            f"in {tz} and their order does not tell which pass they belong to, e.g. "
+            f"{','.join(map(str, raw[repeated].iloc[0]))!r}; write the timestamps with their "
+            "UTC offset"
+        ) from None
 
 
 def _file_interval(ds: pd.Series, path: Path) -> int:

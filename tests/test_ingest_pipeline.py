@@ -213,3 +213,22 @@ def test_load_counts_explicit_zero_rows_are_zero_not_missing(tmp_path: Path) -> 
     pd.DataFrame({"t": stamps, "count": [5] * 60 + [0] * 60 + [5] * 60}).to_csv(csv, index=False)
     y = load_counts(csv, gap="30min")["y"]
     assert not y.isna().any() and (y == 0).sum() == 60 and y.sum() == 600
+
+
+def test_load_counts_in_local_time_across_the_fall_back(tmp_path: Path) -> None:
+    utc = pd.date_range("2026-11-01 03:00", "2026-11-01 09:59", freq="1min", tz="UTC")
+    local = utc.tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M:%S")
+    csv = tmp_path / "c.csv"
+    pd.DataFrame({"t": local, "count": 10}).to_csv(csv, index=False)  # 01:xx twice, in order
+    series = load_counts(csv, tz="America/New_York")
+    assert series["ds"].tolist() == list(utc.tz_localize(None))
+    assert series["y"].sum() == 4200 and not series["y"].isna().any()
+
+
+def test_load_counts_refuses_a_repeated_hour_it_cannot_place(tmp_path: Path) -> None:
+    # Each local minute once: the 60 minutes of 01:xx could be either pass.
+    local = pd.date_range("2026-11-01 00:00", "2026-11-01 02:59", freq="1min")
+    csv = tmp_path / "c.csv"
+    pd.DataFrame({"t": local.strftime("%Y-%m-%d %H:%M:%S"), "count": 10}).to_csv(csv, index=False)
+    with pytest.raises(IngestError, match="60 rows fall in the hour repeated"):
+        load_counts(csv, tz="America/New_York")
