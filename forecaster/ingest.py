@@ -546,7 +546,8 @@ def load_counts(
     """Load a ready-made ``timestamp,count`` CSV (e.g. NASA per-minute) as a series frame.
 
     Timestamps without a zone are local time in ``tz`` (an IANA name or a fixed offset such
-    as ``-04:00``) and are converted to UTC. Intervals absent from the file are zero unless
+    as ``-04:00``) and are converted to UTC, as are timestamps with a UTC offset (which may
+    change down the file, across a DST change). Intervals absent from the file are zero unless
     they fall in a run of at least ``gap`` with no row, which is missing data (NaN): the
     NASA file omits zero minutes but also spans a hurricane outage. ``freq`` (checked as by
     :func:`parse_freq`) defaults to the most common step in the file, so a 5-minute file
@@ -563,7 +564,7 @@ def load_counts(
         raise IngestError(
             f"{path}: expected two columns, a timestamp and a count, and at least one row"
         )
-    stamps = pd.to_datetime(raw.iloc[:, 0], errors="coerce")
+    stamps = _read_stamps(raw.iloc[:, 0], path)
     counts = pd.to_numeric(raw.iloc[:, 1], errors="coerce")
     bad = stamps.isna() | counts.isna()
     if bad.any():
@@ -588,6 +589,27 @@ def load_counts(
     )
     gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+
+
+def _read_stamps(column: pd.Series, path: Path) -> pd.Series:
+    """A count file's timestamps: naive (local time, placed in ``tz`` later) or zone-aware.
+
+    Stamps whose UTC offset changes down the column (``-04:00`` then ``-05:00`` across a DST
+    change) are instants, converted to UTC; pandas refuses them without ``utc=True``. A
+    stamp without an offset among them would then be read as UTC, so it is refused instead.
+    Unreadable stamps are NaT, counted by the caller.
+    """
+    try:
+        return pd.to_datetime(column, errors="coerce")
+    except ValueError:  # several UTC offsets in one column
+        pass
+    naive = ~column.astype(str).str.strip().str.contains(r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$")
+    if naive.any():
+        raise IngestError(
+            f"{path}: {int(naive.sum())} timestamps carry no UTC offset while others do, e.g. "
+            f"{column[naive].iloc[0]!r}; write them all one way"
+        )
+    return pd.to_datetime(column, errors="coerce", utc=True)
 
 
 def _localize_rows(stamps: pd.Series, tz: str, raw: pd.DataFrame, path: Path) -> pd.Series:

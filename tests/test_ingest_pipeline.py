@@ -232,3 +232,16 @@ def test_load_counts_refuses_a_repeated_hour_it_cannot_place(tmp_path: Path) -> 
     pd.DataFrame({"t": local.strftime("%Y-%m-%d %H:%M:%S"), "count": 10}).to_csv(csv, index=False)
     with pytest.raises(IngestError, match="60 rows fall in the hour repeated"):
         load_counts(csv, tz="America/New_York")
+
+
+def test_load_counts_with_utc_offsets_across_a_dst_change(tmp_path: Path) -> None:
+    utc = pd.date_range("2026-11-01 04:00", "2026-11-01 07:59", freq="1min", tz="UTC")
+    stamps = [t.isoformat() for t in utc.tz_convert("America/New_York")]  # -04:00, then -05:00
+    csv = tmp_path / "c.csv"
+    pd.DataFrame({"t": stamps, "count": 10}).to_csv(csv, index=False)
+    series = load_counts(csv, tz="Asia/Tokyo")  # --tz is for stamps without an offset
+    assert series["ds"].tolist() == list(utc.tz_localize(None))
+    assert series["y"].sum() == 2400
+    csv.write_text(f"t,count\n{stamps[0]},1\n{stamps[-1]},1\n2026-11-01 03:00:00,1\n")
+    with pytest.raises(IngestError, match="1 timestamps carry no UTC offset"):
+        load_counts(csv)
