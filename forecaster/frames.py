@@ -116,8 +116,32 @@ def write_frame(df: pd.DataFrame, path: str | Path) -> None:
 
 
 def series_freq(df: pd.DataFrame) -> pd.Timedelta:
-    """The sampling interval of a series frame: the most common step between timestamps."""
-    steps = df.sort_values(["unique_id", "ds"]).groupby("unique_id")["ds"].diff().dropna()
-    if steps.empty:
+    """The sampling interval of a series frame: each series' most common step, the same for
+    all of them (a series seen once has none and agrees with any).
+
+    Every model forecasts a frame on one grid, so a frame mixing intervals is refused: on
+    the most common one, an hourly series among five-minute ones was forecast every five
+    minutes. Each series' own mode ignores its gaps (absent rows).
+    """
+    frame = df.sort_values(["unique_id", "ds"])
+    step = frame.groupby("unique_id")["ds"].diff().rename("step")
+    counts = frame.groupby(["unique_id", step], sort=False).size()  # a first row has no step
+    if counts.empty:
         raise ValueError("cannot infer the interval of a series with fewer than two points")
-    return pd.Timedelta(steps.mode().iloc[0])
+    # most common step of each series; of equally common ones, the shortest
+    ranked = counts.reset_index(name="n").sort_values(
+        ["unique_id", "n", "step"], ascending=[True, False, True]
+    )
+    interval = ranked.drop_duplicates("unique_id").groupby("step")["unique_id"].agg(list)
+    if len(interval) > 1:
+        named = ", ".join(f"{every} ({_some(uids)})" for every, uids in interval.items())
+        raise ValueError(
+            f"series have different intervals: {named}; split them into one frame per interval"
+        )
+    return pd.Timedelta(interval.index[0])
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """A few names of a list, and how many more: a fleet has thousands of series."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -63,3 +63,21 @@ def test_backtest_errors(tmp_path: Path) -> None:
     for extra, message in cases:
         result = runner.invoke(app, ["backtest", "--series", str(tmp_path / "s.csv"), *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
+
+
+def test_series_of_different_intervals_are_refused(tmp_path: Path) -> None:
+    five = pd.date_range("2026-09-01", periods=24 * 12, freq="5min")
+    hourly = pd.date_range("2026-09-01", periods=24, freq="1h")
+    frame = pd.concat(
+        [
+            pd.DataFrame({"unique_id": "api", "ds": five, "y": 1.0}),
+            pd.DataFrame({"unique_id": "batch", "ds": hourly, "y": 1.0}),
+        ]
+    )
+    write_frame(frame, tmp_path / "s.csv")
+    result = runner.invoke(app, ["backtest", "--series", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: series have different intervals: 0 days 00:05:00 (api), 0 days 01:00:00"
+        " (batch); split them into one frame per interval\n"
+    )

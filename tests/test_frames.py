@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from forecaster.frames import read_events, read_series, series_freq, validate_series
+from forecaster.models import LastValue
 
 
 def test_offsets_that_change_across_dst_become_naive_utc(tmp_path: Path) -> None:
@@ -59,3 +60,37 @@ def test_infinite_values_are_refused_and_missing_ones_kept(bad: float) -> None:
     ):
         validate_series(frame)
     assert validate_series(frame.assign(y=frame["y"].replace(bad, np.nan)))["y"].isna().sum() == 3
+
+
+def two_intervals() -> pd.DataFrame:
+    five = pd.date_range("2026-10-01", periods=48, freq="5min")
+    hourly = pd.date_range("2026-10-01", periods=12, freq="1h")
+    return pd.concat(
+        [
+            pd.DataFrame({"unique_id": "a", "ds": five, "y": 1.0}),
+            pd.DataFrame({"unique_id": "b", "ds": five, "y": 1.0}),
+            pd.DataFrame({"unique_id": "h", "ds": hourly, "y": 1.0}),
+        ]
+    )
+
+
+def test_series_of_different_intervals_are_refused() -> None:
+    """Forecast on the frame's most common interval, the hourly series was forecast every
+    five minutes from a twelfth of its history."""
+    frame = two_intervals()
+    with pytest.raises(
+        ValueError, match=r"different intervals: 0 days 00:05:00 \(a, b\), 0 days 01:00:00 \(h\)"
+    ):
+        series_freq(frame)
+    with pytest.raises(ValueError, match="different intervals"):
+        LastValue().fit(frame)
+
+
+def test_the_interval_is_each_series_most_common_step() -> None:
+    """Gaps (absent rows) and a series seen once do not make an interval of their own."""
+    frame = two_intervals()
+    frame = frame[frame["unique_id"] != "h"].drop(index=[3, 4, 5, 9])
+    once = pd.DataFrame(
+        {"unique_id": ["new"], "ds": [pd.Timestamp("2026-10-01 03:00")], "y": [2.0]}
+    )
+    assert series_freq(pd.concat([frame, once])) == pd.Timedelta("5min")
