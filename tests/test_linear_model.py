@@ -111,6 +111,18 @@ def test_only_cold_starts_still_forecast() -> None:
     assert len(forecast) == 3 and np.isfinite(forecast["q0.9"]).all()
 
 
+@pytest.mark.parametrize("at", [960, 2160])
+def test_one_corrupt_interval_does_not_blow_up_the_quantiles(at: int) -> None:
+    """A counter-reset artefact of 1e8 requests in one interval: as a target it would be a
+    ratio of millions to the level, which the least-squares fit and its error quantiles
+    chase; bounded by CLIP like every feature, it barely moves q0.9."""
+    frame = poisson_days(10, seed=1, freq="5min")
+    clean = LinearForecaster().fit(frame).predict(24, quantiles=(0.9,))
+    spiked = frame.assign(y=np.where(frame.index == at, 1e8, frame["y"]))
+    forecast = LinearForecaster().fit(spiked).predict(24, quantiles=(0.9,))
+    assert forecast["q0.9"].max() < 10 * clean["q0.9"].max()
+
+
 def test_ridge_from_moments_matches_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 5)) * [1, 10, 0.1, 100, 1] + [0, 5, 1, 300, 2]

@@ -50,9 +50,10 @@ MAX_TOTAL_SAMPLES = 1_000_000
 """Samples of a fit over a whole fleet, at most: the 200 per series stop here."""
 
 CLIP = 50.0
-"""Bound on a feature divided by the level: a ratio to a near-zero level (a series that
-was silent for a season) must not dominate a least-squares fit. The step ahead, the first
-column of :func:`~forecaster.models.features.design`, is not a ratio and is not clipped."""
+"""Bound on a feature or target divided by the level: a ratio to a near-zero level (a series
+that was silent for a season) or of a corrupt interval (a counter reset) must not dominate a
+least-squares fit. The step ahead, the first column of
+:func:`~forecaster.models.features.design`, is not a ratio and is not clipped."""
 
 
 def moments(Z: np.ndarray, target: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
@@ -197,7 +198,9 @@ class LinearForecaster(DirectForecaster):
         spread = (rng.permutation(count) % self.bins + rng.random(count)) / self.bins
         steps = np.clip(np.floor(np.exp(spread * np.log(room + 1))).astype(int), 1, room)
         X, scale = self._design(uid, values, pd.DatetimeIndex(y.index), origins, steps, events)
-        target = values[origins + steps] / scale
+        # a single corrupt interval would otherwise be a target of millions, which the
+        # least-squares fit and the error quantiles chase
+        target = np.clip(values[origins + steps] / scale, -CLIP, CLIP)
         folds = max(1, self.folds)
         first, last = candidates.min(), candidates.max()
         block = np.minimum((origins - first) * folds // (last - first + 1), folds - 1)
