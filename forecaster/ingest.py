@@ -16,6 +16,7 @@ import gzip
 import io
 import itertools
 import os
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -98,6 +99,29 @@ def parse_freq(freq: str) -> int:
     if not _divides_day(seconds):
         raise IngestError(f"--freq {freq!r} must be a whole number of seconds that divides a day")
     return int(seconds)
+
+
+def parse_gap(gap: str | None) -> float:
+    """Seconds in a ``--gap`` such as ``30min``; ``None``, ``""`` or ``0`` turn gaps off.
+
+    A bare number other than 0 is refused: pandas reads ``10`` as 10 nanoseconds, which
+    would make every quiet interval missing data.
+    """
+    text = (gap or "").strip()
+    if not text:
+        return 0.0
+    if re.fullmatch(r"[+-]?\d+(?:\.\d*)?", text):
+        if float(text) == 0:
+            return 0.0
+        raise IngestError(f"--gap {gap!r} has no unit; give one, e.g. {text}min")
+    invalid = IngestError(f"invalid --gap {gap!r}; use e.g. 30min or 2h, or 0 to keep zeros")
+    try:
+        seconds = pd.Timedelta(text).total_seconds()
+    except ValueError:
+        raise invalid from None
+    if not seconds >= 0:  # negative, or NaT from "nan"
+        raise invalid
+    return seconds
 
 
 def _divides_day(seconds: float) -> bool:
@@ -261,7 +285,7 @@ def ingest_logs(
         if path != STDIN and not Path(path).is_file():
             raise IngestError(f"{path}: no such file")
     bucket_seconds = parse_freq(freq)
-    gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
+    gap_seconds = parse_gap(gap)
     job = _FileJob(
         log_format,
         list(by),
@@ -587,7 +611,7 @@ def load_counts(
         .group_by("bucket")
         .agg(pl.col("y").sum())
     )
-    gap_seconds = 0 if not gap else pd.Timedelta(gap).total_seconds()
+    gap_seconds = parse_gap(gap)
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
 
 
@@ -678,4 +702,5 @@ __all__ = [
     "ingest_logs",
     "load_counts",
     "parse_freq",
+    "parse_gap",
 ]

@@ -157,3 +157,14 @@ def test_summary_of_an_all_missing_series() -> None:
         {"unique_id": "a", "ds": pd.date_range("2026-10-12", periods=3, freq="1h"), "y": np.nan}
     )
     assert describe_series(series, "1h").endswith("0 requests; no peak; 3 intervals missing (gaps)")
+
+
+def test_gap_without_a_unit_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(LINE)
+    csv = write_counts(tmp_path / "c.csv", "2026-10-12", 3, "1min")
+    for args in ([str(log)], [str(csv), "--format", "counts"]):
+        result = runner.invoke(app, ["ingest", *args, "--gap", "10"])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip() == "error: --gap '10' has no unit; give one, e.g. 10min"
+        assert runner.invoke(app, ["ingest", *args, "--gap", "0"]).exit_code == 0

@@ -245,3 +245,13 @@ def test_load_counts_with_utc_offsets_across_a_dst_change(tmp_path: Path) -> Non
     csv.write_text(f"t,count\n{stamps[0]},1\n{stamps[-1]},1\n2026-11-01 03:00:00,1\n")
     with pytest.raises(IngestError, match="1 timestamps carry no UTC offset"):
         load_counts(csv)
+
+
+def test_gap_needs_a_unit(tmp_path: Path) -> None:
+    log = write(tmp_path / "a.log", [clf(T0 + timedelta(minutes=m)) for m in (0, 2)])
+    with pytest.raises(IngestError, match="no unit; give one, e.g. 10min"):
+        ingest_logs(log, gap="10")
+    with pytest.raises(IngestError, match="invalid --gap"):
+        ingest_logs(log, gap="soon")
+    assert ingest_logs(log, gap="0").series["y"].tolist() == [1, 0, 1]
+    assert ingest_logs(log, gap="1min").series["y"].isna().sum() == 1
