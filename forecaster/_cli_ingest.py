@@ -128,6 +128,7 @@ def ingest(
             if log_format == "counts":
                 if by:
                     fail("--by needs access logs; count files have no request fields")
+                _check_series_labels(files)
                 load = partial(load_counts, tz=tz, freq=freq, gap=_gap(gap))
                 series = pd.concat(engine.map(load, files))
                 freq = freq or _common_interval(series)
@@ -161,6 +162,23 @@ def ingest(
 
 def _gap(gap: str) -> str | None:
     return None if gap.strip() in ("0", "") else gap
+
+
+def _check_series_labels(files: list[str]) -> None:
+    """Refuse two count files that would be one series, naming both.
+
+    Each count file becomes a series named after its stem, so two files with one name (in
+    two folders, or one file given twice) would merge into duplicate rows that later
+    commands refuse, far from the cause.
+    """
+    seen: dict[str, str] = {}
+    for name in files:
+        label = Path(name).stem
+        if label in seen:
+            raise IngestError(
+                f"{seen[label]} and {name} would both be series {label!r}; rename one of the files"
+            )
+        seen[label] = name
 
 
 def _common_interval(series: pd.DataFrame) -> str:

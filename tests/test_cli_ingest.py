@@ -168,3 +168,17 @@ def test_gap_without_a_unit_is_refused(tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.strip() == "error: --gap '10' has no unit; give one, e.g. 10min"
         assert runner.invoke(app, ["ingest", *args, "--gap", "0"]).exit_code == 0
+
+
+def test_count_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "eu").mkdir()
+    (tmp_path / "us").mkdir()
+    eu = write_counts(tmp_path / "eu" / "api.csv", "2026-10-12", 3, "1min")
+    us = write_counts(tmp_path / "us" / "api.csv", "2026-10-12", 3, "1min")
+    out = tmp_path / "s.csv"
+    result = runner.invoke(app, ["ingest", str(eu), str(us), "--format", "counts", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"error: {eu} and {us} would both be series 'api'; rename one of the files"
+    )
+    assert not out.exists()
