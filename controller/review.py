@@ -22,7 +22,8 @@ import html
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -65,7 +66,11 @@ def review_page(
     window was cut short. Times are shown in ``tz`` (an IANA zone; default UTC).
     """
     zone = ZoneInfo(tz) if tz else UTC
-    window = f"from {_minute(since, zone)} to {_minute(until, zone) if until else 'now'} ({zone})"
+    minute = "%Y-%m-%d %H:%M"
+    window = (
+        f"from {_wall(since, zone, minute)} to "
+        f"{_wall(until, zone, minute) if until else 'now'} ({zone})"
+    )
     sections = [
         _section(index, name, recs, tz, zone, limit)
         for index, (name, recs) in enumerate(records.items())
@@ -238,13 +243,13 @@ def _figure(
 ) -> str:
     """Plotly's JSON for the chart: loads above, replicas and decision markers below.
 
-    Times are local wall times, so the axis reads in the page's zone. The JSON escapes
-    ``<`` and ``>``, so it is safe inside a ``<script>``.
+    The axis reads in the page's zone (see :func:`_time_axis`). The JSON escapes ``<`` and
+    ``>``, so it is safe inside a ``<script>``.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    x = [f"{r.at.astimezone(zone):%Y-%m-%d %H:%M:%S}" for r in records]
+    x, ticks = _time_axis(records, zone)
     unit = records[-1].load_unit
     quantiles = "/".join(sorted({_percent(r.quantile) for r in records}))
     fig = make_subplots(
@@ -312,7 +317,10 @@ def _figure(
                 "size": 11,
                 "line": {"width": 1, "color": "white"},
             },
-            hovertext=[_hover(x[n], records[n], sentences[n]) for n in marked],
+            hovertext=[
+                _hover(_wall(records[n].at, zone, "%Y-%m-%d %H:%M:%S"), records[n], sentences[n])
+                for n in marked
+            ],
             hoverinfo="text",
             customdata=[row_ids[n] for n in marked],
         ),
@@ -329,8 +337,60 @@ def _figure(
     )
     fig.update_yaxes(title_text=unit, rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="replicas", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(type="date", **ticks)
     fig.update_xaxes(title_text=f"time ({zone})", row=2, col=1)
     return fig.to_json()
+
+
+_TICK_MINUTES = (15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
+"""Tick spacings, when the page sets the ticks: the first that gives at most ten."""
+
+
+def _time_axis(records: Sequence[DecisionRecord], zone: tzinfo) -> tuple[list[str], dict[str, Any]]:
+    """The chart's x values, and its tick settings if the zone's UTC offset changes.
+
+    plotly.js has no time zones: it places a time by its wall clock and ignores an offset.
+    When clocks fall back, wall times repeat an hour and the axis would run backwards, so
+    every time is given at the offset of the first decision: until the offset changes,
+    that is the zone's wall time and plotly's ticks read right. After a change they would
+    be an hour off, so then the ticks are set here, at round wall times as the zone's
+    clocks read them (they stay put when zooming in, a lesser harm twice a year).
+    """
+    fixed = timezone(cast(timedelta, records[0].at.astimezone(zone).utcoffset()))  # aware
+
+    def position(moment: datetime) -> str:
+        return moment.astimezone(fixed).isoformat(timespec="seconds")
+
+    x = [position(r.at) for r in records]
+    if len({r.at.astimezone(zone).utcoffset() for r in records}) == 1:
+        return x, {}
+    first, last = records[0].at.astimezone(UTC), records[-1].at
+    minutes = (last - first) / timedelta(minutes=1)
+    step = next((m for m in _TICK_MINUTES if minutes / m <= 10), _TICK_MINUTES[-1])
+    # Offsets are whole quarter hours, so local quarter hours are UTC ones.
+    moment = first.replace(minute=first.minute // 15 * 15, second=0, microsecond=0)
+    values: list[str] = []
+    labels: list[str] = []
+    day = None
+    while moment <= last:
+        local = moment.astimezone(zone)
+        if (local.toordinal() * 1440 + local.hour * 60 + local.minute) % step == 0:
+            values.append(position(moment))
+            label = _wall(moment, zone, "%H:%M")
+            labels.append(label if local.date() == day else f"{label}<br>{local:%Y-%m-%d}")
+            day = local.date()
+        moment += timedelta(minutes=15)
+    return x, {"tickmode": "array", "tickvals": values, "ticktext": labels}
+
+
+def _wall(moment: datetime, zone: tzinfo, form: str) -> str:
+    """``moment`` as ``zone``'s clocks read it (strftime ``form``); in the hour they repeat
+    when falling back, the wall time names two moments, so the UTC offset follows."""
+    local = moment.astimezone(zone)
+    text = local.strftime(form)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        text += " " + local.isoformat(timespec="seconds")[19:]  # after YYYY-MM-DDTHH:MM:SS
+    return text
 
 
 def _plotly_js() -> str:
@@ -352,7 +412,11 @@ def _hover(when: str, record: DecisionRecord, sentence: str) -> str:
 
 
 def _filters(table: str, records: Sequence[DecisionRecord], zone: tzinfo) -> str:
-    """Reason (a family or one code), applied or not, and a local time range."""
+    """Reason (a family or one code), applied or not, and a local time range.
+
+    The script reads the times typed in ``zone`` (``data-zone``) and compares moments, so
+    a range across a change of UTC offset is the stretch of time it names.
+    """
     codes = sorted({r.reason for r in records})
     groups = []
     for family in sorted({code.partition("/")[0] for code in codes}):
@@ -364,7 +428,9 @@ def _filters(table: str, records: Sequence[DecisionRecord], zone: tzinfo) -> str
         ]
         groups.append(f'<optgroup label="{html.escape(family)}">{"".join(options)}</optgroup>')
     first, last = (f"{r.at.astimezone(zone):%Y-%m-%dT%H:%M}" for r in (records[0], records[-1]))
-    return f"""<form class="filters" data-table="{table}" onsubmit="return false">
+    zone_name = html.escape(str(zone))
+    return f"""<form class="filters" data-table="{table}" data-zone="{zone_name}"
+onsubmit="return false">
 <label>reason <select name="reason"><option value="">any</option>{"".join(groups)}</select></label>
 <label>applied <select name="applied"><option value="">any</option>
 <option value="yes">applied</option><option value="no">not applied</option></select></label>
@@ -381,11 +447,11 @@ def _table(
     row_ids: Sequence[str],
     zone: tzinfo,
 ) -> str:
-    """Every decision, with the data the filters read in ``data-`` attributes."""
+    """Every decision, with the data the filters read in ``data-`` attributes; ``data-at``
+    is the wall time with its UTC offset, a moment even in an hour that clocks repeat."""
     unit = html.escape(records[-1].load_unit)
     rows = []
     for r, sentence, row_id in zip(records, sentences, row_ids, strict=True):
-        local = r.at.astimezone(zone)
         change = (
             f"{r.current_replicas:,} → {r.replicas:,}"
             if r.replicas != r.current_replicas
@@ -394,8 +460,10 @@ def _table(
         applied = "yes" if r.applied else ("recorded only" if r.mode == "ForecastOnly" else "no")
         rows.append(
             f'<tr id="{row_id}" data-reason="{html.escape(r.reason)}" '
-            f'data-applied="{"yes" if r.applied else "no"}" data-at="{local:%Y-%m-%dT%H:%M:%S}">'
-            f"<td>{local:%Y-%m-%d %H:%M:%S}</td><td>{change}</td><td>{html.escape(r.reason)}</td>"
+            f'data-applied="{"yes" if r.applied else "no"}" '
+            f'data-at="{r.at.astimezone(zone).isoformat(timespec="seconds")}">'
+            f"<td>{_wall(r.at, zone, '%Y-%m-%d %H:%M:%S')}</td><td>{change}</td>"
+            f"<td>{html.escape(r.reason)}</td>"
             f'<td class="num">{format_number(r.observed_load)}</td>'
             f'<td class="num">{format_number(r.forecast_peak)}</td>'
             f'<td class="num">{format_number(r.replicas * r.capacity_per_replica)}</td>'
@@ -424,10 +492,6 @@ def format_number(value: float | None) -> str:
     showed a scale-up for 0.31 rps as load 0), none when it is whole; ``-`` when missing.
     ``surgecast decisions list`` uses it too, so both read alike."""
     return "-" if value is None else f"{value:,.1f}".removesuffix(".0")
-
-
-def _minute(moment: datetime, zone: tzinfo) -> str:
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 _CSS = """
@@ -467,16 +531,32 @@ function drawChart(id, figure) {
       });
     });
 }
+// The UTC offset of a zone at a moment, in ms, by the browser's rules for the zone.
+function offsetAt(zone, ms) {
+  var name = new Intl.DateTimeFormat('en-US', {timeZone: zone, timeZoneName: 'longOffset'})
+    .formatToParts(ms).filter(function (p) { return p.type === 'timeZoneName'; })[0].value;
+  var m = /([+-])([0-9]{2}):([0-9]{2})/.exec(name);  // "GMT+01:00", or "GMT" at offset 0
+  return m ? (m[1] === '-' ? -1 : 1) * (m[2] * 36e5 + m[3] * 6e4) : 0;
+}
+// The moment a wall time typed in the page's zone names. The offset of the day before is
+// tried first, so in the hour clocks repeat when falling back it is the first of the two;
+// one skipped when springing forward is read at the new offset.
+function momentOf(zone, wall) {
+  var naive = Date.parse(wall + 'Z'), day = 864e5;
+  var first = naive - offsetAt(zone, naive - day);
+  return offsetAt(zone, first) === naive - first ? first : naive - offsetAt(zone, naive + day);
+}
 function filterTable(form) {
   var rows = document.getElementById(form.dataset.table).tBodies[0].rows;
   var f = form.elements, shown = 0;
+  var from = f.from.value ? momentOf(form.dataset.zone, f.from.value) : -Infinity;
+  var until = f.until.value ? momentOf(form.dataset.zone, f.until.value) : Infinity;
   for (var i = 0; i < rows.length; i++) {
-    var d = rows[i].dataset;
+    var d = rows[i].dataset, at = Date.parse(d.at);
     var keep = (!f.reason.value || d.reason === f.reason.value ||
                 d.reason.indexOf(f.reason.value + '/') === 0) &&
                (!f.applied.value || d.applied === f.applied.value) &&
-               (!f.from.value || d.at >= f.from.value) &&
-               (!f.until.value || d.at < f.until.value);
+               at >= from && at < until;
     rows[i].hidden = !keep;
     if (keep) shown++;
   }

@@ -83,7 +83,7 @@ def test_page_holds_every_decision_and_its_explanation() -> None:
     assert "time (Asia/Shanghai)" in text and '<a href="#scaler-0">prod/portal</a>' in text
     assert "3 up, 0 down, 1 without a usable forecast" in text
     forecast, load, capacity, replicas, markers = figure(text)["data"]
-    assert forecast["x"][0] == "2026-11-20 17:00:00"  # 09:00 UTC in Shanghai
+    assert forecast["x"][0] == "2026-11-20T17:00:00+08:00"  # 09:00 UTC in Shanghai
     assert forecast["y"] == [r.forecast_peak for r in records]
     assert forecast["name"] == "forecast p90, peak over the lead window"
     assert load["y"] == [r.observed_load for r in records]
@@ -177,6 +177,47 @@ def test_until_and_the_filters_cover_the_window() -> None:
     ]
     applied = page([replace(records[0], applied=True, applied_at=T0), *records[1:]])
     assert re.findall(r'data-applied="(\w+)"', applied) == ["yes", "no", "no", "no", "no"]
+
+
+def test_the_time_axis_runs_forward_when_clocks_fall_back() -> None:
+    """Europe/Berlin falls back at 01:00 UTC on 2026-10-25: wall times 02:00-02:59 come twice.
+
+    plotly.js places a time by its wall clock and ignores any offset, so the chart gets the
+    offset of the first decision throughout, with ticks that read as the clocks did.
+    """
+    start = datetime(2026, 10, 24, 23, 30, tzinfo=UTC)  # 01:30 CEST
+    records = [sample(n, at=start + timedelta(minutes=15 * n)) for n in range(12)]
+    text = page(records, tz="Europe/Berlin")
+    forecast = figure(text)["data"][0]
+    assert forecast["x"][:2] == ["2026-10-25T01:30:00+02:00", "2026-10-25T01:45:00+02:00"]
+    assert forecast["x"][5:7] == ["2026-10-25T02:45:00+02:00", "2026-10-25T03:00:00+02:00"]
+    assert forecast["x"] == sorted(set(forecast["x"]))  # forward, every time distinct
+    axis = figure(text)["layout"]["xaxis2"]
+    assert axis["tickvals"] == [
+        f"2026-10-25T{hour}:00+02:00" for hour in ("01:30", "02:00", "02:30", "03:00", "03:30")
+    ] + ["2026-10-25T04:00:00+02:00"]
+    assert axis["ticktext"] == [
+        "01:30<br>2026-10-25",
+        "02:00 +02:00",
+        "02:30 +02:00",
+        "02:00 +01:00",
+        "02:30 +01:00",
+        "03:00",
+    ]
+    # The table and the hover labels: wall times, with the offset in the repeated hour; the
+    # filters compare the rows' data-at, a time with its offset, as moments.
+    assert re.findall(r'data-at="([^"]+)"><td>([^<]+)</td>', text)[4:8] == [
+        ("2026-10-25T02:30:00+02:00", "2026-10-25 02:30:00 +02:00"),
+        ("2026-10-25T02:45:00+02:00", "2026-10-25 02:45:00 +02:00"),
+        ("2026-10-25T02:00:00+01:00", "2026-10-25 02:00:00 +01:00"),
+        ("2026-10-25T02:15:00+01:00", "2026-10-25 02:15:00 +01:00"),
+    ]
+    assert "2026-10-25 03:00:00</td>" in text
+    assert 'data-zone="Europe/Berlin"' in text  # the filters read times typed in it
+    hover = figure(text)["data"][-1]["hovertext"]
+    assert hover[6].startswith("<b>2026-10-25 02:00:00 +01:00 ScaleUp/ForecastPeak</b>")
+    # Without an offset change, plotly's own ticks read the zone's wall time.
+    assert "tickvals" not in figure(page(records, tz="Asia/Shanghai"))["layout"]["xaxis2"]
 
 
 # -- surgecast review ------------------------------------------------------------------------
