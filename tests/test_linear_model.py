@@ -123,6 +123,19 @@ def test_one_corrupt_interval_does_not_blow_up_the_quantiles(at: int) -> None:
     assert forecast["q0.9"].max() < 10 * clean["q0.9"].max()
 
 
+def test_a_calendar_lacking_a_trained_event_is_a_clear_error() -> None:
+    """Reading the absent event as zeros would forecast a launch day as an ordinary one."""
+    frame = poisson_days(10, seed=2, freq="1h")
+    ds = pd.date_range(frame["ds"].min(), periods=len(frame) + 48, freq="1h")
+    events = pd.DataFrame({"ds": ds, "deadline": (ds.day == 8) * 1.0, "launch": 0.0})
+    model = LinearForecaster().fit(frame, events=events)
+    with pytest.raises(ValueError, match="lacks the event column.*launch"):
+        model.predict(12, events=events.drop(columns="launch"))
+    with pytest.raises(ValueError, match="deadline, launch"):
+        model.predict(12, events=events[["ds"]])
+    assert len(model.predict(12, events=events)) == 12
+
+
 def test_ridge_from_moments_matches_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 5)) * [1, 10, 0.1, 100, 1] + [0, 5, 1, 300, 2]

@@ -144,12 +144,22 @@ def event_matrix(
     """Known-in-advance event columns on ``ds`` (0 where the calendar says nothing).
 
     ``events`` has ``ds`` and one numeric column per event; a ``unique_id`` column restricts
-    a row to one series.
+    a row to one series. A calendar lacking one of ``names`` (the events a model was
+    trained with) is refused: reading an absent event as 0 would forecast a launch day as
+    an ordinary one. No calendar at all means no events.
     """
     if not names:
         return None
     out = np.zeros((len(ds), len(names)))
-    if events is None or events.empty:
+    if events is None:
+        return out
+    missing = [name for name in names if name not in events.columns]
+    if missing:
+        raise ValueError(
+            f"the events calendar lacks the event column(s) {', '.join(missing)}"
+            " that the model was trained with"
+        )
+    if events.empty:
         return out
     rows = events
     if "unique_id" in rows.columns:
