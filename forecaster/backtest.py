@@ -26,6 +26,7 @@ from forecaster.metrics import (
     selection_score,
     smape,
 )
+from forecaster.models.base import regular
 
 MapFunction = Callable[[Callable[[Any], pd.DataFrame], Iterable[Any]], Iterable[pd.DataFrame]]
 
@@ -124,13 +125,16 @@ def score(
     """Metrics per series: MAE, RMSE, sMAPE, MASE, pinball per quantile, coverage and peak
     recall of ``upper``, and the selection score. MASE scales by each fold's training data."""
     frame = validate_series(series)
+    step = series_freq(frame)
     rows = []
     upper_column = quantile_column(upper)
     histories = frame.groupby("unique_id", sort=False)  # indexed once: fleets have 1,000s
     for uid, one in results.groupby("unique_id", sort=True):
         history = histories.get_group(uid)
         y, yhat, high = one["y"].to_numpy(), one["yhat"].to_numpy(), one[upper_column].to_numpy()
-        train = history[history["ds"] <= one["cutoff"].min()]["y"].to_numpy()
+        # MASE pairs values a season apart by position: on the regular grid, rows left out
+        # of the frame are NaN and a season apart in the array is a season apart in time.
+        train = regular(history[history["ds"] <= one["cutoff"].min()], step).to_numpy()
         row = {
             "unique_id": uid,
             "mae": mae(y, yhat),

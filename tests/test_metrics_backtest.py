@@ -169,3 +169,18 @@ def test_backtest_gives_the_event_calendar_to_every_fit_and_predict() -> None:
     expected = (results["ds"].dt.hour == 9) * 1.0
     assert results["yhat"].tolist() == expected.tolist()
     assert results["q0.9"].tolist() == expected.tolist()
+
+
+def test_mase_scales_by_steps_a_season_apart_in_time_when_rows_are_absent() -> None:
+    """An outage written as NaN rows or left out of the file is the same history: the
+    seasonal differences of MASE's scale pair values a day apart in both."""
+    with_nan = hourly(days=14)
+    with_nan.loc[30:34, "y"] = np.nan
+    absent = with_nan.dropna()
+    results = backtest(SeasonalNaive(season="1D"), with_nan, horizon=24, folds=3)
+    first = results["cutoff"].min()
+    train = with_nan.loc[with_nan["ds"] <= first, "y"].to_numpy()
+    expected = mase(results["y"], results["yhat"], train, 24)
+    for frame in (with_nan, absent):
+        table = score(results, frame, season=24, upper=0.9)
+        assert table.loc[0, "mase"] == pytest.approx(expected, rel=1e-12)
