@@ -90,3 +90,10 @@ def test_missing_data_is_not_learned_as_zero(make) -> None:
 def test_predict_before_fit_is_a_clear_error(make) -> None:
     with pytest.raises(NotFittedError, match="not fitted yet"):
         make().predict(3)
+
+
+def test_a_series_that_never_fired_forecasts_zero(make) -> None:
+    """A status=5xx series with no errors in its history: zero, never NaN (seasonal quantile
+    forecast NaN from the level of days whose median is 0/0)."""
+    forecast = make().fit(hourly().assign(y=0.0)).predict(24, quantiles=(0.5, 0.9))
+    np.testing.assert_allclose(forecast[["yhat", "q0.5", "q0.9"]], 0.0, atol=1e-6)
