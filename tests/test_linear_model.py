@@ -101,6 +101,9 @@ def test_a_cold_start_whose_last_day_is_missing_forecasts_the_last_value() -> No
     )
     model = LinearForecaster().fit(frame)
     assert isinstance(model.fallbacks_["s"], SeasonalNaive)
+    assert model.fallback_reason_["s"].endswith(
+        "using seasonal naive (no observed value in the last 1D; using last value)"
+    )
     forecast = model.predict(6, quantiles=(0.5, 0.9))
     assert (forecast[["yhat", "q0.5", "q0.9"]] == 100.0).all(axis=None)
 

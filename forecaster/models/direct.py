@@ -93,10 +93,13 @@ def cold_start(one: pd.DataFrame, season: str, step: pd.Timedelta) -> tuple[Any,
     """
     seen = int(one["y"].notna().sum())
     if seen * step >= pd.Timedelta(season):
-        return SeasonalNaive(season=season).fit(one), (
+        naive = SeasonalNaive(season=season).fit(one)
+        reason = (
             f"cold start: {seen} observed intervals is less than two seasons of {season};"
             " using seasonal naive"
         )
+        inner = naive.fallback_reason_[str(one["unique_id"].iloc[0])]
+        return naive, f"{reason} ({inner})" if inner else reason
     return LastValue(freq=step).fit(one), (
         f"cold start: {seen} observed intervals is less than one season of {season};"
         " using last value"
