@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import typer
@@ -35,16 +36,46 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def steps(option: str, text: str, step: pd.Timedelta) -> int:
-    """A horizon given as a number of intervals (``48``) or a duration (``2h``)."""
+    """A horizon given as a number of intervals (``48``) or a duration (``2h``), at least one
+    interval: a forecast of none fails deep in the models."""
     if text.isdigit():
-        return int(text)
-    try:
-        count = pd.Timedelta(text) / step
-    except ValueError:
-        fail(f"{option} {text!r} is neither a number of intervals nor a duration like 2h")
+        count = float(text)
+    else:
+        try:
+            count = pd.Timedelta(text) / step
+        except ValueError:
+            fail(f"{option} {text!r} is neither a number of intervals nor a duration like 2h")
     if count < 1 or count != int(count):
         fail(f"{option} {text!r} is not a whole, positive number of {step} intervals")
     return int(count)
+
+
+def check_model_options(upper: float, season: str, tz: str | None, country: str | None) -> None:
+    """Refuse a bad ``--quantile``, ``--season``, ``--tz`` or ``--country`` before any work.
+
+    Found in a fit, they were tracebacks or, in ``train``, a backtest skipped as if the
+    history were short and a model stored anyway.
+    """
+    if not 0 < upper < 1:
+        fail(f"--quantile {upper} is not strictly between 0 and 1")
+    try:
+        season_ok = pd.Timedelta(season) > pd.Timedelta(0)
+    except ValueError:
+        season_ok = False
+    if not season_ok:
+        fail(f"--season {season!r} is not a positive duration like 1D")
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
+    if country is not None:
+        import holidays  # the models' calendars, loaded only when one is asked for
+
+        try:
+            holidays.country_holidays(country)
+        except NotImplementedError:
+            fail(f"--country {country!r} has no holiday calendar; use a code such as CN or US")
 
 
 def load_models(

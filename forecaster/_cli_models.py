@@ -12,7 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import typer  # noqa: E402
 
-from forecaster._cli_common import ENGINE_OPTION, SCHEDULER_OPTION, fail, steps  # noqa: E402
+from forecaster._cli_common import (  # noqa: E402
+    ENGINE_OPTION,
+    SCHEDULER_OPTION,
+    check_model_options,
+    fail,
+    steps,
+)
 from forecaster.engine import open_engine  # noqa: E402
 from forecaster.frames import quantile_column, read_series, series_freq  # noqa: E402
 from forecaster.models import registry  # noqa: E402
@@ -48,6 +54,7 @@ def backtest_command(
     median's pinball loss plus the upper quantile's, shortfalls weighted three times:
     under-forecasting is what pages on-call.
     """
+    check_model_options(upper, season, tz, country)
     models = registry(country=country, tz=tz, include_slow=model != "auto")
     if model != "auto" and model not in models:
         fail(f"unknown --model {model!r}; choose auto or one of {', '.join(models)}")

@@ -10,7 +10,14 @@ import pandas as pd
 import typer
 
 from forecaster import store
-from forecaster._cli_common import ENGINE_OPTION, SCHEDULER_OPTION, fail, load_models, steps
+from forecaster._cli_common import (
+    ENGINE_OPTION,
+    SCHEDULER_OPTION,
+    check_model_options,
+    fail,
+    load_models,
+    steps,
+)
 from forecaster.engine import open_engine
 from forecaster.frames import read_events, read_series, series_freq, write_frame
 from forecaster.models import registry
@@ -48,6 +55,7 @@ def train_command(
     With ``--model auto`` each series gets the model with the best backtest selection score
     (as ``surgecast backtest`` prints); the scores are stored with the models.
     """
+    check_model_options(upper, season, tz, country)
     candidates = registry(country=country, tz=tz, include_slow=model != "auto")
     try:
         frame = read_series(series_path)

@@ -31,6 +31,14 @@ from forecaster.models.base import regular
 MapFunction = Callable[[Callable[[Any], pd.DataFrame], Iterable[Any]], Iterable[pd.DataFrame]]
 
 
+class ShortHistoryError(ValueError):
+    """The series is too short for the folds asked for.
+
+    Its own type because training then falls back to a default model, which no other bad
+    argument (a quantile of 1.5, a horizon of 0) may quietly turn into.
+    """
+
+
 def cutoffs(
     last: pd.Timestamp, step: pd.Timedelta, horizon: int, folds: int, every: int
 ) -> list[pd.Timestamp]:
@@ -64,12 +72,13 @@ def backtest(
 def fold_cutoffs(
     frame: pd.DataFrame, horizon: int, folds: int, every: int | None = None
 ) -> list[pd.Timestamp]:
-    """The cutoffs of :func:`backtest` for a series frame; ``ValueError`` when too short."""
+    """The cutoffs of :func:`backtest` for a series frame; :class:`ShortHistoryError` when
+    the frame is too short."""
     step = series_freq(frame)
     every = every or horizon
     points = cutoffs(frame["ds"].max(), step, horizon, folds, every)
     if points[0] < frame["ds"].min() + step:
-        raise ValueError(
+        raise ShortHistoryError(
             f"{folds} folds of {horizon} steps every {every} need more history than the series has"
         )
     return points

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.backtest import backtest_at, fold_cutoffs, score
+from forecaster.backtest import ShortHistoryError, backtest_at, fold_cutoffs, score
 from forecaster.engine import Engine, LocalEngine
 from forecaster.frames import series_freq, validate_series
 from forecaster.models import PerSeriesModel, ProphetForecaster
@@ -63,7 +63,7 @@ def select(
 
     ``events`` (an event calendar) is given to every fold, as to the final fit. ``engine``
     runs the backtests (default: in this process). Raises ``ValueError`` when the series
-    is too short for the folds asked for.
+    is too short for the folds asked for (:class:`~forecaster.backtest.ShortHistoryError`).
     """
     frame = validate_series(frame)
     engine = engine or LocalEngine()
@@ -194,7 +194,7 @@ def train(
     try:
         selection = select(frame, pool, horizon, folds, every, upper, season, events, engine)
         assignment, scores, note = selection.chosen(), selection.scores, None
-    except ValueError as exc:
+    except ShortHistoryError as exc:
         assignment = dict.fromkeys(uids, fallback)
         scores, note = None, f"not backtested ({exc}); using {fallback}"
     unscored = [uid for uid in uids if uid not in assignment]

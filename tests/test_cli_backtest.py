@@ -59,10 +59,16 @@ def test_backtest_errors(tmp_path: Path) -> None:
         (["--model", "gpt"], "unknown --model"),
         (["--horizon", "soon"], "neither a number of intervals nor a duration"),
         (["--horizon", "24", "--folds", "5"], "need more history"),
+        (["--horizon", "0"], "--horizon '0' is not a whole, positive number"),
+        (["--quantile", "0"], "--quantile 0.0 is not strictly between 0 and 1"),
+        (["--season", "1 fortnight"], "--season '1 fortnight' is not a positive duration"),
+        (["--tz", "Foo/Bar"], "--tz 'Foo/Bar' is not a time zone"),
+        (["--country", "XX"], "--country 'XX' has no holiday calendar"),
     ]
     for extra, message in cases:
         result = runner.invoke(app, ["backtest", "--series", str(tmp_path / "s.csv"), *extra])
         assert result.exit_code == 2 and message in result.stderr, (extra, result.output)
+        assert result.stderr.count("\n") == 1, (extra, result.stderr)
 
 
 def test_series_of_different_intervals_are_refused(tmp_path: Path) -> None:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
 from forecaster.frames import write_frame
+from forecaster.models import registry
+from forecaster.training import train
 
 runner = CliRunner()
 
@@ -134,3 +137,44 @@ def test_train_and_forecast_errors(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
+
+
+def test_bad_option_values_are_refused_before_any_work(tmp_path: Path) -> None:
+    """A bad value was a traceback (--tz, --country, forecast --horizon 0) or, in train, a
+    quiet "not backtested" note and a stored model with --quantile 1.5 (exit 0)."""
+    write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    train_args = ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir)]
+    cases = [
+        (["--quantile", "1.5"], "--quantile 1.5 is not strictly between 0 and 1"),
+        (["--season", "foo"], "--season 'foo' is not a positive duration like 1D"),
+        (["--season", "0s"], "--season '0s' is not a positive duration like 1D"),
+        (["--horizon", "0"], "--horizon '0' is not a whole, positive number of"),
+        (["--tz", "Foo/Bar"], "--tz 'Foo/Bar' is not a time zone like Europe/Berlin"),
+        (["--country", "XX"], "--country 'XX' has no holiday calendar"),
+    ]
+    for extra, message in cases:
+        result = runner.invoke(app, [*train_args, "--model", "last_value", *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert result.stderr.startswith(f"error: {message}"), (extra, result.stderr)
+        assert result.stderr.count("\n") == 1, (extra, result.stderr)
+        assert not store_dir.exists(), extra
+    runner.invoke(app, [*train_args, "--model", "last_value", "--horizon", "24"])
+    result = runner.invoke(
+        app,
+        ["forecast", "--model", str(store_dir), "--horizon", "0", "-o", str(tmp_path / "f.csv")],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --horizon '0' is not a whole, positive number of")
+
+
+def test_training_falls_back_only_when_the_history_is_too_short(tmp_path: Path) -> None:
+    """A bad argument is an error, not a reason to skip the backtest and store a model."""
+    frame = write_series(tmp_path / "s.csv")
+    models = registry(None, None)
+    with pytest.raises(ValueError, match="(?i)quantiles? must be"):
+        train(frame, models, model="last_value", horizon=24, upper=1.5)
+    with pytest.raises(ValueError, match="horizon must be a positive number"):
+        train(frame, models, model="last_value", horizon=0)
+    short = train(frame, models, model="last_value", horizon=24, folds=30)
+    assert short.scores is None and short.note.startswith("not backtested (30 folds")
