@@ -86,7 +86,10 @@ def backtest_command(
         ]
         typer.echo(scores[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if plot is not None:
-        uid, name = next(iter(selection.chosen().items()))
+        chosen = selection.chosen()
+        if not chosen:  # every series lacks data in every window: no fold has a score
+            fail("nothing to plot: no series has an observed value in any backtest window")
+        uid, name = next(iter(chosen.items()))
         folds_of = selection.results[name]
         _plot(folds_of[folds_of["unique_id"] == uid], upper, plot)
 

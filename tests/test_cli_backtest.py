@@ -87,3 +87,17 @@ def test_series_of_different_intervals_are_refused(tmp_path: Path) -> None:
         "error: series have different intervals: 0 days 00:05:00 (api), 0 days 01:00:00"
         " (batch); split them into one frame per interval\n"
     )
+
+
+def test_plot_with_no_series_scored_says_so(tmp_path: Path) -> None:
+    """An outage over every backtest window leaves no series scored and nothing to plot."""
+    ds = pd.date_range("2026-09-01", periods=72, freq="1h")
+    y = np.where(ds < ds[-6], 10.0, np.nan)
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": y}), tmp_path / "s.csv")
+    args = ["--series", str(tmp_path / "s.csv"), "--model", "last_value", "--horizon", "2"]
+    result = runner.invoke(app, ["backtest", *args, "--plot", str(tmp_path / "b.png")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error: nothing to plot: no series has an observed value in any backtest window\n"
+    )
+    assert "last_value" in result.stdout and not (tmp_path / "b.png").exists()
