@@ -22,8 +22,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,14 @@ import pyarrow as pa
 from forecaster.engine import Engine, LocalEngine
 from forecaster.logs import (
     LINE,
+    LOCAL,
     MALFORMED_REASONS,
     ClfFormat,
     LogFormat,
     LogFormatError,
+    PatternFormat,
     detect_format,
+    utc_from_local,
 )
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
@@ -353,13 +357,22 @@ class _FileJob:
                 job = _ChunkJob(
                     fmt, self.keys, self.path_depth, self.bucket_seconds, self.since, self.until
                 )
+                repeated = None
+                if isinstance(fmt, PatternFormat):  # the one format with local times
+                    repeated = _RepeatedHours(
+                        fmt.tz, counter, self.bucket_seconds, self.since, self.until
+                    )
                 threads = self.workers or os.cpu_count() or 1
                 for chunk_size, parsed in _ordered_map(job, chunks, threads):
                     _tally(report, parsed, path, first_line_no)
                     counter.add(parsed.counts)
+                    if repeated is not None:
+                        repeated.add(parsed.repeated, path, first_line_no)
                     first_line_no += parsed.lines
                     if self.progress is not None:
                         self.progress(chunk_size)
+                if repeated is not None:
+                    repeated.settle(report)
         except (OSError, EOFError) as exc:
             raise IngestError(f"{path}: cannot read past line {first_line_no - 1}: {exc}") from None
         return _FileCounts(fmt, report, counter.total())
@@ -392,6 +405,7 @@ class _ParsedChunk:
     counts: pl.DataFrame  # bucket, keys..., y
     reasons: dict[str | None, int]
     examples: list[tuple[int, str, str]]  # (row in chunk, reason, line)
+    repeated: pl.DataFrame  # ambiguous_time lines: n (row in chunk), local, keys..., line
 
 
 @dataclass
@@ -419,14 +433,19 @@ class _ChunkJob:
             .agg(pl.len().alias("y"))
         )
         reasons = dict(parsed.group_by("reason").len().iter_rows())
-        examples = (
-            parsed.with_row_index("n")
-            .filter(pl.col("reason").is_not_null())
+        numbered = parsed.with_row_index("n")
+        examples = (  # those of ambiguous_time come from the lines left unplaced at the end
+            numbered.filter(pl.col("reason").is_not_null() & (pl.col("reason") != "ambiguous_time"))
             .group_by("reason", maintain_order=True)
             .head(EXAMPLES_PER_REASON)
             .select("n", "reason", LINE)
         )
-        return len(chunk), _ParsedChunk(parsed.height, counts, reasons, list(examples.iter_rows()))
+        repeated = numbered.filter(pl.col("reason") == "ambiguous_time").select(
+            "n", LOCAL, *[_key_expr(k, self.path_depth).alias(k) for k in self.keys], LINE
+        )
+        return len(chunk), _ParsedChunk(
+            parsed.height, counts, reasons, list(examples.iter_rows()), repeated
+        )
 
 
 def _ordered_map(
@@ -461,18 +480,22 @@ def _apply_window(
 ) -> pl.DataFrame:
     if since is None and until is None:
         return parsed
-    ts = pl.col("ts")
+    return parsed.with_columns(
+        pl.when(pl.col("reason").is_null() & _outside(pl.col("ts"), since, until))
+        .then(pl.lit("out_of_range"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
+
+
+def _outside(ts: pl.Expr, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pl.Expr:
+    """True where a UTC time falls outside [since, until)."""
     outside = pl.lit(False)
     if since is not None:
         outside = outside | (ts < _utc(since))
     if until is not None:
         outside = outside | (ts >= _utc(until))
-    return parsed.with_columns(
-        pl.when(pl.col("reason").is_null() & outside)
-        .then(pl.lit("out_of_range"))
-        .otherwise(pl.col("reason"))
-        .alias("reason")
-    )
+    return outside
 
 
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:
@@ -490,7 +513,117 @@ def _tally(report: IngestReport, parsed: _ParsedChunk, source: str, first_line_n
     for n, reason, line in parsed.examples:
         shown = report.examples.setdefault(reason, [])
         if len(shown) < EXAMPLES_PER_REASON:
-            shown.append(f"{source}:{first_line_no + n}: {line.rstrip(chr(10))[:160]!r}")
+            shown.append(_example(source, first_line_no + n, line))
+
+
+def _example(source: str, line_no: int, line: str) -> str:
+    return f"{source}:{line_no}: {line.rstrip(chr(10))[:160]!r}"
+
+
+@dataclass
+class _Fold:
+    """One repeated hour (one local date) of a file, as far as it has been read."""
+
+    half: int  # half the hour repeated, in microseconds
+    latest: int  # the latest local time seen so far in its first pass, in microseconds
+    went_back: bool = False
+    waiting: list[pl.DataFrame] = field(default_factory=list)  # first pass: local, keys, y
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _RepeatedHours:
+    """Place the lines of one file whose local time happens twice (``ambiguous_time``).
+
+    A log is written in time order, give or take requests that finish late, so within one
+    repeated hour the lines before the first jump back of more than half that hour are its
+    first pass (summer time) and the lines from that jump on are its second pass. Lines wait,
+    counted per local time and key, until the jump is seen; when the file ends first, the
+    order cannot tell the passes apart and they stay malformed. Chunks arrive in file order,
+    so a repeated hour spread over many chunks is placed the same way; each file is placed
+    on its own. A request of the first pass logged after the jump (still running when the
+    clocks went back) is taken for the second pass: an hour late, but counted once.
+    """
+
+    tz: str
+    counter: _Counter
+    bucket_seconds: int
+    since: pd.Timestamp | None
+    until: pd.Timestamp | None
+    folds: dict[date, _Fold] = field(default_factory=dict)
+    placed: int = 0
+    out_of_range: int = 0
+
+    def add(self, lines: pl.DataFrame, source: str, first_line_no: int) -> None:
+        """Take one chunk's ``ambiguous_time`` lines and count those that can now be placed."""
+        for part in lines.with_columns(day=pl.col(LOCAL).dt.date()).partition_by("day"):
+            part = part.sort("n")
+            day = part["day"][0]
+            if day not in self.folds:
+                self.folds[day] = self._new_fold(part)
+            fold = self.folds[day]
+            if not fold.went_back:
+                cut = self._second_pass_start(fold, part[LOCAL].dt.epoch("us").to_numpy())
+                fold.waiting.append(self._per_time(part[:cut]))
+                shown = part[:cut].head(EXAMPLES_PER_REASON - len(fold.examples))
+                fold.examples += [
+                    _example(source, first_line_no + n, line)
+                    for n, line in shown.select("n", LINE).iter_rows()
+                ]
+                if cut == part.height:
+                    continue
+                fold.went_back = True
+                self._place(pl.concat(fold.waiting), "earliest")
+                fold.waiting = []
+                part = part[cut:]
+            self._place(self._per_time(part), "latest")
+
+    def settle(self, report: IngestReport) -> None:
+        """At the end of the file: placed lines move from ``ambiguous_time`` to parsed.
+
+        Placed lines outside --since/--until become ``out_of_range``; the lines left unplaced
+        stay ``ambiguous_time``, with examples.
+        """
+        report.malformed["ambiguous_time"] -= self.placed + self.out_of_range
+        report.malformed["out_of_range"] += self.out_of_range
+        report.parsed += self.placed
+        left = [e for fold in self.folds.values() if not fold.went_back for e in fold.examples]
+        if left:
+            report.examples["ambiguous_time"] = left[:EXAMPLES_PER_REASON]
+
+    def _new_fold(self, part: pl.DataFrame) -> _Fold:
+        local = pl.col(LOCAL)
+        repeat = utc_from_local(local, self.tz, "latest") - utc_from_local(
+            local, self.tz, "earliest"
+        )
+        first = part.head(1)
+        return _Fold(
+            half=first.select(repeat.dt.total_microseconds()).item() // 2,
+            latest=first.select(local.dt.epoch("us")).item(),
+        )
+
+    @staticmethod
+    def _second_pass_start(fold: _Fold, local: np.ndarray) -> int:
+        """Where the clocks went back in these lines (their count if not here), by line order."""
+        before = np.maximum.accumulate(np.concatenate([[fold.latest], local[:-1]]))
+        jumps = np.flatnonzero(local < before - fold.half)
+        fold.latest = max(fold.latest, int(local.max()))
+        return int(jumps[0]) if jumps.size else len(local)
+
+    def _per_time(self, part: pl.DataFrame) -> pl.DataFrame:
+        return part.group_by(LOCAL, *self.counter.keys).agg(pl.len().alias("y"))
+
+    def _place(self, per_time: pl.DataFrame, which: Literal["earliest", "latest"]) -> None:
+        """Count lines waiting per local time as the ``which`` of their two instants."""
+        frame = per_time.with_columns(ts=utc_from_local(pl.col(LOCAL), self.tz, which))
+        frame = frame.with_columns(outside=_outside(pl.col("ts"), self.since, self.until))
+        self.out_of_range += int(frame.filter("outside")["y"].sum())
+        kept = frame.filter(~pl.col("outside"))
+        self.placed += int(kept["y"].sum())
+        bucket = pl.col("ts").dt.truncate(f"{self.bucket_seconds}s").alias("bucket")
+        self.counter.add(
+            kept.group_by(bucket, *self.counter.keys).agg(pl.col("y").sum().cast(pl.UInt32))
+        )
 
 
 def counts_to_series(

@@ -7,7 +7,10 @@ here turns a column of raw lines into a frame with one row per line:
 - ``ts``: the request time in UTC (null when the line is malformed),
 - ``reason``: null for a good line, else one of :data:`MALFORMED_REASONS`,
 - one column per requested key field (``vhost``, ``method``, ``path``, ``status``),
-- ``line``: the raw line, still ending in its newline (stripping costs a copy).
+- ``line``: the raw line, still ending in its newline (stripping costs a copy),
+- ``local``: for a line whose wall-clock time falls in the hour repeated when clocks go back
+  (reason ``ambiguous_time``), that time; null otherwise. One line cannot tell which pass
+  it belongs to; :mod:`forecaster.ingest` places such lines from the order of the file.
 
 No line is ever dropped here, so ``parsed + malformed == lines read`` holds by construction.
 """
@@ -17,10 +20,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import polars as pl
 
 LINE = "line"
+LOCAL = "local"
 KEY_FIELDS = ("vhost", "method", "path", "status")
 
 MALFORMED_REASONS = (
@@ -30,6 +35,7 @@ MALFORMED_REASONS = (
     "unknown_format",  # does not look like the format at all
     "bad_timestamp",  # the right shape, but the time cannot be parsed
     "out_of_range",  # parsed, but outside the --since/--until window asked for
+    "ambiguous_time",  # a local time repeated when clocks go back, its pass not told by order
 )
 
 CLF_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
@@ -105,7 +111,7 @@ class LogFormat:
                 .otherwise(pl.lit("bad_timestamp"))
             )
             reason = reason.scatter(failed, why.to_series())
-        return out.drop("_shape").with_columns(reason)
+        return out.drop("_shape").with_columns(reason, pl.lit(None, pl.Datetime("us")).alias(LOCAL))
 
 
 def _request_part(index: int) -> pl.Expr:
@@ -218,7 +224,37 @@ class PatternFormat(LogFormat):
 
     def parse(self, lines: pl.Series, keys: Sequence[str] = ()) -> pl.DataFrame:
         # A user's pattern may end in ``$``, which must not have to match the newline.
-        return super().parse(lines.str.strip_chars_end("\r\n"), keys)
+        out = super().parse(lines.str.strip_chars_end("\r\n"), keys)
+        if "%z" in self.time_format:
+            return out
+        return self._mark_repeated_times(out)
+
+    def _mark_repeated_times(self, out: pl.DataFrame) -> pl.DataFrame:
+        """Turn ``bad_timestamp`` lines whose local time happens twice into ``ambiguous_time``.
+
+        Their time was readable but is two instants (the clocks went back over it), so it is
+        kept in ``local`` for the caller to place from line order. Only the failed lines are
+        looked at again, so well-formed logs pay nothing.
+        """
+        failed = (out["reason"] == "bad_timestamp").arg_true()
+        if failed.len() == 0:
+            return out
+        local = pl.col(LOCAL)
+        times = (
+            out[failed]
+            .select(self._local_time().alias(LOCAL))
+            .with_columns(
+                twice=(
+                    utc_from_local(local, self.tz, "earliest")
+                    != utc_from_local(local, self.tz, "latest")
+                ).fill_null(False)
+            )
+        )
+        rows = failed.filter(times["twice"])
+        return out.with_columns(
+            out["reason"].scatter(rows, "ambiguous_time"),
+            out[LOCAL].scatter(rows, times[LOCAL].filter(times["twice"])),
+        )
 
     def structure(self) -> pl.Expr:
         return pl.col(LINE).str.contains(self.pattern)
@@ -230,13 +266,14 @@ class PatternFormat(LogFormat):
         return pl.col(LINE).str.extract_groups(self.pattern).struct.field(name)
 
     def timestamp(self) -> pl.Expr:
-        raw = self._group("time")
         if "%z" in self.time_format:
+            raw = self._group("time")
             return raw.str.strptime(pl.Datetime("us", "UTC"), self.time_format, strict=False)
-        local = raw.str.strptime(pl.Datetime("us"), self.time_format, strict=False)
-        return local.dt.replace_time_zone(
-            self.tz, ambiguous="earliest", non_existent="null"
-        ).dt.convert_time_zone("UTC")
+        # A repeated local time is null here, then ``ambiguous_time`` (see parse).
+        return utc_from_local(self._local_time(), self.tz, "null")
+
+    def _local_time(self) -> pl.Expr:
+        return self._group("time").str.strptime(pl.Datetime("us"), self.time_format, strict=False)
 
     def key(self, name: str) -> pl.Expr:
         if name in self._groups():
@@ -246,6 +283,19 @@ class PatternFormat(LogFormat):
 
     def _groups(self) -> set[str]:
         return set(re.findall(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>", self.pattern))
+
+
+def utc_from_local(
+    local: pl.Expr, tz: str, repeated: Literal["earliest", "latest", "null"]
+) -> pl.Expr:
+    """Wall-clock times in ``tz`` as UTC.
+
+    A time that never happens (clocks going forward) is null; one that happens twice (clocks
+    going back) is the ``earliest`` or ``latest`` of its two instants, or null.
+    """
+    return local.dt.replace_time_zone(
+        tz, ambiguous=repeated, non_existent="null"
+    ).dt.convert_time_zone("UTC")
 
 
 def pattern_format(

@@ -182,3 +182,17 @@ def test_count_files_with_the_same_name_are_refused(tmp_path: Path) -> None:
         f"error: {eu} and {us} would both be series 'api'; rename one of the files"
     )
     assert not out.exists()
+
+
+def test_pattern_log_report_shows_unplaceable_local_times(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("2026-11-01 00:59:00 /a\n2026-11-01 01:30:00 /a\n2026-11-01 02:00:00 /a\n")
+    args = ["ingest", str(log), "--pattern", r"^(?P<time>\S+ \S+) (?P<path>\S+)"]
+    args += ["--time-format", "%Y-%m-%d %H:%M:%S", "--tz", "America/New_York"]
+    result = runner.invoke(app, [*args, "--max-bad-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "2 parsed + 1 malformed" in result.stderr
+    assert "ambiguous_time: 1" in result.stderr and "app.log:2: '2026-11-01 01:30:00 /a'" in (
+        result.stderr
+    )
+    assert pd.read_csv(io.StringIO(result.stdout))["y"].sum() == 2

@@ -158,3 +158,21 @@ def test_detect_format() -> None:
     assert detect_format(['{"time_iso8601": "2026-11-20T09:41:07+08:00"}']).name == "json"
     with pytest.raises(LogFormatError, match="not a recognised access-log format"):
         detect_format(['"V1","V2"', "H1,605,586"])
+
+
+def test_pattern_format_marks_local_times_in_a_repeated_hour() -> None:
+    fmt = pattern_format(
+        r"^(?P<time>\S+ \S+) (?P<path>\S+)$",
+        time_format="%Y-%m-%d %H:%M:%S",
+        tz="America/New_York",
+    )
+    lines = [
+        "2026-11-01 00:59:59 /a",  # summer time
+        "2026-11-01 01:30:00 /a",  # happens twice: first at 05:30 UTC, then at 06:30 UTC
+        "2026-11-01 02:00:00 /a",  # standard time
+        "2026-03-08 02:30:00 /a",  # never happens: clocks jump from 02:00 to 03:00
+    ]
+    out = parse(fmt, lines)
+    assert out["reason"].to_list() == [None, "ambiguous_time", None, "bad_timestamp"]
+    assert out["ts"].dt.strftime("%H:%M:%S").to_list() == ["04:59:59", None, "07:00:00", None]
+    assert out["local"].dt.strftime("%H:%M").to_list() == [None, "01:30", None, None]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from forecaster.ingest import IngestError, gap_mask, ingest_logs, load_counts, parse_freq
+from forecaster.logs import pattern_format
 from tests.conftest import shared_file
 
 
@@ -255,3 +256,42 @@ def test_gap_needs_a_unit(tmp_path: Path) -> None:
         ingest_logs(log, gap="soon")
     assert ingest_logs(log, gap="0").series["y"].tolist() == [1, 0, 1]
     assert ingest_logs(log, gap="1min").series["y"].isna().sum() == 1
+
+
+PATTERN_DST = pattern_format(
+    r"^(?P<time>\S+ \S+) (?P<method>\S+) (?P<path>\S+)$",
+    time_format="%Y-%m-%d %H:%M:%S",
+    tz="America/New_York",
+)
+
+
+def local_log(path: Path, utc: pd.DatetimeIndex, per_minute: int = 10) -> Path:
+    """A log in New York wall-clock time without offsets, in time order."""
+    stamps = utc.tz_convert("America/New_York").strftime("%Y-%m-%d %H:%M:%S")
+    return write(path, [f"{t} GET /api\n" for t in stamps for _ in range(per_minute)])
+
+
+def test_pattern_log_places_the_repeated_hour_from_line_order(tmp_path: Path) -> None:
+    utc = pd.date_range("2026-11-01 04:00", "2026-11-01 07:59", freq="1min", tz="UTC")
+    log = local_log(tmp_path / "a.log", utc)
+    for chunk_bytes in (1 << 20, 997):  # one chunk, or the hour spread over many
+        result = ingest_logs(log, log_format=PATTERN_DST, chunk_bytes=chunk_bytes, workers=2)
+        assert result.series["ds"].tolist() == list(utc.tz_localize(None))
+        assert result.series["y"].tolist() == [10] * 240  # no hour doubled, none missing
+        assert result.report.parsed == result.report.lines == 2400
+    windowed = ingest_logs(
+        log, log_format=PATTERN_DST, chunk_bytes=997, since=pd.Timestamp("2026-11-01 05:30")
+    )
+    assert windowed.report.malformed["out_of_range"] == 900  # 04:00-05:29 UTC
+    assert windowed.report.parsed == windowed.series["y"].sum() == 1500
+
+
+def test_pattern_log_repeated_hour_seen_once_is_malformed(tmp_path: Path) -> None:
+    # 00:00-02:59 local, each minute once: whether 01:xx is summer or standard time is unknown.
+    local = pd.date_range("2026-11-01 00:00", "2026-11-01 02:59", freq="1min")
+    log = write(tmp_path / "a.log", [f"{t:%Y-%m-%d %H:%M:%S} GET /api\n" for t in local])
+    result = ingest_logs(log, log_format=PATTERN_DST, chunk_bytes=997, gap=None)
+    report = result.report
+    assert report.malformed["ambiguous_time"] == 60 and report.parsed == 120
+    assert report.examples["ambiguous_time"][0] == f"{log}:61: '2026-11-01 01:00:00 GET /api'"
+    assert result.series["y"].sum() == 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecaster.ingest import IngestError, ingest_logs, lines_column
-from forecaster.logs import ClfFormat, JsonFormat
+from forecaster.logs import ClfFormat, JsonFormat, PatternFormat
 
 VALID = b'h - - [01/Aug/1995:00:00:01 -0400] "GET / HTTP/1.0" 200 5'
 
@@ -89,3 +90,44 @@ def test_counts_match_a_reference_count(base: datetime, records, freq: str) -> N
     got = result.series[result.series["y"] > 0].set_index("ds")["y"].to_dict()
     assert got == dict(reference)
     assert result.series["y"].sum() == len(records)
+
+
+# Ten minutes before the first pass of a repeated hour, in UTC, per zone (Lord Howe goes
+# back half an hour).
+FALL_BACKS = {
+    "America/New_York": datetime(2026, 11, 1, 4, 50, tzinfo=UTC),
+    "Europe/Berlin": datetime(2026, 10, 24, 23, 50, tzinfo=UTC),
+    "Australia/Lord_Howe": datetime(2026, 4, 4, 14, 20, tzinfo=UTC),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(sorted(FALL_BACKS)),
+    st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=60),
+    st.sampled_from([64, 997, 1 << 20]),
+    st.sampled_from(["1min", "1h"]),
+)
+def test_local_times_across_a_fall_back_are_placed_or_counted(
+    zone: str, steps: list[int], chunk_bytes: int, freq: str
+) -> None:
+    """Lines in time order, written in local time: the repeated hour is placed exactly, or
+    (when the order cannot tell, e.g. one pass has no line) counted malformed; never
+    doubled, dropped or misplaced."""
+    start = FALL_BACKS[zone]
+    instants = [pd.Timestamp(start + timedelta(seconds=s)) for s in itertools.accumulate(steps)]
+    local = [t.tz_convert(zone).tz_localize(None) for t in instants]
+    repeated = [t.tz_localize(zone, ambiguous="NaT") is pd.NaT for t in local]
+    lines = "".join(f"{t:%Y-%m-%d %H:%M:%S} GET /\n" for t in local)
+    fmt = PatternFormat(pattern=r"^(?P<time>\S+ \S+) ", time_format="%Y-%m-%d %H:%M:%S", tz=zone)
+    result = ingest_bytes(
+        lines.encode(), log_format=fmt, freq=freq, gap=None, chunk_bytes=chunk_bytes
+    )
+    got = result.series[result.series["y"] > 0].set_index("ds")["y"].to_dict()
+    every = Counter(t.tz_localize(None).floor(freq) for t in instants)
+    sure = Counter(
+        t.tz_localize(None).floor(freq) for t, r in zip(instants, repeated, strict=True) if not r
+    )
+    unplaced = result.report.malformed["ambiguous_time"]
+    assert (got, unplaced) in [(dict(every), 0), (dict(sure), sum(repeated))]
+    assert result.report.parsed + result.report.malformed_total == len(instants)
