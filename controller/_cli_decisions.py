@@ -8,7 +8,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import typer
@@ -19,7 +18,7 @@ from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
 from controller.review import count_back, format_number
 from controller.spec import parse_duration
-from forecaster._cli_common import fail
+from forecaster._cli_common import fail, zone_option
 
 DB_ENV = "SURGECAST_DECISION_DB"
 DEFAULT_DB = "sqlite:///surgecast-decisions.db"
@@ -53,7 +52,7 @@ def list_command(
     """List a scaler's decisions, oldest first."""
     if limit < 1:  # 0 would list nothing and blame the window
         fail(f"--limit {limit} is less than 1")
-    zone = _zone(tz)
+    zone = zone_option(tz)
     now = datetime.now(UTC)
     start = _moment("--since", since, zone, now)
     end = _moment("--until", until, zone, now) if until is not None else None
@@ -86,7 +85,7 @@ def explain_command(
 
     That is the last decision made up to the end of that minute.
     """
-    zone = _zone(tz)
+    zone = zone_option(tz)
     minute = _time("--at", at, zone).replace(second=0, microsecond=0)
     with _open(db, scaler) as log:
         record = log.at(scaler, minute + timedelta(minutes=1, microseconds=-1))
@@ -127,15 +126,6 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         log.close()
         fail(f"no decisions of {scaler} in {db}; it has {', '.join(known)}")
     return log
-
-
-def _zone(tz: str | None) -> tzinfo:
-    if not tz:
-        return UTC
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
 
 
 def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:

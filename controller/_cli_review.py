@@ -14,13 +14,12 @@ from controller._cli_decisions import (
     TIME_EXAMPLE,
     _moment,
     _open,
-    _zone,
 )
 from controller.http import RouteServer
 from controller.review import review_route
 from controller.runner import wait_for_termination
 from controller.spec import parse_duration
-from forecaster._cli_common import fail
+from forecaster._cli_common import fail, zone_option
 
 app = typer.Typer()
 
@@ -61,7 +60,7 @@ def review_command(
     # before the log is read, rather than leaving a page somewhere unexpected.
     if out is not None and not out.parent.is_dir():
         fail(f"cannot write {out}: no directory {out.parent}")
-    zone = _zone(tz)
+    zone = zone_option(tz)
     start = _since(since, zone)
     end = _moment("--until", until, zone, datetime.now(UTC)) if until is not None else None
     log = _open(db, scaler)

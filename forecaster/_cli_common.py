@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +36,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def zone_option(tz: str | None) -> tzinfo:
+    """The time zone a ``--tz`` names (UTC when none), or one clear line and exit."""
+    if not tz:
+        return UTC
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
+
+
 def steps(option: str, text: str, step: pd.Timedelta) -> int:
     """A horizon given as a number of intervals (``48``) or a duration (``2h``), at least one
     interval: a forecast of none fails deep in the models."""
@@ -65,10 +76,7 @@ def check_model_options(upper: float, season: str, tz: str | None, country: str 
     if not season_ok:
         fail(f"--season {season!r} is not a positive duration like 1D")
     if tz is not None:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
+        zone_option(tz)
     if country is not None:
         import holidays  # the models' calendars, loaded only when one is asked for
 
