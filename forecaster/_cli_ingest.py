@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from tqdm import tqdm
 
-from forecaster._cli_common import fail
+from forecaster._cli_common import fail, zone_option
 from forecaster.engine import Engine, open_engine
 from forecaster.frames import write_frame
 from forecaster.ingest import (
@@ -123,6 +123,7 @@ def ingest(
         fail(f"unknown --format {log_format!r}; choose one of {', '.join(FORMATS)}")
     if output is not None and output.suffix not in (".csv", ".parquet"):
         fail(f"{output}: output must end in .csv or .parquet")
+    _check_zone(tz)
     try:
         with open_engine(engine_name, scheduler) as engine:
             if log_format == "counts":
@@ -158,6 +159,18 @@ def ingest(
     else:
         write_frame(series, output)
         typer.echo(f"wrote {len(series):,} rows to {output}", err=True)
+
+
+def _check_zone(tz: str) -> None:
+    """``--tz`` is an IANA name or a fixed offset: anything else is one line here, not a
+    traceback from deep inside a parser."""
+    if tz[:1] not in "+-":
+        zone_option(tz)
+        return
+    try:
+        pd.Timestamp("2000-01-01T00:00:00" + tz)
+    except ValueError:
+        fail(f"--tz {tz!r} is not an offset like -04:00 or +08:00")
 
 
 def _gap(gap: str) -> str | None:

@@ -76,6 +76,8 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
         ([str(tmp_path / "other.csv"), "--freq", "7s"], "divides a day"),
         ([str(tmp_path / "other.csv"), "-o", "out.txt"], "must end in .csv or .parquet"),
         ([str(tmp_path / "other.csv"), "--pattern", "(?P<x>a)"], "named group 'time'"),
+        ([str(tmp_path / "other.csv"), "--tz", "Foo/Bar"], "not a time zone"),
+        ([str(tmp_path / "other.csv"), "--format", "counts", "--tz", "-99:99"], "not an offset"),
     ]
     for args, message in cases:
         result = runner.invoke(app, ["ingest", *args])
