@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,8 +27,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
 from controller.http import ControllerHTTPServer
-from controller.review import review_route
+from controller.review import review_page, review_route
 from tests.test_cli_decisions import SCALER, Replayed, replayed  # noqa: F401 (a fixture)
+from tests.test_decisions import SCALER as SAMPLE_SCALER
+from tests.test_decisions import sample
 from tests.test_review import REPLAY_END
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -183,3 +186,53 @@ def test_review_page_in_chromium(
     set_time(driver, "from", "2026-11-10T09:00")
     set_time(driver, "until", "2026-11-10T09:30")
     assert shown(driver) == (f"30 of {total} decisions", 30)
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "bounds"),
+    [
+        # Berlin falls back at 03:00 CEST to 02:00 CET: 02:00-03:00 happens twice
+        (
+            "Europe/Berlin",
+            "2026-10-24T23:00",
+            ["2026-10-25T01:50", "2026-10-25T02:30", "2026-10-25T03:10"],
+        ),
+        # New York springs forward at 02:00 to 03:00, and falls back at 02:00 to 01:00
+        (
+            "America/New_York",
+            "2026-03-08T06:00",
+            ["2026-03-08T01:30", "2026-03-08T03:00", "2026-03-08T03:40"],
+        ),
+        (
+            "America/New_York",
+            "2026-11-01T04:30",
+            ["2026-11-01T00:45", "2026-11-01T01:30", "2026-11-01T02:10"],
+        ),
+    ],
+)
+def test_time_filters_across_a_dst_change(
+    browser: webdriver.Chrome, tmp_path: Path, tz: str, start: str, bounds: list[str]
+) -> None:
+    """A typed local time is read in the page's zone, the first of two in a repeated hour,
+    and rows are compared as moments, so the filter keeps exactly the decisions between."""
+    first = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    records = [sample(n, at=first + timedelta(minutes=10 * n)) for n in range(24)]
+    page = tmp_path / "dst.html"
+    page.write_text(review_page([SAMPLE_SCALER], {SAMPLE_SCALER: records}, since=first, tz=tz))
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer .trace")
+    )
+    zone = ZoneInfo(tz)
+    for low, high in zip(bounds, bounds[1:], strict=False):
+        set_time(browser, "from", low)
+        set_time(browser, "until", high)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#table-0 tbody tr")
+        kept = [n for n, row in enumerate(rows) if row.is_displayed()]
+        since, until = (_moment(text, zone) for text in (low, high))
+        assert kept == [n for n, r in enumerate(records) if since <= r.at < until], (low, high)
+
+
+def _moment(text: str, zone: ZoneInfo) -> datetime:
+    """A local wall time as a moment; in a repeated hour, the first of the two (fold 0)."""
+    return datetime.fromisoformat(text).replace(tzinfo=zone).astimezone(UTC)
