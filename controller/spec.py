@@ -8,6 +8,7 @@ problem is collected, so the user sees all of them in one status condition and E
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,25 +134,31 @@ class ScalerConfig:
         return f"{self.namespace}/{self.name}"
 
 
-def _section(parent: dict[str, Any], key: str) -> dict[str, Any]:
-    """``parent[key]`` when it is an object, else an empty one, whose fields all take defaults."""
-    value = parent.get(key)
-    return value if isinstance(value, dict) else {}
-
-
 def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
-    """Build a :class:`ScalerConfig` from a PredictiveScaler, or raise :class:`SpecError`."""
-    meta = obj.get("metadata", {})
+    """Build a :class:`ScalerConfig` from a PredictiveScaler, or raise :class:`SpecError`.
+
+    Every field is read through :class:`_Reader`, which checks its JSON type: a field of the
+    wrong type is a problem named by its path, never a ``TypeError`` from the code using it.
+    """
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         raise SpecError(["spec: missing or not an object"])
     problems: list[str] = []
+    meta = _Reader(obj, problems, prefix="")
+    meta.section("metadata")
+    namespace = meta.string("metadata.namespace", "")
+    name = meta.string("metadata.name", "")
+    generation = meta.integer("metadata.generation", 0, minimum=0)
     reader = _Reader(spec, problems)
+    # A section that is not an object is reported once, here; its fields then read as absent.
+    for section in ("scaleTargetRef", "metric", "model", "retrain", "behavior", "outlook", "feed"):
+        reader.section(section)
 
-    target = spec.get("scaleTargetRef")
-    if not isinstance(target, dict) or not target.get("kind") or not target.get("name"):
+    kind = reader.string("scaleTargetRef.kind", "")
+    target_name = reader.string("scaleTargetRef.name", "")
+    api_version = reader.string("scaleTargetRef.apiVersion", "")
+    if "" in (kind, target_name):
         problems.append("spec.scaleTargetRef: needs kind and name")
-        target = {"kind": "", "name": ""}
     min_replicas = reader.integer("minReplicas", 1, minimum=0)
     max_replicas = reader.integer("maxReplicas", None, minimum=1)
     if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:
@@ -159,78 +166,72 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             f"spec.minReplicas ({min_replicas}) is greater than spec.maxReplicas ({max_replicas})"
         )
     mode = reader.choice("mode", "ForecastOnly", MODES)
-    metric = _section(spec, "metric")
-    url, query = str(metric.get("prometheusUrl", "")), str(metric.get("query", "")).strip()
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", url):
+    hpa_name = reader.string("hpaName", "")
+    url = reader.string("metric.prometheusUrl", "")
+    if url is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", url):
         problems.append(f"spec.metric.prometheusUrl: {url!r} is not an http(s) URL")
-    if not query:
+    query = reader.string("metric.query", "")
+    if query is not None and not query.strip():
         problems.append("spec.metric.query: empty")
-    step = reader.duration("metric.step", metric.get("step", "1m"))
+    step = reader.duration("metric.step", "1m")
     capacity = reader.number("capacityPerReplica", None, minimum=0.0, exclusive=True)
-    raw_delay = spec.get("startupDelay", "3m")
-    startup_delay = None if raw_delay == "auto" else reader.duration("startupDelay", raw_delay)
+    auto_delay = reader.get("startupDelay", "3m") == "auto"
+    startup_delay = None if auto_delay else reader.duration("startupDelay", "3m")
     quantile = reader.number("quantile", 0.9, minimum=0.5, maximum=0.999)
-    horizon = reader.duration("horizon", spec.get("horizon", "6h"))
-    model = _section(spec, "model")
-    model_name = str(model.get("name", "auto"))
-    if model_name not in MODELS:
-        problems.append(f"spec.model.name: {model_name!r} is not one of {', '.join(MODELS)}")
-    retrain = _section(spec, "retrain")
-    history = reader.duration("retrain.historyWindow", retrain.get("historyWindow", "28d"))
-    schedule = str(retrain.get("schedule", "0 3 * * *"))
-    try:
-        CronTrigger.from_crontab(schedule, timezone=UTC)
-    except ValueError as exc:
-        problems.append(f"spec.retrain.schedule: {schedule!r} is not a cron expression ({exc})")
+    horizon = reader.duration("horizon", "6h")
+    model_name = reader.choice("model.name", "auto", MODELS)
+    params = reader.section("model.params")
+    min_score = reader.number("model.minBacktestScore", 0.5, minimum=0.0, maximum=1.0)
+    history = reader.duration("retrain.historyWindow", "28d")
+    schedule = reader.string("retrain.schedule", "0 3 * * *")
+    if schedule is not None:
+        try:
+            CronTrigger.from_crontab(schedule, timezone=UTC)
+        except ValueError as exc:
+            problems.append(f"spec.retrain.schedule: {schedule!r} is not a cron expression ({exc})")
     if history is not None and history > MAX_HISTORY:
         problems.append(
-            f"spec.retrain.historyWindow: {retrain.get('historyWindow')} is longer than 400d"
+            f"spec.retrain.historyWindow: {reader.get('retrain.historyWindow', '')} is longer"
+            " than 400d"
         )
-    max_age = reader.duration("retrain.maxForecastAge", retrain.get("maxForecastAge", "26h"))
-    behavior = _section(spec, "behavior")
-    behave = _Reader(behavior, problems, prefix="spec.behavior.")
-    tolerance = behave.number("tolerance", 0.1, minimum=0.0, maximum=1.0)
-    up_step = behave.integer("scaleUpMaxStep", 100, minimum=1)
-    down_step = behave.integer("scaleDownMaxStep", 10, minimum=1)
-    stabilization = behave.duration(
-        "scaleDownStabilization", behavior.get("scaleDownStabilization", "5m")
-    )
-    sync = behave.duration("syncPeriod", behavior.get("syncPeriod", "30s"))
-    overrides = _windows(spec.get("overrides", []), "overrides", problems)
-    events = _windows(spec.get("events", []), "events", problems)
+    max_age = reader.duration("retrain.maxForecastAge", "26h")
+    tolerance = reader.number("behavior.tolerance", 0.1, minimum=0.0, maximum=1.0)
+    up_step = reader.integer("behavior.scaleUpMaxStep", 100, minimum=1)
+    down_step = reader.integer("behavior.scaleDownMaxStep", 10, minimum=1)
+    stabilization = reader.duration("behavior.scaleDownStabilization", "5m")
+    sync = reader.duration("behavior.syncPeriod", "30s")
+    overrides = _windows(reader, "overrides")
+    events = _windows(reader, "events")
     enabled = reader.boolean("outlook.enabled", True)
     days = reader.integer("outlook.days", 7, minimum=1)
     if days is not None and days > MAX_OUTLOOK_DAYS:
         problems.append(f"spec.outlook.days: {days} is more than {MAX_OUTLOOK_DAYS}")
     public = reader.boolean("feed.public", False)
     show_numbers = reader.boolean("feed.showNumbers", False)
-    params = _section(model, "params")
-    time_zone = str(reader._get("feed.timeZone", params.get("tz") or "UTC"))
-    try:
-        ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"spec.feed.timeZone: {time_zone!r} is not an IANA time zone")
+    model_zone = reader.zone("model.params.tz")
+    time_zone = reader.zone("feed.timeZone") or model_zone or "UTC"
     if problems:
         raise SpecError(problems)
     return ScalerConfig(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        generation=int(meta.get("generation") or 0),
-        target={k: str(v) for k, v in target.items()},
+        namespace=str(namespace),
+        name=str(name),
+        generation=int(generation or 0),
+        target={"kind": str(kind), "name": str(target_name)}
+        | ({"apiVersion": api_version} if api_version else {}),
         min_replicas=int(min_replicas or 0),
         max_replicas=int(max_replicas or 0),
         mode=str(mode),
-        prometheus_url=url,
-        query=query,
+        prometheus_url=str(url),
+        query=str(query).strip(),
         step=step or timedelta(minutes=1),
         capacity_per_replica=float(capacity or 0.0),
         startup_delay=startup_delay,
         quantile=float(quantile or 0.9),
         horizon=horizon or timedelta(hours=6),
-        model=model_name,
-        model_params=dict(model.get("params") or {}),
-        min_backtest_score=float(model.get("minBacktestScore", 0.5)),
-        retrain_schedule=schedule,
+        model=str(model_name),
+        model_params=dict(params),
+        min_backtest_score=float(min_score if min_score is not None else 0.5),
+        retrain_schedule=str(schedule),
         history_window=history or timedelta(days=28),
         max_forecast_age=max_age or timedelta(hours=26),
         tolerance=float(tolerance if tolerance is not None else 0.1),
@@ -238,7 +239,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         scale_down_max_step=int(down_step or 10),
         scale_down_stabilization=stabilization or timedelta(minutes=5),
         sync_period=sync or timedelta(seconds=30),
-        hpa_name=str(spec["hpaName"]) if spec.get("hpaName") else None,
+        hpa_name=hpa_name or None,
         overrides=overrides,
         events=events,
         outlook=OutlookSettings(enabled=bool(enabled), days=int(days or 7)),
@@ -248,29 +249,84 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     )
 
 
+def _as_number(value: Any) -> float | None:
+    """``value`` as a finite float, else None: a JSON boolean is not a number, and neither
+    NaN, an infinity nor an integer too large for a float can bound anything."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 @dataclass
 class _Reader:
-    """Reads typed fields, appending a problem (and returning None) instead of raising."""
+    """Reads typed fields, appending a problem (and returning None) instead of raising.
+
+    A ``default`` of None makes the field required. A field whose parent is not an object
+    reads as absent: :meth:`section` has reported the parent already.
+    """
 
     data: dict[str, Any]
     problems: list[str]
     prefix: str = "spec."
 
-    def _get(self, path: str, default: Any) -> Any:
+    def get(self, path: str, default: Any) -> Any:
         value: Any = self.data
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         return default if value is None else value
 
-    def integer(self, path: str, default: int | None, minimum: int) -> int | None:
-        value = self._get(path, default)
+    def has(self, path: str) -> bool:
+        return self.get(path, None) is not None
+
+    def _bad(self, path: str, value: Any, expected: str) -> None:
+        self.problems.append(f"{self.prefix}{path}: {value!r} is not {expected}")
+
+    def _required(self, path: str, value: Any) -> bool:
         if value is None:
             self.problems.append(f"{self.prefix}{path}: required")
+        return value is None
+
+    def section(self, path: str) -> dict[str, Any]:
+        """An object whose fields all take defaults when it is absent."""
+        value = self.get(path, {})
+        if not isinstance(value, dict):
+            self._bad(path, value, "an object")
+            return {}
+        return value
+
+    def sequence(self, path: str) -> list[Any]:
+        """A list that is empty when absent."""
+        value = self.get(path, [])
+        if not isinstance(value, list):
+            self._bad(path, value, "a list")
+            return []
+        return value
+
+    def string(self, path: str, default: str | None) -> str | None:
+        value = self.get(path, default)
+        if self._required(path, value):
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problems.append(f"{self.prefix}{path}: {value!r} is not an integer >= {minimum}")
+        if not isinstance(value, str):
+            self._bad(path, value, "a string")
             return None
         return value
+
+    def integer(self, path: str, default: int | None, minimum: int) -> int | None:
+        value = self.get(path, default)
+        if self._required(path, value):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self._bad(path, value, f"an integer >= {minimum}")
+            return None
+        return value
+
+    def optional_integer(self, path: str, minimum: int) -> int | None:
+        """An integer that may be absent (None), as an override's bounds."""
+        return self.integer(path, None, minimum) if self.has(path) else None
 
     def number(
         self,
@@ -280,42 +336,42 @@ class _Reader:
         maximum: float | None = None,
         exclusive: bool = False,
     ) -> float | None:
-        value = self._get(path, default)
-        if value is None:
-            self.problems.append(f"{self.prefix}{path}: required")
+        value = self.get(path, default)
+        if self._required(path, value):
             return None
-        bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
+        number = _as_number(value)
         if (
-            bad_type
-            or value < minimum
-            or (exclusive and value == minimum)
-            or (maximum and value > maximum)
+            number is None
+            or number < minimum
+            or (exclusive and number == minimum)
+            or (maximum is not None and number > maximum)
         ):
             bound = f"> {minimum}" if exclusive else f">= {minimum}"
-            upper = f" and <= {maximum}" if maximum else ""
-            self.problems.append(f"{self.prefix}{path}: {value!r} is not a number {bound}{upper}")
+            upper = f" and <= {maximum}" if maximum is not None else ""
+            self._bad(path, value, f"a number {bound}{upper}")
             return None
-        return float(value)
+        return number
 
     def boolean(self, path: str, default: bool) -> bool | None:
-        value = self._get(path, default)
+        value = self.get(path, default)
         if not isinstance(value, bool):
             self.problems.append(f"{self.prefix}{path}: {value!r} is not true or false")
             return None
         return value
 
     def choice(self, path: str, default: str, options: tuple[str, ...]) -> str | None:
-        value = self._get(path, default)
+        value = self.get(path, default)
         if value not in options:
-            self.problems.append(
-                f"{self.prefix}{path}: {value!r} is not one of {', '.join(options)}"
-            )
+            self._bad(path, value, f"one of {', '.join(options)}")
             return None
         return str(value)
 
-    def duration(self, path: str, raw: Any) -> timedelta | None:
+    def duration(self, path: str, default: str) -> timedelta | None:
+        text = self.string(path, default)
+        if text is None:
+            return None
         try:
-            value = parse_duration(str(raw))
+            value = parse_duration(text)
         except ValueError as exc:
             self.problems.append(f"{self.prefix}{path}: {exc}")
             return None
@@ -324,28 +380,54 @@ class _Reader:
             return None
         return value
 
-
-def _windows(raw: Any, name: str, problems: list[str]) -> tuple[Override, ...]:
-    if not isinstance(raw, list):
-        problems.append(f"spec.{name}: not a list")
-        return ()
-    windows = []
-    for n, item in enumerate(raw):
-        where = f"spec.{name}[{n}]"
+    def time(self, path: str) -> datetime | None:
+        """A required RFC 3339 time; it needs an offset, or its instant would be a guess."""
+        text = self.string(path, None)
+        if text is None:
+            return None
         try:
-            start = _utc(item["start"])
-            end = _utc(item["end"])
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"{where}: needs start and end as RFC 3339 times")
+            return _utc(text)
+        except ValueError:
+            self._bad(path, text, "an RFC 3339 time with an offset")
+            return None
+
+    def zone(self, path: str) -> str | None:
+        """An IANA time zone name, or None when absent or invalid."""
+        name = self.string(path, "")
+        if not name:
+            return None
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problems.append(f"{self.prefix}{path}: {name!r} is not an IANA time zone")
+            return None
+        return name
+
+
+def _windows(reader: _Reader, name: str) -> tuple[Override, ...]:
+    """The time windows of ``spec.overrides`` or ``spec.events``, each checked field by field."""
+    windows = []
+    for n, data in enumerate(reader.sequence(name)):
+        where = f"{reader.prefix}{name}[{n}]"
+        if not isinstance(data, dict):
+            reader.problems.append(f"{where}: {data!r} is not an object")
             continue
+        item = _Reader(data, reader.problems, prefix=f"{where}.")
+        label = item.string("name", f"{name}-{n}")
+        start, end = item.time("start"), item.time("end")
+        low = item.optional_integer("minReplicas", minimum=0)
+        high = item.optional_integer("maxReplicas", minimum=1)
+        if start is None or end is None:
+            continue  # reported; so is any other bad field, and the spec is refused
         if end <= start:
-            problems.append(f"{where}: end is not after start")
+            reader.problems.append(f"{where}: end is not after start")
             continue
-        low, high = item.get("minReplicas"), item.get("maxReplicas")
         if low is not None and high is not None and low > high:
-            problems.append(f"{where}: minReplicas ({low}) is greater than maxReplicas ({high})")
+            reader.problems.append(
+                f"{where}: minReplicas ({low}) is greater than maxReplicas ({high})"
+            )
             continue
-        windows.append(Override(str(item.get("name", f"{name}-{n}")), start, end, low, high))
+        windows.append(Override(str(label), start, end, low, high))
     return tuple(windows)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.spec import SpecError, parse_duration, parse_scaler
 
@@ -89,13 +91,13 @@ def test_minimal_spec_takes_every_default() -> None:
         ),
         (
             lambda s: s["overrides"][0].update(start="2026-12-01T00:00:00"),
-            "spec.overrides[0]: needs start and end",
+            "spec.overrides[0].start: '2026-12-01T00:00:00' is not an RFC 3339 time",
         ),
         (
             lambda s: s["overrides"][0].update(maxReplicas=3),
             "spec.overrides[0]: minReplicas (10) is greater",
         ),
-        (lambda s: s.update(events="soon"), "spec.events: not a list"),
+        (lambda s: s.update(events="soon"), "spec.events: 'soon' is not a list"),
         (lambda s: s["model"].update(name="gpt"), "spec.model.name: 'gpt' is not one of"),
         (
             lambda s: s.update(retrain={"schedule": "daily at 3"}),
@@ -168,3 +170,120 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_parse_duration_rejects_what_a_timedelta_cannot_hold(text: str) -> None:
     with pytest.raises(ValueError, match=f"'{text}' is too long a duration"):
         parse_duration(text)
+
+
+def _set(scaler: dict, path: str, value: object) -> None:
+    """Put ``value`` at a dotted ``path`` (list indices as numbers) of a copied scaler."""
+    *parents, last = [int(part) if part.isdigit() else part for part in path.split(".")]
+    node = scaler
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+# Every field parse_scaler reads, given a value of the wrong JSON type: a CRD that is
+# older or looser than the controller (or kubectl --validate=false) lets these through.
+WRONG_TYPES = [
+    ("metadata", "portal", "metadata"),
+    ("metadata.name", 5, "metadata.name"),
+    ("metadata.namespace", ["default"], "metadata.namespace"),
+    ("metadata.generation", "2", "metadata.generation"),
+    ("spec.scaleTargetRef", "web", "spec.scaleTargetRef"),
+    ("spec.scaleTargetRef.apiVersion", 1, "spec.scaleTargetRef.apiVersion"),
+    ("spec.scaleTargetRef.kind", 5, "spec.scaleTargetRef.kind"),
+    ("spec.scaleTargetRef.name", ["web"], "spec.scaleTargetRef.name"),
+    ("spec.minReplicas", "3", "spec.minReplicas"),
+    ("spec.maxReplicas", 4.5, "spec.maxReplicas"),
+    ("spec.mode", ["Scale"], "spec.mode"),
+    ("spec.hpaName", 7, "spec.hpaName"),
+    ("spec.metric", "prometheus", "spec.metric"),
+    ("spec.metric.prometheusUrl", 9090, "spec.metric.prometheusUrl"),
+    ("spec.metric.query", ["sum(x)"], "spec.metric.query"),
+    ("spec.metric.step", 60, "spec.metric.step"),
+    ("spec.capacityPerReplica", "100", "spec.capacityPerReplica"),
+    ("spec.startupDelay", 180, "spec.startupDelay"),
+    ("spec.quantile", "high", "spec.quantile"),
+    ("spec.horizon", 6, "spec.horizon"),
+    ("spec.model", "auto", "spec.model"),
+    ("spec.model.name", ["auto"], "spec.model.name"),
+    ("spec.model.params", "x", "spec.model.params"),
+    ("spec.model.params", {"tz": 8}, "spec.model.params.tz"),
+    ("spec.model.minBacktestScore", "high", "spec.model.minBacktestScore"),
+    ("spec.retrain", ["0 3 * * *"], "spec.retrain"),
+    ("spec.retrain.schedule", 3, "spec.retrain.schedule"),
+    ("spec.retrain.historyWindow", 28, "spec.retrain.historyWindow"),
+    ("spec.retrain.maxForecastAge", True, "spec.retrain.maxForecastAge"),
+    ("spec.behavior", "fast", "spec.behavior"),
+    ("spec.behavior.tolerance", "10%", "spec.behavior.tolerance"),
+    ("spec.behavior.scaleUpMaxStep", 1.5, "spec.behavior.scaleUpMaxStep"),
+    ("spec.behavior.scaleDownMaxStep", "1", "spec.behavior.scaleDownMaxStep"),
+    ("spec.behavior.scaleDownStabilization", 300, "spec.behavior.scaleDownStabilization"),
+    ("spec.behavior.syncPeriod", 30, "spec.behavior.syncPeriod"),
+    ("spec.overrides", {"name": "x"}, "spec.overrides"),
+    ("spec.overrides.0", "pension day", "spec.overrides[0]"),
+    ("spec.overrides.0.name", 1, "spec.overrides[0].name"),
+    ("spec.overrides.0.start", 20261201, "spec.overrides[0].start"),
+    ("spec.overrides.0.end", None, "spec.overrides[0].end"),
+    ("spec.overrides.0.minReplicas", "3", "spec.overrides[0].minReplicas"),
+    ("spec.overrides.0.maxReplicas", "50", "spec.overrides[0].maxReplicas"),
+    ("spec.events", "soon", "spec.events"),
+    ("spec.events", [["launch"]], "spec.events[0]"),
+    ("spec.outlook", True, "spec.outlook"),
+    ("spec.outlook.enabled", "yes", "spec.outlook.enabled"),
+    ("spec.outlook.days", "7", "spec.outlook.days"),
+    ("spec.feed", "public", "spec.feed"),
+    ("spec.feed.public", 1, "spec.feed.public"),
+    ("spec.feed.showNumbers", "no", "spec.feed.showNumbers"),
+    ("spec.feed.timeZone", 8, "spec.feed.timeZone"),
+]
+
+
+def _full_example() -> dict:
+    """The example with every optional section present, so each field can be replaced."""
+    scaler = copy.deepcopy(EXAMPLE)
+    scaler["metadata"]["generation"] = 1
+    scaler["spec"].update(behavior={}, outlook={}, feed={}, hpaName="portal")
+    scaler["spec"]["model"]["params"] = {}
+    return scaler
+
+
+@pytest.mark.parametrize(("path", "value", "field"), WRONG_TYPES)
+def test_a_field_of_the_wrong_type_is_named(path: str, value: object, field: str) -> None:
+    scaler = _full_example()
+    _set(scaler, path, value)
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler)
+    assert any(p.startswith(f"{field}: ") for p in caught.value.problems), caught.value.problems
+
+
+def test_the_full_example_is_valid() -> None:
+    """The base of the wrong-type table parses, so each case fails for its own field."""
+    assert parse_scaler(_full_example()).hpa_name == "portal"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+"""Any JSON-like value (NaN, infinities and integers beyond a float included)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([path for path, _, _ in WRONG_TYPES]),
+    JSON,
+    st.dictionaries(st.sampled_from(sorted(_full_example()["spec"])), JSON, max_size=3),
+)
+def test_any_spec_parses_or_raises_spec_error(path: str, value: object, spec: dict) -> None:
+    """Whatever the API server lets through, the reader answers with a config or a
+    SpecError, never another exception (which would kill the watch thread)."""
+    scaler = _full_example()
+    _set(scaler, path, value)
+    scaler["spec"].update(spec)
+    try:
+        parse_scaler(scaler)
+    except SpecError:
+        pass
