@@ -5,10 +5,18 @@ it has seen the *same* lease record unchanged for ``lease_duration`` on its own 
 clock skew between machines does not matter), and a leader stops acting once it has failed
 to renew for ``renew_deadline``. Because ``renew_deadline < lease_duration``, an old leader
 always stops before a new one can start: there is a gap, never an overlap.
+
+Both durations are measured on a monotonic clock, as client-go's ``time.Time`` subtraction
+does: a wall clock that NTP steps back would otherwise keep a leader cut off from the API
+acting long past its renew deadline while a standby takes over, and one stepped forward
+would let a standby take over a lease that is still being renewed. The wall time passed to
+:meth:`LeaderElector.tick` only stamps the Lease's ``acquireTime`` and ``renewTime``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,58 +47,70 @@ class LeaderElector:
     name: str
     identity: str
     settings: LeaderSettings = field(default_factory=LeaderSettings)
-    _renewed_at: datetime | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    """Seconds on a clock that never steps: times renewals and observations."""
+
+    _renewed_at: float | None = None
     _observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
-    _observed_at: datetime | None = None
+    _observed_at: float | None = None
     transitions: int = 0
 
     def tick(self, now: datetime) -> bool:
-        """Try to acquire or renew the lease; return whether this instance may act now."""
+        """Try to acquire or renew the lease, stamped with the wall time ``now``; return
+        whether this instance may act now."""
+        # Read before asking: a renewal counts from when it was sent, not when it returned.
+        sent = self.monotonic()
         try:
             lease = self.kube.get_lease(self.namespace, self.name)
             if lease is None:
-                self._write(None, now)
+                self._write(None, now, sent)
             else:
-                self._observe(lease, now)
+                self._observe(lease)
                 spec = lease.get("spec", {})
-                if spec.get("holderIdentity") == self.identity or self._expired(now):
-                    self._write(lease, now)
+                if spec.get("holderIdentity") == self.identity or self._expired():
+                    self._write(lease, now, sent)
         except KubeError:
             pass  # a lost race (409) or an unreachable API: judged by the renew deadline below
-        return self.is_leader(now)
+        return self.is_leader()
 
-    def is_leader(self, now: datetime) -> bool:
+    def is_leader(self) -> bool:
         """True while the last successful renewal is within the renew deadline."""
-        return (
-            self._renewed_at is not None and now - self._renewed_at < self.settings.renew_deadline
-        )
+        renewed = self._renewed_at
+        return renewed is not None and self._since(renewed) < self.settings.renew_deadline
 
     def release(self, now: datetime) -> None:
-        """Give the lease up on shutdown so a standby takes over at once."""
-        if not self.is_leader(now):
+        """Give the lease up on shutdown, stamped with the wall time ``now``, so a standby
+        takes over at once."""
+        if not self.is_leader():
             return
         lease = self.kube.get_lease(self.namespace, self.name)
         if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
-            lease["spec"]["holderIdentity"] = None
-            lease["spec"]["leaseDurationSeconds"] = 1
+            lease["spec"].update(
+                holderIdentity=None,
+                leaseDurationSeconds=1,
+                renewTime=now.isoformat(timespec="microseconds"),
+            )
             self.kube.replace_lease(self.namespace, lease)
         self._renewed_at = None
 
-    def _observe(self, lease: dict[str, Any], now: datetime) -> None:
+    def _since(self, then: float) -> timedelta:
+        return timedelta(seconds=self.monotonic() - then)
+
+    def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec", {})
         record = (str(spec.get("holderIdentity") or ""), str(spec.get("renewTime")))
         if record != self._observed:
-            self._observed, self._observed_at = record, now
+            self._observed, self._observed_at = record, self.monotonic()
 
-    def _expired(self, now: datetime) -> bool:
+    def _expired(self) -> bool:
         if self._observed is not None and not self._observed[0]:
             return True  # released
         return (
             self._observed_at is not None
-            and now - self._observed_at >= self.settings.lease_duration
+            and self._since(self._observed_at) >= self.settings.lease_duration
         )
 
-    def _write(self, lease: dict[str, Any] | None, now: datetime) -> None:
+    def _write(self, lease: dict[str, Any] | None, now: datetime, sent: float) -> None:
         stamp = now.isoformat(timespec="microseconds")
         seconds = int(self.settings.lease_duration.total_seconds())
         if lease is None:
@@ -115,4 +135,4 @@ class LeaderElector:
                 self.transitions += 1
             spec.update(holderIdentity=self.identity, leaseDurationSeconds=seconds, renewTime=stamp)
             self.kube.replace_lease(self.namespace, lease)
-        self._renewed_at = now
+        self._renewed_at = sent

@@ -128,7 +128,7 @@ class Controller:
     def ready(self) -> tuple[bool, str]:
         if not self.synced.is_set():
             return False, "waiting for the first list of PredictiveScalers"
-        role = "leader" if self.elector.is_leader(self.clock()) else "standby"
+        role = "leader" if self.elector.is_leader() else "standby"
         return True, f"synced, {role}, {len(self.objects)} scaler(s)"
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Controller:
     ) -> tuple[float, int]:
         """Read the scalers' data in batches, then reconcile each; (seconds, scalers)."""
         now = self.clock()
-        if not self.elector.is_leader(now):
+        if not self.elector.is_leader():
             return 0.0, 0
         metrics = self.reconciler.metrics
         started = time.monotonic()
