@@ -122,6 +122,16 @@ class ControllerMetrics:
             "Bytes of request-rate history held in memory for all scalers (8 per step).",
             registry=r,
         )
+        self.decision_log_backlog = Gauge(
+            "surgecast_decision_log_backlog",
+            "Decisions and applied marks held in memory until the decision log is back.",
+            registry=r,
+        )
+        self.decision_log_dropped = Counter(
+            "surgecast_decision_log_dropped",
+            "Decisions lost because the decision log stayed down longer than the backlog holds.",
+            registry=r,
+        )
         self.leader = Gauge(
             "surgecast_leader", "1 while this instance holds the leader Lease.", registry=r
         )

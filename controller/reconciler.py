@@ -18,7 +18,9 @@ The steps, each at the edge it belongs to:
 4. Decide with the pure :func:`controller.policy.decide`.
 5. Record the decision in the decision log *before* applying it, apply it by mode
    (``Scale``: the target's scale subresource; ``HPAFloor``: the HPA's ``minReplicas``;
-   ``ForecastOnly``: nothing), then mark it applied.
+   ``ForecastOnly``: nothing), then mark it applied. Scaling never waits for the log:
+   while it is down the decision is applied all the same and kept in memory
+   (``UNLOGGED_MAX``) to be written when it is back, and ``DecisionLogged=False`` says so.
 6. Write status (conditions, last decisions, forecast, model) only when it changed, emit
    Events for actions and errors, and update the metrics.
 
@@ -33,15 +35,16 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
-from controller.decisions import DecisionLog, record_from_decision
+from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
 from controller.kube import KubeClient, KubeError, ScaleTarget
 from controller.metrics import ControllerMetrics
 from controller.modelling import (
@@ -75,6 +78,7 @@ CONDITIONS = (
     "ScalingActive",
     "Fallback",
     "CapacityAtRisk",
+    "DecisionLogged",
 )
 HPA_TARGET_UTILIZATION = 0.7
 """The utilisation target assumed for "what the HPA alone would have asked for"."""
@@ -91,6 +95,12 @@ JOB_RETRY = timedelta(minutes=5)
 """How long after a failed model job the scaler's next one is submitted: a history too
 short to train on grows slowly, and a thousand scalers retrying every 30 s would keep
 every worker busy with failures."""
+
+UNLOGGED_MAX = 10_000
+"""Most decisions (and applied marks) kept in memory while the decision log is down, to be
+written when it is back: an hour of one-minute cycles for 160 scalers, about 20 MB. Past
+it the oldest go, counted in ``surgecast_decision_log_dropped_total``: memory stays
+bounded however long the outage, and only a long one loses decisions from the log."""
 
 
 @dataclass
@@ -120,6 +130,8 @@ class ScalerState:
     """The logged decision this process failed to apply: never to be marked applied."""
 
     outlook: OutlookState | None = None
+    log_error: str | None = None
+    """Why the decision log failed in this reconcile (None: it worked, or there is none)."""
 
 
 @dataclass
@@ -173,6 +185,10 @@ class Reconciler:
     """The live load of each (Prometheus URL, query) read by :meth:`prefetch` at ``loads_at``."""
 
     loads_at: datetime | None = None
+    unlogged: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=UNLOGGED_MAX))
+    """What the decision log missed while it was down, oldest first, written when it is back
+    (:meth:`_flush_unlogged`): a record without an id is a decision to store, one with an id
+    a decision stored but not yet marked applied (at its ``applied_at``)."""
 
     # -- the loop's entry points -----------------------------------------------------------
 
@@ -474,7 +490,7 @@ class Reconciler:
     ) -> bool:
         """Record, then apply by mode, then mark applied. Returns whether anything changed."""
         hpa_alone = _hpa_alone(decision.observed_load, config.capacity_per_replica)
-        record_id = None
+        record, record_id = None, None
         if self.decisions is not None:
             record = record_from_decision(
                 decision,
@@ -487,7 +503,10 @@ class Reconciler:
                 hpa_replicas=hpa_alone,
                 at=now,
             )
-            record_id = self.decisions.record(record)
+            try:
+                record_id = self.decisions.record(record)
+            except SQLAlchemyError as exc:
+                state.log_error = _db_error(exc)  # safety first: apply it all the same
         changed = False
         try:
             if config.mode == "Scale" and decision.replicas != scale.spec_replicas:
@@ -500,10 +519,10 @@ class Reconciler:
             state.scaling_error = f"could not apply {decision.replicas} replicas: {exc}"
             self._event(state, obj, "Warning", "ScaleFailed", state.scaling_error, now)
             self._count_error(obj, "ScaleFailed")
+            self._log_outcome(state, record, record_id, None)
             return False
         state.scaling_error = None
-        if self.decisions is not None and record_id is not None and config.mode != "ForecastOnly":
-            self.decisions.mark_applied(record_id, now)
+        self._log_outcome(state, record, record_id, None if config.mode == "ForecastOnly" else now)
         if changed:
             what = (
                 f"{decision.current_replicas} → {decision.replicas} replicas"
@@ -520,6 +539,67 @@ class Reconciler:
             self._event(state, target, "Normal", "PredictiveScaled", message, now, dedupe=False)
         return changed
 
+    def _log_outcome(
+        self,
+        state: ScalerState,
+        record: DecisionRecord | None,
+        record_id: int | None,
+        applied_at: datetime | None,
+    ) -> None:
+        """Mark the decision applied at ``applied_at`` (None: it was not), or keep what the
+        log could not take for :meth:`_flush_unlogged`, so no decision is lost to an outage."""
+        if record is None:
+            return
+        done = (
+            record if applied_at is None else replace(record, applied=True, applied_at=applied_at)
+        )
+        if record_id is None:
+            self._keep_unlogged(done)
+            return
+        if self.decisions is None or applied_at is None:
+            return
+        try:
+            self.decisions.mark_applied(record_id, applied_at)
+        except SQLAlchemyError as exc:
+            state.log_error = _db_error(exc)
+            self._keep_unlogged(replace(done, id=record_id))
+
+    def _keep_unlogged(self, record: DecisionRecord) -> None:
+        """Hold ``record`` until the log is back; past ``UNLOGGED_MAX`` the oldest goes."""
+        if len(self.unlogged) == self.unlogged.maxlen:
+            self.metrics.decision_log_dropped.inc()
+        self.unlogged.append(record)
+        self.metrics.decision_log_backlog.set(len(self.unlogged))
+
+    def _flush_unlogged(self) -> None:
+        """Write what the decision log missed while it was down; raises while it still is.
+
+        The missed decisions go in one transaction. They are older than any decision made
+        from now on, so :meth:`DecisionLog.pending` still sees each scaler's newest; a
+        failed apply among them becomes its scaler's ``failed_record``, never to be marked
+        applied.
+        """
+        if self.decisions is None or not self.unlogged:
+            return
+        try:
+            new = [r for r in self.unlogged if r.id is None]
+            ids = self.decisions.record_many(new)
+            self.unlogged = deque(
+                (r for r in self.unlogged if r.id is not None), maxlen=self.unlogged.maxlen
+            )
+            for record, record_id in zip(new, ids, strict=True):
+                state = self.states.get(record.scaler)
+                if state is not None and record.mode == "Scale" and not record.applied:
+                    state.failed_record = record_id
+            while self.unlogged:
+                marked = self.unlogged[0]
+                if marked.id is not None and marked.applied_at is not None:  # by construction
+                    self.decisions.mark_applied(marked.id, marked.applied_at)
+                self.unlogged.popleft()
+            log.info("decision log back: the decisions made while it was down are written")
+        finally:
+            self.metrics.decision_log_backlog.set(len(self.unlogged))
+
     def _settle_pending(
         self, config: ScalerConfig, state: ScalerState, scale: ScaleTarget, now: datetime
     ) -> None:
@@ -531,7 +611,23 @@ class Reconciler:
         not, and the decision about to be made supersedes it. Either way nothing is applied
         twice (:meth:`controller.decisions.DecisionLog.pending`). Also prunes the log to
         ``retention`` once an hour.
+
+        First writes what the log missed while it was down; while it still is, nothing is
+        settled (the next decision is kept in memory, and supersedes the pending one).
         """
+        if self.decisions is None:
+            return
+        state.log_error = None
+        try:
+            self._flush_unlogged()
+            self._settle_logged(config, state, scale, now)
+        except SQLAlchemyError as exc:
+            state.log_error = _db_error(exc)
+
+    def _settle_logged(
+        self, config: ScalerConfig, state: ScalerState, scale: ScaleTarget, now: datetime
+    ) -> None:
+        """:meth:`_settle_pending` once the log has everything this process decided."""
         if self.decisions is None:
             return
         pending = self.decisions.pending(config.key)
@@ -760,8 +856,35 @@ class Reconciler:
             state.last_events.pop("FallbackReactive", None)
             state.last_events.pop("LoadUnknown", None)
 
+        self._report_decision_log(state, obj, status, now, generation)
         self._write_status(obj, status)
         self._export(config, decision, forecast, model, now)
+
+    def _report_decision_log(
+        self,
+        state: ScalerState,
+        obj: dict[str, Any],
+        status: dict[str, Any],
+        now: datetime,
+        generation: int,
+    ) -> None:
+        """``DecisionLogged``, and one Warning Event per outage (not one per cycle)."""
+        if self.decisions is None:
+            return
+        if state.log_error is None:
+            message = "every decision is recorded before it is applied"
+            _condition(status, "DecisionLogged", True, "Recorded", message, now, generation)
+            state.last_events.pop("DecisionLogUnavailable", None)  # a recurrence is news again
+            return
+        message = (
+            f"decision log unavailable ({state.log_error}): decisions are applied all the"
+            " same and kept in memory until it is back"
+        )
+        _condition(
+            status, "DecisionLogged", False, "DecisionLogUnavailable", message, now, generation
+        )
+        self._event(state, obj, "Warning", "DecisionLogUnavailable", message, now, key="outage")
+        self._count_error(obj, "DecisionLogUnavailable")
 
     def _export(
         self,
@@ -846,6 +969,11 @@ def _hpa_alone(load: float | None, capacity: float) -> int | None:
     if load is None:
         return None
     return max(1, math.ceil(load / (capacity * HPA_TARGET_UTILIZATION) - 1e-9))
+
+
+def _db_error(exc: SQLAlchemyError) -> str:
+    """The database's own words, without SQLAlchemy's statement, parameters and help link."""
+    return str(getattr(exc, "orig", None) or exc).strip()
 
 
 def _next_fire(schedule: str, now: datetime) -> datetime:

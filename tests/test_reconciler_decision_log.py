@@ -7,6 +7,7 @@ reconciles a few virtual minutes around the Thursday morning peak.
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 from datetime import timedelta
@@ -155,3 +156,107 @@ def test_controller_run_refuses_a_retention_that_is_not_a_duration() -> None:
     result = CliRunner().invoke(app, ["controller", "run", "--decision-retention", "a month"])
     assert result.exit_code == 2
     assert "--decision-retention" in result.output and "not a duration" in result.output
+
+
+def events(server: FakeKubeServer, reason: str) -> list[dict]:
+    return [c.body for c in server.state.calls("POST", "/events") if c.body["reason"] == reason]
+
+
+def logged(server: FakeKubeServer) -> dict:
+    status = server.state.get("predictivescalers", "gov", "portal")["status"]
+    return next(c for c in status["conditions"] if c["type"] == "DecisionLogged")
+
+
+def test_scaling_goes_on_while_the_decision_log_is_down_and_nothing_is_lost(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    home = tmp_path / "log"
+    home.mkdir()
+    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)
+    needed = replicas(api)
+    assert logged(api)["status"] == "True"
+
+    home.rename(tmp_path / "gone")  # the volume is gone: every statement fails at once
+    log.close()
+    set_replicas(api, 1)  # somebody scaled it down by hand: the next decision scales up
+    for minute in (1, 2, 3):
+        reconcile(api, rec, minute)
+        assert replicas(api) >= needed  # applied although it could not be recorded first
+        condition = logged(api)
+        assert (condition["status"], condition["reason"]) == ("False", "DecisionLogUnavailable")
+    assert len(events(api, "DecisionLogUnavailable")) == 1  # one per outage, not per minute
+    errors = rec.metrics.registry.get_sample_value(
+        "surgecast_reconcile_errors_total",
+        {"namespace": "gov", "name": "portal", "kind": "DecisionLogUnavailable"},
+    )
+    assert errors == 3
+    assert rec.metrics.registry.get_sample_value("surgecast_decision_log_backlog") == 3
+
+    (tmp_path / "gone").rename(home)  # back
+    log.close()
+    reconcile(api, rec, 4)
+    assert logged(api)["status"] == "True"
+    records = log.list(KEY, since=PEAK - timedelta(hours=1))
+    assert [r.at for r in records] == [PEAK + timedelta(minutes=m) for m in range(5)]
+    assert all(r.applied for r in records)  # the outage's decisions were applied, and say so
+    assert log.pending(KEY) is None
+    assert rec.metrics.registry.get_sample_value("surgecast_decision_log_backlog") == 0
+
+    home.rename(tmp_path / "gone")  # a second outage is news again
+    log.close()
+    reconcile(api, rec, 5)
+    assert len(events(api, "DecisionLogUnavailable")) == 2
+
+
+def test_a_long_decision_log_outage_keeps_only_the_newest_decisions(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    home = tmp_path / "log"
+    home.mkdir()
+    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    rec.unlogged = collections.deque(maxlen=2)
+    home.rename(tmp_path / "gone")
+    log.close()
+    for minute in range(4):
+        reconcile(api, rec, minute)
+    dropped = rec.metrics.registry.get_sample_value("surgecast_decision_log_dropped_total")
+    assert dropped == 2
+
+    (tmp_path / "gone").rename(home)
+    log.close()
+    reconcile(api, rec, 4)
+    records = log.list(KEY, since=PEAK - timedelta(hours=1))
+    assert [r.at for r in records] == [PEAK + timedelta(minutes=m) for m in (2, 3, 4)]
+
+
+def test_a_failed_apply_during_a_log_outage_is_never_marked_applied(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    home = tmp_path / "log"
+    home.mkdir()
+    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)
+    set_replicas(api, 1)
+    home.rename(tmp_path / "gone")
+    log.close()
+    api.state.faults.append(Fault("PATCH", "/scale", 500, times=3))  # every retry fails
+    reconcile(api, rec, 1)
+    (tmp_path / "gone").rename(home)
+    log.close()
+    failed = rec.unlogged[-1]
+    set_replicas(api, failed.replicas)  # by hand: the failed decision still did not apply
+    reconcile(api, rec, 2)
+    assert log.at(KEY, failed.at).applied is False
