@@ -165,7 +165,11 @@ class Controller:
     def _reconcile_many(
         self, keys: set[str], label: str, wake_waiting: bool = False
     ) -> tuple[float, int]:
-        """Read the scalers' data in batches, then reconcile each; (seconds, scalers)."""
+        """Read the scalers' data in batches, then reconcile each; (seconds, scalers reconciled).
+
+        Leadership is checked before every reconcile, not once per batch: a batch can outlast
+        the renew deadline, and once it has passed another instance may be scaling too.
+        """
         now = self.clock()
         if not self.elector.is_leader():
             return 0.0, 0
@@ -182,14 +186,21 @@ class Controller:
                 self.reconciler.prefetch([obj for _, obj in due], now)
             except Exception:  # each reconcile then asks Prometheus on its own
                 log.exception("batched read of %d scalers failed", len(due))
+            done = 0
             for key, obj in due:
+                if not self.elector.is_leader():
+                    log.warning(
+                        "lost the lease: %d of %d scalers not reconciled", len(due) - done, len(due)
+                    )
+                    break
                 self._reconcile_one(key, obj, now)
+                done += 1
         took = time.monotonic() - started
         metrics.cycle_seconds.labels(label).observe(took)
-        metrics.cycle_scalers.labels(label).set(len(due))
+        metrics.cycle_scalers.labels(label).set(done)
         metrics.model_jobs.set(self.reconciler.jobs)
         metrics.history_bytes.set(self.reconciler.cache.nbytes)
-        return took, len(due)
+        return took, done
 
     def _reconcile_one(self, key: str, obj: dict[str, Any], now: datetime) -> None:
         try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from controller.leader import LeaderElector, LeaderSettings
 from controller.metrics import ControllerMetrics
 from controller.prometheus import PrometheusClient
 from controller.reconciler import Reconciler
-from controller.runner import Controller
+from controller.runner import Controller, _key
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, scaler
 
@@ -124,3 +126,72 @@ def test_two_instances_never_act_at_once(api, tmp_path) -> None:
     by_standby = [c.at for c in writes if c.agent == standby.elector.identity]
     assert by_leader and by_standby
     assert max(by_leader) < min(by_standby)  # a gap between the two leaders, never an overlap
+
+
+T0 = datetime(2026, 3, 5, 1, 0, 17, tzinfo=UTC)
+
+
+@dataclass
+class Paced(Reconciler):
+    """The real reconciler, calling ``during(key)`` as each reconcile starts: what happens
+    meanwhile (a slow reconcile, a deletion) happens there, without sleeping."""
+
+    during: Callable[[str], None] = lambda key: None
+
+    def reconcile(self, obj: dict[str, Any], now: datetime) -> Any:
+        self.during(_key(obj))
+        return super().reconcile(obj, now)
+
+
+class Monotonic:
+    """The elector's monotonic clock, stepped by the test, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@pytest.fixture
+def fleet():
+    """Six scalers, each to scale its own Deployment from 1 to 3 replicas."""
+    with FakeKubeServer() as server:
+        for i in range(6):
+            server.state.put("deployments", "gov", {**DEPLOYMENT, "metadata": {"name": f"app{i}"}})
+            body = scaler("http://127.0.0.1:9", "Scale", minReplicas=3)
+            body["metadata"]["name"] = f"s{i}"
+            body["spec"]["scaleTargetRef"]["name"] = f"app{i}"
+            server.state.put("predictivescalers", "gov", body)
+        yield server
+
+
+def listed(server: FakeKubeServer, during: Callable[[str], None]) -> tuple[Controller, Monotonic]:
+    """A leading controller that has listed the scalers, its jobs not started."""
+    kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    reconciler = Paced(
+        kube,
+        ControllerMetrics(),
+        prometheus=lambda url: PrometheusClient(url, sleep=lambda _: None, rng=random.Random(0)),
+        during=during,
+    )
+    clock = Monotonic()
+    elector = LeaderElector(kube, "gov", "lease", "a", FAST, monotonic=clock)
+    made = Controller(kube, reconciler, elector, clock=lambda: T0)
+    made._replace_all(kube.list_scalers("gov")[0])
+    assert elector.tick(T0)
+    return made, clock
+
+
+def scaled(server: FakeKubeServer) -> list[str]:
+    return [c.path.split("/")[-2] for c in server.state.calls("PATCH", "/scale")]
+
+
+def test_a_cycle_stops_scaling_when_leadership_lapses(fleet) -> None:
+    def slow(key: str) -> None:  # each reconcile takes 0.4 s: the 1 s deadline passes in the 3rd
+        clock.seconds += 0.4
+
+    one, clock = listed(fleet, slow)
+    _, count = one._reconcile_many(set(one.objects), "test")
+    assert scaled(fleet) == ["app0", "app1", "app2"]
+    assert count == 3
