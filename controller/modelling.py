@@ -49,7 +49,7 @@ STORED_MODEL_MAX_AGE = timedelta(days=1)
 """A stored model older than this is not reused at start-up: the scaler trains again."""
 
 JobKind = Literal["start", "train", "refit"]
-"""``start``: reuse the stored model of this spec generation if recent, else train;
+"""``start``: reuse the stored model of this object and spec generation if recent, else train;
 ``train``: backtest and choose a model (a new spec, or the retrain schedule fired);
 ``refit``: fit the chosen model again on the newest history."""
 
@@ -208,12 +208,10 @@ def _train(
     version = f"{now:%Y%m%dT%H%M%SZ}-memory"
     if model_store:
         metadata = {
-            "scaler": config.key,
-            "generation": config.generation,
+            **_source(config),
             "model_name": name,
             "backtest_peak_recall": recall,
             "note": trained.note,
-            "step": f"{int(step.total_seconds())}s",
         }
         version = store.save(
             trained.models,
@@ -226,11 +224,29 @@ def _train(
     return trained.models, info
 
 
+def _source(config: ScalerConfig) -> dict[str, Any]:
+    """What decides the data a model learned from, recorded in its manifest.
+
+    A stored model is reused only when all of it matches. Name and generation alone do not
+    identify a scaler: one deleted and applied again (for another service, say) starts at
+    generation 1 again, so the object's uid, the Prometheus it reads and its query count too.
+    """
+    return {
+        "scaler": config.key,
+        "uid": config.uid,
+        "generation": config.generation,
+        "prometheus_url": config.prometheus_url,
+        "query": config.query,
+        "step": f"{int(config.step.total_seconds())}s",
+    }
+
+
 def _load_stored(
     config: ScalerConfig, model_store: str | None, now: datetime
 ) -> tuple[dict[str, Any], ModelInfo] | None:
-    """The stored model of this spec generation trained within a day, so a restarted or
-    newly elected controller need not retrain at once."""
+    """The stored model of this very object, spec generation and data (:func:`_source`),
+    trained within a day, so a restarted or newly elected controller need not retrain at
+    once."""
     from forecaster import store
 
     if not model_store:
@@ -241,8 +257,26 @@ def _load_stored(
         log.info("no usable stored model for %s: %s", config.key, exc)
         return None
     manifest = stored.manifest
+    if "uid" not in manifest:
+        log.info(
+            "stored model %s of %s records no scaler uid (saved by an older version), so it"
+            " may be another object's: training again",
+            stored.version,
+            config.key,
+        )
+        return None
+    differ = [k for k, v in _source(config).items() if manifest.get(k) != v]
+    if differ:
+        log.info(
+            "stored model %s of %s was trained for another object or spec (%s differ):"
+            " training again",
+            stored.version,
+            config.key,
+            ", ".join(differ),
+        )
+        return None
     trained_at = datetime.fromisoformat(manifest["created_at"])
-    if manifest.get("generation") != config.generation or now - trained_at > STORED_MODEL_MAX_AGE:
+    if now - trained_at > STORED_MODEL_MAX_AGE:
         return None
     info = ModelInfo(
         manifest["model_name"],

@@ -98,6 +98,10 @@ class ScalerConfig:
 
     namespace: str
     name: str
+    uid: str
+    """``metadata.uid``: unlike the name, it differs for an object deleted and created again
+    (whose generation starts at 1 again), so a stored model can tell which object it served."""
+
     generation: int
     target: dict[str, str]
     min_replicas: int
@@ -148,6 +152,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     meta.section("metadata")
     namespace = meta.string("metadata.namespace", "")
     name = meta.string("metadata.name", "")
+    uid = meta.string("metadata.uid", "")
     generation = meta.integer("metadata.generation", 0, minimum=0)
     reader = _Reader(spec, problems)
     # A section that is not an object is reported once, here; its fields then read as absent.
@@ -215,6 +220,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     return ScalerConfig(
         namespace=str(namespace),
         name=str(name),
+        uid=str(uid),
         generation=int(generation or 0),
         target={"kind": str(kind), "name": str(target_name)}
         | ({"apiVersion": api_version} if api_version else {}),

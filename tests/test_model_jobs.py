@@ -8,23 +8,28 @@ Real worker processes and a real Dask cluster; the reconciles run in virtual tim
 from __future__ import annotations
 
 import copy
+import logging
 import multiprocessing
 import os
 import signal
 import time
 from concurrent.futures import Executor
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import threadpoolctl
 
-from controller.modelling import InlineExecutor, ModelJob, WorkerPool, run_job
+from controller.modelling import InlineExecutor, ModelJob, WorkerPool, run_job, store_url
 from controller.policy import nowcast
 from controller.prometheus import HistoryCache, PrometheusClient
 from controller.reconciler import JOB_RETRY, LEVEL_WINDOW, Reconciler
-from controller.spec import parse_scaler
+from controller.spec import ScalerConfig, parse_scaler
+from forecaster import store
 from forecaster.engine import DaskEngine
+from forecaster.models import LastValue
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
@@ -182,3 +187,70 @@ def test_the_held_out_hours_let_the_nowcast_run(prom, hold_out, rescaled) -> Non
     recent = history["y"].to_numpy()[-window:-1]
     scaled = nowcast(result.forecast, START, recent, (0.5, 4.0))
     assert (scaled is not result.forecast) == rescaled
+
+
+BILLING = 'sum(rate(http_requests_total{service="billing"}[2m]))'
+PORTAL = 'sum(rate(http_requests_total{service="portal"}[2m]))'
+
+
+def portal_config(uid: str, query: str) -> ScalerConfig:
+    """gov/portal at generation 1, as after every ``kubectl apply`` of a new object."""
+    obj = scaler("http://prom:9090", "Scale", model={"name": "last_value"})
+    obj["metadata"] = {"namespace": "gov", "name": "portal", "generation": 1, "uid": uid}
+    obj["spec"]["metric"]["query"] = query
+    return parse_scaler(obj)
+
+
+def flat_history(config: ScalerConfig, level: float) -> pd.DataFrame:
+    ds = pd.date_range(end=START.replace(tzinfo=None), periods=3 * 24 * 60, freq="1min")
+    return pd.DataFrame({"unique_id": config.key, "ds": ds, "y": level})
+
+
+def start_job(config: ScalerConfig, level: float, root: Path) -> ModelJob:
+    """What a controller starting five minutes after the last training asks for."""
+    now = START + timedelta(minutes=5)
+    return ModelJob("start", config, flat_history(config, level), now, model_store=str(root))
+
+
+@pytest.mark.parametrize(
+    ("uid", "query", "reused"),
+    [
+        ("3c1f", BILLING, True),  # a restarted controller: the same object
+        ("9a7e", PORTAL, False),  # deleted and created again for another service
+        ("9a7e", BILLING, False),  # created again: the same query, but a new object
+        ("3c1f", PORTAL, False),  # the query alone differs
+    ],
+)
+def test_a_stored_model_serves_only_the_object_and_query_it_learned(
+    tmp_path, uid: str, query: str, reused: bool
+) -> None:
+    """Name and generation do not identify a scaler: one deleted and applied again starts
+    at generation 1 again, and the old service's 40 rps model must not scale a 2 rps one."""
+    billing = portal_config("3c1f", BILLING)
+    assert run_job(
+        ModelJob("train", billing, flat_history(billing, 40.0), START, model_store=str(tmp_path))
+    ).trained
+    level = 40.0 if query == BILLING else 2.0
+    result = run_job(start_job(portal_config(uid, query), level, tmp_path))
+    assert result.trained is not reused
+    assert result.forecast.upper.max() == pytest.approx(level)
+
+
+def test_a_model_stored_before_uids_were_recorded_is_trained_again(tmp_path, caplog) -> None:
+    """Such a model cannot say which object it served, so it is not trusted."""
+    config = portal_config("3c1f", PORTAL)
+    history = flat_history(config, 40.0)
+    old_metadata = {
+        "scaler": config.key,
+        "generation": 1,
+        "model_name": "last_value",
+        "step": "60s",
+    }
+    models = {"last_value": LastValue().fit(history)}
+    store.save(
+        models, store_url(str(tmp_path), config), old_metadata, store.fingerprint(history), START
+    )
+    with caplog.at_level(logging.INFO, logger="surgecast.modelling"):
+        result = run_job(start_job(config, 2.0, tmp_path))
+    assert result.trained and result.forecast.upper.max() == pytest.approx(2.0)
+    assert "records no scaler uid" in caplog.text

@@ -187,6 +187,7 @@ WRONG_TYPES = [
     ("metadata", "portal", "metadata"),
     ("metadata.name", 5, "metadata.name"),
     ("metadata.namespace", ["default"], "metadata.namespace"),
+    ("metadata.uid", 1, "metadata.uid"),
     ("metadata.generation", "2", "metadata.generation"),
     ("spec.scaleTargetRef", "web", "spec.scaleTargetRef"),
     ("spec.scaleTargetRef.apiVersion", 1, "spec.scaleTargetRef.apiVersion"),
@@ -241,7 +242,7 @@ WRONG_TYPES = [
 def _full_example() -> dict:
     """The example with every optional section present, so each field can be replaced."""
     scaler = copy.deepcopy(EXAMPLE)
-    scaler["metadata"]["generation"] = 1
+    scaler["metadata"].update(uid="0b6f", generation=1)
     scaler["spec"].update(behavior={}, outlook={}, feed={}, hpaName="portal")
     scaler["spec"]["model"]["params"] = {}
     return scaler
@@ -258,7 +259,8 @@ def test_a_field_of_the_wrong_type_is_named(path: str, value: object, field: str
 
 def test_the_full_example_is_valid() -> None:
     """The base of the wrong-type table parses, so each case fails for its own field."""
-    assert parse_scaler(_full_example()).hpa_name == "portal"
+    config = parse_scaler(_full_example())
+    assert (config.uid, config.hpa_name) == ("0b6f", "portal")
 
 
 JSON = st.recursive(
