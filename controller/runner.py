@@ -168,7 +168,9 @@ class Controller:
         """Read the scalers' data in batches, then reconcile each; (seconds, scalers reconciled).
 
         Leadership is checked before every reconcile, not once per batch: a batch can outlast
-        the renew deadline, and once it has passed another instance may be scaling too.
+        the renew deadline, and once it has passed another instance may be scaling too. A
+        scaler deleted since the batch began is skipped: its user may be scaling the target
+        by hand now (the watch drops it from ``objects`` at once; ``forget`` waits for us).
         """
         now = self.clock()
         if not self.elector.is_leader():
@@ -193,8 +195,11 @@ class Controller:
                         "lost the lease: %d of %d scalers not reconciled", len(due) - done, len(due)
                     )
                     break
-                self._reconcile_one(key, obj, now)
-                done += 1
+                with self._lock:
+                    deleted = key not in self.objects
+                if not deleted:
+                    self._reconcile_one(key, obj, now)
+                    done += 1
         took = time.monotonic() - started
         metrics.cycle_seconds.labels(label).observe(took)
         metrics.cycle_scalers.labels(label).set(done)

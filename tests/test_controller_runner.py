@@ -4,6 +4,7 @@ leader election with two instances on one fake API server, in real (short) time.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,3 +196,29 @@ def test_a_cycle_stops_scaling_when_leadership_lapses(fleet) -> None:
     _, count = one._reconcile_many(set(one.objects), "test")
     assert scaled(fleet) == ["app0", "app1", "app2"]
     assert count == 3
+
+
+def test_a_scaler_deleted_during_a_cycle_is_not_reconciled_by_it(fleet) -> None:
+    watch: list[threading.Thread] = []
+
+    def delete_s2(key: str) -> None:  # while s0 reconciles, the watch delivers s2's deletion
+        if key != "gov/s0":
+            return
+        gone = fleet.state.get("predictivescalers", "gov", "s2")
+        fleet.state.delete("predictivescalers", "gov", "s2")
+        watch.append(threading.Thread(target=one._on_event, args=("DELETED", gone)))
+        watch[0].start()
+        wait_for(lambda: "gov/s2" not in one.objects, seconds=2)
+
+    one, _ = listed(fleet, delete_s2)
+    _, count = one._reconcile_many(set(one.objects), "test")
+    watch[0].join(timeout=2)
+    assert scaled(fleet) == ["app0", "app1", "app3", "app4", "app5"]
+    assert count == 5
+    assert not fleet.state.calls(contains="/predictivescalers/s2")  # no status write
+    assert not [
+        obj
+        for (plural, _, _), obj in fleet.state.objects.items()
+        if plural == "events" and obj["involvedObject"]["name"] == "s2"
+    ]
+    assert "gov/s2" not in one.reconciler.states
