@@ -230,7 +230,7 @@ class Controller:
                         self.namespace, version, timeout_seconds=self.watch_timeout
                     ):
                         version = obj.get("metadata", {}).get("resourceVersion", version)
-                        self._on_event(kind, obj)
+                        self._handle(kind, obj)
                         if self._stopping.is_set():
                             return
             except KubeError as exc:
@@ -248,9 +248,18 @@ class Controller:
         with self._lock:
             gone = [key for key in self.objects if key not in listed]
         for key in gone:
-            self._on_event("DELETED", self.objects[key])
+            self._handle("DELETED", self.objects[key])
         for obj in items:
-            self._on_event("MODIFIED", obj)
+            self._handle("MODIFIED", obj)
+
+    def _handle(self, kind: str, obj: dict[str, Any]) -> None:
+        """:meth:`_on_event`, logging what it raises: one object the code cannot handle must
+        not end the watch of all the others (the thread would die, /healthz fail, and the
+        restarted pod die again on the same object)."""
+        try:
+            self._on_event(kind, obj)
+        except Exception:
+            log.exception("handling %s of %s failed", kind, _key(obj))
 
     def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -283,15 +292,7 @@ class Controller:
 
     def _schedule(self, key: str, obj: dict[str, Any]) -> None:
         """Put the scaler in its period's cycle and reconcile it now: the spec changed."""
-        sync = DEFAULT_SYNC
-        try:
-            sync = parse_scaler(obj).sync_period
-        except SpecError:
-            raw = obj.get("spec", {}).get("behavior", {}).get("syncPeriod")
-            try:
-                sync = parse_duration(raw) if raw else DEFAULT_SYNC
-            except ValueError:
-                sync = DEFAULT_SYNC
+        sync = _sync_period(key, obj)
         period = sync.total_seconds()
         with self._lock:
             previous = self.periods.get(key)
@@ -309,6 +310,21 @@ class Controller:
             )
         with self._lock:
             self.urgent.add(key)
+
+
+def _sync_period(key: str, obj: dict[str, Any]) -> timedelta:
+    """The scaler's sync period, or the default when its spec cannot be read: it is still
+    scheduled, so that its reconcile reports the spec as invalid."""
+    try:
+        return parse_scaler(obj).sync_period
+    except SpecError:
+        pass
+    except Exception:  # a bug of the spec reader, not the user's mistake
+        log.exception("reading the spec of %s failed", key)
+    try:
+        return parse_duration(obj["spec"]["behavior"]["syncPeriod"])
+    except Exception:  # absent, or as unreadable as the rest
+        return DEFAULT_SYNC
 
 
 def _cycle(period: float) -> str:

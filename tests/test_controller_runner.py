@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from controller import runner
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, RetryPolicy
 from controller.leader import LeaderElector, LeaderSettings
@@ -20,6 +21,7 @@ from controller.metrics import ControllerMetrics
 from controller.prometheus import PrometheusClient
 from controller.reconciler import Reconciler
 from controller.runner import Controller, _key
+from controller.spec import parse_scaler
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, scaler
 
@@ -222,3 +224,34 @@ def test_a_scaler_deleted_during_a_cycle_is_not_reconciled_by_it(fleet) -> None:
         if plural == "events" and obj["involvedObject"]["name"] == "s2"
     ]
     assert "gov/s2" not in one.reconciler.states
+
+
+def test_one_scaler_that_breaks_the_spec_reader_does_not_stop_the_watch(
+    api, tmp_path, monkeypatch
+) -> None:
+    def reader_bug(obj: dict[str, Any]) -> Any:  # a spec the reader fails on unexpectedly
+        if obj["metadata"]["name"].startswith("bad"):
+            raise ValueError("could not convert string to float: 'high'")
+        return parse_scaler(obj)
+
+    monkeypatch.setattr(runner, "parse_scaler", reader_bug)
+    bad = scaler("http://127.0.0.1:9", "Scale")
+    bad["metadata"]["name"] = "bad"
+    api.state.put("predictivescalers", "gov", bad)
+    one = controller(api, "one", tmp_path)
+    one.watch_timeout = 1  # stop() waits for the watch request to end
+    one.start()
+    try:
+        wait_for(one.synced.is_set, seconds=3)  # the list went on past "bad"
+        # "bad" is scheduled all the same, by its syncPeriod (1m) read without the reader.
+        assert one.periods == {"gov/bad": 60.0, "gov/portal": 1.0}
+        bad["metadata"]["name"] = "bad-later"
+        api.state.put("predictivescalers", "gov", bad)
+        good = scaler("http://127.0.0.1:9", "Scale")
+        good["metadata"]["name"] = "later"
+        api.state.put("predictivescalers", "gov", good)
+        wait_for(lambda: "gov/later" in one.periods, seconds=3)  # the watch went on too
+        assert one.periods["gov/bad-later"] == 60.0
+        assert one.healthy()[0]
+    finally:
+        one.stop()
