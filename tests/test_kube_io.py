@@ -100,28 +100,36 @@ def test_only_one_leader_and_the_old_one_stops_first(api) -> None:
     settings = LeaderSettings(
         lease_duration=timedelta(seconds=15), renew_deadline=timedelta(seconds=10)
     )
+    elapsed = 0.0  # both electors' monotonic clock, stepped with the wall time
 
     def elector(identity: str) -> LeaderElector:
         kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda s: None)
-        return LeaderElector(kube, "surgecast-system", "surgecast-controller", identity, settings)
+        return LeaderElector(
+            kube, "surgecast-system", "surgecast-controller", identity, settings, lambda: elapsed
+        )
+
+    def at(seconds: float) -> datetime:
+        nonlocal elapsed
+        elapsed = seconds
+        return T0 + timedelta(seconds=seconds)
 
     a, b = elector("a"), elector("b")
-    assert a.tick(T0) is True
-    assert b.tick(T0 + timedelta(seconds=1)) is False
+    assert a.tick(at(0)) is True
+    assert b.tick(at(1)) is False
     for s in range(2, 30, 2):  # a keeps renewing: b never takes over
-        now = T0 + timedelta(seconds=s)
+        now = at(s)
         assert a.tick(now) is True and b.tick(now) is False
     # a's API access breaks: it stops acting after the renew deadline ...
     server.state.faults.append(Fault("PUT", "/leases/", 503, times=100))
     server.state.faults.append(Fault("GET", "/leases/", 503, times=100))
-    last_renewal = T0 + timedelta(seconds=28)
-    assert a.tick(last_renewal + timedelta(seconds=9)) is True
-    assert a.tick(last_renewal + timedelta(seconds=10)) is False
+    last_renewal = 28
+    assert a.tick(at(last_renewal + 9)) is True
+    assert a.tick(at(last_renewal + 10)) is False
     server.state.faults.clear()
     # ... and b takes over only once the record went unchanged for a lease duration
-    assert b.tick(last_renewal + timedelta(seconds=12)) is False
-    assert b.tick(last_renewal + timedelta(seconds=27)) is True
-    assert a.tick(last_renewal + timedelta(seconds=28)) is False
+    assert b.tick(at(last_renewal + 12)) is False
+    assert b.tick(at(last_renewal + 27)) is True
+    assert a.tick(at(last_renewal + 28)) is False
     lease = server.state.get("leases", "surgecast-system", "surgecast-controller")
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
 
