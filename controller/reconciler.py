@@ -66,7 +66,12 @@ from controller.policy import (
     Recommendation,
     decide,
 )
-from controller.prometheus import HistoryCache, PrometheusClient, PrometheusError
+from controller.prometheus import (
+    HistoryCache,
+    PrometheusClient,
+    PrometheusError,
+    PrometheusUnavailable,
+)
 from controller.spec import ScalerConfig, SpecError, parse_scaler
 
 log = logging.getLogger("surgecast.reconciler")
@@ -185,6 +190,10 @@ class Reconciler:
     """The live load of each (Prometheus URL, query) read by :meth:`prefetch` at ``loads_at``."""
 
     loads_at: datetime | None = None
+    down: dict[str, PrometheusUnavailable] = field(default_factory=dict)
+    """Each Prometheus URL :meth:`prefetch` found unavailable at ``loads_at``: the cycle's
+    reconciles report its error instead of asking again, each with the full retry policy
+    (with a hanging server, a cycle would grow by attempts times timeout per scaler)."""
     unlogged: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=UNLOGGED_MAX))
     """What the decision log missed while it was down, oldest first, written when it is back
     (:meth:`_flush_unlogged`): a record without an id is a decision to store, one with an id
@@ -231,7 +240,8 @@ class Reconciler:
         (:meth:`PrometheusClient.instant_many`, :meth:`HistoryCache.prefetch`); their
         reconciles at the same ``now`` then read the answers instead of asking one by one.
         A query the batch could not answer is asked again alone by its reconcile, so its
-        error is reported on its own scaler. Invalid specs are left to their reconcile.
+        error is reported on its own scaler, unless the Prometheus itself was unavailable
+        (:attr:`down`). Invalid specs are left to their reconcile.
         """
         groups: dict[tuple[str, timedelta], list[ScalerConfig]] = {}
         for obj in objs:
@@ -240,15 +250,22 @@ class Reconciler:
             except SpecError:
                 continue
             groups.setdefault((config.prometheus_url, config.step), []).append(config)
-        self.loads, self.loads_at = {}, now
+        self.loads, self.loads_at, self.down = {}, now, {}
         for (url, step), configs in groups.items():
             client = self._client(url)
             queries = sorted({config.query for config in configs})
             for query, value in zip(queries, client.instant_many(queries, now), strict=True):
-                if not isinstance(value, PrometheusError):
-                    self.loads[(url, query)] = value
+                if isinstance(value, PrometheusUnavailable):
+                    self.down[client.url] = value
+                elif not isinstance(value, PrometheusError):
+                    self.loads[(client.url, query)] = value
+            if client.url in self.down:
+                continue  # its history would wait for the same timeouts
             window = max(config.history_window for config in configs)
-            self.cache.prefetch(client, queries, now, window, step)
+            errors = self.cache.prefetch(client, queries, now, window, step)
+            for error in errors.values():
+                if isinstance(error, PrometheusUnavailable):
+                    self.down[client.url] = error
 
     # -- one reconcile -----------------------------------------------------------------------
 
@@ -313,6 +330,12 @@ class Reconciler:
             return self.loads[(client.url, query)]
         return client.instant(query, now)
 
+    def _raise_if_down(self, client: PrometheusClient, now: datetime) -> None:
+        """Raise the error this cycle's :meth:`prefetch` got from ``client``'s Prometheus,
+        if it found it unavailable: asking again would only wait for the same answer."""
+        if self.loads_at == now and client.url in self.down:
+            raise self.down[client.url]
+
     def _observe(
         self,
         config: ScalerConfig,
@@ -323,6 +346,7 @@ class Reconciler:
     ) -> tuple[float | None, list[float]]:
         """The live load and the recent intervals, or (None, []) when Prometheus fails."""
         try:
+            self._raise_if_down(client, now)
             load = self._instant(client, config.query, now)
             recent = self.cache.values(client, config.query, now, LEVEL_WINDOW, config.step)
         except PrometheusError as exc:
@@ -361,6 +385,7 @@ class Reconciler:
             self.waiting[config.key] = None  # woken when a slot frees; holds no history
             return
         try:
+            self._raise_if_down(client, now)
             history = self.cache.get(
                 client, config.query, now, config.history_window, config.step, config.key
             )

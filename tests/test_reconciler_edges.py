@@ -1,0 +1,91 @@
+"""Edge cases of one reconcile, each found by a reproduction and fixed: what the batched
+reads of a cycle know, the clock stepping back, problems that recur, a model replaced by
+one without a score, metrics of a load no longer known, and a spec the reader chokes on.
+
+Same world as ``tests/test_faults.py``: the real ``kubernetes`` client against the fake
+API server, the real Prometheus behind the fault-injecting proxy, virtual time.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.reconciler import Reconciler
+from tests import prom_server as promfake
+from tests.kubefake import FakeKubeServer
+from tests.prom_server import (
+    FaultProxy,
+    prom,  # noqa: F401 (the session fixture)
+)
+from tests.test_controller_e2e import QUERY, scaler
+from tests.test_faults import BEGIN, api, condition, proxy, reconciler  # noqa: F401
+
+FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
+
+
+def put_scaler(server: FakeKubeServer, url: str, name: str = "portal", **spec: Any) -> None:
+    body = scaler(url, "Scale", **{**FAST, **spec})
+    body["metadata"]["name"] = name
+    server.state.put("predictivescalers", "gov", body)
+
+
+def stored(server: FakeKubeServer, name: str = "portal") -> dict[str, Any]:
+    return copy.deepcopy(server.state.get("predictivescalers", "gov", name))
+
+
+def events(server: FakeKubeServer, reason: str) -> list[dict[str, Any]]:
+    return [c.body for c in server.state.calls("POST", "/events") if c.body["reason"] == reason]
+
+
+def cycle(server: FakeKubeServer, rec: Reconciler, now: datetime, names: list[str]) -> None:
+    """What the runner does each sync period: one batched read, then each reconcile."""
+    objs = [stored(server, name) for name in names]
+    rec.prefetch(objs, now)
+    for obj in objs:
+        rec.reconcile(obj, now)
+
+
+def test_a_prometheus_the_batch_found_down_is_not_asked_again_by_each_scaler(
+    api,  # noqa: F811
+    proxy: FaultProxy,  # noqa: F811
+    tmp_path,
+) -> None:
+    names = [f"s{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        put_scaler(
+            api,
+            proxy.url,
+            name,
+            metric={"prometheusUrl": proxy.url, "query": f"{QUERY} * {i + 1}", "step": "1m"},
+        )
+    rec = reconciler(api, tmp_path)
+    proxy.faults.append(promfake.Fault(503, times=10_000))
+    objs = [stored(api, name) for name in names]
+    rec.prefetch(objs, BEGIN)
+    asked = len(proxy.requests)
+    for obj in objs:
+        rec.reconcile(obj, BEGIN)
+    assert len(proxy.requests) == asked  # the cycle already knew: no retries per scaler
+    for name in names:
+        fallback = condition(stored(api, name)["status"], "Fallback")
+        assert fallback["status"] == "True" and "503" in fallback["message"], fallback
+    assert len(events(api, "MetricUnavailable")) == len(names)  # each scaler still says so
+
+
+def test_a_prometheus_url_ending_in_a_slash_reads_the_batched_load(
+    api,  # noqa: F811
+    proxy: FaultProxy,  # noqa: F811
+    tmp_path,
+) -> None:
+    url = proxy.url + "/"
+    put_scaler(api, url, metric={"prometheusUrl": url, "query": QUERY, "step": "1m"})
+    rec = reconciler(api, tmp_path)
+    cycle(api, rec, BEGIN, ["portal"])  # warm: the model
+    now = BEGIN + timedelta(minutes=1)
+    rec.prefetch([stored(api)], now)
+    asked = len(proxy.requests)
+    decision = rec.reconcile(stored(api), now)
+    assert decision is not None and decision.observed_load is not None
+    assert proxy.requests[asked:] == []  # the batch's answer was used
