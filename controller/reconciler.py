@@ -305,12 +305,15 @@ class Reconciler:
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
         spec = self._policy_spec(config, scale)
+        # Recommendations stamped after now were made before the clock stepped back: kept,
+        # they would hold a scale-down for the step on top of the stabilisation window.
+        state.history = [
+            r for r in state.history if now - config.scale_down_stabilization < r.at <= now
+        ]
         decision = decide(
             spec, now, scale.spec_replicas, load, state.forecast, state.history, recent
         )
-        state.history = [
-            r for r in state.history if r.at > now - config.scale_down_stabilization
-        ] + [Recommendation(now, decision.recommendation)]
+        state.history.append(Recommendation(now, decision.recommendation))
         applied = self._apply(config, state, obj, scale, spec, decision, now)
         self._report_outlook(config, state, obj, status, spec, now)
 

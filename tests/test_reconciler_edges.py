@@ -89,3 +89,20 @@ def test_a_prometheus_url_ending_in_a_slash_reads_the_batched_load(
     decision = rec.reconcile(stored(api), now)
     assert decision is not None and decision.observed_load is not None
     assert proxy.requests[asked:] == []  # the batch's answer was used
+
+
+def test_after_the_clock_steps_back_scale_down_waits_only_the_stabilisation_window(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    put_scaler(api, prom.url)
+    rec = reconciler(api, tmp_path)
+    for minute in range(3):
+        rec.reconcile(stored(api), BEGIN + timedelta(minutes=minute))  # the morning rise
+    high = api.state.get("deployments", "gov", "portal")["spec"]["replicas"]
+    back = BEGIN - timedelta(hours=2)  # NTP steps the clock back to the quiet early hours
+    decisions = [rec.reconcile(stored(api), back + timedelta(minutes=m)) for m in range(7)]
+    last = decisions[-1]
+    assert last is not None and last.replicas < high, (high, last)  # after 5 min, not 2 h
+    assert "Hold/Stabilizing" not in last.clamps
