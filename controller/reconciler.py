@@ -284,6 +284,7 @@ class Reconciler:
             self._count_error(obj, "InvalidSpec")
             self._write_status(obj, status)
             return None
+        state.last_events.pop("InvalidSpec", None)  # a recurrence is news again
 
         try:
             scale = self.kube.get_scale(config.namespace, config.target)
@@ -295,6 +296,8 @@ class Reconciler:
             self._count_error(obj, reason)
             self._write_status(obj, status)
             return None
+        state.last_events.pop("TargetNotFound", None)
+        state.last_events.pop("TargetUnreadable", None)
 
         self._settle_pending(config, state, scale, now)
         if state.next_retrain is None or now >= state.next_retrain:
@@ -550,6 +553,7 @@ class Reconciler:
             self._log_outcome(state, record, record_id, None)
             return False
         state.scaling_error = None
+        state.last_events.pop("ScaleFailed", None)
         self._log_outcome(state, record, record_id, None if config.mode == "ForecastOnly" else now)
         if changed:
             what = (

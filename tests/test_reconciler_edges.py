@@ -9,17 +9,21 @@ API server, the real Prometheus behind the fault-injecting proxy, virtual time.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from controller.reconciler import Reconciler
+from tests import kubefake
 from tests import prom_server as promfake
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import (
     FaultProxy,
     prom,  # noqa: F401 (the session fixture)
 )
-from tests.test_controller_e2e import QUERY, scaler
+from tests.test_controller_e2e import DEPLOYMENT, QUERY, scaler
 from tests.test_faults import BEGIN, api, condition, proxy, reconciler  # noqa: F401
 
 FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
@@ -106,3 +110,64 @@ def test_after_the_clock_steps_back_scale_down_waits_only_the_stabilisation_wind
     last = decisions[-1]
     assert last is not None and last.replicas < high, (high, last)  # after 5 min, not 2 h
     assert "Hold/Stabilizing" not in last.clamps
+
+
+def delete_target(server: FakeKubeServer) -> None:
+    server.state.delete("deployments", "gov", "portal")
+
+
+def restore_target(server: FakeKubeServer) -> None:
+    server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+
+
+def break_spec(server: FakeKubeServer) -> None:
+    server.state.update("predictivescalers", "gov", "portal", {"spec": {"maxReplicas": 0}})
+
+
+def fix_spec(server: FakeKubeServer) -> None:
+    server.state.update("predictivescalers", "gov", "portal", {"spec": {"maxReplicas": 20}})
+
+
+def fail_scale_writes(server: FakeKubeServer) -> None:
+    server.state.update("deployments", "gov", "portal", {"spec": {"replicas": 1}})  # needs a write
+    server.state.faults.append(kubefake.Fault("PATCH", "/scale", 500, times=10_000))
+
+
+def allow_scale_writes(server: FakeKubeServer) -> None:
+    server.state.faults.clear()
+
+
+PROBLEMS = {
+    "target deleted": (delete_target, restore_target, "TargetNotFound"),
+    "spec invalid": (break_spec, fix_spec, "InvalidSpec"),
+    "scale write refused": (fail_scale_writes, allow_scale_writes, "ScaleFailed"),
+}
+
+
+@pytest.mark.parametrize(("cause", "cure", "reason"), PROBLEMS.values(), ids=PROBLEMS.keys())
+def test_a_problem_that_comes_back_after_clearing_gets_a_new_event(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+    cause: Callable[[FakeKubeServer], None],
+    cure: Callable[[FakeKubeServer], None],
+    reason: str,
+) -> None:
+    put_scaler(api, prom.url, minReplicas=18)  # the same decision, so the same message, each time
+    rec = reconciler(api, tmp_path)
+    minutes = iter(range(100))
+
+    def twice() -> None:
+        for _ in range(2):
+            rec.reconcile(stored(api), BEGIN + timedelta(minutes=next(minutes)))
+
+    twice()
+    cause(api)
+    twice()
+    assert len(events(api, reason)) == 1  # once, not every minute
+    cure(api)
+    twice()
+    assert condition(stored(api)["status"], "Ready")["status"] == "True"
+    cause(api)
+    twice()
+    assert len(events(api, reason)) == 2  # a recurrence is news again
