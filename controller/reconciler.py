@@ -794,13 +794,14 @@ class Reconciler:
             status["lastScaleTime"] = _iso(now)
         model, forecast = state.model, state.forecast
         if model is not None:
-            status["model"] = {
+            shown: dict[str, Any] = {
                 "name": model.name,
                 "version": model.version,
                 "trainedAt": _iso(model.trained_at),
             }
             if model.backtest_score is not None:
-                status["model"]["backtestScore"] = round(model.backtest_score, 4)
+                shown["backtestScore"] = round(model.backtest_score, 4)
+            _merge_replace(status, "model", shown)  # no score: not the previous model's
         if forecast is not None and len(forecast.times):
             ahead = forecast.times >= np.datetime64(now.replace(tzinfo=None))
             if ahead.any():

@@ -171,3 +171,23 @@ def test_a_problem_that_comes_back_after_clearing_gets_a_new_event(
     cause(api)
     twice()
     assert len(events(api, reason)) == 2  # a recurrence is news again
+
+
+def test_a_model_without_a_backtest_score_does_not_show_the_previous_one(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    put_scaler(api, prom.url)
+    rec = reconciler(api, tmp_path)
+    rec.reconcile(stored(api), BEGIN)
+    assert "backtestScore" in stored(api)["status"]["model"]
+    # Retrained on a history too short to backtest: the new model has no score.
+    api.state.update(
+        "predictivescalers", "gov", "portal", {"spec": {"retrain": {"historyWindow": "3h"}}}
+    )
+    rec.reconcile(stored(api), BEGIN + timedelta(minutes=1))
+    model = stored(api)["status"]["model"]
+    assert rec.states["gov/portal"].model.backtest_score is None
+    assert model["version"] == rec.states["gov/portal"].model.version
+    assert "backtestScore" not in model, model
