@@ -933,17 +933,25 @@ class Reconciler:
         m.current_replicas.labels(*labels).set(decision.current_replicas)
         m.decisions.labels(*labels, decision.reason).inc()
         m.fallback.labels(*labels).set(1 if decision.fallback else 0)
-        if decision.forecast_peak is not None:
-            m.predicted_load.labels(*labels).set(decision.forecast_peak)
-        if decision.observed_load is not None:
-            m.observed_load.labels(*labels).set(decision.observed_load)
         if model is not None:
             m.model_age.labels(*labels).set((now - model.trained_at).total_seconds())
+        error = None
         if forecast is not None and forecast.median is not None and decision.observed_load:
             at = np.searchsorted(forecast.times, np.datetime64(now.replace(tzinfo=None)), "right")
             if 0 < at <= len(forecast.median) and forecast.median[at - 1] > 0:
                 median = float(forecast.median[at - 1])
-                m.forecast_error.labels(*labels).set((decision.observed_load - median) / median)
+                error = (decision.observed_load - median) / median
+        # A value no longer known leaves the metrics, as the outlook's do: kept at its last
+        # value, a dashboard would show a load that is no longer there.
+        for gauge, value in (
+            (m.predicted_load, decision.forecast_peak),
+            (m.observed_load, decision.observed_load),
+            (m.forecast_error, error),
+        ):
+            if value is None:
+                m.clear(gauge, *labels)
+            else:
+                gauge.labels(*labels).set(value)
 
     def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
         """Patch status only when it differs from what the object already shows."""

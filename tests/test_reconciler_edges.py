@@ -191,3 +191,24 @@ def test_a_model_without_a_backtest_score_does_not_show_the_previous_one(
     assert rec.states["gov/portal"].model.backtest_score is None
     assert model["version"] == rec.states["gov/portal"].model.version
     assert "backtestScore" not in model, model
+
+
+def test_a_load_no_longer_known_leaves_the_metrics(
+    api,  # noqa: F811
+    proxy: FaultProxy,  # noqa: F811
+    tmp_path,
+) -> None:
+    put_scaler(api, proxy.url)
+    rec = reconciler(api, tmp_path)
+
+    def gauge(name: str) -> float | None:
+        return rec.metrics.registry.get_sample_value(name, {"namespace": "gov", "name": "portal"})
+
+    decision = rec.reconcile(stored(api), BEGIN)
+    assert decision is not None and gauge("surgecast_observed_load") == decision.observed_load
+    proxy.faults.append(promfake.Fault(503, times=10_000))
+    decision = rec.reconcile(stored(api), BEGIN + timedelta(minutes=1))
+    assert decision is not None and decision.observed_load is None
+    assert gauge("surgecast_observed_load") is None  # not the last load seen
+    assert gauge("surgecast_forecast_error_ratio") is None
+    assert gauge("surgecast_predicted_load") == decision.forecast_peak
