@@ -246,7 +246,7 @@ class Reconciler:
         groups: dict[tuple[str, timedelta], list[ScalerConfig]] = {}
         for obj in objs:
             try:
-                config = parse_scaler(obj)
+                config = _parse(obj)
             except SpecError:
                 continue
             groups.setdefault((config.prometheus_url, config.step), []).append(config)
@@ -276,7 +276,7 @@ class Reconciler:
         generation = int(obj.get("metadata", {}).get("generation") or 0)
         status["observedGeneration"] = generation
         try:
-            config = parse_scaler(obj)
+            config = _parse(obj)
         except SpecError as exc:
             message = "; ".join(exc.problems)
             _condition(status, "Ready", False, "InvalidSpec", message, now, generation)
@@ -1003,6 +1003,19 @@ class Reconciler:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _parse(obj: dict[str, Any]) -> ScalerConfig:
+    """:func:`parse_scaler`, with anything else it raises turned into a :class:`SpecError`:
+    a spec the reader chokes on is reported like an invalid one (``Ready=False``, one
+    Event), where the exception would otherwise abort the reconcile at every cycle."""
+    try:
+        return parse_scaler(obj)
+    except SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug of the reader, not the user's mistake
+        log.exception("the spec reader failed on %s", obj.get("metadata", {}).get("name"))
+        raise SpecError([f"spec not readable: {type(exc).__name__}: {exc}"]) from exc
 
 
 def _hpa_alone(load: float | None, capacity: float) -> int | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from controller import reconciler as reconciler_module
 from controller.reconciler import Reconciler
 from tests import kubefake
 from tests import prom_server as promfake
@@ -212,3 +213,30 @@ def test_a_load_no_longer_known_leaves_the_metrics(
     assert gauge("surgecast_observed_load") is None  # not the last load seen
     assert gauge("surgecast_forecast_error_ratio") is None
     assert gauge("surgecast_predicted_load") == decision.forecast_peak
+
+
+def test_a_spec_the_reader_chokes_on_is_reported_as_invalid_not_raised(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    put_scaler(api, prom.url)
+    put_scaler(api, prom.url, name="sound")
+    real = reconciler_module.parse_scaler
+
+    def choking(obj: dict[str, Any]) -> Any:
+        """The spec reader with a bug: it fails on one object with a plain TypeError."""
+        if obj["metadata"]["name"] == "portal":
+            raise TypeError("'<' not supported between instances of 'str' and 'int'")
+        return real(obj)
+
+    monkeypatch.setattr(reconciler_module, "parse_scaler", choking)
+    rec = reconciler(api, tmp_path)
+    for minute in range(3):
+        cycle(api, rec, BEGIN + timedelta(minutes=minute), ["portal", "sound"])  # never raises
+    ready = condition(stored(api)["status"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "TypeError" in ready["message"]
+    assert len(events(api, "InvalidSpec")) == 1
+    assert condition(stored(api, "sound")["status"], "Ready")["status"] == "True"
