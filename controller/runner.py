@@ -275,11 +275,17 @@ class Controller:
             return
         with self._lock:
             previous = self.objects.get(key)
+            # Deleted and created again while the watch was away (a relist shows only the new
+            # one): another object under the same name, whose generation starts over.
+            replaced = previous is not None and _uid(previous) != _uid(obj)
             # The controller's own status writes also arrive here; they keep the generation.
-            changed = previous is None or _generation(previous) != _generation(obj)
+            changed = previous is None or replaced or _generation(previous) != _generation(obj)
             if previous is not None and not changed:
                 obj = {**obj, "status": obj.get("status") or previous.get("status")}
             self.objects[key] = obj
+        if replaced:
+            with self._reconciling:
+                self.reconciler.forget(key)  # its model and history were the old object's
         if changed:
             self._schedule(key, obj)
 
@@ -334,6 +340,10 @@ def _cycle(period: float) -> str:
 def _key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _uid(obj: dict[str, Any]) -> str | None:
+    return obj.get("metadata", {}).get("uid")
 
 
 def _generation(obj: dict[str, Any]) -> int:

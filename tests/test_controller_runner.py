@@ -255,3 +255,27 @@ def test_one_scaler_that_breaks_the_spec_reader_does_not_stop_the_watch(
         assert one.healthy()[0]
     finally:
         one.stop()
+
+
+def test_a_scaler_deleted_and_created_again_while_unwatched_starts_afresh(fleet) -> None:
+    # The watch was away while s0 was deleted and created again: the relist shows only the
+    # new object, with the same name and a generation that started over.
+    one, _ = listed(fleet, lambda key: None)
+    one._reconcile_many({"gov/s0"}, "test")
+    assert "gov/s0" in one.reconciler.states
+    old = fleet.state.get("predictivescalers", "gov", "s0")
+    fleet.state.delete("predictivescalers", "gov", "s0")
+    fresh = {key: value for key, value in old.items() if key != "status"}
+    fleet.state.put("predictivescalers", "gov", {**fresh, "metadata": {"name": "s0"}})
+    one.urgent.clear()
+    one._replace_all(one.kube.list_scalers("gov")[0])
+    new = one.objects["gov/s0"]
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    assert _generation_of(new) == _generation_of(old)
+    assert "gov/s0" not in one.reconciler.states  # the old object's model and history
+    assert one.urgent == {"gov/s0"}  # reconciled at once, as any new scaler
+    assert "status" not in new  # nothing carried over from the old object
+
+
+def _generation_of(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"]["generation"])
