@@ -33,7 +33,7 @@ import copy
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -194,6 +194,9 @@ class Reconciler:
     """Each Prometheus URL :meth:`prefetch` found unavailable at ``loads_at``: the cycle's
     reconciles report its error instead of asking again, each with the full retry policy
     (with a hanging server, a cycle would grow by attempts times timeout per scaler)."""
+    shared_targets: dict[str, str] = field(default_factory=dict)
+    """Scalers whose target an earlier scaler claims, each with that claimant (set by the
+    runner from every watched object, see :func:`shared_targets`): they leave it alone."""
     unlogged: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=UNLOGGED_MAX))
     """What the decision log missed while it was down, oldest first, written when it is back
     (:meth:`_flush_unlogged`): a record without an id is a decision to store, one with an id
@@ -285,6 +288,20 @@ class Reconciler:
             self._write_status(obj, status)
             return None
         state.last_events.pop("InvalidSpec", None)  # a recurrence is news again
+
+        owner = self.shared_targets.get(key)
+        if owner is not None:
+            message = (
+                f"{config.target['kind']} {config.target['name']} is also scaled by {owner}, "
+                "which claimed it first; two scalers writing one target undo each other, so "
+                "this one leaves it alone until one of them points elsewhere"
+            )
+            _condition(status, "ScalingActive", False, "AmbiguousTarget", message, now, generation)
+            self._event(state, obj, "Warning", "AmbiguousTarget", message, now)
+            self._count_error(obj, "AmbiguousTarget")
+            self._write_status(obj, status)
+            return None
+        state.last_events.pop("AmbiguousTarget", None)
 
         try:
             scale = self.kube.get_scale(config.namespace, config.target)
@@ -1095,3 +1112,27 @@ def _condition(
         }
     )
     conditions.sort(key=lambda c: CONDITIONS.index(c["type"]) if c["type"] in CONDITIONS else 99)
+
+
+def shared_targets(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Scalers whose target an earlier scaler already scales, each with that first one.
+
+    Two scalers writing one Deployment's scale undo each other every cycle (4, 10, 4, ...),
+    as two HPAs would; like the HPA controller (``AmbiguousSelector``), only the first, by
+    creation time then name, may scale it. ``ForecastOnly`` scalers write nothing and claim
+    nothing, so a shadow scaler may watch a target another one scales.
+    """
+    claims: dict[tuple[object, ...], list[tuple[str, str]]] = {}
+    for obj in objects:
+        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        ref = spec.get("scaleTargetRef") if isinstance(spec, dict) else None
+        if not isinstance(ref, dict) or spec.get("mode", "ForecastOnly") == "ForecastOnly":
+            continue
+        target = (meta.get("namespace"), ref.get("kind"), ref.get("name"))
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        claims.setdefault(target, []).append((str(meta.get("creationTimestamp") or ""), key))
+    later: dict[str, str] = {}
+    for claimants in claims.values():
+        (_, first), *rest = sorted(claimants)
+        later.update({key: first for _, key in rest})
+    return later

@@ -39,7 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, KubeError
 from controller.leader import LeaderElector
-from controller.reconciler import Reconciler
+from controller.reconciler import Reconciler, shared_targets
 from controller.spec import SpecError, parse_duration, parse_scaler
 
 log = logging.getLogger("surgecast.controller")
@@ -184,6 +184,7 @@ class Controller:
                 return 0.0, 0
             with self._lock:
                 due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
+                self.reconciler.shared_targets = shared_targets(self.objects.values())
             try:
                 self.reconciler.prefetch([obj for _, obj in due], now)
             except Exception:  # each reconcile then asks Prometheus on its own

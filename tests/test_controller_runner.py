@@ -279,3 +279,38 @@ def test_a_scaler_deleted_and_created_again_while_unwatched_starts_afresh(fleet)
 
 def _generation_of(obj: dict[str, Any]) -> int:
     return int(obj["metadata"]["generation"])
+
+
+def test_two_scalers_on_one_target_only_the_first_scales_it(fleet) -> None:
+    # s3 (created later) and s4 (in shadow) point at app0 too: s3 would undo s0 every cycle.
+    for name, mode, created in (
+        ("s3", "Scale", "2026-11-21T00:00:00Z"),
+        ("s4", "ForecastOnly", ""),
+    ):
+        obj = fleet.state.get("predictivescalers", "gov", name)
+        obj["spec"]["scaleTargetRef"]["name"] = "app0"
+        obj["spec"]["mode"] = mode
+        obj["metadata"]["creationTimestamp"] = created or obj["metadata"]["creationTimestamp"]
+    one, _ = listed(fleet, lambda key: None)
+    one._reconcile_many(set(one.objects), "test")
+    assert sorted(scaled(fleet)) == ["app0", "app1", "app2", "app5"]  # app0 once, by s0
+    s3 = fleet.state.get("predictivescalers", "gov", "s3")["status"]
+    (active,) = [c for c in s3["conditions"] if c["type"] == "ScalingActive"]
+    assert (active["status"], active["reason"]) == ("False", "AmbiguousTarget")
+    assert "Deployment app0 is also scaled by gov/s0" in active["message"]
+    warned = [
+        obj["involvedObject"]["name"]
+        for (plural, _, _), obj in fleet.state.objects.items()
+        if plural == "events" and obj["reason"] == "AmbiguousTarget"
+    ]
+    assert warned == ["s3"]
+    # once s0 lets go of app0, s3 scales it (already at its minimum of 3: nothing to write)
+    s0 = fleet.state.get("predictivescalers", "gov", "s0")
+    s0["spec"]["scaleTargetRef"]["name"] = "app3"
+    before = len(scaled(fleet))
+    one._replace_all(one.kube.list_scalers("gov")[0])
+    one._reconcile_many({"gov/s0", "gov/s3"}, "test")
+    assert scaled(fleet)[before:] == ["app3"]
+    s3 = fleet.state.get("predictivescalers", "gov", "s3")["status"]
+    (active,) = [c for c in s3["conditions"] if c["type"] == "ScalingActive"]
+    assert active["status"] == "True" and s3["desiredReplicas"] == 3
