@@ -24,6 +24,7 @@ from controller.runner import Controller, _key
 from controller.spec import parse_scaler
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, scaler
+from tests.test_leader import Monotonic
 
 FAST = LeaderSettings(
     lease_duration=timedelta(seconds=1.5),
@@ -144,16 +145,6 @@ class Paced(Reconciler):
     def reconcile(self, obj: dict[str, Any], now: datetime) -> Any:
         self.during(_key(obj))
         return super().reconcile(obj, now)
-
-
-class Monotonic:
-    """The elector's monotonic clock, stepped by the test, in seconds."""
-
-    def __init__(self) -> None:
-        self.seconds = 1000.0
-
-    def __call__(self) -> float:
-        return self.seconds
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import collections
 import copy
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -162,6 +163,18 @@ def events(server: FakeKubeServer, reason: str) -> list[dict]:
     return [c.body for c in server.state.calls("POST", "/events") if c.body["reason"] == reason]
 
 
+def logging_to_a_directory(
+    server: FakeKubeServer, prometheus_url: str, tmp_path: Path
+) -> tuple[Path, DecisionLog, Reconciler]:
+    """A scaler on the test Prometheus whose reconciler logs to SQLite in a directory of its
+    own: renaming the directory takes the log away, as a lost volume would."""
+    home = tmp_path / "log"
+    home.mkdir()
+    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
+    server.state.put("predictivescalers", "gov", scaler(prometheus_url, "Scale"))
+    return home, log, with_log(server, tmp_path, log)
+
+
 def logged(server: FakeKubeServer) -> dict:
     status = server.state.get("predictivescalers", "gov", "portal")["status"]
     return next(c for c in status["conditions"] if c["type"] == "DecisionLogged")
@@ -172,11 +185,7 @@ def test_scaling_goes_on_while_the_decision_log_is_down_and_nothing_is_lost(
     prom,  # noqa: F811
     tmp_path,
 ) -> None:
-    home = tmp_path / "log"
-    home.mkdir()
-    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
-    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
-    rec = with_log(api, tmp_path, log)
+    home, log, rec = logging_to_a_directory(api, prom.url, tmp_path)
     reconcile(api, rec, 0)
     needed = replicas(api)
     assert logged(api)["status"] == "True"
@@ -218,11 +227,7 @@ def test_a_long_decision_log_outage_keeps_only_the_newest_decisions(
     prom,  # noqa: F811
     tmp_path,
 ) -> None:
-    home = tmp_path / "log"
-    home.mkdir()
-    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
-    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
-    rec = with_log(api, tmp_path, log)
+    home, log, rec = logging_to_a_directory(api, prom.url, tmp_path)
     rec.unlogged = collections.deque(maxlen=2)
     home.rename(tmp_path / "gone")
     log.close()
@@ -243,11 +248,7 @@ def test_a_failed_apply_during_a_log_outage_is_never_marked_applied(
     prom,  # noqa: F811
     tmp_path,
 ) -> None:
-    home = tmp_path / "log"
-    home.mkdir()
-    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}")
-    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
-    rec = with_log(api, tmp_path, log)
+    home, log, rec = logging_to_a_directory(api, prom.url, tmp_path)
     reconcile(api, rec, 0)
     set_replicas(api, 1)
     home.rename(tmp_path / "gone")
