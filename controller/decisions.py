@@ -354,9 +354,19 @@ class DecisionLog:
         return [_from_row(row) for row in reversed(rows)]
 
 
+CONNECT_TIMEOUT = 5
+"""Seconds a PostgreSQL connection may take to open. The controller tries the log at
+every reconcile, also while it is down: an unreachable host would otherwise hold each
+reconcile for the operating system's TCP timeout (minutes), and scaling with it."""
+
+
 def _engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite connections get WAL and ``synchronous=NORMAL``."""
-    engine = sa.create_engine(url)
+    """An engine for ``url``; SQLite connections get WAL and ``synchronous=NORMAL``, and
+    PostgreSQL ones a connect timeout (:data:`CONNECT_TIMEOUT`)."""
+    postgres = sa.engine.make_url(url).get_backend_name() == "postgresql"
+    engine = sa.create_engine(
+        url, connect_args={"connect_timeout": CONNECT_TIMEOUT} if postgres else {}
+    )
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

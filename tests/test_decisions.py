@@ -3,11 +3,14 @@ record-then-apply protocol, and a writer killed with SIGKILL that loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -18,6 +21,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from controller import decisions
 from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
 from controller.policy import Forecast, PolicySpec, decide
 from tests import pg_server
@@ -313,3 +317,25 @@ def test_sigkill_loses_nothing_and_leaves_one_pending(url: str, stall_at: int) -
             # restart protocol: the target already has the recorded count, so finish it
             log.mark_applied(pending.id, T0 + timedelta(hours=1))
             assert log.pending(SCALER) is None
+
+
+@pytest.mark.timeout(60)
+def test_a_postgresql_that_never_answers_is_an_error_not_a_hang(monkeypatch) -> None:
+    # A host that takes the connection and says nothing (a dead proxy, a hung server):
+    # without a connect timeout, every reconcile would wait on it, and scaling with it.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[tuple[socket.socket, object]] = []
+
+    def hold() -> None:  # accept, never answer; ends when the socket closes
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(silent.accept())
+
+    threading.Thread(target=hold, daemon=True).start()
+    monkeypatch.setattr(decisions, "CONNECT_TIMEOUT", 1)
+    port = silent.getsockname()[1]
+    with pytest.raises(sa.exc.OperationalError, match="timeout"):
+        DecisionLog(f"postgresql+psycopg://surgecast@127.0.0.1:{port}/surgecast")
+    silent.close()
