@@ -194,6 +194,10 @@ class Reconciler:
     """Each Prometheus URL :meth:`prefetch` found unavailable at ``loads_at``: the cycle's
     reconciles report its error instead of asking again, each with the full retry policy
     (with a hanging server, a cycle would grow by attempts times timeout per scaler)."""
+    log_down: tuple[datetime, str] | None = None
+    """When (the cycle's ``now``) the decision log last failed, and how: the cycle's other
+    reconciles keep their decisions in memory rather than each wait on it (a PostgreSQL that
+    never answers costs its connect timeout per try)."""
     shared_targets: dict[str, str] = field(default_factory=dict)
     """Scalers whose target an earlier scaler claims, each with that claimant (set by the
     runner from every watched object, see :func:`shared_targets`): they leave it alone."""
@@ -551,10 +555,12 @@ class Reconciler:
                 hpa_replicas=hpa_alone,
                 at=now,
             )
-            try:
-                record_id = self.decisions.record(record)
-            except SQLAlchemyError as exc:
-                state.log_error = _db_error(exc)  # safety first: apply it all the same
+            if state.log_error is None:  # else it is down: keep the record for later
+                try:
+                    record_id = self.decisions.record(record)
+                except SQLAlchemyError as exc:
+                    state.log_error = _db_error(exc)  # safety first: apply it all the same
+                    self.log_down = (now, state.log_error)
         changed = False
         try:
             if config.mode == "Scale" and decision.replicas != scale.spec_replicas:
@@ -666,12 +672,16 @@ class Reconciler:
         """
         if self.decisions is None:
             return
+        if self.log_down is not None and self.log_down[0] == now:
+            state.log_error = self.log_down[1]  # found down this cycle: do not wait on it again
+            return
         state.log_error = None
         try:
             self._flush_unlogged()
             self._settle_logged(config, state, scale, now)
         except SQLAlchemyError as exc:
             state.log_error = _db_error(exc)
+            self.log_down = (now, state.log_error)
 
     def _settle_logged(
         self, config: ScalerConfig, state: ScalerState, scale: ScaleTarget, now: datetime

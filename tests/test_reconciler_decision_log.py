@@ -21,7 +21,7 @@ from controller.decisions import DecisionLog, DecisionRecord
 from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer, Fault
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
-from tests.test_controller_e2e import START, api, reconciler, scaler  # noqa: F401
+from tests.test_controller_e2e import DEPLOYMENT, START, api, reconciler, scaler  # noqa: F401
 
 PEAK = START + timedelta(hours=3)  # Thursday 09:00 in Shanghai
 KEY = "gov/portal"
@@ -261,3 +261,55 @@ def test_a_failed_apply_during_a_log_outage_is_never_marked_applied(
     set_replicas(api, failed.replicas)  # by hand: the failed decision still did not apply
     reconcile(api, rec, 2)
     assert log.at(KEY, failed.at).applied is False
+
+
+def test_a_cycle_tries_a_down_log_once_not_once_per_scaler(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    # A PostgreSQL that never answers costs its connect timeout per try: a cycle of many
+    # scalers must not pay it once for each.
+    tries: list[str] = []
+
+    class Counted(DecisionLog):
+        def pending(self, scaler: str) -> DecisionRecord | None:
+            tries.append("pending")
+            return super().pending(scaler)
+
+        def record(self, record: DecisionRecord) -> int:
+            tries.append("record")
+            return super().record(record)
+
+    home = tmp_path / "log"
+    home.mkdir()
+    log = Counted(f"sqlite:///{home / 'decisions.db'}")
+    api.state.put("deployments", "gov", {**DEPLOYMENT, "metadata": {"name": "other"}})
+    first = scaler(prom.url, "Scale")
+    second = copy.deepcopy(first)
+    second["metadata"]["name"] = "other"
+    second["spec"]["scaleTargetRef"]["name"] = "other"
+    for obj in (first, second):
+        api.state.put("predictivescalers", "gov", obj)
+    rec = with_log(api, tmp_path, log)
+    scalers = [("gov", "portal"), ("gov", "other")]
+
+    def cycle(minute: int) -> None:
+        for namespace, name in scalers:
+            obj = copy.deepcopy(api.state.get("predictivescalers", namespace, name))
+            rec.reconcile(obj, PEAK + timedelta(minutes=minute))
+
+    cycle(0)
+    home.rename(tmp_path / "gone")
+    log.close()
+    tries.clear()
+    cycle(1)
+    assert tries == ["pending"]  # the first scaler found it down; the second did not ask
+    assert len(rec.unlogged) == 2
+    for _, name in scalers:
+        status = api.state.get("predictivescalers", "gov", name)["status"]
+        (logged_condition,) = [c for c in status["conditions"] if c["type"] == "DecisionLogged"]
+        assert logged_condition["reason"] == "DecisionLogUnavailable"
+    (tmp_path / "gone").rename(home)
+    cycle(2)
+    assert not rec.unlogged and len(log.list(KEY, since=PEAK)) == 3
