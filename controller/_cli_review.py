@@ -61,8 +61,9 @@ def review_command(
     if out is not None and not out.parent.is_dir():
         fail(f"cannot write {out}: no directory {out.parent}")
     zone = zone_option(tz)
-    start = _since(since, zone)
-    end = _moment("--until", until, zone, datetime.now(UTC)) if until is not None else None
+    now = datetime.now(UTC)  # the command's one clock read, for checking --since/--until
+    start = _since(since, zone, now)
+    end = _moment("--until", until, zone, now) if until is not None else None
     log = _open(db, scaler)
     # The file and the server share the route, so they show the very same page.
     route = review_route(
@@ -84,13 +85,13 @@ def review_command(
         log.close()
 
 
-def _since(text: str, zone: tzinfo) -> timedelta | datetime:
+def _since(text: str, zone: tzinfo, now: datetime) -> timedelta | datetime:
     """A duration stays relative, so a served page's window moves with the clock.
 
-    It is counted back from now once here, for the errors of :func:`_moment`: a duration
-    reaching before the year 1 would otherwise fail at every request.
+    It is counted back from ``now`` once here, for the errors of :func:`_moment`: a
+    duration reaching before the year 1 would otherwise fail at every request.
     """
-    start = _moment("--since", text, zone, datetime.now(UTC))
+    start = _moment("--since", text, zone, now)
     try:
         return parse_duration(text)
     except ValueError:
