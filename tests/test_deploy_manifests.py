@@ -142,6 +142,7 @@ ALLOWED_WRITES = {
     "predictivescalers/status",
     "deployments/scale",
     "statefulsets/scale",
+    "replicasets/scale",
     "horizontalpodautoscalers",  # HPAFloor mode raises minReplicas, and only that
     "events",
     "leases",
