@@ -214,3 +214,36 @@ def test_the_leader_lease_lives_where_the_controller_looks_for_it() -> None:
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert f"--lease-namespace={LEASE_NAMESPACE}" in args
     assert not any(re.match(r"--lease-name(=|$)", arg) for arg in args)  # the default name
+
+
+def controller_manifests() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The controller's container and its Services."""
+    docs = manifests("controller.yaml")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container, [d for d in docs if d["kind"] == "Service"]
+
+
+def option(args: list[str], name: str, default: str | None = None) -> str | None:
+    for arg in args:
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def test_the_public_feed_is_served_and_has_a_service_of_its_own() -> None:
+    # README: `--feed-port` serves /feeds/NS/NAME on its own port, so that it can be exposed
+    # publicly without /metrics and /ui; without it in the manifests there is no feed.
+    container, services = controller_manifests()
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    feed_port = option(container["args"], "--feed-port")
+    assert feed_port is not None, "the Deployment does not start the feed"
+    assert ports["feed"] == int(feed_port)
+    assert ports["http"] == int(option(container["args"], "--port", "8080") or 0)
+    (feed,) = [s for s in services if any(p["targetPort"] == "feed" for p in s["spec"]["ports"])]
+    assert [p["targetPort"] for p in feed["spec"]["ports"]] == ["feed"]  # not /metrics, /ui
+    # A ServiceMonitor scraping port "http" of the controller's Services must not pick it up.
+    assert [p["name"] for p in feed["spec"]["ports"]] != ["http"]
+    for service in services:
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports, port
