@@ -76,6 +76,11 @@ def _fallback(r: DecisionRecord) -> str:
         why += f": {r.backtest_score:.2f}"
     if r.observed_load is None:
         return f"there was no usable forecast ({why}) and no load was observed to react to"
+    if r.observed_load < 0:  # the policy takes a negative rate (a broken query) as unknown
+        return (
+            f"there was no usable forecast ({why}) and the load reading, "
+            f"{_load(r, r.observed_load)}, is not a usable request rate, so nothing to react to"
+        )
     return (
         f"there was no usable forecast ({why}), so it followed the load now: "
         f"{_load(r, r.observed_load)} needs {r.reactive_floor:,} pods at "
