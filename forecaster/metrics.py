@@ -97,12 +97,11 @@ def selection_score(
     (on M4 Hourly, weekly seasonal naive for half the series, OWA 0.75 instead of 0.51).
     Used by ``--model auto`` to choose between models.
     """
-    finite = np.isfinite(y) & np.isfinite(median) & np.isfinite(upper)
-    if not finite.any():
+    y, median, upper = _finite(y, median, upper)
+    if not y.size:
         return np.nan
-    y = y[finite]
-    return _weighted_pinball(y, median[finite], 0.5, under_weight) + _weighted_pinball(
-        y, upper[finite], q, under_weight
+    return _weighted_pinball(y, median, 0.5, under_weight) + _weighted_pinball(
+        y, upper, q, under_weight
     )
 
 

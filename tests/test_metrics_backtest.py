@@ -79,6 +79,23 @@ def hourly(days: int = 20, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"unique_id": "s", "ds": ds, "y": rng.poisson(mean).astype(float)})
 
 
+@pytest.mark.parametrize(
+    "metric", [mae, rmse, smape, coverage, peak_recall, selection_score], ids=lambda m: m.__name__
+)
+def test_metrics_take_lists_and_series_by_position(metric) -> None:
+    """An analyst passes columns of two frames, or plain lists: every metric pairs values
+    by position (selection_score raised on lists, and aligned Series on their index, which
+    gave NaN for columns of differently indexed frames)."""
+    y, yhat, upper = [10.0, 12.0, NAN, 9.0], [11.0, 12.0, 5.0, 8.0], [13.0, 11.0, 6.0, 10.0]
+    extra = (0.9,) if metric is selection_score else ()
+    arrays = [np.asarray(v) for v in (y, yhat, upper)][: 3 if extra else 2]
+    expected = metric(*arrays, *extra)
+    assert np.isfinite(expected)
+    assert metric(*[list(a) for a in arrays], *extra) == pytest.approx(expected)
+    shifted = [pd.Series(a, index=np.arange(len(a)) + 10 * n) for n, a in enumerate(arrays)]
+    assert metric(*shifted, *extra) == pytest.approx(expected)
+
+
 def test_cutoffs_leave_the_horizon_after_the_last() -> None:
     step = pd.Timedelta("1h")
     points = cutoffs(pd.Timestamp("2026-09-20 23:00"), step, horizon=24, folds=3, every=12)
