@@ -73,7 +73,15 @@ def fold_cutoffs(
     frame: pd.DataFrame, horizon: int, folds: int, every: int | None = None
 ) -> list[pd.Timestamp]:
     """The cutoffs of :func:`backtest` for a series frame; :class:`ShortHistoryError` when
-    the frame is too short."""
+    the frame is too short.
+
+    ``horizon``, ``folds`` and ``every`` must be whole and positive (``ValueError``): no fold
+    at all was an ``IndexError``, and a negative ``every`` put cutoffs after the last one,
+    forecasting past the end of the data.
+    """
+    for name, value in (("horizon", horizon), ("folds", folds), ("every", every)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     step = series_freq(frame)
     every = every or horizon
     points = cutoffs(frame["ds"].max(), step, horizon, folds, every)

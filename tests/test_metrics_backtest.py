@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator
 
-from forecaster.backtest import backtest, by_horizon, cutoffs, score
+from forecaster.backtest import ShortHistoryError, backtest, by_horizon, cutoffs, score
 from forecaster.metrics import (
     coverage,
     mae,
@@ -145,6 +145,18 @@ def test_score_and_horizon_bins() -> None:
 def test_backtest_needs_enough_history() -> None:
     with pytest.raises(ValueError, match="need more history"):
         backtest(SeasonalNaive(), hourly(days=2), horizon=24, folds=5)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"folds": 0}, {"folds": -1}, {"every": 0}, {"every": -5}, {"horizon": 0}]
+)
+def test_folds_every_and_horizon_must_be_positive(bad) -> None:
+    """No fold was an IndexError, and a negative ``every`` put a cutoff after the last one
+    (forecasting past the data); neither is short history, which training falls back on."""
+    arguments = {"horizon": 24, "folds": 3, "every": None} | bad
+    with pytest.raises(ValueError, match="positive whole number") as caught:
+        backtest(SeasonalNaive(), hourly(days=10), **arguments)
+    assert not isinstance(caught.value, ShortHistoryError)
 
 
 def test_map_function_is_used() -> None:
