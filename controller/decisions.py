@@ -23,6 +23,7 @@ restarted controller does with a decision recorded but not marked applied).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -231,8 +232,7 @@ class DecisionLog:
         """Open (and on first use create) the log at ``url``; see the module docstring."""
         self.url = url
         self._engine = _engine(url)
-        with self._engine.begin() as conn:
-            _create_schema(conn)
+        _open_schema(self._engine)
 
     def close(self) -> None:
         """Release the connections."""
@@ -377,6 +377,30 @@ def _engine(url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+SCHEMA_ATTEMPTS = 3
+"""Tries at creating the schema. Two processes opening a new log at once (the replicas of
+a highly available controller starting together) both find the tables missing and both
+create them: the slower one fails on the other's table or version row, which a second
+try, finding them, reads instead."""
+
+
+def _open_schema(engine: Engine) -> None:
+    """Create or check the schema, trying again when a concurrent open created it first.
+
+    Only a failure after connecting is tried again: an unreachable database fails at once.
+    """
+    with engine.connect() as conn:
+        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+            try:
+                with conn.begin():
+                    _create_schema(conn)
+                return
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+                if attempt == SCHEMA_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
 
 
 def _create_schema(conn: Connection) -> None:
