@@ -57,7 +57,8 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
     Columns: ``ds`` (hour start, naive UTC), ``expected`` (mean of ``yhat`` over the hour's
     intervals, in the series' unit per interval), ``peak`` (the highest ``quantile`` forecast
     in the hour) and ``peak_at`` (when it comes). An hour without an interval of its own
-    (a series coarser than hourly) takes the values of the interval covering it.
+    (a series coarser than hourly) takes the values of the interval covering it. Intervals
+    the model left without a number (NaN) are skipped; an hour left with none is no row.
     """
     start = _naive_utc(now).ceil("h")
     grid = pd.date_range(start, periods=days * 24, freq=HOUR)
@@ -70,7 +71,8 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
             "yhat": frame["yhat"].to_numpy(dtype=float),
             "upper": frame[quantile_column(quantile)].to_numpy(dtype=float),
         }
-    )
+    ).dropna()  # an hour of NaN would fail idxmax, and with it the scaler's whole model job
+    rows = rows.reset_index(drop=True)
     grouped = rows.groupby("hour", sort=True)
     at = grouped["upper"].idxmax().to_numpy()
     hourly = grouped[["yhat"]].mean().rename(columns={"yhat": "expected"})

@@ -1,0 +1,24 @@
+"""Edge cases of the capacity outlook and the public feed: forecasts with holes, empty
+outlooks, time zones and HTTP details (:mod:`controller.outlook`, :mod:`controller.feed`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from controller.outlook import Bands, Ratings, project, risks
+from tests.test_outlook import NOW, forecast, spec
+
+
+def test_an_hour_the_model_left_without_numbers_is_skipped_not_fatal() -> None:
+    """A NaN upper quantile for a whole hour made ``idxmax`` raise, which failed the scaler's
+    model job (its short-term forecast included) at every try."""
+    frame = forecast([4.0] * 6 * 24)
+    frame.loc[6:11, "q0.9"] = np.nan  # 17:00 .. 17:50
+    frame.loc[13, "q0.9"] = np.nan  # one interval of 18:00
+    hours = project(frame, 0.9, NOW, days=1)
+    assert len(hours) == 23 and datetime(2026, 11, 14, 17) not in set(hours["ds"])
+    assert hours["peak"].notna().all() and hours["expected"].notna().all()
+    assert [r.start.hour for r in risks(hours, spec(3), NOW)][:2] == [16, 18]
+    assert len(Ratings.of(hours, Bands(1.0, 3.0), NOW).ratings) == 1  # up to the hole
