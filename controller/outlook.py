@@ -246,10 +246,15 @@ class Ratings:
     def of(
         cls, hours: pd.DataFrame, bands: Bands, generated_at: datetime, numbers: bool = False
     ) -> Ratings:
-        """Rate the hours of :func:`project` up to the first hour the forecast missed."""
+        """Rate the hours of :func:`project` up to the first hour the forecast missed.
+
+        No hours (a forecast without a number in the window) rate as none from the next
+        hour: the reconciler rates at every reconcile, and raising would stop it there.
+        """
         ds = pd.DatetimeIndex(hours["ds"])
         if len(ds) == 0:
-            raise ValueError("no hours to rate")
+            start = _naive_utc(generated_at).ceil("h").tz_localize("UTC")
+            return cls(generated_at, start, (), () if numbers else None)
         consecutive = ds == ds[0] + HOUR * np.arange(len(ds))
         kept = hours[np.logical_and.accumulate(consecutive)]
         expected = kept["expected"].to_numpy(dtype=float)

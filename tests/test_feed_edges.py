@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 from controller.outlook import Bands, Ratings, project, risks
 from tests.test_outlook import NOW, forecast, spec
@@ -22,3 +23,16 @@ def test_an_hour_the_model_left_without_numbers_is_skipped_not_fatal() -> None:
     assert hours["peak"].notna().all() and hours["expected"].notna().all()
     assert [r.start.hour for r in risks(hours, spec(3), NOW)][:2] == [16, 18]
     assert len(Ratings.of(hours, Bands(1.0, 3.0), NOW).ratings) == 1  # up to the hole
+
+
+def test_a_forecast_without_numbers_rates_no_hours_instead_of_raising() -> None:
+    """The reconciler rates the outlook at every reconcile without a guard: ``Ratings.of``
+    raised ``ValueError`` on an empty projection, so the scaler's status was never written."""
+    frame = forecast([4.0] * 6 * 24)
+    frame["yhat"] = np.nan
+    hours = project(frame, 0.9, NOW, days=1)
+    assert hours.empty and risks(hours, spec(3), NOW) == []
+    rated = Ratings.of(hours, Bands(1.0, 3.0), NOW, numbers=True)
+    assert rated.ratings == () and rated.hours(NOW) == []
+    assert rated.start == pd.Timestamp("2026-11-14 16:00", tz="UTC")
+    assert Ratings.from_status(rated.to_status()) == rated
