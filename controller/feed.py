@@ -86,6 +86,8 @@ def respond(lookup: Lookup, target: str, headers: Headers, now: datetime) -> Res
         ratings = Ratings.from_status((obj.get("status") or {}).get("outlook") or {})
     except ValueError:
         return _plain(503, "no outlook yet: try again in a minute\n", {"Retry-After": "60"})
+    if not ratings.hours(now):  # all ended (no fresh outlook since), or none forecast
+        return _plain(503, "no outlook for the coming hours\n", {"Retry-After": "300"})
     asked = parse_qs(url.query).get("lang", [None])[0]
     lang = language(asked, headers.get("Accept-Language"))
     if match["json"]:

@@ -3,12 +3,15 @@ outlooks, time zones and HTTP details (:mod:`controller.outlook`, :mod:`controll
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from controller.feed import respond
 from controller.outlook import Bands, Ratings, project, risks
+from tests.test_feed_browser import CLOCK, scaler
 from tests.test_outlook import NOW, forecast, spec
 
 
@@ -36,3 +39,17 @@ def test_a_forecast_without_numbers_rates_no_hours_instead_of_raising() -> None:
     assert rated.ratings == () and rated.hours(NOW) == []
     assert rated.start == pd.Timestamp("2026-11-14 16:00", tz="UTC")
     assert Ratings.from_status(rated.to_status()) == rated
+
+
+@pytest.mark.parametrize("path", ["/feeds/gov/portal.json", "/feeds/gov/portal"])
+def test_a_feed_with_no_coming_hour_is_unavailable_not_an_empty_week(path: str) -> None:
+    """An outlook whose hours have all ended (none forecast since) or that rated none was
+    served as an empty grid saying there are no quiet hours in the coming days."""
+    obj = scaler()
+    week_later = CLOCK + timedelta(days=7)
+    answer = respond(lambda key: obj, path, {}, week_later)
+    assert answer.status == 503 and answer.headers["Cache-Control"] == "no-store"
+    assert respond(lambda key: obj, path, {}, week_later - timedelta(hours=1)).status == 200
+    empty = Ratings.of(project(forecast([]), 0.9, NOW, 1), Bands(1.0, 3.0), NOW)
+    obj["status"]["outlook"] = empty.to_status()
+    assert respond(lambda key: obj, path, {}, CLOCK).status == 503
