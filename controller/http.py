@@ -21,15 +21,29 @@ log = logging.getLogger("surgecast.http")
 Route = Callable[[str], tuple[int, str, bytes]]
 """A handler: the request path with query in, (status, content type, body) out."""
 
+REQUEST_TIMEOUT = 10.0
+"""Seconds a connection may sit without sending or taking a byte before it is closed.
+
+The standard library waits forever, and each connection holds a thread: a few thousand
+clients that connect and stay silent (on the public feed port, anyone) would exhaust the
+process's threads, and the controller's own jobs could then not start one."""
+
 
 class ThreadedServer:
     """A stdlib HTTP server run in a daemon thread: the lifecycle the controller's servers
-    share. ``port=0`` picks a free port (see :attr:`port`)."""
+    share. ``port=0`` picks a free port (see :attr:`port`); a connection idle for
+    ``request_timeout`` seconds is closed (:data:`REQUEST_TIMEOUT`)."""
 
     def __init__(
-        self, handler: type[BaseHTTPRequestHandler], host: str, port: int, name: str
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        host: str,
+        port: int,
+        name: str,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.server = ThreadingHTTPServer((host, port), handler)
+        timed = type(handler.__name__, (handler,), {"timeout": request_timeout})
+        self.server = ThreadingHTTPServer((host, port), timed)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 
@@ -54,7 +68,13 @@ class RouteServer(ThreadedServer):
     :meth:`start`; a route that raises answers 500 and is logged, and the server goes on.
     """
 
-    def __init__(self, routes: dict[str, Route], host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Route],
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.routes = routes
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,7 +89,7 @@ class RouteServer(ThreadedServer):
             def log_message(self, format: str, *args: object) -> None:
                 return None  # probes every few seconds would drown the JSON logs
 
-        super().__init__(Handler, host, port, "http")
+        super().__init__(Handler, host, port, "http", request_timeout)
 
 
 class ControllerHTTPServer(RouteServer):
@@ -82,13 +102,14 @@ class ControllerHTTPServer(RouteServer):
         ready: Callable[[], tuple[bool, str]],
         host: str = "0.0.0.0",
         port: int = 8080,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         routes: dict[str, Route] = {
             "/metrics": lambda _: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda _: _probe(healthy()),
             "/readyz": lambda _: _probe(ready()),
         }
-        super().__init__(routes, host, port)
+        super().__init__(routes, host, port, request_timeout)
 
 
 def _answer(routes: dict[str, Route], target: str) -> tuple[int, str, bytes]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from controller.http import ControllerHTTPServer
+from controller.feed import FeedServer
+from controller.http import REQUEST_TIMEOUT, ControllerHTTPServer
 from controller.metrics import ControllerMetrics
 
 
@@ -56,3 +60,45 @@ def test_metrics_are_exported_and_forgotten(served) -> None:
     )
     metrics.forget("prod", "pension")
     assert "surgecast_desired_replicas{" not in get(server.port, "/metrics")[1]
+
+
+def closed_within(port: int, seconds: float, sent: bytes = b"") -> bool:
+    """Whether the server closes a connection that sent ``sent`` and then nothing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        sock.sendall(sent)
+        try:
+            return sock.recv(1024) == b""
+        except TimeoutError:
+            return False
+
+
+def test_a_silent_connection_is_closed_and_does_not_hold_a_thread() -> None:
+    # Each connection is served by a thread; without a timeout a client that connects and
+    # stays silent keeps it for ever, and enough of them exhaust the process's threads.
+    server = ControllerHTTPServer(
+        ControllerMetrics().registry,
+        healthy=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        host="127.0.0.1",
+        port=0,
+        request_timeout=0.3,
+    ).start()
+    try:
+        before = threading.active_count()
+        assert closed_within(server.port, 3, b"")
+        assert closed_within(server.port, 3, b"GET /heal")
+        deadline = time.monotonic() + 3
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before
+        assert get(server.port, "/healthz") == (200, "ok\n")  # served as before
+    finally:
+        server.stop()
+
+
+def test_the_public_feed_server_closes_silent_connections_too() -> None:
+    feed = FeedServer(lambda key: None, host="127.0.0.1", port=0).start()
+    try:
+        assert feed.server.RequestHandlerClass.timeout == REQUEST_TIMEOUT
+    finally:
+        feed.stop()
