@@ -255,3 +255,12 @@ def test_an_interval_that_does_not_divide_a_day_is_refused_at_fit(freq: str, sho
     frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": 50.0})
     with pytest.raises(ValueError, match=f"interval {shown} does not divide a day"):
         SeasonalQuantile(country=None, tz=None).fit(frame)
+
+
+def test_a_season_shorter_than_the_interval_is_refused_at_fit() -> None:
+    """Daily data has no value an hour back to repeat: the forecast was all zeros, which a
+    scaler reads as no traffic."""
+    ds = pd.date_range("2026-09-01", periods=40, freq="1D")
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": 100.0})
+    with pytest.raises(ValueError, match="season 1h is shorter than the series' interval 24h"):
+        SeasonalNaive(season="1h").fit(frame)

@@ -131,3 +131,18 @@ def test_samples_per_series_shares_keeps_a_floor_and_caps_the_total(series, expe
     per = samples_per_series(series, max_samples=60_000, floor=1_000, max_total=1_000_000)
     assert per == expected
     assert per * series <= max(60_000, 1_000_000)
+
+
+@pytest.mark.parametrize("model", [GradientBoostingForecaster, LinearForecaster])
+def test_a_cold_start_with_a_season_shorter_than_the_interval_repeats_the_last_value(
+    model,
+) -> None:
+    """Data every two days, season a day: a series seen once has no season back to repeat,
+    and its cold start is the last value (seasonal naive forecast it as zeros)."""
+    ds = pd.date_range("2026-01-01", periods=60, freq="2D")
+    long = pd.DataFrame({"unique_id": "long", "ds": ds, "y": 100.0 + np.arange(60) % 3})
+    newborn = pd.DataFrame({"unique_id": "new", "ds": ds[-3:], "y": [np.nan, np.nan, 55.0]})
+    fitted = model().fit(pd.concat([long, newborn]))
+    forecast = fitted.predict(3, quantiles=(0.5, 0.9))
+    assert (forecast.loc[forecast["unique_id"] == "new", "yhat"] == 55.0).all()
+    assert "last value" in fitted.fallback_reason_["new"]

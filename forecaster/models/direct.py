@@ -92,7 +92,8 @@ def cold_start(one: pd.DataFrame, season: str, step: pd.Timedelta) -> tuple[Any,
     single value, with no interval of its own.
     """
     seen = int(one["y"].notna().sum())
-    if seen * step >= pd.Timedelta(season):
+    # a season shorter than the interval has no value a season back to repeat
+    if step <= pd.Timedelta(season) <= seen * step:
         naive = SeasonalNaive(season=season).fit(one)
         reason = (
             f"cold start: {seen} observed intervals is less than two seasons of {season};"

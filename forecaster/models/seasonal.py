@@ -48,6 +48,8 @@ class SeasonalNaive(PerSeriesModel):
     value plus the empirical quantile of ``y[t] - y[t - season]`` over the training data, so
     even this yardstick has honest intervals.
 
+    A season shorter than the series' interval is refused at ``fit``.
+
     A series with no observed value in its last season (a day of missing logs at the end,
     or less than a season of history) has nothing to repeat: it gets :class:`LastValue`,
     and ``fallback_reason_`` says so. Zero traffic instead would scale it to its minimum.
@@ -60,6 +62,11 @@ class SeasonalNaive(PerSeriesModel):
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         self.period_ = int(pd.Timedelta(self.season) / self.step_)
+        if self.period_ < 1:  # nothing a season back to repeat: the forecast was all zeros
+            raise ValueError(
+                f"SeasonalNaive repeats the value a season ago: the season {self.season} is"
+                f" shorter than the series' interval {to_offset(self.step_).freqstr}"
+            )
         self.history_ = {}
         self.residuals_ = {}
         self.last_ds_ = {}
