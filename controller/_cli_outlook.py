@@ -86,7 +86,7 @@ def outlook_command(
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
-    step = pd.Timedelta(stored.manifest["step"])
+    step = _step(stored.manifest, stored.models)
     horizon = int(pd.Timedelta(days=days, hours=1) / step) + 1
     frame = forecast(stored.models, horizon, (0.5, quantile), events)
     spec = PolicySpec(
@@ -109,6 +109,18 @@ def outlook_command(
         draw = _chart_png if chart.suffix == ".png" else _chart_html
         draw(outlooks, chart, zone, capacity * max_replicas, quantile)
         typer.echo(f"chart written to {chart}")
+
+
+def _step(manifest: dict[str, object], models: dict[str, object]) -> pd.Timedelta:
+    """The series' interval: ``surgecast train`` records it in the manifest; a store saved
+    from Python (``store.save``) may not, and its fitted models then tell it."""
+    if "step" in manifest:
+        return pd.Timedelta(str(manifest["step"]))
+    steps = [getattr(m, "step_", None) for m in models.values()]
+    known = [pd.Timedelta(s) for s in steps if s is not None]
+    if not known:
+        fail("the model store records no interval (step), and its models know none")
+    return min(known)
 
 
 def _table(

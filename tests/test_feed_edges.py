@@ -3,16 +3,22 @@ outlooks, time zones and HTTP details (:mod:`controller.outlook`, :mod:`controll
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from controller.cli import app
 from controller.feed import respond
 from controller.outlook import Bands, Ratings, project, risks
 from tests.test_feed_browser import CLOCK, scaler
 from tests.test_outlook import NOW, forecast, spec
+
+STORE_V1 = Path(__file__).parent / "fixtures" / "model-store-v1"
 
 
 def test_an_hour_the_model_left_without_numbers_is_skipped_not_fatal() -> None:
@@ -53,3 +59,15 @@ def test_a_feed_with_no_coming_hour_is_unavailable_not_an_empty_week(path: str) 
     empty = Ratings.of(project(forecast([]), 0.9, NOW, 1), Bands(1.0, 3.0), NOW)
     obj["status"]["outlook"] = empty.to_status()
     assert respond(lambda key: obj, path, {}, CLOCK).status == 503
+
+
+def test_the_outlook_cli_reads_a_store_whose_manifest_records_no_step() -> None:
+    """A store saved from Python (the format-1 fixture) has no ``step`` in its manifest:
+    ``surgecast outlook`` died of ``KeyError: 'step'``; the fitted models know it."""
+    args = ["outlook", "--model", str(STORE_V1), "--capacity-per-replica", "30"]
+    result = CliRunner().invoke(app, [*args, "--max-replicas", "2", "--days", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    outlooks = json.loads(result.output)
+    assert [o["unique_id"] for o in outlooks] == ["a", "b"]
+    assert all(o["from"] == "2026-09-28T00:00:00+00:00" and o["at_risk"] for o in outlooks)
+    assert len(outlooks[0]["at_risk"]) <= 48
