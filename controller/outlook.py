@@ -374,13 +374,14 @@ def language(asked: str | None, accept_language: str | None) -> str:
     """The language to answer in: ``?lang=`` first, then ``Accept-Language``, then English.
 
     Only the primary subtag counts (``zh-CN``, ``zh-Hans`` and ``zh-TW`` are all ``zh``);
-    ``Accept-Language`` entries go by their ``q`` weight, ``q=0`` meaning "not this".
+    ``Accept-Language`` entries go by their ``q`` weight, ``q=0`` meaning "not this" (the
+    parameter's name is case-insensitive in RFC 9110's grammar: ``Q=0.8`` is a weight too).
     """
     if asked and asked.split("-")[0].lower() in TEXT:
         return asked.split("-")[0].lower()
     weighted = []
     for n, item in enumerate((accept_language or "").split(",")):
-        match = re.match(r"^\s*([A-Za-z]+)(?:-[\w-]*)?\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$", item)
+        match = re.match(r"^\s*([A-Za-z]+)(?:-[\w-]*)?\s*(?:;\s*[qQ]\s*=\s*([0-9.]+))?\s*$", item)
         if not match:
             continue
         try:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.feed import respond
-from controller.outlook import Bands, Ratings, project, risks
+from controller.outlook import Bands, Ratings, language, project, risks
 from tests.test_feed_browser import CLOCK, scaler
 from tests.test_outlook import NOW, forecast, spec
 
@@ -71,3 +71,12 @@ def test_the_outlook_cli_reads_a_store_whose_manifest_records_no_step() -> None:
     assert [o["unique_id"] for o in outlooks] == ["a", "b"]
     assert all(o["from"] == "2026-09-28T00:00:00+00:00" and o["at_risk"] for o in outlooks)
     assert len(outlooks[0]["at_risk"]) <= 48
+
+
+@pytest.mark.parametrize(
+    ("accept", "lang"),
+    [("zh;Q=0.8, en;Q=0.7", "zh"), ("en;Q=0, zh", "zh"), ("zh-CN;Q=0.9,en;q=0.95", "en")],
+)
+def test_an_upper_case_q_weight_counts(accept: str, lang: str) -> None:
+    """``Q=`` made the whole entry unreadable, so a Chinese reader got English."""
+    assert language(None, accept) == lang
