@@ -247,3 +247,146 @@ def test_the_public_feed_is_served_and_has_a_service_of_its_own() -> None:
     for service in services:
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, port
+
+
+# -- the CRD schema against the spec reader --------------------------------------------------
+
+CEL_SUBSET = re.compile(r"^[\w\s.'|&!=<>()\[\]-]+$")
+
+
+def cel(rule: str, value: Any) -> bool:
+    """Evaluate one of the CRD's CEL rules the way the API server would, for the small subset
+    of CEL they use (``has``, ``matches``, comparisons, ``||``, ``&&``). Date-time fields are
+    CEL timestamps, as in Kubernetes, so they compare as instants, not as strings."""
+    assert CEL_SUBSET.match(rule), f"CEL beyond what this test evaluates: {rule}"
+    python = re.sub(r"!has\(self\.(\w+)\)", r"('\1' not in self)", rule)
+    python = re.sub(r"self\.matches\(('[^']*')\)", r"bool(re.search(\1, self))", python)
+    python = re.sub(r"self\.(\w+)", r"self['\1']", python)
+    python = python.replace("||", " or ").replace("&&", " and ")
+    return bool(eval(python, {"re": re}, {"self": value}))  # noqa: S307 - our own CRD's rules
+
+
+def as_cel(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` with its date-time fields as datetimes (CEL timestamps)."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: as_cel(props.get(k, {}), v) for k, v in value.items()}
+    if schema.get("format") == "date-time" and isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def validate_with_cel(obj: dict[str, Any]) -> list[str]:
+    """The CRD's OpenAPI schema and its CEL rules (what jsonschema alone cannot evaluate)."""
+    import jsonschema
+
+    from tests.test_deploy_manifests import crd_schema
+
+    def rules(validator: Any, found: Any, instance: Any, schema: dict[str, Any]) -> Any:
+        for entry in found:
+            if not cel(entry["rule"], as_cel(schema, instance)):
+                yield jsonschema.ValidationError(entry.get("message", entry["rule"]))
+
+    validator_class = jsonschema.validators.extend(
+        jsonschema.Draft4Validator, {"x-kubernetes-validations": rules}
+    )
+    validator = validator_class(crd_schema(), format_checker=jsonschema.FormatChecker())
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)
+    )
+
+
+def reader_problems(obj: dict[str, Any]) -> list[str]:
+    from controller.spec import SpecError, parse_scaler
+
+    obj = {**obj, "metadata": {**obj["metadata"], "uid": "u1", "generation": 1}}
+    try:
+        parse_scaler(obj)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
+def edited(change: Any) -> dict[str, Any]:
+    import copy
+
+    from tests.test_deploy_manifests import example_scaler
+
+    scaler = copy.deepcopy(example_scaler())
+    change(scaler)
+    return scaler
+
+
+REFUSED_BY_THE_READER = [
+    # A spec that the API server admits but the controller then refuses is only found out
+    # from a status condition; kubectl apply should say so at once.
+    ("step 0s", lambda s: s["spec"]["metric"].update(step="0s")),
+    ("step units out of order", lambda s: s["spec"]["metric"].update(step="30s1m")),
+    ("step unit twice", lambda s: s["spec"]["metric"].update(step="1m1m")),
+    ("step empty", lambda s: s["spec"]["metric"].update(step="")),
+    ("syncPeriod 0s", lambda s: s["spec"]["behavior"].update(syncPeriod="0s")),
+    ("syncPeriod 30s1m", lambda s: s["spec"]["behavior"].update(syncPeriod="30s1m")),
+    ("stabilization 0m", lambda s: s["spec"]["behavior"].update(scaleDownStabilization="0m")),
+    ("startupDelay 0s", lambda s: s["spec"].update(startupDelay="0s")),
+    ("startupDelay 30s2m", lambda s: s["spec"].update(startupDelay="30s2m")),
+    ("horizon 0h", lambda s: s["spec"].update(horizon="0h")),
+    ("historyWindow 0d", lambda s: s["spec"]["retrain"].update(historyWindow="0d")),
+    ("maxForecastAge 2h1d", lambda s: s["spec"]["retrain"].update(maxForecastAge="2h1d")),
+    ("query of spaces", lambda s: s["spec"]["metric"].update(query="   ")),
+    (
+        "override ends before it starts",
+        lambda s: s["spec"]["overrides"][0].update(end="2026-11-30T00:00:00+08:00"),
+    ),
+    (
+        "override ends as it starts, in another offset",
+        lambda s: s["spec"]["overrides"][0].update(end="2026-11-30T16:00:00Z"),
+    ),
+    ("override min above its max", lambda s: s["spec"]["overrides"][0].update(maxReplicas=5)),
+    (
+        "event ends as it starts",
+        lambda s: s["spec"]["events"][0].update(end=s["spec"]["events"][0]["start"]),
+    ),
+    ("min above max", lambda s: s["spec"].update(minReplicas=41)),
+]
+
+
+@pytest.mark.parametrize(
+    "change", [c for _, c in REFUSED_BY_THE_READER], ids=[n for n, _ in REFUSED_BY_THE_READER]
+)
+def test_what_the_spec_reader_refuses_the_crd_refuses_too(change) -> None:
+    scaler = edited(change)
+    assert reader_problems(scaler) != []
+    assert validate_with_cel(scaler) != []
+
+
+ACCEPTED_BY_BOTH = [
+    ("the example", lambda s: None),
+    ("step 1h30m", lambda s: s["spec"]["metric"].update(step="1h30m")),
+    ("step 500ms", lambda s: s["spec"]["metric"].update(step="500ms")),
+    ("step 90s", lambda s: s["spec"]["metric"].update(step="90s")),
+    ("startupDelay auto", lambda s: s["spec"].update(startupDelay="auto")),
+    ("startupDelay 0m45s", lambda s: s["spec"].update(startupDelay="0m45s")),
+    ("syncPeriod 1m30s", lambda s: s["spec"]["behavior"].update(syncPeriod="1m30s")),
+    ("horizon 1d12h", lambda s: s["spec"].update(horizon="1d12h")),
+    ("one-letter Prometheus host", lambda s: s["spec"]["metric"].update(prometheusUrl="http://p")),
+    (
+        "override with only a max",
+        lambda s: s["spec"]["overrides"][0].update(minReplicas=None, maxReplicas=3),
+    ),
+    (
+        "override ending later the same instant's day, another offset",
+        lambda s: s["spec"]["overrides"][0].update(end="2026-11-30T16:00:01Z"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "change", [c for _, c in ACCEPTED_BY_BOTH], ids=[n for n, _ in ACCEPTED_BY_BOTH]
+)
+def test_what_the_spec_reader_accepts_the_crd_admits(change) -> None:
+    scaler = edited(change)
+    for override in scaler["spec"].get("overrides", []):
+        for key in [k for k, v in override.items() if v is None]:
+            del override[key]
+    assert reader_problems(scaler) == []
+    assert validate_with_cel(scaler) == []
