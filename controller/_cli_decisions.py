@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain
-from controller.review import count_back, format_number
+from controller.review import count_back, format_number, wall_time
 from controller.spec import parse_duration
 from forecaster._cli_common import fail, zone_option
 
@@ -145,23 +145,39 @@ def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:
 
 
 def _time(option: str, text: str, zone: tzinfo, also: str = "") -> datetime:
-    """An ISO time; without an offset it is in ``zone``. ``also`` ends the error message."""
+    """An ISO time; without an offset it is in ``zone``. ``also`` ends the error message.
+
+    A wall time the zone's clocks read twice (falling back) or skipped (springing
+    forward) is refused rather than guessed: on-call asking about 01:30 on the night
+    clocks go back must get the decision of the 01:30 they mean.
+    """
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         fail(f"{option} {text!r} is not a time like {TIME_EXAMPLE!r}{also}")
-    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+    if moment.tzinfo is not None:
+        return moment
+    first, second = (moment.replace(tzinfo=zone, fold=fold) for fold in (0, 1))
+    if first.utcoffset() != second.utcoffset():
+        earlier, later = sorted((first, second), key=lambda m: m.astimezone(UTC))
+        if earlier.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment:
+            fail(f"{option} {text!r} did not happen in {zone}: clocks went forward past it")
+        fail(
+            f"{option} {text!r} happened twice in {zone}, clocks went back: add its UTC "
+            f"offset, {earlier.isoformat(' ', 'minutes')} or {later.isoformat(' ', 'minutes')}"
+        )
+    return first
 
 
 def _stamp(moment: datetime, zone: tzinfo) -> str:
-    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} {zone}"
+    return f"{wall_time(moment, zone, '%Y-%m-%d %H:%M')} {zone}"
 
 
 def _table(records: Sequence[DecisionRecord], zone: tzinfo) -> str:
     """One line per decision: the columns on-call scans for."""
     rows = [
         {
-            f"time ({zone})": f"{r.at.astimezone(zone):%Y-%m-%d %H:%M}",
+            f"time ({zone})": wall_time(r.at, zone, "%Y-%m-%d %H:%M"),
             "replicas": (
                 f"{r.current_replicas} → {r.replicas}"
                 if r.replicas != r.current_replicas

@@ -68,8 +68,8 @@ def review_page(
     zone = ZoneInfo(tz) if tz else UTC
     minute = "%Y-%m-%d %H:%M"
     window = (
-        f"from {_wall(since, zone, minute)} to "
-        f"{_wall(until, zone, minute) if until else 'now'} ({zone})"
+        f"from {wall_time(since, zone, minute)} to "
+        f"{wall_time(until, zone, minute) if until else 'now'} ({zone})"
     )
     sections = [
         _section(index, name, recs, tz, zone, limit)
@@ -318,7 +318,9 @@ def _figure(
                 "line": {"width": 1, "color": "white"},
             },
             hovertext=[
-                _hover(_wall(records[n].at, zone, "%Y-%m-%d %H:%M:%S"), records[n], sentences[n])
+                _hover(
+                    wall_time(records[n].at, zone, "%Y-%m-%d %H:%M:%S"), records[n], sentences[n]
+                )
                 for n in marked
             ],
             hoverinfo="text",
@@ -376,14 +378,14 @@ def _time_axis(records: Sequence[DecisionRecord], zone: tzinfo) -> tuple[list[st
         local = moment.astimezone(zone)
         if (local.toordinal() * 1440 + local.hour * 60 + local.minute) % step == 0:
             values.append(position(moment))
-            label = _wall(moment, zone, "%H:%M")
+            label = wall_time(moment, zone, "%H:%M")
             labels.append(label if local.date() == day else f"{label}<br>{local:%Y-%m-%d}")
             day = local.date()
         moment += timedelta(minutes=15)
     return x, {"tickmode": "array", "tickvals": values, "ticktext": labels}
 
 
-def _wall(moment: datetime, zone: tzinfo, form: str) -> str:
+def wall_time(moment: datetime, zone: tzinfo, form: str) -> str:
     """``moment`` as ``zone``'s clocks read it (strftime ``form``); in the hour they repeat
     when falling back, the wall time names two moments, so the UTC offset follows."""
     local = moment.astimezone(zone)
@@ -462,7 +464,7 @@ def _table(
             f'<tr id="{row_id}" data-reason="{html.escape(r.reason)}" '
             f'data-applied="{"yes" if r.applied else "no"}" '
             f'data-at="{r.at.astimezone(zone).isoformat(timespec="seconds")}">'
-            f"<td>{_wall(r.at, zone, '%Y-%m-%d %H:%M:%S')}</td><td>{change}</td>"
+            f"<td>{wall_time(r.at, zone, '%Y-%m-%d %H:%M:%S')}</td><td>{change}</td>"
             f"<td>{html.escape(r.reason)}</td>"
             f'<td class="num">{format_number(r.observed_load)}</td>'
             f'<td class="num">{format_number(r.forecast_peak)}</td>'

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from controller import decisions
+from controller.cli import app
 from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain
 from controller.policy import PolicySpec, decide
@@ -79,3 +84,74 @@ def test_opening_a_new_log_at_the_same_time_as_another_process(
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT version FROM schema_version")).scalars().all() == [1]
     engine.dispose()
+
+
+FALL_BACK = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+"""New York's clocks go back from 02:00 EDT to 01:00 EST: wall times 01:00-01:59 come twice."""
+
+
+@pytest.fixture
+def around_fall_back(tmp_path: Path) -> str:
+    """A SQLite log of one decision every 10 minutes from 00:50 EDT to 02:10 EST; the
+    current replica count is the minutes since the first."""
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    first = FALL_BACK - timedelta(minutes=70)
+    with DecisionLog(db) as log:
+        log.record_many(
+            [
+                replace(sample(0), at=first + timedelta(minutes=m), current_replicas=m)
+                for m in range(0, 150, 10)
+            ]
+        )
+    return db
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_explain_at_a_wall_time_that_came_twice_asks_which(around_fall_back: str) -> None:
+    # 01:30 New York time is 05:30 and 06:30 UTC; it explained the first without a word.
+    new_york = ("--tz", "America/New_York", "--db", around_fall_back)
+    code, out = cli("decisions", "explain", "prod/portal", "--at", "2026-11-01 01:30", *new_york)
+    assert code == 2
+    assert out == (
+        "error: --at '2026-11-01 01:30' happened twice in America/New_York, clocks went back: "
+        "add its UTC offset, 2026-11-01 01:30-04:00 or 2026-11-01 01:30-05:00\n"
+    )
+    for offset, minutes in (("-04:00", 40), ("-05:00", 100)):
+        code, out = cli(
+            "decisions", "explain", "prod/portal", "--at", f"2026-11-01 01:30{offset}", *new_york
+        )
+        assert code == 0, out
+        assert f"scaled {minutes} → " in out
+        assert f", 2026-11-01 01:30 {offset} America/New_York: ScaleUp" in out
+
+
+def test_a_wall_time_clocks_skipped_is_refused(around_fall_back: str) -> None:
+    code, out = cli(
+        "decisions", "list", "prod/portal", "--since", "2026-03-08 02:30",
+        "--tz", "America/New_York", "--db", around_fall_back,
+    )  # fmt: skip
+    assert code == 2
+    assert out == (
+        "error: --since '2026-03-08 02:30' did not happen in America/New_York: clocks went "
+        "forward past it\n"
+    )
+
+
+def test_list_tells_the_repeated_hour_apart(around_fall_back: str) -> None:
+    code, out = cli(
+        "decisions", "list", "prod/portal", "--since", "2026-11-01 00:00",
+        "--tz", "America/New_York", "--db", around_fall_back,
+    )  # fmt: skip
+    assert code == 0, out
+    times = [re.match(r"\s*(\S+ \S+( [+-]\d\d:\d\d)?)", line)[1] for line in out.splitlines()[1:]]
+    assert times == [
+        "2026-11-01 00:50",
+        *(f"2026-11-01 01:{m}0 -04:00" for m in range(6)),
+        *(f"2026-11-01 01:{m}0 -05:00" for m in range(6)),
+        "2026-11-01 02:00",
+        "2026-11-01 02:10",
+    ]
