@@ -390,3 +390,64 @@ def test_what_the_spec_reader_accepts_the_crd_admits(change) -> None:
             del override[key]
     assert reader_problems(scaler) == []
     assert validate_with_cel(scaler) == []
+
+
+# -- the image --------------------------------------------------------------------------------
+
+
+def dockerfile_runs() -> list[str]:
+    """The RUN commands of deploy/Dockerfile, continuation lines joined."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line[4:] for line in text.splitlines() if line.startswith("RUN ")]
+
+
+def runtime_closure() -> set[str]:
+    """The distributions ``pip install .`` brings in: the project's dependencies, theirs,
+    and so on (as the installed metadata declares them)."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        req = todo.pop()
+        key = (norm(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in metadata.distribution(req.name).requires or []:
+            sub = Requirement(line)
+            extras = {"", *req.extras}
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    return {name for name, _ in seen}
+
+
+def test_the_image_installs_the_runtime_dependencies_pinned_and_no_dev_tools() -> None:
+    pip = [run for run in dockerfile_runs() if "pip install" in run]
+    # -r would install every line of the lock: pytest, mypy, selenium, debugpy, jupyter...
+    assert not any(re.search(r"(-r|--requirement)[ =]requirements\.lock", run) for run in pip)
+    assert any(re.search(r"(-c|--constraint)[ =]requirements\.lock\b.*\s\.$", run) for run in pip)
+    lock = {
+        re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+        for line in (DEPLOY.parent / "requirements.lock").read_text().splitlines()
+        if "==" in line
+    }
+    assert runtime_closure() <= lock  # so every package in the image is at a locked version
+
+
+def test_the_image_runs_as_the_user_the_pod_asks_for() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", text, re.MULTILINE)
+    (deployment,) = [d for d in manifests("controller.yaml") if d["kind"] == "Deployment"]
+    context = deployment["spec"]["template"]["spec"]["securityContext"]
+    assert (int(user[0]), int(user[1])) == (context["runAsUser"], context["runAsGroup"])
+    container, _ = controller_manifests()
+    exposed = set(re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)[0].split())
+    assert {str(p["containerPort"]) for p in container["ports"]} <= exposed
