@@ -58,13 +58,19 @@ def list_command(
     end = _moment("--until", until, zone, now) if until is not None else None
     with _open(db, scaler) as log:
         records = log.list(scaler, since=start, until=end, reason=reason, limit=limit)
-        newest = None if records else log.list(scaler, limit=1)[0]
+        newest = None if records else log.list(scaler, reason=reason, limit=1)
+    what = f"{reason} decisions" if reason is not None else "decisions"
     if as_json:
         typer.echo(json.dumps([_as_json(record) for record in records], indent=2))
+    elif newest is not None and not newest:
+        typer.echo(f"no {what} of {scaler} in the log")
     elif newest is not None:
+        # Outside the window, or the list would hold it: before --since or from --until on.
+        when, advice = newest[0].at, ": widen --since"
+        if end is not None and when >= end:
+            advice = ", after --until"
         typer.echo(
-            f"no decisions of {scaler} in that window; the newest is from "
-            f"{_stamp(newest.at, zone)}: widen --since"
+            f"no {what} of {scaler} in that window; the newest is from {_stamp(when, zone)}{advice}"
         )
     else:
         typer.echo(_table(records, zone))

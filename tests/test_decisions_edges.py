@@ -155,3 +155,26 @@ def test_list_tells_the_repeated_hour_apart(around_fall_back: str) -> None:
         "2026-11-01 02:00",
         "2026-11-01 02:10",
     ]
+
+
+def test_an_empty_list_points_the_right_way(around_fall_back: str) -> None:
+    # With --reason or --until, "the newest is from ...: widen --since" named a decision
+    # inside the window, or after it, and gave advice that could not help.
+    db = ("--db", around_fall_back)
+    window = ("--since", "2026-11-01 03:00", "--until", "2026-11-01 04:00")
+    assert cli("decisions", "list", "prod/portal", *window, *db) == (
+        0,
+        "no decisions of prod/portal in that window; the newest is from "
+        "2026-11-01 07:10 UTC, after --until\n",
+    )
+    late = ("--since", "2026-11-01 08:00")
+    assert cli("decisions", "list", "prod/portal", *late, *db) == (
+        0,
+        "no decisions of prod/portal in that window; the newest is from "
+        "2026-11-01 07:10 UTC: widen --since\n",
+    )
+    everything = ("--since", "2026-11-01 00:00")
+    assert cli("decisions", "list", "prod/portal", *everything, "--reason", "ScaleDown", *db) == (
+        0,
+        "no ScaleDown decisions of prod/portal in the log\n",
+    )
