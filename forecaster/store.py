@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import platform
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -238,7 +239,7 @@ def save(
     """
     key = key if key is not None else os.environ.get(KEY_ENV)
     fs, root = fsspec.core.url_to_fs(url)
-    version = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{data_fingerprint[:8]}"
+    root = root.rstrip("/")
     arrays: dict[str, np.ndarray] = {}
     state = {name: encode_model(model, arrays) for name, model in models.items()}
     files = {"model.json": json.dumps(state, allow_nan=False).encode()}
@@ -247,6 +248,7 @@ def save(
     # rejects them already); spelled out, it also tells mypy no ``**arrays`` key is meant.
     np.savez_compressed(buffer, allow_pickle=False, **arrays)
     files["arrays.npz"] = buffer.getvalue()
+    version = _claim(fs, root, f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{data_fingerprint[:8]}")
     manifest = {
         "format": FORMAT,
         "version": version,
@@ -264,13 +266,46 @@ def save(
     if key:
         manifest["signature"] = _signature(manifest, key)
     text = json.dumps(manifest, indent=2, allow_nan=False)
-    folder = f"{root.rstrip('/')}/{version}"
-    fs.makedirs(folder, exist_ok=True)
+    folder = f"{root}/{version}"
     for name, data in files.items():
         fs.pipe_file(f"{folder}/{name}", data)
-    fs.pipe_file(f"{folder}/manifest.json", text.encode())
-    fs.pipe_file(f"{root.rstrip('/')}/LATEST", f"{version}\n".encode())
+    _replace(fs, f"{folder}/manifest.json", text.encode())
+    _replace(fs, f"{root}/LATEST", f"{version}\n".encode())
     return version
+
+
+def _claim(fs: Any, root: str, name: str) -> str:
+    """A version folder no other save has: ``name``, else ``name.2``, ``name.3``...
+
+    Two saves of the same data in the same second (a script retraining with another model,
+    two processes) named the same version, and the second rewrote the first's files in
+    place: the older version was lost, and a reader of the one in force could meet one
+    file of each. On a local disk the folder is created with ``mkdir``, which only one of
+    two racing processes wins; an object store has no folders, and there a name is taken
+    once its folder holds a file.
+    """
+    fs.makedirs(root, exist_ok=True)
+    n = 1
+    while True:
+        version = name if n == 1 else f"{name}.{n}"
+        folder = f"{root}/{version}"
+        try:
+            if not fs.exists(folder):
+                fs.mkdir(folder, create_parents=False)
+                return version
+        except FileExistsError:
+            pass  # another save created it between the two calls
+        n += 1
+
+
+def _replace(fs: Any, path: str, data: bytes) -> None:
+    """Write ``path`` whole or not at all: written in place, a file is empty for a moment
+    (which a controller loading ``LATEST`` then met as "version '' not found"), and stays
+    so after a crash. A rename replaces it at once on a disk; an object store's upload is
+    whole anyway."""
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    fs.pipe_file(temporary, data)
+    fs.mv(temporary, path)
 
 
 def _plain(value: Any) -> Any:
@@ -303,7 +338,15 @@ def versions(url: str) -> list[str]:
     if not fs.exists(root):
         return []
     names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
-    return sorted(n for n in names if fs.exists(f"{root.rstrip('/')}/{n}/manifest.json"))
+    stored = [n for n in names if fs.exists(f"{root.rstrip('/')}/{n}/manifest.json")]
+    return sorted(stored, key=_order)
+
+
+def _order(version: str) -> tuple[str, int]:
+    """Sort key of a version: its name, then the number :func:`_claim` added (``.10``
+    after ``.9``, which text order puts before ``.2``)."""
+    name, dot, n = version.rpartition(".")
+    return (name, int(n)) if dot and n.isdigit() else (version, 1)
 
 
 def load(url: str, version: str | None = None, key: str | None = None) -> StoredModels:
