@@ -88,7 +88,10 @@ def outlook_command(
         fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
     step = _step(stored.manifest, stored.models)
     horizon = int(pd.Timedelta(days=days, hours=1) / step) + 1
-    frame = forecast(stored.models, horizon, (0.5, quantile), events)
+    try:
+        frame = forecast(stored.models, horizon, (0.5, quantile), events)
+    except ValueError as exc:  # a calendar without the models' events, for one
+        fail(str(exc))
     spec = PolicySpec(
         min_replicas=0,
         max_replicas=max_replicas,

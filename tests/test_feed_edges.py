@@ -15,6 +15,9 @@ from typer.testing import CliRunner
 from controller.cli import app
 from controller.feed import respond
 from controller.outlook import Bands, Ratings, language, project, risks
+from forecaster import store
+from forecaster.frames import write_frame
+from forecaster.models import LinearForecaster
 from tests.test_feed_browser import CLOCK, scaler
 from tests.test_outlook import NOW, forecast, spec
 
@@ -80,3 +83,25 @@ def test_the_outlook_cli_reads_a_store_whose_manifest_records_no_step() -> None:
 def test_an_upper_case_q_weight_counts(accept: str, lang: str) -> None:
     """``Q=`` made the whole entry unreadable, so a Chinese reader got English."""
     assert language(None, accept) == lang
+
+
+def test_the_outlook_cli_refuses_a_calendar_without_the_models_events_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """The model's ``ValueError`` escaped as a traceback; it is now the one-line error the
+    other option problems get."""
+    ds = pd.date_range("2026-10-01", periods=14 * 24, freq="1h")
+    calendar = pd.DataFrame({"ds": pd.date_range("2026-10-01", periods=20 * 24, freq="1h")})
+    calendar["event_launch"] = (calendar["ds"].dt.day % 7 == 0).astype(float)
+    history = pd.DataFrame({"unique_id": "s", "ds": ds, "y": ds.hour + 1.0})
+    model = LinearForecaster().fit(history, events=calendar)
+    metadata = {"step": "3600s", "training": {"events": ["event_launch"]}}
+    store.save(
+        {"linear": model}, str(tmp_path / "models"), metadata, store.fingerprint(history), NOW
+    )
+    write_frame(calendar.rename(columns={"event_launch": "event_x"}), tmp_path / "events.csv")
+    args = ["outlook", "--model", str(tmp_path / "models"), "--capacity-per-replica", "10"]
+    args += ["--max-replicas", "5", "--events", str(tmp_path / "events.csv")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "the events calendar lacks the event column(s) event_launch" in result.output
