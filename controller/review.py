@@ -429,7 +429,12 @@ def _filters(table: str, records: Sequence[DecisionRecord], zone: tzinfo) -> str
             if code.partition("/")[0] == family and code != family
         ]
         groups.append(f'<optgroup label="{html.escape(family)}">{"".join(options)}</optgroup>')
-    first, last = (f"{r.at.astimezone(zone):%Y-%m-%dT%H:%M}" for r in (records[0], records[-1]))
+    first, last, after = (
+        f"{moment.astimezone(zone):%Y-%m-%dT%H:%M}"
+        # "until" is exclusive and minutes are what the field holds: its latest choice must
+        # be the minute after the last decision, or that decision could never be kept.
+        for moment in (records[0].at, records[-1].at, records[-1].at + timedelta(minutes=1))
+    )
     zone_name = html.escape(str(zone))
     return f"""<form class="filters" data-table="{table}" data-zone="{zone_name}"
 onsubmit="return false">
@@ -437,7 +442,7 @@ onsubmit="return false">
 <label>applied <select name="applied"><option value="">any</option>
 <option value="yes">applied</option><option value="no">not applied</option></select></label>
 <label>from <input type="datetime-local" name="from" min="{first}" max="{last}"></label>
-<label>until <input type="datetime-local" name="until" min="{first}" max="{last}"></label>
+<label>until <input type="datetime-local" name="until" min="{first}" max="{after}"></label>
 <output>{len(records):,} of {len(records):,} decisions</output>
 </form>"""
 

@@ -236,3 +236,25 @@ def test_time_filters_across_a_dst_change(
 def _moment(text: str, zone: ZoneInfo) -> datetime:
     """A local wall time as a moment; in a repeated hour, the first of the two (fold 0)."""
     return datetime.fromisoformat(text).replace(tzinfo=zone).astimezone(UTC)
+
+
+def test_until_at_its_latest_keeps_the_last_decision(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The picker's latest "until" was the last decision's minute, and "until" is
+    exclusive, so no range the picker allowed could keep the last decision."""
+    first = datetime(2026, 11, 20, 9, 0, 30, tzinfo=UTC)
+    records = [sample(n, at=first + timedelta(minutes=n)) for n in range(5)]
+    page = tmp_path / "until.html"
+    page.write_text(review_page([SAMPLE_SCALER], {SAMPLE_SCALER: records}, since=first))
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer .trace")
+    )
+    fields = {
+        name: browser.find_element(By.CSS_SELECTOR, f"form.filters input[name={name}]")
+        for name in ("from", "until")
+    }
+    set_time(browser, "from", fields["from"].get_attribute("min") or "")
+    set_time(browser, "until", fields["until"].get_attribute("max") or "")
+    assert shown(browser) == ("5 of 5 decisions", 5)
