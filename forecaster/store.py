@@ -180,15 +180,23 @@ def decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     raise StoreError(f"unknown tag {tag!r} in model.json")
 
 
-def decode_model(value: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+def decode_model(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if not isinstance(value, dict) or not isinstance(value.get("$model"), str):
+        raise StoreError("model.json holds something that is not a model")
     name = value["$model"]
     if name not in MODEL_CLASSES:
         raise StoreError(f"model class {name!r} is not one this version of surgecast can load")
+    params, fitted = decode(value.get("params"), arrays), decode(value.get("state"), arrays)
+    if not isinstance(params, dict) or not isinstance(fitted, dict):
+        raise StoreError(f"{name} in model.json lacks its parameters or its fitted state")
     try:
-        model = MODEL_CLASSES[name](**decode(value["params"], arrays))
+        model = MODEL_CLASSES[name](**params)
     except TypeError as exc:
         raise StoreError(f"{name} parameters do not fit this version: {exc}") from exc
-    for key, state in decode(value["state"], arrays).items():
+    for key, state in fitted.items():
+        # Only what encode_model() writes: a fitted attribute, never a method or __dict__.
+        if not (isinstance(key, str) and key.endswith("_") and not key.startswith("_")):
+            raise StoreError(f"{name} in model.json sets {key!r}, which is no fitted attribute")
         setattr(model, key, state)
     return model
 
@@ -361,7 +369,8 @@ def load(url: str, version: str | None = None, key: str | None = None) -> Stored
             raise StoreError(f"{url}: no model store here (no LATEST file)") from None
     folder = f"{root}/{version}"
     manifest = _read_manifest(fs, folder, url, version)
-    if key and not hmac.compare_digest(manifest.get("signature", ""), _signature(manifest, key)):
+    signature = str(manifest.get("signature", "")).encode()  # bytes: any text compares
+    if key and not hmac.compare_digest(signature, _signature(manifest, key).encode()):
         raise StoreError(f"{url} {version}: the manifest's signature does not match the key")
     files = {}
     for name, digest in manifest["files"].items():
@@ -377,8 +386,11 @@ def load(url: str, version: str | None = None, key: str | None = None) -> Stored
         with np.load(io.BytesIO(files["arrays.npz"]), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         state = json.loads(files["model.json"])
+        if not isinstance(state, dict):
+            raise StoreError(f"{url} {version}: model.json is not a set of models by name")
         models = {name: decode_model(value, arrays) for name, value in state.items()}
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, OSError, TypeError) as exc:
+        # TypeError: a tag whose body has the wrong shape ({"$dict": 3}) in an edited file.
         raise StoreError(f"{url} {version}: unreadable model files: {exc}") from exc
     return StoredModels(models, manifest)
 
@@ -392,6 +404,8 @@ def _read_manifest(fs: Any, folder: str, url: str, version: str) -> dict[str, An
         raise StoreError(f"{url} {version}: manifest.json is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise StoreError(f"{url} {version}: manifest.json lacks the list of files")
+    if not isinstance(manifest.get("version"), str):
+        raise StoreError(f"{url} {version}: manifest.json lacks its version")
     if manifest.get("format") != FORMAT:
         raise StoreError(
             f"{url} {version}: stored in format {manifest.get('format')!r}; this version of"

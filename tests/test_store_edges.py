@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from forecaster import store
 from forecaster.models import LastValue, SeasonalNaive
-from tests.test_store import hourly, save_one
+from tests.test_store import fix_checksum, folder, hourly, rewrite_json, save_one
 
 
 def test_two_saves_of_the_same_data_in_one_second_keep_both_versions(tmp_path: Path) -> None:
@@ -102,3 +103,51 @@ def test_a_reader_never_meets_a_version_half_written(tmp_path: Path) -> None:
         done.set()
         reader.join()
     assert errors == []
+
+
+def _edit(change: Callable[[dict], object], name: str = "model.json") -> Callable[[Path], None]:
+    """A hand edit of one file, with the checksum fixed up as an editor would."""
+
+    def apply(version: Path) -> None:
+        rewrite_json(version / name, change)
+        if name != "manifest.json":
+            fix_checksum(version, name)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_edit(lambda s: s["m"].__setitem__("state", [1])), "lacks its parameters or its fitted"),
+        (_edit(lambda s: s["m"].__setitem__("params", None)), "lacks its parameters or its"),
+        (_edit(lambda s: s.__setitem__("m", 3)), "holds something that is not a model"),
+        (_edit(lambda s: s.clear() or s.__setitem__("$model", [])), "not a model"),
+        (_edit(lambda s: s["m"]["state"].__setitem__("x_", {"$dict": 3})), "unreadable model"),
+        (_edit(lambda s: s["m"]["state"].__setitem__("x_", {"$array": []})), "unreadable model"),
+        (_edit(lambda s: s["m"]["state"].__setitem__("predict", 1)), "sets 'predict', which"),
+        (_edit(lambda s: s["m"]["state"].__setitem__("__dict__", {})), "sets '__dict__'"),
+        (_edit(lambda m: m.pop("version"), "manifest.json"), "manifest.json lacks its version"),
+    ],
+    ids=["state-list", "params-null", "model-number", "class-list", "dict-body", "array-key"]
+    + ["method", "dunder", "no-version"],
+)
+def test_hand_edited_files_with_fixed_checksums_are_refused_not_a_crash(
+    damage: Callable[[Path], None], message: str, tmp_path: Path
+) -> None:
+    """Each was an AttributeError, TypeError or KeyError out of load() (which the controller
+    does not catch), or a model whose ``predict`` was a number."""
+    save_one(SeasonalNaive().fit(hourly()), str(tmp_path))
+    damage(folder(tmp_path))
+    with pytest.raises(store.StoreError, match=message):
+        store.load(str(tmp_path))
+
+
+def test_a_signature_edited_into_a_number_or_other_text_is_refused(tmp_path: Path) -> None:
+    for signature in (7, "ünsigned"):
+        save_one(SeasonalNaive().fit(hourly()), str(tmp_path), key="s3cret")
+        _edit(lambda m, s=signature: m.__setitem__("signature", s), "manifest.json")(
+            folder(tmp_path)
+        )
+        with pytest.raises(store.StoreError, match="signature does not match"):
+            store.load(str(tmp_path), key="s3cret")
