@@ -9,6 +9,7 @@ review page, :func:`controller.review.review_route`) are added to its ``routes``
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,22 @@ clients that connect and stay silent (on the public feed port, anyone) would exh
 process's threads, and the controller's own jobs could then not start one."""
 
 
+class _Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer whose failures go to the log, not as a bare traceback to stderr
+    (the controller's logs are JSON lines)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            # The client went away or stalled (a scrape or probe timing out, a reader of the
+            # feed closing the page): routine, and nothing to do about it.
+            log.debug("client %s: %s", client_address[0], error)
+        else:
+            log.exception("request from %s failed", client_address[0])
+
+
 class ThreadedServer:
     """A stdlib HTTP server run in a daemon thread: the lifecycle the controller's servers
     share. ``port=0`` picks a free port (see :attr:`port`); a connection idle for
@@ -43,8 +60,7 @@ class ThreadedServer:
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         timed = type(handler.__name__, (handler,), {"timeout": request_timeout})
-        self.server = ThreadingHTTPServer((host, port), timed)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), timed)
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 
     @property

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -102,3 +104,40 @@ def test_the_public_feed_server_closes_silent_connections_too() -> None:
         assert feed.server.RequestHandlerClass.timeout == REQUEST_TIMEOUT
     finally:
         feed.stop()
+
+
+def test_a_client_that_goes_away_is_logged_not_a_traceback_on_stderr(capfd, caplog) -> None:
+    # A scrape or probe that times out, or a feed reader closing the page, resets the
+    # connection while the answer is written; the standard library prints a traceback to
+    # stderr then, in the middle of the controller's JSON log lines.
+    server = ControllerHTTPServer(
+        ControllerMetrics().registry,
+        healthy=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        host="127.0.0.1",
+        port=0,
+    )
+    served = threading.Event()
+
+    def big(_: str) -> tuple[int, str, bytes]:
+        time.sleep(0.2)  # the client is gone by the time the answer is written
+        served.set()
+        return 200, "text/plain", b"x" * 4_000_000
+
+    server.routes["/big"] = big
+    server.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="surgecast.http"):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+            sock.close()  # with linger 0: a reset
+            assert served.wait(5)
+            deadline = time.monotonic() + 5
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert "Traceback" not in capfd.readouterr().err
+        assert [r.levelname for r in caplog.records] == ["DEBUG"]
+        assert get(server.port, "/healthz") == (200, "ok\n")
+    finally:
+        server.stop()
