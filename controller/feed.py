@@ -260,14 +260,18 @@ class FeedServer(ThreadedServer):
 
 
 def _public(obj: dict[str, Any] | None) -> FeedSettings | None:
-    """The feed settings of a scaler that publishes its feed, else None."""
+    """The feed settings of a scaler that publishes its feed, else None.
+
+    A scaler whose outlook is off publishes nothing either: there will never be ratings to
+    serve, and "try again in a minute" would be answered forever.
+    """
     if obj is None:
         return None
     try:
-        settings = parse_scaler(obj).feed
+        config = parse_scaler(obj)
     except SpecError:
         return None
-    return settings if settings.public else None
+    return config.feed if config.feed.public and config.outlook.enabled else None
 
 
 def _not_modified(headers: Headers, etag: str, modified: pd.Timestamp) -> bool:

@@ -105,3 +105,13 @@ def test_the_outlook_cli_refuses_a_calendar_without_the_models_events_in_one_lin
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert "the events calendar lacks the event column(s) event_launch" in result.output
+
+
+def test_a_public_feed_of_a_scaler_whose_outlook_is_off_is_not_found() -> None:
+    """It answered 503 "no outlook yet: try again in a minute" (Retry-After: 60) forever:
+    the reconciler writes no outlook while ``spec.outlook.enabled`` is false."""
+    obj = scaler(outlook=False)
+    obj["spec"]["outlook"] = {"enabled": False}
+    for path in ("/feeds/gov/portal.json", "/feeds/gov/portal"):
+        answer = respond(lambda key: obj, path, {}, CLOCK)
+        assert answer.status == 404 and "Retry-After" not in answer.headers
