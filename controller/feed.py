@@ -82,8 +82,13 @@ def respond(lookup: Lookup, target: str, headers: Headers, now: datetime) -> Res
     settings = _public(obj)
     if match is None or obj is None or settings is None:
         return _plain(404, "not found\n")
+    outlook = (obj.get("status") or {}).get("outlook") or {}
+    if isinstance(outlook, dict) and outlook and "ratings" not in outlook:
+        # An outlook without ratings: under a day of load history to rate against, which
+        # the hourly outlook will have only once that day has passed.
+        return _plain(503, "not enough history yet to rate hours\n", {"Retry-After": "3600"})
     try:
-        ratings = Ratings.from_status((obj.get("status") or {}).get("outlook") or {})
+        ratings = Ratings.from_status(outlook)
     except ValueError:
         return _plain(503, "no outlook yet: try again in a minute\n", {"Retry-After": "60"})
     if not ratings.hours(now):  # all ended (no fresh outlook since), or none forecast

@@ -115,3 +115,14 @@ def test_a_public_feed_of_a_scaler_whose_outlook_is_off_is_not_found() -> None:
     for path in ("/feeds/gov/portal.json", "/feeds/gov/portal"):
         answer = respond(lambda key: obj, path, {}, CLOCK)
         assert answer.status == 404 and "Retry-After" not in answer.headers
+
+
+def test_an_outlook_without_ratings_says_history_is_short_not_try_in_a_minute() -> None:
+    """With under a day of load history the reconciler writes the outlook (hours at risk)
+    but no ratings; the feed said "try again in a minute" (Retry-After: 60) for that day."""
+    obj = scaler(outlook=False)
+    obj["status"] = {"outlook": {"hoursAtRisk": 0}}
+    answer = respond(lambda key: obj, "/feeds/gov/portal.json", {}, CLOCK)
+    assert answer.status == 503 and answer.headers["Retry-After"] == "3600"
+    assert answer.body == b"not enough history yet to rate hours\n"
+    assert "hoursAtRisk" not in answer.body.decode()
