@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pandas as pd
 import typer
 
@@ -56,6 +57,7 @@ def train_command(
     (as ``surgecast backtest`` prints); the scores are stored with the models.
     """
     check_model_options(upper, season, tz, country)
+    _check_store_url(out)
     candidates = registry(country=country, tz=tz, include_slow=model != "auto")
     try:
         frame = read_series(series_path)
@@ -87,14 +89,32 @@ def train_command(
         "backtest": None if trained.scores is None else trained.scores.to_dict(orient="records"),
         "note": trained.note,
     }
-    version = store.save(
-        trained.models, out, metadata, store.fingerprint(frame), now=datetime.now(UTC)
-    )
+    try:
+        version = store.save(
+            trained.models, out, metadata, store.fingerprint(frame), now=datetime.now(UTC)
+        )
+    except OSError as exc:  # no permission, a file where a folder goes, a full disk
+        fail(f"cannot write the model store {out}: {exc}")
     if trained.note:
         typer.echo(f"note: {trained.note}", err=True)
     rows = pd.DataFrame([{"unique_id": uid, **info} for uid, info in per_series.items()]).fillna("")
     typer.echo(rows.to_string(index=False))
     typer.echo(f"stored version {version} in {out}")
+
+
+def _check_store_url(out: str) -> None:
+    """Refuse an ``-o`` no save could write before the training it would throw away: a
+    protocol fsspec does not know or lacks the package for (``s3://`` without s3fs), or a
+    path that is a file. Found at the save, these were tracebacks after the whole fleet had
+    been backtested and fitted."""
+    if not out.strip():
+        fail("-o is empty; give a directory or an fsspec URL for the model store")
+    try:
+        fs, root = fsspec.core.url_to_fs(out)
+    except (ValueError, ImportError) as exc:
+        fail(f"-o {out}: {exc}")
+    if fs.isfile(root):
+        fail(f"-o {out} is a file; a model store is a directory")
 
 
 def _series_metadata(frame: pd.DataFrame, trained: Trained) -> dict[str, dict[str, Any]]:
@@ -154,7 +174,7 @@ def forecast_command(
     frame = forecast(stored.models, h, levels, events)
     try:
         write_frame(frame, out)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # OSError: a missing folder, no permission
         fail(str(exc))
     typer.echo(
         f"{frame['unique_id'].nunique()} series x {h} intervals from version {stored.version}"

@@ -178,3 +178,38 @@ def test_training_falls_back_only_when_the_history_is_too_short(tmp_path: Path) 
         train(frame, models, model="last_value", horizon=0)
     short = train(frame, models, model="last_value", horizon=24, folds=30)
     assert short.scores is None and short.note.startswith("not backtested (30 folds")
+
+
+def test_a_store_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> None:
+    """An unknown protocol or a file given as the store was a traceback, and only after the
+    whole training; a folder under a file still costs the training, but is one line too."""
+    write_series(tmp_path / "s.csv")
+    (tmp_path / "afile").write_text("")
+    train_args = ["train", "--series", str(tmp_path / "s.csv"), "--model", "last_value"]
+    cases = [
+        ("foo://models", "-o foo://models: Protocol not known: foo"),
+        (str(tmp_path / "afile"), "is a file; a model store is a directory"),
+        ("", "-o is empty"),
+        (str(tmp_path / "afile" / "models"), "cannot write the model store"),
+    ]
+    for out, message in cases:
+        result = runner.invoke(app, [*train_args, "--horizon", "24", "-o", out])
+        assert result.exit_code == 2, (out, result.output)
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_forecast_into_a_missing_folder_is_one_line_of_error(tmp_path: Path) -> None:
+    write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    runner.invoke(
+        app,
+        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir)]
+        + ["--model", "last_value", "--horizon", "24"],
+    )
+    out = tmp_path / "missing" / "f.csv"
+    result = runner.invoke(
+        app, ["forecast", "--model", str(store_dir), "--horizon", "6", "-o", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "missing" in result.stderr, result.stderr
