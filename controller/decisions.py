@@ -189,13 +189,13 @@ _decisions = sa.Table(
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", _UTCDateTime, nullable=False),
-    sa.Column("scaler", sa.String(253), nullable=False),
-    sa.Column("target", sa.String(300), nullable=False),
-    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("scaler", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
     sa.Column("current_replicas", sa.Integer, nullable=False),
     sa.Column("ready_replicas", sa.Integer),
     sa.Column("observed_load", sa.Double),
-    sa.Column("load_unit", sa.String(32), nullable=False),
+    sa.Column("load_unit", sa.Text, nullable=False),
     sa.Column("window_start", _UTCDateTime, nullable=False),
     sa.Column("window_end", _UTCDateTime, nullable=False),
     sa.Column("quantile", sa.Double, nullable=False),
@@ -209,12 +209,12 @@ _decisions = sa.Table(
     sa.Column("recommendation", sa.Integer, nullable=False),
     sa.Column("replicas", sa.Integer, nullable=False),
     sa.Column("hpa_replicas", sa.Integer),
-    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("clamps", sa.JSON, nullable=False),
     sa.Column("override", sa.Text),
-    sa.Column("fallback", sa.String(100)),
-    sa.Column("model_version", sa.String(200)),
+    sa.Column("fallback", sa.Text),
+    sa.Column("model_version", sa.Text),
     sa.Column("backtest_score", sa.Double),
     sa.Column("applied", sa.Boolean, nullable=False),
     sa.Column("applied_at", _UTCDateTime),
@@ -406,6 +406,7 @@ def _open_schema(engine: Engine) -> None:
 def _create_schema(conn: Connection) -> None:
     """Create the tables if missing and check the stored schema version."""
     _metadata.create_all(conn)
+    _widen_names(conn)
     found = conn.execute(sa.select(_schema_version.c.version)).scalar()
     if found is None:
         conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
@@ -414,6 +415,26 @@ def _create_schema(conn: Connection) -> None:
             f"the decision log has schema version {found}; this surgecast reads version "
             f"{SCHEMA_VERSION}"
         )
+
+
+def _widen_names(conn: Connection) -> None:
+    """Make the text columns of a log created by an older surgecast unbounded, as new ones are.
+
+    They were ``VARCHAR(N)``, which PostgreSQL enforces and SQLite ignores: the scaler
+    column held 253 characters, but ``NAMESPACE/NAME`` reaches 317 (a 63-character
+    namespace and a 253-character name), and every decision of such a scaler failed on
+    PostgreSQL only. From ``VARCHAR`` to ``TEXT`` rewrites neither the table nor its index.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    narrow = [
+        column["name"]
+        for column in sa.inspect(conn).get_columns(_decisions.name)
+        if isinstance(column["type"], sa.String) and column["type"].length is not None
+    ]
+    if narrow:
+        changes = ", ".join(f'ALTER COLUMN "{name}" TYPE TEXT' for name in narrow)
+        conn.execute(sa.text(f"ALTER TABLE {_decisions.name} {changes}"))
 
 
 def _exists(conn: Connection, record_id: int) -> bool:

@@ -178,3 +178,37 @@ def test_an_empty_list_points_the_right_way(around_fall_back: str) -> None:
         0,
         "no ScaleDown decisions of prod/portal in the log\n",
     )
+
+
+LONGEST_SCALER = f"{'n' * 63}/{'p' * 253}"
+"""A namespace of 63 characters and a name of 253, the most Kubernetes allows."""
+
+
+def test_the_longest_kubernetes_names_are_logged(url: str) -> None:  # noqa: F811
+    # The scaler column was VARCHAR(253): PostgreSQL refused every decision of a scaler
+    # whose NAMESPACE/NAME was longer, and SQLite took them.
+    long = sample(0, scaler=LONGEST_SCALER, target=f"Deployment/{'p' * 253}")
+    with DecisionLog(url) as log:
+        log.record(long)
+        assert log.list(LONGEST_SCALER) == [replace(long, id=1)]
+
+
+def test_an_older_postgresql_log_is_widened_on_open(postgres: pg_server.PgServer) -> None:
+    old = postgres.new_database()
+    DecisionLog(old).close()
+    engine = sa.create_engine(old)
+    with engine.begin() as conn:  # as the first surgecast created it
+        for name, length in (("scaler", 253), ("target", 300), ("reason", 200)):
+            conn.execute(
+                sa.text(f"ALTER TABLE decisions ALTER COLUMN {name} TYPE VARCHAR({length})")
+            )
+    with DecisionLog(old) as log:
+        log.record(sample(0))
+    with DecisionLog(old) as log:
+        log.record(sample(1, scaler=LONGEST_SCALER))
+        assert [r.current_replicas for r in log.list("prod/portal")] == [10]
+        assert [r.current_replicas for r in log.list(LONGEST_SCALER)] == [11]
+    with engine.connect() as conn:
+        types = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("decisions")}
+    engine.dispose()
+    assert all(getattr(types[name], "length", None) is None for name in types)
