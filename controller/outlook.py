@@ -294,11 +294,13 @@ class Ratings:
             start = pd.Timestamp(status["start"]).tz_convert("UTC")
             generated = pd.Timestamp(status["generatedAt"]).tz_convert("UTC").to_pydatetime()
             expected = status.get("expected")
+            values = None if expected is None else tuple(float(v) for v in expected)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an outlook status: {exc}") from None
-        if expected is not None and len(expected) != len(ratings):
+        if pd.isna(start) or pd.isna(generated):
+            raise ValueError("not an outlook status: no start or generatedAt")
+        if values is not None and len(values) != len(ratings):
             raise ValueError("outlook status: expected and ratings differ in length")
-        values = None if expected is None else tuple(float(v) for v in expected)
         return cls(generated, start, ratings, values)
 
 

@@ -126,3 +126,16 @@ def test_an_outlook_without_ratings_says_history_is_short_not_try_in_a_minute() 
     assert answer.status == 503 and answer.headers["Retry-After"] == "3600"
     assert answer.body == b"not enough history yet to rate hours\n"
     assert "hoursAtRisk" not in answer.body.decode()
+
+
+@pytest.mark.parametrize(
+    "change", [{"expected": [None] * 168}, {"expected": 5}, {"start": None}, {"generatedAt": None}]
+)
+def test_a_malformed_outlook_status_is_refused_with_value_error(change: dict) -> None:
+    """``from_status`` promises ``ValueError``; these raised ``TypeError`` (an HTTP 500 and a
+    logged traceback per public request) or read as an outlook starting at NaT."""
+    obj = scaler()
+    obj["status"]["outlook"].update(change)
+    with pytest.raises(ValueError, match="not an outlook status"):
+        Ratings.from_status(obj["status"]["outlook"])
+    assert respond(lambda key: obj, "/feeds/gov/portal.json", {}, CLOCK).status == 503
