@@ -432,9 +432,16 @@ def _widen_names(conn: Connection) -> None:
         for column in sa.inspect(conn).get_columns(_decisions.name)
         if isinstance(column["type"], sa.String) and column["type"].length is not None
     ]
-    if narrow:
-        changes = ", ".join(f'ALTER COLUMN "{name}" TYPE TEXT' for name in narrow)
-        conn.execute(sa.text(f"ALTER TABLE {_decisions.name} {changes}"))
+    if not narrow:
+        return
+    changes = ", ".join(f'ALTER COLUMN "{name}" TYPE TEXT' for name in narrow)
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text(f"ALTER TABLE {_decisions.name} {changes}"))
+    except sa.exc.DBAPIError:
+        # A role that may only read (on-call's ``surgecast decisions``, a standby) reads
+        # the old columns as well; the controller, which writes, widens them.
+        pass
 
 
 def _exists(conn: Connection, record_id: int) -> bool:

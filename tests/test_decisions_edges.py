@@ -212,3 +212,21 @@ def test_an_older_postgresql_log_is_widened_on_open(postgres: pg_server.PgServer
         types = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns("decisions")}
     engine.dispose()
     assert all(getattr(types[name], "length", None) is None for name in types)
+
+
+def test_a_reader_that_may_not_alter_still_reads_an_older_log(
+    postgres: pg_server.PgServer,
+) -> None:
+    old = postgres.new_database()
+    with DecisionLog(old) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(old)
+    reader = f"reader_{old.rsplit('/', 1)[1]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN scaler TYPE VARCHAR(253)"))
+        conn.execute(sa.text(f"CREATE ROLE {reader} LOGIN"))
+        conn.execute(sa.text(f"GRANT SELECT ON decisions, schema_version TO {reader}"))
+    engine.dispose()
+    as_reader = old.replace(f"//{postgres.user}@", f"//{reader}@")
+    with DecisionLog(as_reader) as log:
+        assert [r.current_replicas for r in log.list("prod/portal")] == [10]
