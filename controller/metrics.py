@@ -137,7 +137,15 @@ class ControllerMetrics:
         )
 
     def forget(self, namespace: str, name: str) -> None:
-        """Drop a deleted scaler's series so they do not linger at their last value."""
+        """Drop a deleted scaler's series so they do not linger at their last value.
+
+        Its counters go too: kept, every scaler ever deleted would stay in each scrape (a
+        scaler per preview environment adds up), and one created again under the same name
+        starts from zero, which ``rate()`` reads as the counter reset it is.
+        """
+        for counter, label in ((self.decisions, "reason"), (self.errors, "kind")):
+            for value in _values_of(counter, label, namespace, name):
+                counter.remove(namespace, name, value)
         for metric in (
             self.predicted_load,
             self.observed_load,
@@ -158,3 +166,13 @@ class ControllerMetrics:
             gauge.remove(namespace, name)
         except KeyError:
             pass
+
+
+def _values_of(counter: Counter, label: str, namespace: str, name: str) -> set[str]:
+    """The values ``label`` takes in the series of ``counter`` about one scaler."""
+    return {
+        sample.labels[label]
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name
+    }

@@ -64,6 +64,28 @@ def test_metrics_are_exported_and_forgotten(served) -> None:
     assert "surgecast_desired_replicas{" not in get(server.port, "/metrics")[1]
 
 
+def test_a_deleted_scalers_counters_leave_the_scrape_too(served) -> None:
+    # Kept, every scaler ever deleted (one per preview environment, say) would stay in
+    # every scrape until the controller restarts.
+    server, metrics, _ = served
+    for namespace in ("pr-1", "pr-2"):
+        metrics.decisions.labels(namespace, "web", "ScaleUp/ForecastPeak").inc()
+        metrics.decisions.labels(namespace, "web", "Hold/WithinTolerance").inc()
+        metrics.errors.labels(namespace, "web", "MetricUnavailable").inc()
+    metrics.forget("pr-1", "web")
+    body = get(server.port, "/metrics")[1]
+    assert 'namespace="pr-1"' not in body
+    assert body.count('namespace="pr-2"') == 6  # _total and _created of each, kept
+    metrics.decisions.labels("pr-1", "web", "ScaleUp/ForecastPeak").inc()  # created again
+    assert (
+        metrics.registry.get_sample_value(
+            "surgecast_decisions_total",
+            {"namespace": "pr-1", "name": "web", "reason": "ScaleUp/ForecastPeak"},
+        )
+        == 1
+    )
+
+
 def closed_within(port: int, seconds: float, sent: bytes = b"") -> bool:
     """Whether the server closes a connection that sent ``sent`` and then nothing."""
     with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
