@@ -18,7 +18,7 @@ import plotly.graph_objects as go  # noqa: E402
 import typer  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from controller.outlook import Risk, ahead_label, project, risks  # noqa: E402
+from controller.outlook import Risk, ahead_label, amount, project, risks  # noqa: E402
 from controller.policy import PolicySpec  # noqa: E402
 from forecaster._cli_common import fail, load_models  # noqa: E402
 from forecaster.training import forecast  # noqa: E402
@@ -132,8 +132,8 @@ def _table(
     first = pd.Timestamp(one.hours["ds"].iloc[0]).tz_localize("UTC").tz_convert(tz)
     head = (
         f"{one.unique_id}: {len(one.risks)} hour(s) at risk in the {days} days from"
-        f" {first:%Y-%m-%d %H:%M} ({tz}); max {max_replicas} x {capacity:g} ="
-        f" {max_replicas * capacity:g}"
+        f" {first:%Y-%m-%d %H:%M} ({tz}); max {max_replicas} x {amount(capacity)} ="
+        f" {amount(max_replicas * capacity)}"
     )
     if not one.risks:
         return head
@@ -141,8 +141,8 @@ def _table(
         {
             "hour": [f"{r.start.tz_convert(tz):%a %Y-%m-%d %H:%M}" for r in one.risks],
             "ahead": [ahead_label(r.ahead).removeprefix("in ") for r in one.risks],
-            f"peak q{quantile:g}": [f"{r.peak:.4g}" for r in one.risks],
-            "capacity": [f"{r.capacity:g}" for r in one.risks],
+            f"peak q{quantile:g}": [amount(r.peak) for r in one.risks],
+            "capacity": [amount(r.capacity) for r in one.risks],
             "replicas short": [r.shortfall for r in one.risks],
         }
     )

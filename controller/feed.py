@@ -40,6 +40,7 @@ from controller.outlook import (
     RATINGS,
     TEXT,
     Ratings,
+    amount,
     day_label,
     language,
     quiet_windows,
@@ -171,7 +172,7 @@ def widget(ratings: Ratings, settings: FeedSettings, lang: str, now: datetime) -
             rating, local, expected = row[hour]
             title = f"{day_label(day, lang)} {local:%H:%M} {text[rating]}"
             if settings.show_numbers and expected is not None:
-                title += f" ({expected:.3g})"
+                title += f" ({amount(expected)})"
             cells.append(
                 f"<td class='{rating}' data-rating='{rating}' data-start='{local.isoformat()}'"
                 f" title='{html.escape(title, quote=True)}'>"

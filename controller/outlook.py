@@ -147,7 +147,7 @@ def risk_message(found: Sequence[Risk], quantile: float, tz: str, days: int) -> 
     worst = max(found, key=lambda r: (r.shortfall, -r.start.value))
     message = (
         f"{_local(first.start, tz)} ({tz}), {ahead_label(first.ahead)}: forecast"
-        f" q{quantile:g} peak {first.peak:.4g} exceeds the {first.capacity:.4g} that"
+        f" q{quantile:g} peak {amount(first.peak)} exceeds the {amount(first.capacity)} that"
         f" {first.max_replicas} replicas serve: {_replicas(first.shortfall)} short"
     )
     if len(found) > 1:
@@ -155,6 +155,12 @@ def risk_message(found: Sequence[Risk], quantile: float, tz: str, days: int) -> 
         if worst is not first:
             message += f", the worst {_local(worst.start, tz)} ({_replicas(worst.shortfall)} short)"
     return message
+
+
+def amount(value: float) -> str:
+    """A load for people: ``12.35``, ``987.6``, ``12,346`` — four significant digits below a
+    thousand, whole numbers with separators above, never ``1.235e+04``."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def ahead_label(ahead: timedelta) -> str:

@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.feed import respond
-from controller.outlook import Bands, Ratings, language, project, risks
+from controller.outlook import Bands, Ratings, amount, language, project, risk_message, risks
 from forecaster import store
 from forecaster.frames import write_frame
 from forecaster.models import LinearForecaster
 from tests.test_feed_browser import CLOCK, scaler
 from tests.test_outlook import NOW, forecast, spec
 
+PEAK = pd.Timestamp("2026-11-20 02:00")
 STORE_V1 = Path(__file__).parent / "fixtures" / "model-store-v1"
 
 
@@ -139,3 +140,18 @@ def test_a_malformed_outlook_status_is_refused_with_value_error(change: dict) ->
     with pytest.raises(ValueError, match="not an outlook status"):
         Ratings.from_status(obj["status"]["outlook"])
     assert respond(lambda key: obj, "/feeds/gov/portal.json", {}, CLOCK).status == 503
+
+
+def test_large_loads_read_as_numbers_not_exponents() -> None:
+    """``.4g`` wrote a 12,345.6 rps peak against 10,000 as "peak 1.235e+04 exceeds the
+    1e+04" in the CapacityAtRisk condition and Event, and the public widget "(1.23e+04)"."""
+    hours = pd.DataFrame({"ds": [PEAK], "expected": [9876.5], "peak": [12345.6], "peak_at": [PEAK]})
+    (found,) = risks(hours, spec(20, 500.0), NOW)
+    assert "peak 12,346 exceeds the 10,000 that 20 replicas serve: 5 replicas short" in (
+        risk_message([found], 0.9, "UTC", 7)
+    )
+    assert [amount(v) for v in (0.0, 12.345, 987.64, -1500.0)] == ["0", "12.35", "987.6", "-1,500"]
+    obj = scaler(numbers=True)
+    obj["status"]["outlook"]["expected"] = [12345.6] * 168
+    widget = respond(lambda key: obj, "/feeds/gov/portal", {}, CLOCK).body.decode()
+    assert "title='Sun 15 Nov 00:00 Quiet (12,346)'" in widget and "e+04" not in widget
