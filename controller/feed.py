@@ -25,6 +25,7 @@ import hashlib
 import html
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ log = logging.getLogger("surgecast.feed")
 
 CACHE_SECONDS = 300
 """How long browsers and CDNs may reuse an answer: ratings change at most hourly, and a
-shared cache in front then meets the controller a few times an hour per scaler."""
+shared cache in front then meets the controller a few times an hour per scaler. Never past
+the end of the hour under way, when that hour leaves the answer."""
 
 _PATH = re.compile(r"^/feeds/(?P<ns>[a-z0-9-]+)/(?P<name>[a-z0-9.-]+?)(?P<json>\.json)?$")
 _COLOURS = {"quiet": "#cdebc5", "normal": "#fbe3a0", "busy": "#f3a29c"}
@@ -107,8 +109,11 @@ def respond(lookup: Lookup, target: str, headers: Headers, now: datetime) -> Res
         }
     # The body also changes when an hour ends (it drops out), not only when regenerated.
     modified = max(pd.Timestamp(ratings.generated_at), pd.Timestamp(now).floor("h"))
+    # ... so a copy is not kept past that: it would show an hour that has ended as the first.
+    until_hour = pd.Timestamp(now).floor("h") + pd.Timedelta(hours=1) - pd.Timestamp(now)
+    max_age = min(CACHE_SECONDS, math.ceil(until_hour.total_seconds()))
     cache = {
-        "Cache-Control": f"public, max-age={CACHE_SECONDS}",
+        "Cache-Control": f"public, max-age={max_age}",
         "ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"',
         "Last-Modified": email.utils.format_datetime(modified.to_pydatetime(), usegmt=True),
         "Vary": "Accept-Language",

@@ -155,3 +155,14 @@ def test_large_loads_read_as_numbers_not_exponents() -> None:
     obj["status"]["outlook"]["expected"] = [12345.6] * 168
     widget = respond(lambda key: obj, "/feeds/gov/portal", {}, CLOCK).body.decode()
     assert "title='Sun 15 Nov 00:00 Quiet (12,346)'" in widget and "e+04" not in widget
+
+
+def test_an_answer_is_not_cached_past_the_end_of_the_hour_under_way() -> None:
+    """``max-age=300`` at 16:58 let caches show the 16:00 hour as the first until 17:03."""
+    obj = scaler()
+    late = CLOCK.replace(minute=58, second=30)
+    answer = respond(lambda key: obj, "/feeds/gov/portal.json", {}, late)
+    assert answer.headers["Cache-Control"] == "public, max-age=90"
+    assert json.loads(answer.body)["hours"][0]["start"] == "2026-11-15T00:00:00+08:00"
+    on_the_hour = respond(lambda key: obj, "/feeds/gov/portal", {}, late.replace(minute=0))
+    assert on_the_hour.headers["Cache-Control"] == "public, max-age=300"
