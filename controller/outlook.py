@@ -43,6 +43,9 @@ QUIET_LEVEL, BUSY_LEVEL = 0.4, 0.8
 hours are quiet and the busiest 20 % busy, so "busy" singles out peaks without flagging
 every working hour (``benchmarks/outlook.py`` measures how well it finds them)."""
 
+REFERENCE = pd.Timedelta(weeks=4)
+"""How far back the history that ratings are measured against reaches."""
+
 DAYTIME = (7, 22)
 """Local hours in which quiet windows are suggested to users: a quiet 3 a.m. is no advice."""
 
@@ -211,11 +214,14 @@ def hourly_load(series: pd.DataFrame) -> pd.Series:
 def typical_bands(
     history: pd.DataFrame, quiet: float = QUIET_LEVEL, busy: float = BUSY_LEVEL
 ) -> Bands | None:
-    """The rating bands of a service from its own recent history (``ds, y``).
+    """The rating bands of a service from its own recent history (``ds, y``): its last
+    :data:`REFERENCE` (the controller's history window may reach back 400 days, and a
+    service that has grown since would then find its ordinary hours busy).
 
     ``None`` with less than a day of observed hours: too little to say what is typical.
     """
-    hourly = hourly_load(history).to_numpy(dtype=float)
+    recent = history[history["ds"] > history["ds"].max() - REFERENCE]
+    hourly = hourly_load(recent).to_numpy(dtype=float)
     if len(hourly) < 24:
         return None
     low, high = np.quantile(hourly, [quiet, busy])

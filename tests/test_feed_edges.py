@@ -14,7 +14,17 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.feed import respond
-from controller.outlook import Bands, Ratings, amount, language, project, risk_message, risks
+from controller.outlook import (
+    Bands,
+    Ratings,
+    amount,
+    language,
+    project,
+    rate,
+    risk_message,
+    risks,
+    typical_bands,
+)
 from forecaster import store
 from forecaster.frames import write_frame
 from forecaster.models import LinearForecaster
@@ -166,3 +176,15 @@ def test_an_answer_is_not_cached_past_the_end_of_the_hour_under_way() -> None:
     assert json.loads(answer.body)["hours"][0]["start"] == "2026-11-15T00:00:00+08:00"
     on_the_hour = respond(lambda key: obj, "/feeds/gov/portal", {}, late.replace(minute=0))
     assert on_the_hour.headers["Cache-Control"] == "public, max-age=300"
+
+
+def test_ratings_are_measured_against_the_last_four_weeks_only() -> None:
+    """The controller passes its whole history window (``retrain.historyWindow``, up to
+    400 days): a service that doubled since then had its quiet nights rated normal."""
+    ds = pd.date_range("2026-08-01", "2026-11-14 15:00", freq="1h")
+    daily = np.where((ds.hour >= 9) & (ds.hour < 17), 10.0, 1.0)
+    grown = np.where(ds >= ds[-1] - pd.Timedelta(weeks=4), 2.0, 1.0)
+    history = pd.DataFrame({"ds": ds, "y": daily * grown})
+    bands = typical_bands(history)
+    assert bands == Bands(2.0, 20.0)
+    assert list(rate(np.array([2.0, 10.0, 20.0]), bands)) == ["quiet", "normal", "busy"]
