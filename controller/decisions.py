@@ -317,6 +317,19 @@ class DecisionLog:
         with self._engine.connect() as conn:
             return [str(name) for name in conn.execute(query).scalars()]
 
+    def counts(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, int]:
+        """How many decisions each scaler has in ``[since, until)`` (those with none are
+        left out), so a page can share its room between scalers before reading them."""
+        query = sa.select(_decisions.c.scaler, sa.func.count()).group_by(_decisions.c.scaler)
+        if since is not None:
+            query = query.where(_decisions.c.at >= _require_aware(since, "since"))
+        if until is not None:
+            query = query.where(_decisions.c.at < _require_aware(until, "until"))
+        with self._engine.connect() as conn:
+            return {str(name): int(count) for name, count in conn.execute(query)}
+
     def prune(self, older_than: datetime) -> int:
         """Delete the decisions made before ``older_than`` (retention); how many went."""
         _require_aware(older_than, "older_than")

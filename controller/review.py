@@ -36,7 +36,10 @@ DEFAULT_WINDOW = timedelta(hours=24)
 """How far back the page looks unless told otherwise: a working day and the night before."""
 
 DEFAULT_LIMIT = 10_000
-"""Decisions per scaler at most: two days at the default 30 s sync period, a 5 MB table."""
+"""Decisions per page at most: two days of one scaler at the default 30 s sync period, a
+5 MB table. It bounds the page, not each scaler: the controller renders ``/ui`` in its own
+memory (some 15 KB a decision while rendering), and a page of every scaler of a fleet
+would otherwise take that for each of them, enough to get the controller OOM-killed."""
 
 MARKERS = {
     "ScaleUp": ("triangle-up", "#d62728"),
@@ -57,13 +60,15 @@ def review_page(
     until: datetime | None = None,
     tz: str | None = None,
     limit: int | None = None,
+    totals: Mapping[str, int] | None = None,
 ) -> str:
     """The page for ``records``: each shown scaler's decisions in the window, oldest first.
 
     ``scalers`` are every scaler in the log, listed so the reader sees what else there is;
     ``since``/``until`` are the window the records were read for (``until`` None: up to
-    now), and ``limit`` the per-scaler cap they were read with, so the page can say when a
-    window was cut short. Times are shown in ``tz`` (an IANA zone; default UTC).
+    now), and either ``limit`` the per-scaler cap they were read with or ``totals`` how many
+    each scaler has in the window, so the page can say when a window was cut short. Times
+    are shown in ``tz`` (an IANA zone; default UTC).
     """
     zone = ZoneInfo(tz) if tz else UTC
     minute = "%Y-%m-%d %H:%M"
@@ -71,8 +76,9 @@ def review_page(
         f"from {wall_time(since, zone, minute)} to "
         f"{wall_time(until, zone, minute) if until else 'now'} ({zone})"
     )
+    several = len(records) > 1
     sections = [
-        _section(index, name, recs, tz, zone, limit)
+        _section(index, name, recs, tz, zone, _cut(recs, limit, totals, name, several))
         for index, (name, recs) in enumerate(records.items())
     ]
     if not scalers:
@@ -109,11 +115,52 @@ def render_review(
     tz: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> str:
-    """The page for the decisions in ``[since, until)`` of ``scaler`` (default: all)."""
+    """The page for the decisions in ``[since, until)`` of ``scaler`` (default: all).
+
+    At most ``limit`` decisions in all (see :data:`DEFAULT_LIMIT`): the scalers with fewer
+    than an even share show all of theirs, and the others share the rest, newest first.
+    """
     known = log.scalers()
     shown = [scaler] if scaler is not None else known
-    records = {name: log.list(name, since=since, until=until, limit=limit) for name in shown}
-    return review_page(known, records, since=since, until=until, tz=tz, limit=limit)
+    counted = log.counts(since=since, until=until)
+    totals = {name: counted.get(name, 0) for name in shown}
+    shares = _shares(totals, limit)
+    records = {
+        name: log.list(name, since=since, until=until, limit=shares[name]) if shares[name] else []
+        for name in shown
+    }
+    return review_page(known, records, since=since, until=until, tz=tz, totals=totals)
+
+
+def _shares(totals: Mapping[str, int], budget: int) -> dict[str, int]:
+    """How many decisions of each scaler a page of ``budget`` shows: quietest first, each
+    takes all it has up to an even share of what is left (at least one, so none of the
+    scalers with decisions reads as having none)."""
+    shares = {}
+    names = sorted(totals, key=lambda name: totals[name])
+    for index, name in enumerate(names):
+        shares[name] = min(totals[name], max(1, budget // (len(names) - index)))
+        budget = max(0, budget - shares[name])
+    return shares
+
+
+def _cut(
+    records: Sequence[DecisionRecord],
+    limit: int | None,
+    totals: Mapping[str, int] | None,
+    name: str,
+    several: bool,
+) -> str:
+    """The sentence saying a section shows only the newest of its decisions, if it does."""
+    advice = "show this scaler alone or narrow the window" if several else "narrow the window"
+    if totals is not None:
+        total = totals.get(name, 0)
+        if len(records) < total:
+            return f" Only the newest {len(records):,} of {total:,} are shown: {advice}."
+        return ""
+    if limit is not None and len(records) >= limit:
+        return f" Only the newest {limit:,} are shown: {advice}."
+    return ""
 
 
 def review_route(
@@ -201,7 +248,7 @@ def _section(
     records: Sequence[DecisionRecord],
     tz: str | None,
     zone: tzinfo,
-    limit: int | None,
+    cut: str,
 ) -> str:
     heading = f'<section id="scaler-{index}"><h2>{html.escape(name)}</h2>'
     if not records:
@@ -211,11 +258,6 @@ def _section(
     sentences = [explain(record, tz) for record in records]
     row_ids = [f"decision-{index}-{n}" for n in range(len(records))]
     counts = Counter(_family(record) for record in records)
-    cut = (
-        f" Only the newest {limit:,} are shown: narrow the window."
-        if limit is not None and len(records) >= limit
-        else ""
-    )
     summary = (
         f"{html.escape(newest.target)}, mode {html.escape(newest.mode)}, model "
         f"{html.escape(newest.model_version or 'none')}: {len(records):,} decisions, "

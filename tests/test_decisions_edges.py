@@ -18,8 +18,9 @@ from controller.cli import app
 from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain
 from controller.policy import PolicySpec, decide
+from controller.review import render_review
 from tests import pg_server
-from tests.test_decisions import sample, url  # noqa: F401 (a fixture)
+from tests.test_decisions import T0, sample, url  # noqa: F401 (a fixture)
 
 postgres = pg_server.postgres
 
@@ -230,3 +231,30 @@ def test_a_reader_that_may_not_alter_still_reads_an_older_log(
     as_reader = old.replace(f"//{postgres.user}@", f"//{reader}@")
     with DecisionLog(as_reader) as log:
         assert [r.current_replicas for r in log.list("prod/portal")] == [10]
+
+
+def test_a_page_of_every_scaler_is_bounded_in_all(tmp_path: Path) -> None:
+    # The cap was per scaler: a page of every scaler in a fleet held the cap times the
+    # number of scalers, all rendered in the controller's memory (~15 KB a decision).
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    counts = {"prod/quiet": 2, "prod/busy": 30, "prod/busier": 40}
+    with DecisionLog(db) as log:
+        for name, count in counts.items():
+            log.record_many([sample(n, scaler=name) for n in range(count)])
+        assert log.counts(since=T0) == counts
+        assert log.counts(since=T0 + timedelta(minutes=35)) == {"prod/busier": 5}
+        text = render_review(log, since=T0, limit=20)
+        alone = render_review(log, since=T0, scaler="prod/busy", limit=20)
+    shown = [int(n.replace(",", "")) for n in re.findall(r"\((\d[\d,]*) decisions?\)", text)]
+    assert shown == [9, 9, 2]  # the quiet one shows all, the others share the rest
+    assert "Only the newest 9 of 40 are shown: show this scaler alone or narrow" in text
+    assert "Only the newest 9 of 30 are shown" in text
+    assert text.count("Only the newest") == 2
+    assert "Only the newest 20 of 30 are shown: narrow the window." in alone
+
+
+def test_a_window_holding_exactly_the_limit_is_not_called_cut(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    with DecisionLog(db) as log:
+        log.record_many([sample(n) for n in range(5)])
+        assert "Only the newest" not in render_review(log, since=T0, limit=5)
