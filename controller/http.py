@@ -9,6 +9,7 @@ review page, :func:`controller.review.review_route`) are added to its ``routes``
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -46,9 +47,32 @@ class _Server(ThreadingHTTPServer):
             log.exception("request from %s failed", client_address[0])
 
 
+class _DualStackServer(_Server):
+    """Listens on every IPv6 and IPv4 address: on an IPv6-only cluster, pods (and so the
+    kubelet's probes and Prometheus' scrapes) reach each other over IPv6 alone."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _listen(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on ``host:port``; ``0.0.0.0`` means every address, IPv6 included where the
+    kernel has it (binding to IPv4's only would leave an IPv6-only pod unreachable)."""
+    if host == "0.0.0.0" and socket.has_dualstack_ipv6():
+        try:
+            return _DualStackServer(("::", port), handler)
+        except OSError:
+            pass  # IPv6 switched off in this pod: IPv4 alone, then
+    return _Server((host, port), handler)
+
+
 class ThreadedServer:
     """A stdlib HTTP server run in a daemon thread: the lifecycle the controller's servers
-    share. ``port=0`` picks a free port (see :attr:`port`); a connection idle for
+    share. ``port=0`` picks a free port (see :attr:`port`); host ``0.0.0.0`` listens on
+    every IPv4 and IPv6 address (see :func:`_listen`); a connection idle for
     ``request_timeout`` seconds is closed (:data:`REQUEST_TIMEOUT`)."""
 
     def __init__(
@@ -60,7 +84,7 @@ class ThreadedServer:
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         timed = type(handler.__name__, (handler,), {"timeout": request_timeout})
-        self.server = _Server((host, port), timed)
+        self.server = _listen(host, port, timed)
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 
     @property

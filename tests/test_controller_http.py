@@ -163,3 +163,21 @@ def test_a_client_that_goes_away_is_logged_not_a_traceback_on_stderr(capfd, capl
         assert get(server.port, "/healthz") == (200, "ok\n")
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="no IPv6 on this machine")
+def test_the_default_address_is_reachable_over_ipv6_and_ipv4() -> None:
+    # On an IPv6-only cluster the kubelet probes the pod's IPv6 address: a server bound to
+    # IPv4's 0.0.0.0 alone fails every probe, and the pod is restarted for ever.
+    server = ControllerHTTPServer(
+        ControllerMetrics().registry,
+        healthy=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        port=0,
+    ).start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            with urllib.request.urlopen(f"http://{host}:{server.port}/healthz", timeout=5) as r:
+                assert r.status == 200
+    finally:
+        server.stop()
