@@ -451,3 +451,21 @@ def test_the_image_runs_as_the_user_the_pod_asks_for() -> None:
     container, _ = controller_manifests()
     exposed = set(re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)[0].split())
     assert {str(p["containerPort"]) for p in container["ports"]} <= exposed
+
+
+def test_the_two_replicas_do_not_share_a_node_or_a_disruption() -> None:
+    # A standby on the leader's node goes down with it; a drain evicting both at once leaves
+    # nothing to scale. Spread them over nodes, and let a drain take one at a time.
+    docs = manifests("controller.yaml")
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert any(
+        c["topologyKey"] == "kubernetes.io/hostname"
+        and c["labelSelector"]["matchLabels"].items() <= labels.items()
+        for c in spread
+    )
+    (budget,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["spec"].get("maxUnavailable") == 1 or budget["spec"].get("minAvailable") == 1
