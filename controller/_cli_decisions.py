@@ -57,7 +57,9 @@ def list_command(
     start = _moment("--since", since, zone, now)
     end = _moment("--until", until, zone, now) if until is not None else None
     with _open(db, scaler) as log:
-        records = log.list(scaler, since=start, until=end, reason=reason, limit=limit)
+        # One more than shown, to tell a window of exactly --limit from one cut short.
+        records = log.list(scaler, since=start, until=end, reason=reason, limit=limit + 1)
+        cut, records = len(records) > limit, records[-limit:]
         newest = None if records else log.list(scaler, reason=reason, limit=1)
     what = f"{reason} decisions" if reason is not None else "decisions"
     if as_json:
@@ -74,7 +76,7 @@ def list_command(
         )
     else:
         typer.echo(_table(records, zone))
-    if len(records) == limit:
+    if cut:
         typer.echo(f"showing the newest {limit}: narrow --since or raise --limit", err=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -258,3 +259,13 @@ def test_a_window_holding_exactly_the_limit_is_not_called_cut(tmp_path: Path) ->
     with DecisionLog(db) as log:
         log.record_many([sample(n) for n in range(5)])
         assert "Only the newest" not in render_review(log, since=T0, limit=5)
+
+
+def test_list_says_it_was_cut_short_only_when_it_was(around_fall_back: str) -> None:
+    window = ("--since", "2026-11-01 00:00", "--db", around_fall_back, "--json")
+    exact = CliRunner().invoke(app, ["decisions", "list", "prod/portal", *window, "--limit", "15"])
+    assert exact.exit_code == 0 and len(json.loads(exact.stdout)) == 15
+    assert "showing the newest" not in exact.stderr
+    cut = CliRunner().invoke(app, ["decisions", "list", "prod/portal", *window, "--limit", "14"])
+    assert [r["current_replicas"] for r in json.loads(cut.stdout)] == list(range(10, 150, 10))
+    assert "showing the newest 14: narrow --since or raise --limit" in cut.stderr
