@@ -333,6 +333,8 @@ REFUSED_BY_THE_READER = [
     ("historyWindow 0d", lambda s: s["spec"]["retrain"].update(historyWindow="0d")),
     ("maxForecastAge 2h1d", lambda s: s["spec"]["retrain"].update(maxForecastAge="2h1d")),
     ("query of spaces", lambda s: s["spec"]["metric"].update(query="   ")),
+    ("cron of four fields", lambda s: s["spec"]["retrain"].update(schedule="0 3 * *")),
+    ("cron alias", lambda s: s["spec"]["retrain"].update(schedule="@daily")),
     (
         "override ends before it starts",
         lambda s: s["spec"]["overrides"][0].update(end="2026-11-30T00:00:00+08:00"),
@@ -368,6 +370,7 @@ ACCEPTED_BY_BOTH = [
     ("startupDelay 0m45s", lambda s: s["spec"].update(startupDelay="0m45s")),
     ("syncPeriod 1m30s", lambda s: s["spec"]["behavior"].update(syncPeriod="1m30s")),
     ("horizon 1d12h", lambda s: s["spec"].update(horizon="1d12h")),
+    ("cron on weekdays", lambda s: s["spec"]["retrain"].update(schedule="*/30 2-4 * * mon-fri")),
     ("one-letter Prometheus host", lambda s: s["spec"]["metric"].update(prometheusUrl="http://p")),
     (
         "override with only a max",
