@@ -110,7 +110,10 @@ def outlook_command(
             typer.echo(_table(one, zone, days, capacity, max_replicas, quantile))
     if chart is not None:
         draw = _chart_png if chart.suffix == ".png" else _chart_html
-        draw(outlooks, chart, zone, capacity * max_replicas, quantile)
+        try:
+            draw(outlooks, chart, zone, capacity * max_replicas, quantile)
+        except OSError as exc:  # no such folder, no permission, a full disk
+            fail(f"--out {chart}: {exc.strerror or exc}")
         typer.echo(f"chart written to {chart}")
 
 

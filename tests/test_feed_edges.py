@@ -188,3 +188,15 @@ def test_ratings_are_measured_against_the_last_four_weeks_only() -> None:
     bands = typical_bands(history)
     assert bands == Bands(2.0, 20.0)
     assert list(rate(np.array([2.0, 10.0, 20.0]), bands)) == ["quiet", "normal", "busy"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".html"])
+def test_a_chart_that_cannot_be_written_is_one_clear_line(tmp_path: Path, suffix: str) -> None:
+    """A missing folder in ``-o`` ended the command in a ``FileNotFoundError`` traceback."""
+    chart = tmp_path / "missing" / f"outlook{suffix}"
+    args = ["outlook", "--model", str(STORE_V1), "--capacity-per-replica", "30"]
+    result = CliRunner().invoke(
+        app, [*args, "--max-replicas", "3", "--days", "1", "-o", str(chart)]
+    )
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert f"--out {chart}: No such file or directory" in result.output
