@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +20,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from controller.replay import ReplayResult  # noqa: E402
+from controller.replay import ReplayResult, ReplaySettings  # noqa: E402
 
 EXPLAIN = {
     "predictive": "surgecast: forecasts the load and asks for pods a startup delay ahead of peaks",
@@ -47,7 +48,10 @@ def _formatted(summary: pd.DataFrame) -> pd.DataFrame:
     shown["unserved requests"] = summary["unserved_share"].map("{:.3%}".format)
     shown["minutes over capacity"] = summary["minutes_over_capacity_share"].map("{:.2%}".format)
     shown["replica-minutes (cost)"] = summary["replica_minutes"].map("{:,.0f}".format)
-    shown["cost vs oracle"] = summary["cost_vs_oracle"].map("{:.2f}×".format)
+    # Without the oracle in the run there is nothing to compare with: "-", not "nan×".
+    shown["cost vs oracle"] = summary["cost_vs_oracle"].map(
+        lambda ratio: f"{ratio:.2f}×" if math.isfinite(ratio) else "-"
+    )
     return shown
 
 
@@ -82,9 +86,7 @@ replayed through each scaling policy. Each pod serves {s.capacity_per_replica:g}
 interval; a pod asked for is ready {s.startup_delay.total_seconds() / 60:g} minutes later;
 removing pods is immediate. Requests above the capacity of the ready pods are
 <em>unserved</em>: those users saw "server busy". Cost is replica-minutes, booting pods
-included. The predictive policy covers the {s.quantile:.0%} forecast quantile and never goes
-below what the load of the last minute needs; the HPA targets {s.hpa_target:.0%}
-utilisation.</p>
+included.{_settings_of(policies, s)}</p>
 <h2>Summary</h2>
 {table}
 <p class="note">Fewer unserved requests at the same or lower cost is better;
@@ -94,6 +96,20 @@ the oracle is the floor of cost.</p>
 """
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _settings_of(policies: list[str], s: ReplaySettings) -> str:
+    """What the replayed policies were set to, naming only those in the run."""
+    said = []
+    if "predictive" in policies:
+        said.append(
+            f"The predictive policy covers the forecast's {round(s.quantile * 100, 3):g}% "
+            "quantile and never goes below what the load of the last interval needs"
+        )
+    if "hpa" in policies:
+        said.append(f"the HPA targets {round(s.hpa_target * 100, 3):g}% utilisation")
+    text = "; ".join(said)
+    return f" {text[:1].upper()}{text[1:]}." if said else ""
 
 
 def _plot(run: pd.DataFrame, name: str) -> str:

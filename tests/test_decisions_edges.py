@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -19,6 +21,8 @@ from controller.cli import app
 from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain
 from controller.policy import PolicySpec, decide
+from controller.replay import ReplayResult, ReplaySettings
+from controller.report import summary_table, write_report
 from controller.review import render_review
 from tests import pg_server
 from tests.test_decisions import T0, sample, url  # noqa: F401 (a fixture)
@@ -269,3 +273,43 @@ def test_list_says_it_was_cut_short_only_when_it_was(around_fall_back: str) -> N
     cut = CliRunner().invoke(app, ["decisions", "list", "prod/portal", *window, "--limit", "14"])
     assert [r["current_replicas"] for r in json.loads(cut.stdout)] == list(range(10, 150, 10))
     assert "showing the newest 14: narrow --since or raise --limit" in cut.stderr
+
+
+def replayed(policies: list[str], quantile: float) -> ReplayResult:
+    """A replay's result by hand: an hour of flat load, each policy with 2 pods."""
+    ds = pd.date_range("2026-11-20 09:00", periods=60, freq="1min")
+    runs = pd.concat(
+        pd.DataFrame(
+            {"ds": ds, "policy": name, "load": 15.0, "replicas": 2, "capacity": 20.0}
+            | {"unserved": 0.0}
+        )
+        for name in policies
+    )
+    oracle = 120.0 if "oracle" in policies else np.nan
+    summary = pd.DataFrame(
+        {
+            "policy": policies,
+            "unserved_share": 0.0,
+            "minutes_over_capacity_share": 0.0,
+            "replica_minutes": 120.0,
+            "cost_vs_oracle": 120.0 / oracle,
+            "scaling_changes": 0,
+        }
+    )
+    settings = ReplaySettings(10.0, timedelta(minutes=3), quantile=quantile)
+    return ReplayResult(runs, summary, settings)
+
+
+def test_the_replay_report_says_what_was_run(tmp_path: Path) -> None:
+    # A quantile of 0.995 read "covers the 100% forecast quantile", a run without the
+    # oracle had "nan×" for its cost against it, and an HPA-only run described the
+    # predictive policy's settings.
+    result = replayed(["predictive", "hpa"], quantile=0.995)
+    text = write_report(result, tmp_path / "r.html", "Replay").read_text()
+    assert "The predictive policy covers the forecast's 99.5% quantile" in text
+    assert "the HPA targets 70% utilisation." in text
+    assert "nan" not in text and "nan" not in summary_table(result.summary)
+    assert summary_table(result.summary).splitlines()[1].split()[-2] == "-"
+    hpa = write_report(replayed(["hpa"], quantile=0.9), tmp_path / "h.html", "Replay")
+    assert "predictive" not in hpa.read_text().split("<h2>Summary")[0]
+    assert "The HPA targets 70% utilisation." in hpa.read_text()
