@@ -83,7 +83,9 @@ def list_command(
 @app.command("explain")
 def explain_command(
     scaler: str = typer.Argument(..., metavar="NS/NAME", help="The PredictiveScaler."),
-    at: str = typer.Option(..., "--at", help=f"The minute to explain, e.g. {TIME_EXAMPLE!r}."),
+    at: str = typer.Option(
+        ..., "--at", help=f"The minute (or second) to explain, e.g. {TIME_EXAMPLE!r}."
+    ),
     tz: str | None = typer.Option(
         None, "--tz", help="Time zone of --at and of the account (default: UTC)."
     ),
@@ -91,14 +93,17 @@ def explain_command(
 ) -> None:
     """Explain in plain language the decision in force at a minute.
 
-    That is the last decision made up to the end of that minute.
+    That is the last decision made up to the end of that minute, or up to that second
+    when --at has seconds (a time copied from an alert or a log line).
     """
     zone = zone_option(tz)
-    minute = _time("--at", at, zone).replace(second=0, microsecond=0)
+    moment = _time("--at", at, zone)
+    if moment.second == moment.microsecond == 0:
+        moment += timedelta(minutes=1, microseconds=-1)  # the end of the minute
     with _open(db, scaler) as log:
-        record = log.at(scaler, minute + timedelta(minutes=1, microseconds=-1))
+        record = log.at(scaler, moment)
     if record is None:
-        fail(f"no decision of {scaler} at or before {_stamp(minute, zone)}")
+        fail(f"no decision of {scaler} at or before {_stamp(moment, zone)}")
     typer.echo(explain(record, tz))
     model = record.model_version or "none"
     if record.backtest_score is not None:

@@ -313,3 +313,30 @@ def test_the_replay_report_says_what_was_run(tmp_path: Path) -> None:
     hpa = write_report(replayed(["hpa"], quantile=0.9), tmp_path / "h.html", "Replay")
     assert "predictive" not in hpa.read_text().split("<h2>Summary")[0]
     assert "The HPA targets 70% utilisation." in hpa.read_text()
+
+
+def test_explain_at_a_second_is_the_decision_in_force_then(tmp_path: Path) -> None:
+    # --at 09:41:30 explained the decision made at 09:41:50, after the moment asked about
+    # (an alert's timestamp), because --at was always read to the end of its minute.
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    minute = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
+    with DecisionLog(db) as log:
+        log.record_many(
+            [
+                replace(sample(0), at=minute + timedelta(seconds=10), current_replicas=10),
+                replace(sample(0), at=minute + timedelta(seconds=50), current_replicas=50),
+            ]
+        )
+    for at, current in (("09:41:30", 10), ("09:41:30.5", 10), ("09:41", 50), ("09:41:50", 50)):
+        code, out = cli(
+            "decisions", "explain", "prod/portal", "--at", f"2026-11-20 {at}", "--db", db
+        )
+        assert code == 0, out
+        assert out.startswith(f"would have scaled {current} → 30"), (at, out)
+    code, out = cli(
+        "decisions", "explain", "prod/portal", "--at", "2026-11-20 09:41:05", "--db", db
+    )
+    assert (code, out) == (
+        2,
+        "error: no decision of prod/portal at or before 2026-11-20 09:41 UTC\n",
+    )
