@@ -169,9 +169,15 @@ def _as_dict(one: SeriesOutlook, tz: str) -> dict[str, object]:
     }
 
 
-def _local_hours(one: SeriesOutlook, tz: str) -> pd.DatetimeIndex:
-    """The hours' starts as local wall-clock times, for the x axis."""
-    return pd.DatetimeIndex(one.hours["ds"]).tz_localize("UTC").tz_convert(tz).tz_localize(None)
+def _stairs(one: SeriesOutlook, tz: str) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
+    """The hours as stairs on local wall-clock time (the x axis): each hour's ``expected``
+    and ``peak`` from its start to its end. Steps through the hours' starts alone end at
+    the last start, and the last hour of the outlook was not drawn."""
+    starts = pd.DatetimeIndex(one.hours["ds"])
+    edges = starts.append(starts[-1:] + pd.Timedelta(hours=1))
+    x = edges.tz_localize("UTC").tz_convert(tz).tz_localize(None)
+    values = one.hours[["expected", "peak"]]
+    return x, pd.concat([values, values.iloc[-1:]], ignore_index=True)
 
 
 def _chart_png(
@@ -181,16 +187,16 @@ def _chart_png(
     and each hour at risk shaded red."""
     fig, axes = plt.subplots(len(outlooks), 1, figsize=(12, 3.6 * len(outlooks)), squeeze=False)
     for ax, one in zip(axes[:, 0], outlooks, strict=True):
-        x = _local_hours(one, tz)
+        x, values = _stairs(one, tz)
         ax.fill_between(
             x,
-            one.hours["expected"],
-            one.hours["peak"],
+            values["expected"],
+            values["peak"],
             step="post",
             alpha=0.35,
             label=f"forecast: hourly mean of the median to the highest q{quantile:g}",
         )
-        ax.step(x, one.hours["peak"], where="post", linewidth=0.8)
+        ax.step(x, values["peak"], where="post", linewidth=0.8)
         ax.axhline(capacity, color="black", linestyle="--", linewidth=1, label="max × capacity")
         for n, risk in enumerate(one.risks):
             start = risk.start.tz_convert(tz).tz_localize(None)
@@ -223,12 +229,12 @@ def _chart_html(
         subplot_titles=[f"{o.unique_id}: {len(o.risks)} hour(s) at risk" for o in outlooks],
     )
     for row, one in enumerate(outlooks, start=1):
-        x = _local_hours(one, tz)
+        x, values = _stairs(one, tz)
         first = row == 1
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=one.hours["expected"],
+                y=values["expected"],
                 name="hourly mean of the median",
                 line={"shape": "hv", "color": "#4c78a8"},
                 showlegend=first,
@@ -239,7 +245,7 @@ def _chart_html(
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=one.hours["peak"],
+                y=values["peak"],
                 name=f"highest q{quantile:g} in the hour",
                 fill="tonexty",
                 line={"shape": "hv", "color": "#4c78a8"},

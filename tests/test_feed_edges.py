@@ -4,6 +4,7 @@ outlooks, time zones and HTTP details (:mod:`controller.outlook`, :mod:`controll
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -200,3 +201,17 @@ def test_a_chart_that_cannot_be_written_is_one_clear_line(tmp_path: Path, suffix
     )
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert f"--out {chart}: No such file or directory" in result.output
+
+
+def test_the_chart_draws_the_last_hour_too(tmp_path: Path) -> None:
+    """Steps through the hours' starts ended at the last start: the outlook's last hour
+    (at risk or not) had no width in either chart."""
+    chart = tmp_path / "outlook.html"
+    args = ["outlook", "--model", str(STORE_V1), "--capacity-per-replica", "30"]
+    result = CliRunner().invoke(
+        app, [*args, "--max-replicas", "10", "--days", "1", "-o", str(chart)]
+    )
+    assert result.exit_code == 0, result.output
+    xs = [x.split(",") for x in re.findall(r'"x":\[([^\]]*)\]', chart.read_text())]
+    assert len(xs) == 4  # two traces per series
+    assert all(x[-1].strip('"').startswith("2026-09-29T00:00:00") for x in xs)  # 23:00's end
