@@ -113,6 +113,18 @@ def _adjustment(r: DecisionRecord, clamp: str) -> str:
     family, _, name = clamp.partition("/")
     if family == "ScheduledOverride":
         return f"scheduled override {name} sets the bounds to {r.min_replicas:,}–{r.max_replicas:,}"
+    # The policy raises to the floor only up to the maximum, and a stabilised scale-down
+    # may still go part of the way: the clause must not name a count that was not chosen.
+    if clamp == "ReactiveFloor/LoadNeedsMore" and r.replicas < r.reactive_floor:
+        return (
+            f"raised to the maximum of {r.max_replicas:,}, short of the "
+            f"{r.reactive_floor:,} pods the load now needs"
+        )
+    if clamp == "Hold/Stabilizing" and r.replicas < r.current_replicas:
+        return (
+            f"the scale-down to {r.recommendation:,} goes only part of the way: the "
+            "stabilisation window and the forecast ahead hold the rest"
+        )
     template = _ADJUSTMENTS.get(clamp)
     return template.format(r=r) if template else f"adjusted by {clamp}"
 

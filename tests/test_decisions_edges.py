@@ -20,7 +20,7 @@ from controller import decisions
 from controller.cli import app
 from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain
-from controller.policy import PolicySpec, decide
+from controller.policy import Forecast, PolicySpec, Recommendation, decide
 from controller.replay import ReplayResult, ReplaySettings
 from controller.report import summary_table, write_report
 from controller.review import render_review
@@ -339,4 +339,51 @@ def test_explain_at_a_second_is_the_decision_in_force_then(tmp_path: Path) -> No
     assert (code, out) == (
         2,
         "error: no decision of prod/portal at or before 2026-11-20 09:41 UTC\n",
+    )
+
+
+def told(spec: PolicySpec, current: int, load: float, peak: float, *history: int) -> str:
+    """explain() of the policy's decision under a flat forecast of ``peak``; ``history``
+    holds recommendations made one minute ago."""
+    times = np.array(
+        [np.datetime64((NOW + timedelta(minutes=m)).replace(tzinfo=None)) for m in range(-5, 30)]
+    )
+    forecast = Forecast(NOW, times, np.full(len(times), peak), 0.9, model_version="m1")
+    recent = [Recommendation(NOW - timedelta(minutes=1), count) for count in history]
+    decision = decide(spec, NOW, current, load, forecast, recent)
+    record = record_from_decision(
+        decision,
+        scaler="prod/portal",
+        target="Deployment/portal",
+        mode="Scale",
+        ready_replicas=current,
+        spec=spec,
+        forecast=forecast,
+        hpa_replicas=None,
+        at=NOW,
+    )
+    return explain(replace(record, applied=True))
+
+
+def test_the_clauses_name_the_count_chosen() -> None:
+    # The floor is raised to only up to the maximum: "raised to the 60 pods the load now
+    # needs" was told of a scale to 50, with nothing about the maximum.
+    capped = replace(SPEC, scale_up_max_step=5)
+    assert told(capped, 40, 6_000.0, 6_000.0).startswith(
+        "scaled 40 → 50 at 09:41 because the p90 forecast for 09:41–09:44 peaks at 6,000 "
+        "rps, each pod serves 100 rps, pods take 3 min to start, so it needs 60; limited by "
+        "the scale-up step (asked for 60); raised to the maximum of 50, short of the 60 pods "
+        "the load now needs."
+    )
+    assert "raised to the 60 pods the load now needs." in told(
+        replace(capped, max_replicas=80), 40, 6_000.0, 6_000.0
+    )
+    # A stabilised scale-down that still went part of the way "waited".
+    assert told(SPEC, 10, 100.0, 100.0, 7).endswith(
+        "so it needs 1; the scale-down to 1 goes only part of the way: the stabilisation "
+        "window and the forecast ahead hold the rest."
+    )
+    assert told(SPEC, 10, 100.0, 100.0, 10).endswith(
+        "so it needs 1; the scale-down to 1 waits for the stabilisation window and the "
+        "forecast ahead."
     )
