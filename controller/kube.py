@@ -190,6 +190,10 @@ class KubeClient:
         """Yield ``(event type, object)`` from ``resource_version`` until the server closes.
 
         Raises :class:`KubeError` with status 410 when the version is too old: list again.
+        The server ends a watch after ``timeout_seconds``; a stream still silent
+        ``retry.timeout`` seconds after that is dead (an API server or load balancer that
+        went away without closing it) and raises a timeout, so the caller lists again
+        instead of waiting forever for changes that never come.
         """
         stream = watch.Watch()
         if namespace:
@@ -199,7 +203,11 @@ class KubeClient:
             fn, args = self.custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
         try:
             for event in stream.stream(
-                fn, *args, resource_version=resource_version, timeout_seconds=timeout_seconds
+                fn,
+                *args,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=(self.retry.timeout, timeout_seconds + self.retry.timeout),
             ):
                 if event["type"] == "ERROR":
                     status = event["raw_object"]
@@ -213,7 +221,7 @@ class KubeClient:
         except ApiException as exc:
             raise _api_error("watch PredictiveScalers", exc) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise KubeError("watch PredictiveScalers", 0, "Unreachable", str(exc)) from None
+            raise _transport_error("watch PredictiveScalers", exc, self.retry.timeout) from None
         finally:
             stream.stop()
 

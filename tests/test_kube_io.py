@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.kube import KubeClient, KubeError, RetryPolicy
+from controller.kube import KubeClient, KubeError, RetryPolicy, api_client
 from controller.leader import LeaderElector, LeaderSettings
 from tests.kubefake import FakeKubeServer, Fault
 
@@ -149,3 +151,45 @@ def test_lost_race_on_the_lease_is_a_conflict_not_a_crash(api) -> None:
     a.release(T0 + timedelta(seconds=3))
     b = LeaderElector(kube, "ns", "lease", "b", settings)
     assert b.tick(T0 + timedelta(seconds=4))  # a released: b need not wait
+
+
+def test_a_watch_that_goes_silent_times_out_instead_of_hanging() -> None:
+    """An API server (or a load balancer in front of it) that stops sending on an open
+    watch without closing it: the watch ends with a timeout after its own timeoutSeconds
+    plus the request timeout, so the runner lists again; before, it waited forever and
+    spec changes were never seen while /healthz said all was well."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    release = threading.Event()
+
+    def silent_server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            release.wait(60)  # no data, no FIN, no RST
+
+    threading.Thread(target=silent_server, daemon=True).start()
+    host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    kube = KubeClient(api_client(host=host), RetryPolicy(attempts=1, timeout=0.5))
+    outcome: list[BaseException | None] = []
+
+    def watch() -> None:
+        try:
+            list(kube.watch_scalers(None, "1", timeout_seconds=1))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects whatever ends it
+            outcome.append(exc)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    watcher.join(30)
+    release.set()
+    listener.close()
+    assert outcome, "the watch of a silent server never returned"
+    assert isinstance(outcome[0], KubeError)
+    assert (outcome[0].status, outcome[0].reason) == (0, "Timeout")
