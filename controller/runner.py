@@ -90,6 +90,8 @@ class Controller:
     """Guards ``objects`` and ``periods`` (the watch thread writes, jobs read)."""
 
     _reconciling: threading.Lock = field(default_factory=threading.Lock)
+    _leading: bool = False
+    """Whether the last election tick found this instance leading."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,8 +136,19 @@ class Controller:
     # -- jobs ----------------------------------------------------------------------------------
 
     def _elect(self) -> None:
+        """Renew or acquire the Lease. On losing it, drop the per-scaler series: a standby
+        exporting its last values would keep alerts firing (a projected shortfall) and
+        count every scaler twice in a ``sum()`` across replicas."""
         leading = self.elector.tick(self.clock())
-        self.reconciler.metrics.leader.set(1 if leading else 0)
+        metrics = self.reconciler.metrics
+        if self._leading and not leading:
+            with self._lock:
+                keys = list(self.objects)
+            for key in keys:
+                namespace, _, name = key.partition("/")
+                metrics.forget(namespace, name)
+        self._leading = leading
+        metrics.leader.set(1 if leading else 0)
 
     def reconcile_urgent(self) -> None:
         """Reconcile the scalers whose spec changed or whose model job finished, and those

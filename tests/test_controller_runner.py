@@ -305,3 +305,26 @@ def test_two_scalers_on_one_target_only_the_first_scales_it(fleet) -> None:
     s3 = fleet.state.get("predictivescalers", "gov", "s3")["status"]
     (active,) = [c for c in s3["conditions"] if c["type"] == "ScalingActive"]
     assert active["status"] == "True" and s3["desiredReplicas"] == 3
+
+
+def test_losing_the_lease_drops_the_per_scaler_series(fleet) -> None:
+    """A replica that lost the Lease stops exporting its scalers' last values: a standby's
+    stale projected shortfall would keep an alert firing, and its desired replicas would
+    be counted twice by a sum over the replicas."""
+    one, clock = listed(fleet, lambda key: None)
+    one._elect()
+    one._reconcile_many(set(one.objects), "test")
+    registry = one.reconciler.metrics.registry
+    labels = {"namespace": "gov", "name": "s0"}
+    assert registry.get_sample_value("surgecast_desired_replicas", labels) == 3
+
+    kube = KubeClient(fleet.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    other_clock = Monotonic()
+    other = LeaderElector(kube, "gov", "lease", "b", FAST, monotonic=other_clock)
+    assert not other.tick(T0)
+    other_clock.seconds += 2  # the lease looks expired to "b", which takes it
+    clock.seconds += 2  # and "a" has not renewed within its deadline
+    assert other.tick(T0)
+    one._elect()
+    assert registry.get_sample_value("surgecast_leader") == 0
+    assert registry.get_sample_value("surgecast_desired_replicas", labels) is None
