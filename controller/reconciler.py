@@ -772,9 +772,10 @@ class Reconciler:
             _condition(
                 status, "CapacityAtRisk", True, "ForecastExceedsMax", message, now, generation
             )
-            # One Event per local day at risk: the hours of one surge ending one by one,
-            # or its forecast moving a little, are not news.
-            day = f"{found[0].start.tz_convert(tz):%Y-%m-%d}"
+            # One Event per local day at risk and spec generation: the hours of one surge
+            # ending one by one, or its forecast moving a little (even across the line and
+            # back), are not news; the user changing the spec is.
+            day = f"{found[0].start.tz_convert(tz):%Y-%m-%d}/{generation}"
             self._event(state, obj, "Warning", "CapacityAtRisk", message, now, key=day)
             m.projected_shortfall.labels(*labels).set(shortfall)
             m.projected_shortfall_ahead.labels(*labels).set(found[0].ahead.total_seconds())
@@ -785,8 +786,11 @@ class Reconciler:
             )
             _condition(status, "CapacityAtRisk", False, "WithinCapacity", message, now, generation)
             if was_at_risk:
-                self._event(state, obj, "Normal", "CapacityRiskCleared", message, now, dedupe=False)
-            state.last_events.pop("CapacityAtRisk", None)
+                # Once per warned day and generation too: a forecast hovering at the bound
+                # would otherwise send a Warning and a Normal Event every hour.
+                warned = state.last_events.get("CapacityAtRisk")
+                cleared = f"{warned}/{generation}"
+                self._event(state, obj, "Normal", "CapacityRiskCleared", message, now, key=cleared)
             m.projected_shortfall.labels(*labels).set(0)
             m.clear(m.projected_shortfall_ahead, *labels)
         _merge_replace(status, "outlook", summary)

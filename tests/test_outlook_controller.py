@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,15 +152,32 @@ def test_a_deadline_max_cannot_carry_is_flagged_days_ahead_and_clears_when_max_i
         assert reconcile(api, rec, minute)["outlook"] == outlook
     assert len(events(api, "CapacityAtRisk")) == 1
 
-    # Raising max (a new generation: the model is retrained) clears it at once.
+    # A forecast hovering at the bound (the hourly outlook dipping below it and back, the
+    # spec unchanged) flips the condition but sends one Warning and one Normal Event only.
+    state = rec.states["gov/portal"]
+    risky = state.outlook
+    calm = replace(risky, hours=risky.hours.assign(peak=risky.hours["peak"] / 100))
+    for minute, outlook_now, expected in (
+        (3, calm, "False"),
+        (4, risky, "True"),
+        (5, calm, "False"),
+    ):
+        state.outlook = outlook_now
+        assert condition(reconcile(api, rec, minute))["status"] == expected
+    state.outlook = risky
+    assert condition(reconcile(api, rec, 6))["status"] == "True"
+    assert len(events(api, "CapacityAtRisk")) == 1
+    assert len(events(api, "CapacityRiskCleared")) == 1
+
+    # Raising max (a new generation: the model is retrained) clears it at once, and says so.
     api.state.update("predictivescalers", "gov", "portal", {"spec": {"maxReplicas": 20}})
-    status = reconcile(api, rec, 3)
+    status = reconcile(api, rec, 7)
     cleared = condition(status)
     assert (cleared["status"], cleared["reason"]) == ("False", "WithinCapacity")
-    assert cleared["lastTransitionTime"] == "2026-11-14T16:03:00Z"
+    assert cleared["lastTransitionTime"] == "2026-11-14T16:07:00Z"
     assert status["outlook"]["hoursAtRisk"] == 0 and "firstRiskAt" not in status["outlook"]
-    (note,) = events(api, "CapacityRiskCleared")
-    assert note["type"] == "Normal"
+    first_note, note = events(api, "CapacityRiskCleared")
+    assert first_note["type"] == note["type"] == "Normal"
     assert gauge(metrics, "surgecast_projected_shortfall_replicas") == 0
     assert gauge(metrics, "surgecast_projected_shortfall_ahead_seconds") is None
 
