@@ -203,7 +203,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     tolerance = reader.number("behavior.tolerance", 0.1, minimum=0.0, maximum=1.0)
     up_step = reader.integer("behavior.scaleUpMaxStep", 100, minimum=1)
     down_step = reader.integer("behavior.scaleDownMaxStep", 10, minimum=1)
-    stabilization = reader.duration("behavior.scaleDownStabilization", "5m")
+    stabilization = reader.duration("behavior.scaleDownStabilization", "5m", zero=True)
     sync = reader.duration("behavior.syncPeriod", "30s")
     overrides = _windows(reader, "overrides")
     events = _windows(reader, "events")
@@ -243,7 +243,9 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
         tolerance=float(tolerance if tolerance is not None else 0.1),
         scale_up_max_step=int(up_step or 100),
         scale_down_max_step=int(down_step or 10),
-        scale_down_stabilization=stabilization or timedelta(minutes=5),
+        scale_down_stabilization=(
+            stabilization if stabilization is not None else timedelta(minutes=5)
+        ),
         sync_period=sync or timedelta(seconds=30),
         hpa_name=hpa_name or None,
         overrides=overrides,
@@ -372,7 +374,9 @@ class _Reader:
             return None
         return str(value)
 
-    def duration(self, path: str, default: str) -> timedelta | None:
+    def duration(self, path: str, default: str, zero: bool = False) -> timedelta | None:
+        """A positive duration, or with ``zero`` also none at all (a stabilisation window
+        of 0 is the HPA's own way of saying "scale down at once")."""
         text = self.string(path, default)
         if text is None:
             return None
@@ -381,7 +385,7 @@ class _Reader:
         except ValueError as exc:
             self.problems.append(f"{self.prefix}{path}: {exc}")
             return None
-        if value <= timedelta(0):
+        if value < timedelta(0) or (value == timedelta(0) and not zero):
             self.problems.append(f"{self.prefix}{path}: must be positive")
             return None
         return value

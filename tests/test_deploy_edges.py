@@ -326,7 +326,7 @@ REFUSED_BY_THE_READER = [
     ("step empty", lambda s: s["spec"]["metric"].update(step="")),
     ("syncPeriod 0s", lambda s: s["spec"]["behavior"].update(syncPeriod="0s")),
     ("syncPeriod 30s1m", lambda s: s["spec"]["behavior"].update(syncPeriod="30s1m")),
-    ("stabilization 0m", lambda s: s["spec"]["behavior"].update(scaleDownStabilization="0m")),
+    ("stabilization empty", lambda s: s["spec"]["behavior"].update(scaleDownStabilization="")),
     ("startupDelay 0s", lambda s: s["spec"].update(startupDelay="0s")),
     ("startupDelay 30s2m", lambda s: s["spec"].update(startupDelay="30s2m")),
     ("horizon 0h", lambda s: s["spec"].update(horizon="0h")),
@@ -369,6 +369,8 @@ ACCEPTED_BY_BOTH = [
     ("startupDelay auto", lambda s: s["spec"].update(startupDelay="auto")),
     ("startupDelay 0m45s", lambda s: s["spec"].update(startupDelay="0m45s")),
     ("syncPeriod 1m30s", lambda s: s["spec"]["behavior"].update(syncPeriod="1m30s")),
+    # The HPA's own "scale down at once".
+    ("stabilization 0s", lambda s: s["spec"]["behavior"].update(scaleDownStabilization="0s")),
     ("horizon 1d12h", lambda s: s["spec"].update(horizon="1d12h")),
     ("cron on weekdays", lambda s: s["spec"]["retrain"].update(schedule="*/30 2-4 * * mon-fri")),
     ("one-letter Prometheus host", lambda s: s["spec"]["metric"].update(prometheusUrl="http://p")),

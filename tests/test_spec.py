@@ -18,6 +18,15 @@ EXAMPLE = yaml.safe_load(
 )
 
 
+def test_a_zero_stabilisation_window_scales_down_at_once_as_in_the_hpa() -> None:
+    spec = copy.deepcopy(EXAMPLE)
+    spec["spec"]["behavior"]["scaleDownStabilization"] = "0s"
+    assert parse_scaler(spec).scale_down_stabilization == timedelta(0)
+    spec["spec"]["behavior"]["scaleDownStabilization"] = "-1m"
+    with pytest.raises(SpecError, match="scaleDownStabilization"):
+        parse_scaler(spec)
+
+
 def test_example_parses_with_defaults() -> None:
     config = parse_scaler(EXAMPLE)
     assert config.key == "default/pension-portal"
