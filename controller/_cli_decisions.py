@@ -128,8 +128,10 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
     try:
-        log = DecisionLog(db)
+        log = DecisionLog(db, create=False)
         known = log.scalers()
+    except LookupError:
+        fail(f"no decision log in {db} (it has no decisions table): set --db or {DB_ENV}")
     except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
         fail(f"cannot read the decision log {db}: {exc}")
     if not known:

@@ -228,11 +228,20 @@ class DecisionLog:
     Each method runs in its own transaction and has committed when it returns.
     """
 
-    def __init__(self, url: str) -> None:
-        """Open (and on first use create) the log at ``url``; see the module docstring."""
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """Open (and on first use create) the log at ``url``; see the module docstring.
+
+        Readers pass ``create=False``: a database without a decision log then raises
+        :class:`LookupError` rather than gaining its tables, so a mistyped database name
+        neither reads as "no decisions" nor is written to by a command that only reads.
+        """
         self.url = url
         self._engine = _engine(url)
-        _open_schema(self._engine)
+        try:
+            _open_schema(self._engine, create)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     def close(self) -> None:
         """Release the connections."""
@@ -399,7 +408,7 @@ create them: the slower one fails on the other's table or version row, which a s
 try, finding them, reads instead."""
 
 
-def _open_schema(engine: Engine) -> None:
+def _open_schema(engine: Engine, create: bool) -> None:
     """Create or check the schema, trying again when a concurrent open created it first.
 
     Only a failure after connecting is tried again: an unreachable database fails at once.
@@ -408,6 +417,8 @@ def _open_schema(engine: Engine) -> None:
         for attempt in range(1, SCHEMA_ATTEMPTS + 1):
             try:
                 with conn.begin():
+                    if not create and not sa.inspect(conn).has_table(_decisions.name):
+                        raise LookupError(f"{engine.url.render_as_string()} holds no decision log")
                     _create_schema(conn)
                 return
             except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):

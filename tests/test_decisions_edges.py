@@ -387,3 +387,23 @@ def test_the_clauses_name_the_count_chosen() -> None:
         "so it needs 1; the scale-down to 1 waits for the stabilisation window and the "
         "forecast ahead."
     )
+
+
+def test_reading_a_database_without_a_log_neither_creates_one_nor_reads_empty(
+    url: str,  # noqa: F811
+) -> None:
+    # A mistyped database name (PostgreSQL) or another SQLite file read as "the decision
+    # log ... is empty", and the command, which only reads, had created the tables in it.
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the database exists, and holds something else
+        conn.execute(sa.text("CREATE TABLE other (x INTEGER)"))
+    code, out = cli("decisions", "list", "prod/portal", "--db", url)
+    assert code == 2
+    assert out.startswith(f"error: no decision log in {url} (it has no decisions table)")
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == ["other"]
+    engine.dispose()
+    with pytest.raises(LookupError, match="holds no decision log"):
+        DecisionLog(url, create=False)
+    DecisionLog(url).close()  # a writer creates it
+    DecisionLog(url, create=False).close()
