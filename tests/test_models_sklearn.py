@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from forecaster.models import GradientBoostingForecaster, LinearForecaster
 from forecaster.models.direct import samples_per_series
-from forecaster.models.features import design
+from forecaster.models.features import design, rolling_mean
 from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
 from tests.synthetic import poisson_days
 
@@ -146,3 +146,34 @@ def test_a_cold_start_with_a_season_shorter_than_the_interval_repeats_the_last_v
     forecast = fitted.predict(3, quantiles=(0.5, 0.9))
     assert (forecast.loc[forecast["unique_id"] == "new", "yhat"] == 55.0).all()
     assert "last value" in fitted.fallback_reason_["new"]
+
+
+def test_one_corrupt_interval_in_the_last_day_does_not_scale_the_next_day() -> None:
+    """A counter reset of 1000 times the load 200 intervals before the end: the level (the
+    mean of the day before the origin) divides every feature and multiplies every forecast
+    back, and with it the whole next day came out three times too high. Only the forecasts
+    whose seasonal lag reads the spike itself may move."""
+    frame = poisson_days(21, seed=1)
+    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))
+    spiked = frame.copy()
+    spiked.loc[spiked.index[-200], "y"] *= 1000
+    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))
+    ratio = forecast["q0.5"] / clean["q0.5"]
+    assert 0.9 < ratio.median() < 1.1
+    assert (ratio.between(0.8, 1.25)).mean() > 0.95
+
+
+def test_the_level_ignores_a_spike_but_version_2_models_keep_the_raw_one() -> None:
+    """Version 3 bounds a spike's share of the level (gradient-boosting forecasts of the
+    next day came out about 4 times too high with one); a stored model's trees and
+    coefficients were learned on its own version's features, so version 2 keeps the raw
+    level."""
+    y = poisson_days(3, seed=2, freq="1h")["y"].to_numpy(copy=True)
+    y[60] = 1e6
+    ds = pd.date_range("2026-10-05", periods=len(y), freq="1h")
+    origins, steps = np.array([65, 70]), np.array([1, 1])
+    _, raw = design(y, ds, origins, steps, 24, 3, 2, None, None, version=2)
+    np.testing.assert_allclose(raw, rolling_mean(y, 24)[origins])
+    _, robust = design(y, ds, origins, steps, 24, 3, 2, None, None, version=3)
+    clean = rolling_mean(np.delete(y, 60), 23)[origins - 1]
+    assert (robust < 2 * clean).all() and (raw > 1000 * clean).all()

@@ -17,8 +17,15 @@ import pandas as pd
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 
-FEATURES_VERSION = 2
-"""The feature recipe a model is fitted with; a stored model keeps using its own."""
+FEATURES_VERSION = 3
+"""The feature recipe a model is fitted with; a stored model keeps using its own.
+
+Version 3 measures the level on capped values (:func:`capped`); version 2 on the raw
+values, where one corrupt interval moved every forecast of the next season."""
+
+CAP = 10.0
+"""How far above the level of the season before an interval may count towards the level:
+``CAP`` times the level plus ``CAP`` times its square root (see :func:`capped`)."""
 
 
 def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
@@ -31,6 +38,31 @@ def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
     n = counts[end] - counts[start]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, (sums[end] - sums[start]) / np.maximum(n, 1), np.nan)
+
+
+def capped(y: np.ndarray, period: int) -> np.ndarray:
+    """``y`` with each value bounded by ``CAP * (m + sqrt(m))``, where ``m`` is the mean of
+    absolute values over the season before it, as far as that season is at least half
+    observed (before that, nothing is bounded).
+
+    The level divides every feature and multiplies every forecast back, so with raw values
+    one corrupt interval (a counter reset of 1000 times the load) in the season before the
+    origin multiplied every forecast of the next season by up to seven. Traffic a few times
+    its daily mean (a peak, a launch) stays below the bound, and the square root keeps a
+    count of 1 at a level of 0.01 (a rare event) unbounded. The season before is measured
+    on values bounded once already, so a burst of several intervals does not raise its own
+    bound.
+    """
+    finite = np.isfinite(y)
+    observed = rolling_mean(finite.astype(float), period)
+    half_seen = np.concatenate([[False], observed[:-1] >= 0.5])
+    out = y.astype(float)
+    for _ in range(2):
+        m = np.concatenate([[np.nan], rolling_mean(np.abs(out), period)[:-1]])
+        bound = CAP * (m + np.sqrt(m))
+        bounded = half_seen & finite & np.isfinite(bound)
+        out = np.where(bounded, np.clip(y, -bound, bound), y)
+    return out
 
 
 def centred_mean(y: np.ndarray, half: int) -> np.ndarray:
@@ -91,10 +123,11 @@ def design(
 
     ``calendar`` and ``events`` are per-interval arrays aligned with ``y`` extended by the
     forecast horizon (so they can be read at ``o + h``). Values are divided by the level:
-    the mean of the season before the origin.
+    the mean of the season before the origin, from version 3 of values :func:`capped`.
     """
-    level = rolling_mean(y, period)
-    fallback = np.nanmean(y) if np.isfinite(y).any() else 1.0
+    base = capped(y, period) if version >= 3 else y
+    level = rolling_mean(base, period)
+    fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
     level = np.where(np.isfinite(level), level, fallback)
     floor = max(1e-6, 0.01 * abs(fallback))
     scale = np.maximum(take(level, origins), floor)
