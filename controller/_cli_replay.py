@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import typer
 
-from controller.decisions import DecisionLog
+from controller.decisions import DecisionLog, DecisionRecord
 from controller.replay import POLICIES, ReplaySettings, replay, replay_records
 from controller.report import summary_table, write_report
 from controller.spec import parse_duration
@@ -118,15 +119,36 @@ def replay_command(
         records = replay_records(result, frame, name, SeasonalQuantile.__name__)
         try:
             with DecisionLog(decision_log) as log:
+                _refuse_overlap(log, name, records)
                 log.record_many(records)
+        except typer.Exit:
+            raise
         except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
             fail(f"cannot write the decision log {decision_log}: {exc}")
     if html_out is not None:
         write_report(result, html_out, f"Replay of {series.name}")
     if as_json:
-        typer.echo(json.dumps(result.summary.to_dict(orient="records"), indent=2))
+        # A metric that does not apply (cost vs oracle without the oracle) is null: NaN is
+        # not JSON, and strict parsers refuse the whole document.
+        summary = result.summary.astype(object).where(result.summary.notna(), None)
+        typer.echo(json.dumps(summary.to_dict(orient="records"), indent=2, allow_nan=False))
     else:
         typer.echo(summary_table(result.summary))
+
+
+def _refuse_overlap(log: DecisionLog, scaler: str, records: Sequence[DecisionRecord]) -> None:
+    """Stop before a second replay of the same intervals lands under the same name: its
+    decisions would interleave with the first run's, and ``decisions list``, ``explain`` and
+    ``review`` would show the two runs as one."""
+    if not records:
+        return
+    first, last = records[0].at, records[-1].at
+    if log.list(scaler, since=first, until=last + timedelta(microseconds=1), limit=1):
+        fail(
+            f"the decision log already has decisions of {scaler} between {first:%Y-%m-%d %H:%M}"
+            f" and {last:%Y-%m-%d %H:%M} UTC: record this run under another --scaler or in"
+            " another log"
+        )
 
 
 def _settings(

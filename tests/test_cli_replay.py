@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
+from controller.decisions import DecisionLog
 from forecaster.frames import write_frame
 from forecaster.generate import TrafficProfile, generate_traffic
 
@@ -130,3 +131,42 @@ def test_replay_reads_a_start_with_an_offset_as_that_utc_time(tmp_path: Path, st
     assert summary(start) == summary("2026-01-02 06:00")
     # 06:00 to 12:00 UTC needs 7 to 12 pods, each rise ready 3 minutes (the delay) ahead
     assert summary(start)[0]["replica_minutes"] == sum(range(7, 13)) * 60 + 5 * 3
+
+
+def hourly_ramp(path: Path) -> Path:
+    """Two days a minute apart, the load rising each hour: a replay needs no model skill."""
+    ds = pd.date_range("2026-01-01", periods=2 * 24 * 60, freq="1min")
+    write_frame(pd.DataFrame({"unique_id": "s", "ds": ds, "y": 10.0 * (ds.hour + 1)}), path)
+    return path
+
+
+def test_replay_json_without_the_oracle_is_strict_json(tmp_path: Path) -> None:
+    """Cost vs oracle does not apply without the oracle: null, not NaN (which is not JSON)."""
+    args = ["replay", "--series", str(hourly_ramp(tmp_path / "s.csv")), "--policy", "hpa"]
+    args += ["--capacity-per-replica", "10", "--start", "2026-01-02 06:00", "--json"]
+    args += ["--end", "2026-01-02 07:00"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    (row,) = json.loads(result.stdout, parse_constant=refuse)
+    assert row["policy"] == "hpa" and row["cost_vs_oracle"] is None
+
+
+def test_replay_refuses_to_record_the_same_intervals_twice_under_one_name(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    args = ["replay", "--series", str(hourly_ramp(tmp_path / "s.csv")), "--policy", "predictive"]
+    args += ["--capacity-per-replica", "10", "--start", "2026-01-02 06:00"]
+    args += ["--end", "2026-01-02 07:00", "--decision-log", db]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert again.stderr == (
+        "error: the decision log already has decisions of replay/s between 2026-01-02 06:00"
+        " and 2026-01-02 06:59 UTC: record this run under another --scaler or in another log\n"
+    )
+    assert runner.invoke(app, [*args, "--scaler", "replay/s-again"]).exit_code == 0
+    with DecisionLog(db) as log:
+        assert log.counts() == {"replay/s": 60, "replay/s-again": 60}
