@@ -201,13 +201,29 @@ def train(
     if unscored:  # e.g. a series that stopped before the first cutoff
         assignment.update(dict.fromkeys(unscored, fallback))
         note = f"no backtest fold has data of {', '.join(unscored)}; using {fallback} for them"
-    parts = []
+    parts, step = [], series_freq(frame)
     for name in sorted(set(assignment.values())):
         members = [uid for uid, chosen in assignment.items() if chosen == name]
-        parts.append(_Part(name, candidates[name](), frame[frame["unique_id"].isin(members)]))
+        series = _with_interval(frame[frame["unique_id"].isin(members)], step)
+        parts.append(_Part(name, candidates[name](), series))
     fitted = engine.map(_FitTask(events), parts)
     models = {part.name: model for part, model in zip(parts, fitted, strict=True)}
     return Trained(models, assignment, scores, note)
+
+
+def _with_interval(series: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """``series`` as a model can fit it: when no series of them has two rows, each gets a
+    missing value one ``step`` before its only row.
+
+    A model learns the interval from the frame it is fitted on. With ``auto``, series that
+    fell back to the default model are fitted on their own, and when they were only
+    services seen once (new, or sampled once), the whole fleet's training failed with
+    "cannot infer the interval" and no model was stored for any of the others.
+    """
+    if series.groupby("unique_id")["ds"].size().max() >= 2:
+        return series
+    before = series.assign(ds=series["ds"] - step, y=np.nan)
+    return pd.concat([before, series], ignore_index=True)
 
 
 @dataclass(frozen=True)

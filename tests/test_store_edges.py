@@ -8,11 +8,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from forecaster import store
-from forecaster.models import LastValue, SeasonalNaive
+from forecaster.models import LastValue, SeasonalNaive, registry
+from forecaster.training import forecast, train
 from tests.test_store import fix_checksum, folder, hourly, rewrite_json, save_one
 
 
@@ -151,3 +153,16 @@ def test_a_signature_edited_into_a_number_or_other_text_is_refused(tmp_path: Pat
         )
         with pytest.raises(store.StoreError, match="signature does not match"):
             store.load(str(tmp_path), key="s3cret")
+
+
+def test_a_service_seen_once_does_not_fail_the_fleets_training() -> None:
+    """With ``auto`` it fell back to the default model, fitted alone on one row: "cannot
+    infer the interval", and no other service got a model."""
+    fleet = pd.concat([hourly(days=14, uid="old"), hourly(days=14, uid="new").iloc[-1:]])
+    candidates = {n: registry(None, None)[n] for n in ("seasonal_quantile", "linear")}
+    trained = train(fleet, candidates, horizon=12, folds=3)
+    assert trained.assignment == {"old": "linear", "new": "seasonal_quantile"}
+    frame = forecast(trained.models, 6, (0.5, 0.9))
+    assert frame.groupby("unique_id").size().to_dict() == {"new": 6, "old": 6}
+    first = frame.groupby("unique_id")["ds"].min()
+    assert first["new"] == fleet[fleet["unique_id"] == "new"]["ds"].max() + pd.Timedelta("1h")
