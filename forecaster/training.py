@@ -69,6 +69,8 @@ def select(
     engine = engine or LocalEngine()
     step = series_freq(frame)
     points = fold_cutoffs(frame, horizon, folds, every)
+    if not points[-1] >= _seen_twice(frame):  # not: NaT when no series has two rows
+        raise ShortHistoryError(f"no series has two rows by the last backtest cutoff, {points[-1]}")
     chunks = _chunks(frame, engine.workers)
     models = {name: make() for name, make in candidates.items()}
     parts = []
@@ -77,7 +79,7 @@ def select(
             parts += [_Part(name, model, chunk, points) for chunk in chunks]
         else:  # every fold is one fit on all the series: one task each
             parts += [_Part(name, model, frame, [cutoff]) for cutoff in points]
-    done = engine.map(_BacktestTask(step, horizon, (0.5, upper), events), parts)
+    done = engine.map(_BacktestTask(horizon, (0.5, upper), events), parts)
     season_steps = max(1, int(pd.Timedelta(season) / step))
     tables, results = [], {}
     for name in candidates:
@@ -116,21 +118,28 @@ class _Part:
 class _BacktestTask:
     """Backtest one part at its cutoffs, which are the whole frame's."""
 
-    step: pd.Timedelta
     horizon: int
     quantiles: tuple[float, ...]
     events: pd.DataFrame | None = None
 
     def __call__(self, part: _Part) -> pd.DataFrame | None:
-        # A series that starts after a cutoff is not forecast from it, in a chunk as in the
-        # whole frame; a chunk with no data at any cutoff has nothing to backtest.
-        first = part.series["ds"].min()
-        points = [p for p in part.points if p >= first + self.step]
+        # A series seen fewer than twice by a cutoff is not forecast from it (backtest_at
+        # leaves it out), in a chunk as in the whole frame. A cutoff by which no series was
+        # seen twice has nothing to fit: a stray early row then many folds failed the whole
+        # backtest with "cannot infer the interval".
+        ready = _seen_twice(part.series)
+        points = [p for p in part.points if p >= ready]
         if not points:
             return None
         return backtest_at(
             part.model, part.series, points, self.horizon, self.quantiles, events=self.events
         )
+
+
+def _seen_twice(series: pd.DataFrame) -> pd.Timestamp:
+    """When the first series of a (sorted) frame has its second row: the first cutoff a
+    model can be fitted at. ``NaT`` when no series has two."""
+    return series.groupby("unique_id")["ds"].nth(1).min()
 
 
 def _chunks(frame: pd.DataFrame, workers: int) -> list[pd.DataFrame]:

@@ -155,6 +155,30 @@ def test_a_series_seen_once_at_a_cutoff_is_not_forecast_from_it_chunked_or_not()
     pd.testing.assert_frame_equal(chunked.scores, single.scores)
 
 
+def test_a_cutoff_with_no_series_seen_twice_is_skipped_chunked_or_not() -> None:
+    """One stray row long before the services started (a test request months ahead) let
+    the first cutoff pass the history check with nothing to fit at it: every backtest, and
+    so the whole training, failed with "cannot infer the interval"."""
+    frame = fleet(last_starts=0)
+    late = frame.groupby("unique_id").cumcount() >= 2100
+    frame = frame[late | (frame.index == 0)]  # svc0's first row, then every series at 2100
+    single = select(frame, candidates(), 12, 3, 288)
+    chunked = select(frame, candidates(), 12, 3, 288, engine=ChunkingLocalEngine())
+    for name, folds in single.results.items():
+        pd.testing.assert_frame_equal(
+            chunked.results[name], folds, check_exact=False, rtol=0, atol=1e-9
+        )
+        assert folds["cutoff"].nunique() == 2  # the cutoff at step 2003 is skipped
+    pd.testing.assert_frame_equal(chunked.scores, single.scores)
+
+    stray = frame[frame.index == 0]
+    latest = frame[frame["ds"] > frame["ds"].max() - pd.Timedelta("30min")]  # after the cutoffs
+    trained = train(pd.concat([stray, latest]), candidates(), "auto", 12, 3, 288)
+    assert trained.scores is None
+    assert "not backtested (no series has two rows by the last backtest cutoff" in trained.note
+    assert set(trained.assignment.values()) == {"seasonal_quantile"}
+
+
 @pytest.mark.slow
 def test_backtest_and_train_on_dask_equal_local(dask_engine: DaskEngine) -> None:
     frame = fleet()
