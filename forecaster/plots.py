@@ -12,6 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from forecaster.frames import series_freq, validate_series  # noqa: E402
+from forecaster.models.base import regular  # noqa: E402
+
 MAX_SERIES_DRAWN = 6
 
 
@@ -20,19 +23,28 @@ def plot_series(
 ) -> Path:
     """Draw each series (up to six, the busiest first) and shade the missing intervals.
 
-    Missing data is drawn as a grey band rather than a drop to zero, so an outage is not
-    mistaken for a quiet night.
+    Missing data, a NaN or an absent row between a series' first and last, breaks its line
+    and is drawn as a grey band rather than a drop to zero or a straight line across the
+    outage, so an outage is not mistaken for a quiet night. The title says how many series
+    were left out.
     """
     path = Path(path)
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    frame = validate_series(series)
+    everyone = frame["unique_id"].nunique()
     busiest = (
-        series.groupby("unique_id")["y"].sum().sort_values(ascending=False).index[:MAX_SERIES_DRAWN]
+        frame.groupby("unique_id")["y"].sum().sort_values(ascending=False).index[:MAX_SERIES_DRAWN]
     )
+    missing = []
     for uid in busiest:
-        one = series[series["unique_id"] == uid]
-        ax.plot(one["ds"], one["y"], linewidth=0.7, label=str(uid))
-    total = series.groupby("ds")["y"].sum(min_count=1)
-    _shade_missing(ax, total)
+        one = frame[frame["unique_id"] == uid]
+        y = regular(one, series_freq(one)) if len(one) > 1 else one.set_index("ds")["y"]
+        ax.plot(y.index, y.to_numpy(), linewidth=0.7, label=str(uid))
+        missing.append(y.isna())
+    if missing:
+        _shade_missing(ax, pd.concat(missing, axis=1).any(axis=1).sort_index())
+    if everyone > len(busiest):
+        title = f"{title} (the {len(busiest)} busiest of {everyone} series)"
     ax.set_title(title)
     ax.set_ylabel("requests per interval")
     ax.set_xlabel("time (UTC)")
@@ -46,13 +58,15 @@ def plot_series(
     return path
 
 
-def _shade_missing(ax: plt.Axes, total: pd.Series) -> None:
-    missing = total.isna().to_numpy()
-    if not missing.any():
+def _shade_missing(ax: plt.Axes, missing: pd.Series) -> None:
+    """Grey bands over the runs of ``missing`` (by time stamp), each up to the next
+    stamp drawn."""
+    flags = missing.to_numpy(dtype=bool)
+    if not flags.any():
         return
-    edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    index = total.index
+    index = missing.index
     for n, (start, stop) in enumerate(zip(starts, stops, strict=True)):
         end = index[min(stop, len(index) - 1)]
         ax.axvspan(
