@@ -170,7 +170,9 @@ def forecast_command(
     if not all(0 < q < 1 for q in levels):
         fail(f"--quantiles {quantiles!r}: every level must be strictly between 0 and 1")
     stored, events = load_models(model_dir, version, events_path)
-    h = steps("--horizon", horizon, pd.Timedelta(stored.manifest["step"]))
+    if stored.step is None:
+        fail(f"{model_dir}: the model store records no interval (step), and its models know none")
+    h = steps("--horizon", horizon, stored.step)
     frame = forecast(stored.models, h, levels, events)
     try:
         write_frame(frame, out)

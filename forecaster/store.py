@@ -92,6 +92,16 @@ class StoredModels:
     def version(self) -> str:
         return str(self.manifest["version"])
 
+    @property
+    def step(self) -> pd.Timedelta | None:
+        """The series' interval: ``surgecast train`` records it in the manifest; a store
+        saved from Python (``save``) may not, and its fitted models then tell it. ``None``
+        when neither does."""
+        if "step" in self.manifest:
+            return pd.Timedelta(str(self.manifest["step"]))
+        known = [pd.Timedelta(m.step_) for m in self.models.values() if hasattr(m, "step_")]
+        return min(known, default=None)
+
 
 # --- encoding fitted state as JSON + arrays -------------------------------------------------
 

@@ -213,3 +213,19 @@ def test_forecast_into_a_missing_folder_is_one_line_of_error(tmp_path: Path) -> 
     )
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and "missing" in result.stderr, result.stderr
+
+
+def test_forecast_from_a_store_saved_from_python(tmp_path: Path) -> None:
+    """``store.save`` records no step unless told (tests/fixtures/model-store-v1 does not):
+    ``forecast`` was a KeyError traceback; the fitted models know their interval."""
+    fixture = Path(__file__).parent / "fixtures" / "model-store-v1"
+    out = tmp_path / "f.csv"
+    result = runner.invoke(
+        app, ["forecast", "--model", str(fixture), "--horizon", "6h", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    expected = pd.read_csv(fixture / "expected-forecast.csv")
+    got = pd.read_csv(out)
+    assert got.groupby("unique_id").size().to_dict() == {"a": 6, "b": 6}
+    first = expected.groupby("unique_id").head(6).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, first[got.columns], check_exact=False, rtol=1e-9)
