@@ -112,7 +112,10 @@ class DaskEngine(Engine):
         from distributed import Client, LocalCluster
 
         if self.scheduler is not None:
-            self._client = Client(self.scheduler)
+            try:
+                self._client = Client(self.scheduler)
+            except ValueError as exc:  # a bad port said only "invalid literal for int()"
+                raise ValueError(f"--scheduler {self.scheduler!r}: {exc}") from exc
             return self
         # Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, to hand freed memory back to
         # the system sooner. A fixed threshold turns glibc's adaptive one off, so every large

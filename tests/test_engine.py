@@ -74,6 +74,9 @@ def test_open_engine_refuses_what_it_cannot_honour() -> None:
         open_engine("local", scheduler="tcp://127.0.0.1:8786")
     with pytest.raises(RuntimeError, match="not started"):
         DaskEngine().map(str, [1])
+    # it said only "invalid literal for int() with base 10: '1x'"
+    with pytest.raises(ValueError, match="--scheduler 'tcp://127.0.0.1:1x': invalid literal"):
+        open_engine("dask", scheduler="tcp://127.0.0.1:1x").__enter__()
 
 
 DAMAGED = (
