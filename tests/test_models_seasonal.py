@@ -264,3 +264,18 @@ def test_a_season_shorter_than_the_interval_is_refused_at_fit() -> None:
     frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": 100.0})
     with pytest.raises(ValueError, match="season 1h is shorter than the series' interval 24h"):
         SeasonalNaive(season="1h").fit(frame)
+
+
+@pytest.mark.parametrize("make", [LastValue, SeasonalNaive], ids=lambda m: m.__name__)
+def test_a_series_below_zero_keeps_its_negative_quantiles(make) -> None:
+    """A net flow, not a request count: every quantile was clipped to 0 above a negative
+    point forecast (q0.1 above yhat, a band that excludes it)."""
+    frame, _ = synthetic(days=7)
+    negative = frame.assign(y=frame["y"] - 2 * frame["y"].max())
+    forecast = make().fit(negative).predict(12, quantiles=(0.1, 0.5, 0.9))
+    assert (forecast["q0.1"] <= forecast["yhat"]).all()
+    assert (forecast["yhat"] <= forecast["q0.9"]).all()
+    assert (forecast["q0.9"] < 0).all()
+    both = pd.concat([negative.assign(unique_id="net"), frame])  # a count is still clipped
+    counts = make().fit(both).predict(12, quantiles=(0.1,))
+    assert (counts.loc[counts["unique_id"] == "s", "q0.1"] >= 0).all()

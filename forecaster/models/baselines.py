@@ -16,7 +16,8 @@ class LastValue(PerSeriesModel):
 
     Quantiles are the last value plus the empirical quantiles of one-step changes seen in
     fit, widened by ``sqrt(h)`` at ``h`` steps ahead as for a random walk, and clipped at 0
-    (request rates are not negative). ``window`` bounds the history used, in intervals.
+    for a series never below 0 (request rates are not negative; a series that is, a net
+    flow, keeps its negative quantiles). ``window`` bounds the history used, in intervals.
     ``freq`` is the series' interval (``"1min"``), inferred from the data when ``None``:
     a series seen only once, a new service's first minute, has no interval to infer.
     """
@@ -32,7 +33,9 @@ class LastValue(PerSeriesModel):
         self.last_value_: dict[str, float] = {}
         self.changes_: dict[str, np.ndarray] = {}
         self.fallback_reason_: dict[str, str | None] = {}
+        self.nonnegative_: dict[str, bool] = {}
         for uid, one in frame.groupby("unique_id", sort=True):
+            self.nonnegative_[uid] = bool((one["y"].dropna() >= 0).all())
             y = regular(one, self.step_).iloc[-self.window :]
             self.last_ds_[uid] = y.index[-1]
             seen = y.dropna()
@@ -48,6 +51,17 @@ class LastValue(PerSeriesModel):
         base = np.full(len(index), self.last_value_[uid])
         spread = np.sqrt(np.arange(1, len(index) + 1))
         changes = self.changes_[uid]
-        return base, {
-            q: np.maximum(base + np.quantile(changes, q) * spread, 0.0) for q in quantiles
-        }
+        by_quantile = {q: base + np.quantile(changes, q) * spread for q in quantiles}
+        return base, clip_at_zero(self, uid, by_quantile)
+
+
+def clip_at_zero(
+    model: PerSeriesModel, uid: str, by_quantile: dict[float, np.ndarray]
+) -> dict[float, np.ndarray]:
+    """Quantiles of a series never below 0 clipped at 0, others as they are.
+
+    Artefacts saved before ``nonnegative_`` was kept clip every series, as they did.
+    """
+    if not getattr(model, "nonnegative_", {}).get(uid, True):
+        return by_quantile
+    return {q: np.maximum(value, 0.0) for q, value in by_quantile.items()}

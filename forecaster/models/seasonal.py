@@ -18,7 +18,7 @@ from pandas.tseries.frequencies import to_offset
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import series_freq, validate_series
 from forecaster.models.base import PerSeriesModel
-from forecaster.models.baselines import LastValue
+from forecaster.models.baselines import LastValue, clip_at_zero
 
 
 def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
@@ -46,7 +46,7 @@ class SeasonalNaive(PerSeriesModel):
 
     ``season`` is a duration (``1D`` or ``7D``). The quantile of each horizon is the last
     value plus the empirical quantile of ``y[t] - y[t - season]`` over the training data, so
-    even this yardstick has honest intervals.
+    even this yardstick has honest intervals; clipped at 0 for a series never below 0.
 
     A season shorter than the series' interval is refused at ``fit``.
 
@@ -72,7 +72,9 @@ class SeasonalNaive(PerSeriesModel):
         self.last_ds_ = {}
         self.fallbacks_: dict[str, LastValue] = {}
         self.fallback_reason_: dict[str, str | None] = {}
+        self.nonnegative_: dict[str, bool] = {}
         for uid, one in frame.groupby("unique_id", sort=True):
+            self.nonnegative_[uid] = bool((one["y"].dropna() >= 0).all())
             y = one.set_index("ds")["y"].asfreq(self.step_)
             self.history_[uid] = y.to_numpy()[-self.period_ :]
             self.last_ds_[uid] = y.index[-1]
@@ -105,7 +107,8 @@ class SeasonalNaive(PerSeriesModel):
             base = np.full(horizon, np.nan)
         base = pd.Series(base).ffill().bfill().fillna(0.0).to_numpy()
         residuals = self.residuals_[uid]
-        return base, {q: np.maximum(base + np.quantile(residuals, q), 0.0) for q in quantiles}
+        by_quantile = {q: base + np.quantile(residuals, q) for q in quantiles}
+        return base, clip_at_zero(self, uid, by_quantile)
 
 
 class SeasonalQuantile(PerSeriesModel):
