@@ -97,3 +97,14 @@ def test_a_series_that_never_fired_forecasts_zero(make) -> None:
     forecast NaN from the level of days whose median is 0/0)."""
     forecast = make().fit(hourly().assign(y=0.0)).predict(24, quantiles=(0.5, 0.9))
     np.testing.assert_allclose(forecast[["yhat", "q0.5", "q0.9"]], 0.0, atol=1e-6)
+
+
+def test_a_series_below_zero_is_forecast_around_its_level(make) -> None:
+    """A net flow rather than a request count: the direct models divided by a level below
+    zero floored to 1 % of the mean, and the linear model, its ratios clipped, forecast half
+    the level with every quantile equal; the baselines clipped every quantile to 0."""
+    frame = hourly().assign(y=lambda d: d["y"] - 200)
+    forecast = make().fit(frame).predict(24, quantiles=(0.1, 0.5, 0.9))
+    recent = frame["y"].iloc[-7 * 24 :].mean()
+    assert forecast["q0.5"].mean() == pytest.approx(recent, rel=0.25)
+    assert (forecast["q0.9"] - forecast["q0.1"]).mean() > 5

@@ -20,8 +20,9 @@ from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 FEATURES_VERSION = 3
 """The feature recipe a model is fitted with; a stored model keeps using its own.
 
-Version 3 measures the level on capped values (:func:`capped`); version 2 on the raw
-values, where one corrupt interval moved every forecast of the next season."""
+Version 3 measures the level as the mean absolute value of capped values (:func:`capped`);
+version 2 as the mean of the raw values, where one corrupt interval moved every forecast of
+the next season, and a series below zero had its floor for a level."""
 
 CAP = 10.0
 """How far above the level of the season before an interval may count towards the level:
@@ -123,9 +124,11 @@ def design(
 
     ``calendar`` and ``events`` are per-interval arrays aligned with ``y`` extended by the
     forecast horizon (so they can be read at ``o + h``). Values are divided by the level:
-    the mean of the season before the origin, from version 3 of values :func:`capped`.
+    the mean of the season before the origin, from version 3 the mean absolute value of
+    values :func:`capped`.
     """
-    base = capped(y, period) if version >= 3 else y
+    # a level below zero (a net flow) would be floored, and ratios to it clipped
+    base = np.abs(capped(y, period)) if version >= 3 else y
     level = rolling_mean(base, period)
     fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
     level = np.where(np.isfinite(level), level, fallback)
