@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.base import clone
 
 from forecaster.models import ConformalCalibrator, LastValue, SeasonalNaive
@@ -49,3 +50,15 @@ def test_too_short_to_calibrate_is_reported_not_hidden() -> None:
     model = ConformalCalibrator(SeasonalNaive(), horizon=24, folds=5).fit(frame)
     assert model.fallback_reason_["s"].startswith("not calibrated")
     assert len(model.predict(24)) == 24
+
+
+@pytest.mark.parametrize(
+    "bad", [{"folds": 0}, {"every": -5}, {"horizon": 0}], ids=["folds", "every", "horizon"]
+)
+def test_a_bad_argument_is_an_error_not_an_uncalibrated_model(bad) -> None:
+    """Only history too short to backtest leaves a model uncalibrated (and says so): any
+    other error from the backtest was caught with it, and a typo gave a model whose
+    quantiles nobody had corrected."""
+    model = ConformalCalibrator(SeasonalNaive(), **({"horizon": 12, "folds": 3} | bad))
+    with pytest.raises(ValueError, match="positive whole number"):
+        model.fit(gaussian_days(10, seed=0))

@@ -63,7 +63,7 @@ class ConformalCalibrator(BaseEstimator):
         self.every = every
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> ConformalCalibrator:
-        from forecaster.backtest import backtest
+        from forecaster.backtest import ShortHistoryError, backtest
 
         frame = validate_series(df)
         self.step_ = series_freq(frame)
@@ -80,7 +80,7 @@ class ConformalCalibrator(BaseEstimator):
                 quantiles=tuple(GRID),
                 events=events,
             )
-        except ValueError as exc:  # too short to backtest: uncorrected, and say so
+        except ShortHistoryError as exc:  # too short to backtest: uncorrected, and say so
             results = None
             reason = f"not calibrated: {exc}"
         for uid in frame["unique_id"].unique():
