@@ -173,10 +173,10 @@ def forecast_command(
     if stored.step is None:
         fail(f"{model_dir}: the model store records no interval (step), and its models know none")
     h = steps("--horizon", horizon, stored.step)
-    frame = forecast(stored.models, h, levels, events)
     try:
+        frame = forecast(stored.models, h, levels, events)
         write_frame(frame, out)
-    except (ValueError, OSError) as exc:  # OSError: a missing folder, no permission
+    except (ValueError, OSError) as exc:  # a calendar without the models' events; no folder
         fail(str(exc))
     typer.echo(
         f"{frame['unique_id'].nunique()} series x {h} intervals from version {stored.version}"

@@ -229,3 +229,28 @@ def test_forecast_from_a_store_saved_from_python(tmp_path: Path) -> None:
     assert got.groupby("unique_id").size().to_dict() == {"a": 6, "b": 6}
     first = expected.groupby("unique_id").head(6).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, first[got.columns], check_exact=False, rtol=1e-9)
+
+
+def test_forecast_with_a_calendar_lacking_a_learnt_event_is_one_line_of_error(
+    tmp_path: Path,
+) -> None:
+    """It was a ValueError traceback out of the model."""
+    write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    events = tmp_path / "events.csv"
+    runner.invoke(
+        app,
+        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir), "--events"]
+        + [str(events), "--model", "gradient_boosting", "--horizon", "24"],
+    )
+    other = tmp_path / "other.csv"
+    pd.read_csv(events).rename(columns={"launch": "other"}).to_csv(other, index=False)
+    out = tmp_path / "f.csv"
+    result = runner.invoke(
+        app,
+        ["forecast", "--model", str(store_dir), "--horizon", "6", "-o", str(out)]
+        + ["--events", str(other)],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "launch" in result.stderr, result.stderr
+    assert not out.exists()
