@@ -86,7 +86,9 @@ def outlook_command(
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
-    step = _step(stored.manifest, stored.models)
+    step = stored.step
+    if step is None:
+        fail("the model store records no interval (step), and its models know none")
     horizon = int(pd.Timedelta(days=days, hours=1) / step) + 1
     try:
         frame = forecast(stored.models, horizon, (0.5, quantile), events)
@@ -115,18 +117,6 @@ def outlook_command(
         except OSError as exc:  # no such folder, no permission, a full disk
             fail(f"--out {chart}: {exc.strerror or exc}")
         typer.echo(f"chart written to {chart}")
-
-
-def _step(manifest: dict[str, object], models: dict[str, object]) -> pd.Timedelta:
-    """The series' interval: ``surgecast train`` records it in the manifest; a store saved
-    from Python (``store.save``) may not, and its fitted models then tell it."""
-    if "step" in manifest:
-        return pd.Timedelta(str(manifest["step"]))
-    steps = [getattr(m, "step_", None) for m in models.values()]
-    known = [pd.Timedelta(s) for s in steps if s is not None]
-    if not known:
-        fail("the model store records no interval (step), and its models know none")
-    return min(known)
 
 
 def _table(
