@@ -76,7 +76,7 @@ def read_series(path: str | Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         df = pd.read_parquet(path)
     elif path.suffix == ".csv":
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"unique_id": str})  # "007" is a name, not 7
     else:
         raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
     return validate_series(df)
@@ -88,7 +88,10 @@ def read_events(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, dtype={"unique_id": str})
     if "ds" not in df.columns:
         raise ValueError(f"{path}: an event calendar needs a ds column")
     names = [c for c in df.columns if c not in ("unique_id", "ds")]

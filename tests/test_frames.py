@@ -94,3 +94,14 @@ def test_the_interval_is_each_series_most_common_step() -> None:
         {"unique_id": ["new"], "ds": [pd.Timestamp("2026-10-01 03:00")], "y": [2.0]}
     )
     assert series_freq(pd.concat([frame, once])) == pd.Timedelta("5min")
+
+
+def test_series_and_event_names_that_look_like_numbers_keep_their_digits(tmp_path: Path) -> None:
+    """ "01" and "1" are two services; read as numbers they became one (a duplicate-rows
+    error) and "007" silently became "7"."""
+    (tmp_path / "s.csv").write_text(
+        "unique_id,ds,y\n01,2026-01-01 00:00,1\n1,2026-01-01 00:00,2\n007,2026-01-01 00:00,3\n"
+    )
+    assert sorted(read_series(tmp_path / "s.csv")["unique_id"]) == ["007", "01", "1"]
+    (tmp_path / "e.csv").write_text("unique_id,ds,deadline\n007,2026-01-01 00:00,1\n")
+    assert list(read_events(tmp_path / "e.csv")["unique_id"]) == ["007"]
