@@ -133,6 +133,13 @@ def run_job(job: ModelJob) -> ModelResult:
     )
     trained = False
     loaded = _load_stored(config, job.model_store, now) if job.kind == "start" else None
+    if loaded is None and not history["y"].notna().any():
+        # A model of nothing forecasts zero (the last value of nothing), which would read
+        # as a trained model of an idle service: a mistyped query is an error to show.
+        raise ValueError(
+            "the query returned no data in the history window (spec.retrain.historyWindow)"
+            f" up to {cutoff:%Y-%m-%d %H:%M} UTC: check spec.metric.query"
+        )
     if job.kind == "refit" and job.model is not None:
         models = {job.model.name: candidates(config)[job.model.name]().fit(history, events=events)}
         info = replace(job.model, refitted_at=now)

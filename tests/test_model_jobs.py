@@ -254,3 +254,12 @@ def test_a_model_stored_before_uids_were_recorded_is_trained_again(tmp_path, cap
         result = run_job(start_job(config, 2.0, tmp_path))
     assert result.trained and result.forecast.upper.max() == pytest.approx(2.0)
     assert "records no scaler uid" in caplog.text
+
+
+def test_a_query_that_returns_nothing_trains_no_model(tmp_path) -> None:
+    """Prometheus answers ``sum(rate(mistyped_total[5m]))`` with no series: the history is
+    all missing, and a model of it forecast zero and reported ModelTrained=True."""
+    config = portal_config("3c1f", PORTAL)
+    history = flat_history(config, 0.0).assign(y=np.nan)
+    with pytest.raises(ValueError, match="the query returned no data in the history window"):
+        run_job(ModelJob("train", config, history, START, model_store=str(tmp_path)))
