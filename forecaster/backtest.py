@@ -62,7 +62,10 @@ def backtest(
     ``events`` is an event calendar (see :func:`forecaster.frames.read_events`) given to
     every fold's ``fit`` and ``predict``: events are known in advance (a filing deadline is
     announced), so a fold may read the calendar past its cutoff, never the series.
-    Returns ``unique_id, cutoff, ds, h, y, yhat`` and the quantile columns.
+    Returns ``unique_id, cutoff, ds, h, y, yhat``, the quantile columns and ``fallback``:
+    why a series' forecast from that cutoff came from a baseline instead of the model (too
+    little history by the cutoff: the model's ``fallback_reason_``), ``None`` when it did
+    not. Without it an early fold's seasonal naive forecasts were scored as the model's.
     """
     frame = validate_series(series)
     points = fold_cutoffs(frame, horizon, folds, every)
@@ -114,6 +117,10 @@ def backtest_at(
         train = train[seen >= 2]
         fitted = clone(model).fit(train, events=events)
         forecast = fitted.predict(horizon, quantiles=quantiles, events=events)
+        reasons = getattr(fitted, "fallback_reason_", {})
+        forecast["fallback"] = pd.Series(
+            [reasons.get(uid) for uid in forecast["unique_id"]], index=forecast.index, dtype=object
+        )
         forecast["cutoff"] = cutoff
         forecast["h"] = ((forecast["ds"] - cutoff) / step).astype(int)
         actual = frame[["unique_id", "ds", "y"]]
@@ -128,6 +135,7 @@ def backtest_at(
         "y",
         "yhat",
         *[quantile_column(q) for q in quantiles],
+        "fallback",
     ]
     return results[columns]
 

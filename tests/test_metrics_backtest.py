@@ -20,7 +20,7 @@ from forecaster.metrics import (
     selection_score,
     smape,
 )
-from forecaster.models import SeasonalNaive, SeasonalQuantile
+from forecaster.models import GradientBoostingForecaster, SeasonalNaive, SeasonalQuantile
 
 NAN = np.nan
 
@@ -157,6 +157,16 @@ def test_folds_every_and_horizon_must_be_positive(bad) -> None:
     with pytest.raises(ValueError, match="positive whole number") as caught:
         backtest(SeasonalNaive(), hourly(days=10), **arguments)
     assert not isinstance(caught.value, ShortHistoryError)
+
+
+def test_folds_forecast_by_a_fallback_baseline_say_so() -> None:
+    """Four days of history and a fold a day from the first day on: the first fold's
+    gradient boosting has under two seasons and forecasts with seasonal naive, which was
+    scored as the model's own without a word."""
+    results = backtest(GradientBoostingForecaster(max_iter=10), hourly(days=4), horizon=24, folds=3)
+    reasons = results.groupby("cutoff")["fallback"].first()
+    assert "cold start" in reasons.iloc[0]
+    assert reasons.iloc[1:].isna().all()
 
 
 def test_map_function_is_used() -> None:
