@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,17 @@ def get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def healthy_server(**options: Any) -> ControllerHTTPServer:
+    """A server whose probes both say ok, on a free port, not yet started."""
+    return ControllerHTTPServer(
+        ControllerMetrics().registry,
+        healthy=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        port=0,
+        **options,
+    )
 
 
 @pytest.fixture
@@ -99,14 +111,7 @@ def closed_within(port: int, seconds: float, sent: bytes = b"") -> bool:
 def test_a_silent_connection_is_closed_and_does_not_hold_a_thread() -> None:
     # Each connection is served by a thread; without a timeout a client that connects and
     # stays silent keeps it for ever, and enough of them exhaust the process's threads.
-    server = ControllerHTTPServer(
-        ControllerMetrics().registry,
-        healthy=lambda: (True, "ok"),
-        ready=lambda: (True, "ok"),
-        host="127.0.0.1",
-        port=0,
-        request_timeout=0.3,
-    ).start()
+    server = healthy_server(host="127.0.0.1", request_timeout=0.3).start()
     try:
         before = threading.active_count()
         assert closed_within(server.port, 3, b"")
@@ -132,13 +137,7 @@ def test_a_client_that_goes_away_is_logged_not_a_traceback_on_stderr(capfd, capl
     # A scrape or probe that times out, or a feed reader closing the page, resets the
     # connection while the answer is written; the standard library prints a traceback to
     # stderr then, in the middle of the controller's JSON log lines.
-    server = ControllerHTTPServer(
-        ControllerMetrics().registry,
-        healthy=lambda: (True, "ok"),
-        ready=lambda: (True, "ok"),
-        host="127.0.0.1",
-        port=0,
-    )
+    server = healthy_server(host="127.0.0.1")
     served = threading.Event()
 
     def big(_: str) -> tuple[int, str, bytes]:
@@ -169,12 +168,7 @@ def test_a_client_that_goes_away_is_logged_not_a_traceback_on_stderr(capfd, capl
 def test_the_default_address_is_reachable_over_ipv6_and_ipv4() -> None:
     # On an IPv6-only cluster the kubelet probes the pod's IPv6 address: a server bound to
     # IPv4's 0.0.0.0 alone fails every probe, and the pod is restarted for ever.
-    server = ControllerHTTPServer(
-        ControllerMetrics().registry,
-        healthy=lambda: (True, "ok"),
-        ready=lambda: (True, "ok"),
-        port=0,
-    ).start()
+    server = healthy_server().start()
     try:
         for host in ("127.0.0.1", "[::1]"):
             with urllib.request.urlopen(f"http://{host}:{server.port}/healthz", timeout=5) as r:
