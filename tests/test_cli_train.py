@@ -34,6 +34,16 @@ def write_series(path: Path) -> pd.DataFrame:
     return frame
 
 
+def trained_store(tmp_path: Path, *options: str) -> Path:
+    """A store trained by ``surgecast train`` on :func:`write_series` data in ``tmp_path``."""
+    write_series(tmp_path / "s.csv")
+    store_dir = tmp_path / "models"
+    args = ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir), *options]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return store_dir
+
+
 def test_train_every_series_then_forecast(tmp_path: Path) -> None:
     frame = write_series(tmp_path / "s.csv")
     store_dir = tmp_path / "models"
@@ -69,13 +79,7 @@ def test_train_every_series_then_forecast(tmp_path: Path) -> None:
 
 
 def test_forecast_refuses_a_tampered_store(tmp_path: Path) -> None:
-    write_series(tmp_path / "s.csv")
-    store_dir = tmp_path / "models"
-    runner.invoke(
-        app,
-        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir)]
-        + ["--model", "seasonal_naive", "--horizon", "24"],
-    )
+    store_dir = trained_store(tmp_path, "--model", "seasonal_naive", "--horizon", "24")
     (model_json,) = store_dir.glob("*/model.json")
     model_json.write_text(model_json.read_text().replace('"1D"', '"2D"'))
     result = runner.invoke(
@@ -200,13 +204,7 @@ def test_a_store_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> 
 
 
 def test_forecast_into_a_missing_folder_is_one_line_of_error(tmp_path: Path) -> None:
-    write_series(tmp_path / "s.csv")
-    store_dir = tmp_path / "models"
-    runner.invoke(
-        app,
-        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir)]
-        + ["--model", "last_value", "--horizon", "24"],
-    )
+    store_dir = trained_store(tmp_path, "--model", "last_value", "--horizon", "24")
     out = tmp_path / "missing" / "f.csv"
     result = runner.invoke(
         app, ["forecast", "--model", str(store_dir), "--horizon", "6", "-o", str(out)]
@@ -235,13 +233,9 @@ def test_forecast_with_a_calendar_lacking_a_learnt_event_is_one_line_of_error(
     tmp_path: Path,
 ) -> None:
     """It was a ValueError traceback out of the model."""
-    write_series(tmp_path / "s.csv")
-    store_dir = tmp_path / "models"
-    events = tmp_path / "events.csv"
-    runner.invoke(
-        app,
-        ["train", "--series", str(tmp_path / "s.csv"), "-o", str(store_dir), "--events"]
-        + [str(events), "--model", "gradient_boosting", "--horizon", "24"],
+    events = tmp_path / "events.csv"  # written by write_series
+    store_dir = trained_store(
+        tmp_path, "--events", str(events), "--model", "gradient_boosting", "--horizon", "24"
     )
     other = tmp_path / "other.csv"
     pd.read_csv(events).rename(columns={"launch": "other"}).to_csv(other, index=False)
