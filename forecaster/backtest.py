@@ -108,6 +108,15 @@ def backtest_at(
     own, must use the cutoffs of the whole fleet to give the same folds."""
     frame = validate_series(series)
     step = series_freq(frame)
+    # A cutoff by which no series was seen twice has nothing to fit (one stray early row
+    # lets the folds reach back that far): it is skipped, and a backtest left with none
+    # is a short history, not an error deep inside a model.
+    ready = seen_twice(frame)
+    usable = [p for p in points if p >= ready]  # none when ``ready`` is NaT
+    if not usable:
+        raise ShortHistoryError(
+            f"no series has two rows by the last backtest cutoff, {max(points)}"
+        )
 
     def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
         train = frame[frame["ds"] <= cutoff]
@@ -126,7 +135,7 @@ def backtest_at(
         actual = frame[["unique_id", "ds", "y"]]
         return forecast.merge(actual, on=["unique_id", "ds"], how="left")
 
-    results = pd.concat(list(map_function(one_fold, points)), ignore_index=True)
+    results = pd.concat(list(map_function(one_fold, usable)), ignore_index=True)
     columns = [
         "unique_id",
         "cutoff",
@@ -138,6 +147,12 @@ def backtest_at(
         "fallback",
     ]
     return results[columns]
+
+
+def seen_twice(series: pd.DataFrame) -> pd.Timestamp:
+    """When the first series of a (sorted) frame has its second row: the first cutoff a
+    model can be fitted at. ``NaT`` when no series has two."""
+    return series.groupby("unique_id")["ds"].nth(1).min()
 
 
 def score(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.backtest import ShortHistoryError, backtest_at, fold_cutoffs, score
+from forecaster.backtest import ShortHistoryError, backtest_at, fold_cutoffs, score, seen_twice
 from forecaster.engine import Engine, LocalEngine
 from forecaster.frames import series_freq, validate_series
 from forecaster.models import PerSeriesModel, ProphetForecaster
@@ -69,7 +69,7 @@ def select(
     engine = engine or LocalEngine()
     step = series_freq(frame)
     points = fold_cutoffs(frame, horizon, folds, every)
-    if not points[-1] >= _seen_twice(frame):  # not: NaT when no series has two rows
+    if not points[-1] >= seen_twice(frame):  # not: NaT when no series has two rows
         raise ShortHistoryError(f"no series has two rows by the last backtest cutoff, {points[-1]}")
     chunks = _chunks(frame, engine.workers)
     models = {name: make() for name, make in candidates.items()}
@@ -127,19 +127,13 @@ class _BacktestTask:
         # leaves it out), in a chunk as in the whole frame. A cutoff by which no series was
         # seen twice has nothing to fit: a stray early row then many folds failed the whole
         # backtest with "cannot infer the interval".
-        ready = _seen_twice(part.series)
+        ready = seen_twice(part.series)
         points = [p for p in part.points if p >= ready]
         if not points:
             return None
         return backtest_at(
             part.model, part.series, points, self.horizon, self.quantiles, events=self.events
         )
-
-
-def _seen_twice(series: pd.DataFrame) -> pd.Timestamp:
-    """When the first series of a (sorted) frame has its second row: the first cutoff a
-    model can be fitted at. ``NaT`` when no series has two."""
-    return series.groupby("unique_id")["ds"].nth(1).min()
 
 
 def _chunks(frame: pd.DataFrame, workers: int) -> list[pd.DataFrame]:

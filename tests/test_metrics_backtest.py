@@ -20,7 +20,12 @@ from forecaster.metrics import (
     selection_score,
     smape,
 )
-from forecaster.models import GradientBoostingForecaster, SeasonalNaive, SeasonalQuantile
+from forecaster.models import (
+    GradientBoostingForecaster,
+    LastValue,
+    SeasonalNaive,
+    SeasonalQuantile,
+)
 
 NAN = np.nan
 
@@ -223,3 +228,16 @@ def test_mase_scales_by_steps_a_season_apart_in_time_when_rows_are_absent() -> N
     for frame in (with_nan, absent):
         table = score(results, frame, season=24, upper=0.9)
         assert table.loc[0, "mase"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_backtest_skips_cutoffs_before_any_series_has_two_rows() -> None:
+    """One stray early row lets the folds reach back to before the series really starts;
+    those folds had nothing to fit and failed the whole backtest."""
+    ds = pd.date_range("2026-01-10", periods=48, freq="1h")
+    stray = pd.DataFrame({"unique_id": "a", "ds": [pd.Timestamp("2026-01-01")], "y": [5.0]})
+    frame = pd.concat([stray, pd.DataFrame({"unique_id": "b", "ds": ds, "y": 1.0})])
+    results = backtest(LastValue(), frame, horizon=1, folds=60, every=1)
+    assert results["cutoff"].min() == ds[1]  # "b" seen twice
+    assert results["cutoff"].nunique() == 47 - 1 and (results["yhat"] == 1.0).all()
+    with pytest.raises(ShortHistoryError, match="no series has two rows"):
+        backtest(LastValue(), frame[frame["ds"] <= ds[1]], horizon=1, folds=1)
