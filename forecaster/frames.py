@@ -51,7 +51,10 @@ def validate_series(df: pd.DataFrame) -> pd.DataFrame:
             f"series frame lacks column(s) {', '.join(missing)}; expected unique_id, ds, y"
         )
     out = df.copy()
-    out["unique_id"] = out["unique_id"].astype(str)
+    unnamed = out["unique_id"].isna()
+    if unnamed.any():  # as text, every one of them would be one series called "nan"
+        raise ValueError(f"series frame has no unique_id in {int(unnamed.sum())} of its rows")
+    out["unique_id"] = out["unique_id"].astype(str)  # ids are text: 7 and "7" are one series
     out["ds"] = naive_utc(out["ds"])
     out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
     # NaN is a missing value, which every model skips; an infinite one turns a fit

@@ -105,3 +105,9 @@ def test_series_and_event_names_that_look_like_numbers_keep_their_digits(tmp_pat
     assert sorted(read_series(tmp_path / "s.csv")["unique_id"]) == ["007", "01", "1"]
     (tmp_path / "e.csv").write_text("unique_id,ds,deadline\n007,2026-01-01 00:00,1\n")
     assert list(read_events(tmp_path / "e.csv")["unique_id"]) == ["007"]
+
+
+def test_rows_without_a_series_name_are_refused() -> None:
+    frame = pd.DataFrame({"unique_id": ["a", None, np.nan], "ds": ["2026-01-01"] * 3, "y": 1.0})
+    with pytest.raises(ValueError, match="no unique_id in 2 of its rows"):
+        validate_series(frame)
