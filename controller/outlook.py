@@ -43,6 +43,10 @@ QUIET_LEVEL, BUSY_LEVEL = 0.4, 0.8
 hours are quiet and the busiest 20 % busy, so "busy" singles out peaks without flagging
 every working hour (``benchmarks/outlook.py`` measures how well it finds them)."""
 
+IDLE_SHARE = 0.05
+"""Hours expected below this share of the busy level are quiet even when the quiet
+quantile of the history is lower (a service idle for most hours has one of 0)."""
+
 REFERENCE = pd.Timedelta(weeks=4)
 """How far back the history that ratings are measured against reaches."""
 
@@ -189,7 +193,8 @@ class Bands:
     """Where a service's hourly load stops being quiet and starts being busy."""
 
     quiet_below: float
-    """Hours expected at or below this are quiet (the ``QUIET_LEVEL`` quantile)."""
+    """Hours expected at or below this are quiet (the ``QUIET_LEVEL`` quantile, at least
+    ``IDLE_SHARE`` of ``busy_above``)."""
 
     busy_above: float
     """Hours expected at or above this are busy (the ``BUSY_LEVEL`` quantile)."""
@@ -225,7 +230,10 @@ def typical_bands(
     if len(hourly) < 24:
         return None
     low, high = np.quantile(hourly, [quiet, busy])
-    return Bands(float(low), float(high))
+    # A service idle much of the time has a quiet quantile of exactly 0, and no model ever
+    # forecasts exactly 0: its idle nights would all read "normal". Hours below a small
+    # share of the busy level are quiet whatever the quantile says.
+    return Bands(max(float(low), IDLE_SHARE * float(high)), float(high))
 
 
 def rate(expected: np.ndarray, bands: Bands) -> np.ndarray:

@@ -280,6 +280,21 @@ def test_typical_bands_come_from_observed_hours_of_the_services_own_history() ->
     assert typical_bands(pd.DataFrame({"ds": ds[: 60 * 23], "y": y[: 60 * 23] + 1})) is None
 
 
+def test_a_mostly_idle_service_has_quiet_hours_that_a_forecast_can_reach() -> None:
+    """Idle 60 % of the hours: the quiet quantile is 0, which no forecast hits exactly, so
+    its nights (forecast at 0.15) read "normal" before."""
+    ds = pd.date_range("2026-11-01", periods=24 * 60 * 7, freq="1min")
+    y = np.where((ds.hour >= 8) & (ds.hour < 18), 100.0, 0.0)
+    bands = typical_bands(pd.DataFrame({"ds": ds, "y": y}))
+    assert bands == Bands(5.0, 100.0)
+    assert list(rate(np.array([0.15, 4.9, 20.0, 100.0]), bands)) == [
+        "quiet",
+        "quiet",
+        "normal",
+        "busy",
+    ]
+
+
 def test_the_busy_band_holds_about_a_fifth_of_the_history() -> None:
     history, _ = portal("1h")
     bands = typical_bands(history)
