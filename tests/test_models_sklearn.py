@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from forecaster.models import GradientBoostingForecaster, LinearForecaster
 from forecaster.models.direct import samples_per_series
-from forecaster.models.features import design, rolling_mean
+from forecaster.models.features import capped, design, rolling_mean
 from forecaster.models.sklearn_model import predict_trees, trees_from_estimator
 from tests.synthetic import poisson_days
 
@@ -177,3 +177,17 @@ def test_the_level_ignores_a_spike_but_version_2_models_keep_the_raw_one() -> No
     _, robust = design(y, ds, origins, steps, 24, 3, 2, None, None, version=3)
     clean = rolling_mean(np.delete(y, 60), 23)[origins - 1]
     assert (robust < 2 * clean).all() and (raw > 1000 * clean).all()
+
+
+def test_a_peak_far_above_the_daily_mean_that_rises_over_hours_is_not_a_spike() -> None:
+    """Some M4 Hourly series peak at 14 times their daily mean: near zero at night, rising
+    over a few hours. Bounded by the daily mean alone those peaks were cut, and gradient
+    boosting's OWA on M4 went from 0.591 to 0.600; their neighbours keep them whole, while
+    a lone interval 1000 times its neighbours is still bounded."""
+    day = np.array([1, 1, 1, 1, 1, 1, 20, 300, 1500, 5000, 2200, 600] + [30] * 12, dtype=float)
+    y = np.tile(day, 5)
+    assert day.max() > 10 * day.mean()
+    np.testing.assert_array_equal(capped(y, 24), y)
+    spiked = y.copy()
+    spiked[24 * 3 + 20] = 30_000.0
+    assert capped(spiked, 24)[24 * 3 + 20] < 10 * (day.mean() + np.sqrt(day.mean())) + 1

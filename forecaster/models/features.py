@@ -26,7 +26,11 @@ the next season, and a series below zero had its floor for a level."""
 
 CAP = 10.0
 """How far above the level of the season before an interval may count towards the level:
-``CAP`` times the level plus ``CAP`` times its square root (see :func:`capped`)."""
+``CAP`` times the level plus ``CAP`` times its square root (see :func:`capped`)..."""
+
+NEIGHBOUR_CAP = 3.0
+"""...unless it is within this many times its larger neighbour (plus its square root): a
+real peak rises over several intervals, a corrupt one stands alone."""
 
 
 def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
@@ -42,25 +46,32 @@ def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
 
 
 def capped(y: np.ndarray, period: int) -> np.ndarray:
-    """``y`` with each value bounded by ``CAP * (m + sqrt(m))``, where ``m`` is the mean of
-    absolute values over the season before it, as far as that season is at least half
-    observed (before that, nothing is bounded).
+    """``y`` with each isolated spike bounded, once the season before is at least half
+    observed: a value counts up to the larger of ``CAP * (m + sqrt(m))``, where ``m`` is
+    the mean of absolute values over the season before it, and ``NEIGHBOUR_CAP`` times its
+    larger neighbour (plus the square root).
 
     The level divides every feature and multiplies every forecast back, so with raw values
     one corrupt interval (a counter reset of 1000 times the load) in the season before the
-    origin multiplied every forecast of the next season by up to seven. Traffic a few times
-    its daily mean (a peak, a launch) stays below the bound, and the square root keeps a
-    count of 1 at a level of 0.01 (a rare event) unbounded. The season before is measured
-    on values bounded once already, so a burst of several intervals does not raise its own
-    bound.
+    origin multiplied every forecast of the next season by up to seven. A real peak rises
+    over several intervals, so its neighbours keep it unbounded, however far above the
+    daily mean it climbs (M4 Hourly has series whose peak is 14 times their daily mean);
+    the square root keeps a count of 1 at a level of 0.01 (a rare event) unbounded. The
+    season before is measured on values bounded once already, so a spike does not raise
+    the bound of the one after it.
     """
     finite = np.isfinite(y)
     observed = rolling_mean(finite.astype(float), period)
     half_seen = np.concatenate([[False], observed[:-1] >= 0.5])
+    magnitude = np.abs(y.astype(float))
+    before = np.concatenate([[np.nan], magnitude[:-1]])
+    after = np.concatenate([magnitude[1:], [np.nan]])
+    neighbour = np.fmax(before, after)  # NaN only when both are missing
+    near = NEIGHBOUR_CAP * (neighbour + np.sqrt(neighbour))
     out = y.astype(float)
     for _ in range(2):
         m = np.concatenate([[np.nan], rolling_mean(np.abs(out), period)[:-1]])
-        bound = CAP * (m + np.sqrt(m))
+        bound = np.fmax(CAP * (m + np.sqrt(m)), near)
         bounded = half_seen & finite & np.isfinite(bound)
         out = np.where(bounded, np.clip(y, -bound, bound), y)
     return out
