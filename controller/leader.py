@@ -1,9 +1,10 @@
 """Lease-based leader election: only one controller instance acts at a time.
 
 Follows client-go's ``leaderelection`` semantics. A candidate takes over a Lease only when
-it has seen the *same* lease record unchanged for ``lease_duration`` on its own clock (so
-clock skew between machines does not matter), and a leader stops acting once it has failed
-to renew for ``renew_deadline``. Because ``renew_deadline < lease_duration``, an old leader
+it has seen the *same* lease record unchanged for the record's own ``leaseDurationSeconds``
+on its own clock (so clock skew between machines does not matter, nor a holder started with
+other settings), and a leader stops acting once it has failed to renew for
+``renew_deadline``, or at once when it finds another instance holding the lease. Because ``renew_deadline < lease_duration``, an old leader
 always stops before a new one can start: there is a gap, never an overlap.
 
 Both durations are measured on a monotonic clock, as client-go's ``time.Time`` subtraction
@@ -53,6 +54,8 @@ class LeaderElector:
     _renewed_at: float | None = None
     _observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
     _observed_at: float | None = None
+    _observed_duration: timedelta | None = None
+    """The observed record's own ``leaseDurationSeconds``: what its holder promised."""
     transitions: int = 0
 
     def tick(self, now: datetime) -> bool:
@@ -69,6 +72,10 @@ class LeaderElector:
                 spec = lease.get("spec", {})
                 if spec.get("holderIdentity") == self.identity or self._expired():
                     self._write(lease, now, sent)
+                else:
+                    # Another instance holds an unexpired lease: it acts now, so this one
+                    # stops at once rather than at its renew deadline.
+                    self._renewed_at = None
         except KubeError:
             pass  # a lost race (409) or an unreachable API: judged by the renew deadline below
         return self.is_leader()
@@ -101,14 +108,20 @@ class LeaderElector:
         record = (str(spec.get("holderIdentity") or ""), str(spec.get("renewTime")))
         if record != self._observed:
             self._observed, self._observed_at = record, self.monotonic()
+        # As client-go: the holder's lease lasts as long as its record says, not as long as
+        # this instance's settings say; a holder started with a longer lease (and renew
+        # deadline) keeps acting longer than a standby's own lease_duration.
+        seconds = spec.get("leaseDurationSeconds")
+        valid = isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0
+        self._observed_duration = (
+            timedelta(seconds=seconds) if valid else self.settings.lease_duration
+        )
 
     def _expired(self) -> bool:
         if self._observed is not None and not self._observed[0]:
             return True  # released
-        return (
-            self._observed_at is not None
-            and self._since(self._observed_at) >= self.settings.lease_duration
-        )
+        duration = self._observed_duration or self.settings.lease_duration
+        return self._observed_at is not None and self._since(self._observed_at) >= duration
 
     def _write(self, lease: dict[str, Any] | None, now: datetime, sent: float) -> None:
         stamp = now.isoformat(timespec="microseconds")

@@ -73,3 +73,40 @@ def test_a_wall_clock_stepped_forward_does_not_take_the_lease_early(server) -> N
     assert not b.tick(T0 + timedelta(hours=1, seconds=2))
     assert a.is_leader() and a.tick(T0 + timedelta(seconds=4))
     assert server.state.get("leases", "ns", "lease")["spec"]["holderIdentity"] == "a"
+
+
+def test_a_standby_waits_for_the_lease_duration_its_holder_wrote(server) -> None:
+    """A holder started with a 60 s lease (40 s renew deadline) keeps acting for 40 s after
+    its last renewal; a standby timing its own 15 s would take over while it still acts."""
+    clock_a, clock_b = Monotonic(), Monotonic()
+    long = LeaderSettings(lease_duration=timedelta(seconds=60), renew_deadline=timedelta(seconds=40))
+    a = LeaderElector(elector(server, "a", clock_a).kube, "ns", "lease", "a", long, clock_a)
+    b = elector(server, "b", clock_b)
+    assert a.tick(T0) and not b.tick(T0)
+    lost = Fault("GET", "/leases/", 503, times=10_000)
+    b_first = None
+    for second in range(2, 80, 2):
+        clock_a.seconds += 2
+        clock_b.seconds += 2
+        server.state.faults.append(lost)
+        a_leads = a.tick(T0 + timedelta(seconds=second))
+        server.state.faults.remove(lost)
+        b_leads = b.tick(T0 + timedelta(seconds=second))
+        assert not (a_leads and b_leads), f"both lead {second} s after a's last renewal"
+        if b_leads and b_first is None:
+            b_first = second
+    assert b_first == 60  # the record's 60 s, not b's own 15 s
+
+
+def test_a_leader_that_finds_another_holder_stops_at_once(server) -> None:
+    clock = Monotonic()
+    a = elector(server, "a", clock)
+    assert a.tick(T0)
+    # Another instance now holds the lease (it judged it expired, or an operator moved it).
+    server.state.update(
+        "leases", "ns", "lease", {"spec": {"holderIdentity": "b", "renewTime": T0.isoformat()}}
+    )
+    clock.seconds += 2
+    assert not a.tick(T0 + timedelta(seconds=2))
+    assert not a.is_leader()  # not for the rest of its renew deadline
+    assert server.state.get("leases", "ns", "lease")["spec"]["holderIdentity"] == "b"
