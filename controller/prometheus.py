@@ -226,7 +226,8 @@ class PrometheusClient:
     def range(self, query: str, start: datetime, end: datetime, step: Duration) -> pd.Series:
         """Values of ``query`` at ``start``, ``start + step``, ... up to ``end``.
 
-        The series always has the full regular grid as its index (naive UTC), with NaN
+        The series always has the full regular grid as its index (naive UTC, from
+        ``start`` taken to the millisecond as the API takes it), with NaN
         where Prometheus has no value, so a gap stays visible as a gap. Long windows are
         fetched in chunks of at most ``max_points`` points each.
         """
@@ -789,7 +790,10 @@ def _instant_value(data: dict[str, Any], query: str) -> float | None:
 def _range_grid(
     start: datetime, end: datetime, step: Duration
 ) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timedelta]:
-    first, last, every = _utc(start), _utc(end), _step(step)
+    """The range's first and last time and its step. The API takes times to the
+    millisecond and answers at ``start + k * step`` from the millisecond it was sent: a
+    grid kept at the microseconds of ``datetime.now()`` would match none of its answers."""
+    first, last, every = _utc(start).floor("ms"), _utc(end).floor("ms"), _step(step)
     if last < first:
         raise ValueError(f"range end {last} is before its start {first}")
     return first, last, every
