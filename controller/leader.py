@@ -4,8 +4,9 @@ Follows client-go's ``leaderelection`` semantics. A candidate takes over a Lease
 it has seen the *same* lease record unchanged for the record's own ``leaseDurationSeconds``
 on its own clock (so clock skew between machines does not matter, nor a holder started with
 other settings), and a leader stops acting once it has failed to renew for
-``renew_deadline``, or at once when it finds another instance holding the lease. Because ``renew_deadline < lease_duration``, an old leader
-always stops before a new one can start: there is a gap, never an overlap.
+``renew_deadline``, or at once when it finds another instance holding the lease. Because
+``renew_deadline < lease_duration``, an old leader always stops before a new one can
+start: there is a gap, never an overlap.
 
 Both durations are measured on a monotonic clock, as client-go's ``time.Time`` subtraction
 does: a wall clock that NTP steps back would otherwise keep a leader cut off from the API
@@ -16,6 +17,7 @@ would let a standby take over a lease that is still being renewed. The wall time
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.kube import KubeClient, KubeError
+
+log = logging.getLogger("surgecast.leader")
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,21 @@ class LeaderElector:
         takes over at once."""
         if not self.is_leader():
             return
-        lease = self.kube.get_lease(self.namespace, self.name)
-        if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
-            lease["spec"].update(
-                holderIdentity=None,
-                leaseDurationSeconds=1,
-                renewTime=now.isoformat(timespec="microseconds"),
-            )
-            self.kube.replace_lease(self.namespace, lease)
+        # Whatever happens to the release, this instance stops acting now.
         self._renewed_at = None
+        try:
+            lease = self.kube.get_lease(self.namespace, self.name)
+            if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+                lease["spec"].update(
+                    holderIdentity=None,
+                    leaseDurationSeconds=1,
+                    renewTime=now.isoformat(timespec="microseconds"),
+                )
+                self.kube.replace_lease(self.namespace, lease)
+        except KubeError as exc:
+            # Raised, it would abort the shutdown half-way (HTTP server, watch and model
+            # workers left running); unreleased, the lease merely expires as after a crash.
+            log.warning("lease %s/%s not released: %s", self.namespace, self.name, exc)
 
     def _since(self, then: float) -> timedelta:
         return timedelta(seconds=self.monotonic() - then)

@@ -79,7 +79,9 @@ def test_a_standby_waits_for_the_lease_duration_its_holder_wrote(server) -> None
     """A holder started with a 60 s lease (40 s renew deadline) keeps acting for 40 s after
     its last renewal; a standby timing its own 15 s would take over while it still acts."""
     clock_a, clock_b = Monotonic(), Monotonic()
-    long = LeaderSettings(lease_duration=timedelta(seconds=60), renew_deadline=timedelta(seconds=40))
+    long = LeaderSettings(
+        lease_duration=timedelta(seconds=60), renew_deadline=timedelta(seconds=40)
+    )
     a = LeaderElector(elector(server, "a", clock_a).kube, "ns", "lease", "a", long, clock_a)
     b = elector(server, "b", clock_b)
     assert a.tick(T0) and not b.tick(T0)
@@ -110,3 +112,16 @@ def test_a_leader_that_finds_another_holder_stops_at_once(server) -> None:
     assert not a.tick(T0 + timedelta(seconds=2))
     assert not a.is_leader()  # not for the rest of its renew deadline
     assert server.state.get("leases", "ns", "lease")["spec"]["holderIdentity"] == "b"
+
+
+def test_a_release_the_api_refuses_still_ends_leadership_without_raising(server) -> None:
+    """On SIGTERM the controller stops its loops, then releases the lease: a release that
+    raised would abort the shutdown half-way (HTTP server, watch and workers left running)."""
+    clock = Monotonic()
+    a = elector(server, "a", clock)
+    assert a.tick(T0)
+    server.state.faults.append(Fault("PUT", "/leases/", 503, times=10))
+    a.release(T0 + timedelta(seconds=1))  # does not raise
+    assert not a.is_leader()
+    # Not released, so the lease expires as after a crash: a standby waits for it.
+    assert server.state.get("leases", "ns", "lease")["spec"]["holderIdentity"] == "a"
