@@ -47,6 +47,7 @@ from forecaster.logs import (
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 EXAMPLES_PER_REASON = 3
 MAX_GRID_ROWS = 50_000_000
+EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after the year 5000
 STDIN = "-"
 
 
@@ -713,21 +714,16 @@ def load_counts(
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise IngestError(f"{path}: not a timestamp,count CSV: {exc}") from None
-    if raw.shape[1] < 2 or raw.empty:
-        raise IngestError(
-            f"{path}: expected two columns, a timestamp and a count, and at least one row"
-        )
+    raw = _read_count_rows(path)
     stamps = _read_stamps(raw.iloc[:, 0], path)
-    counts = pd.to_numeric(raw.iloc[:, 1], errors="coerce")
-    bad = stamps.isna() | counts.isna()
+    counts = pd.to_numeric(raw.iloc[:, 1].str.strip(), errors="coerce")
+    # A count is a non-negative number; a fraction (a Prometheus increase()) is kept as is.
+    bad = stamps.isna() | ~(np.isfinite(counts) & (counts >= 0))
     if bad.any():
         first = raw[bad].iloc[0].tolist()
         raise IngestError(
-            f"{path}: {int(bad.sum())} rows with an unreadable timestamp or count, e.g. {first}"
+            f"{path}: {int(bad.sum())} rows with an unreadable timestamp or a count that is "
+            f"not a number of at least 0, e.g. {first}"
         )
     if stamps.dt.tz is None:
         stamps = _localize_rows(stamps, tz, raw, path)
@@ -738,7 +734,7 @@ def load_counts(
         pl.DataFrame(
             {
                 "bucket": pd.Series(ds).dt.floor(step).dt.tz_localize("UTC"),
-                "y": counts.astype("int64"),
+                "y": counts.astype("float64"),
             }
         )
         .group_by("bucket")
@@ -748,14 +744,42 @@ def load_counts(
     return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
 
 
+def _read_count_rows(path: Path) -> pd.DataFrame:
+    """A count file's rows as text, without its header line if it has one.
+
+    The first line is a header unless its second cell is a number: a file written without
+    one (``2026-10-12 00:00,5``) would otherwise lose its first row to the column names.
+    """
+    try:
+        raw = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise IngestError(f"{path}: not a timestamp,count CSV: {exc}") from None
+    if raw.shape[1] >= 2 and not raw.empty:
+        if pd.isna(pd.to_numeric(raw.iloc[0, 1].strip(), errors="coerce")):
+            raw = raw.iloc[1:].reset_index(drop=True)
+    if raw.shape[1] < 2 or raw.empty:
+        raise IngestError(
+            f"{path}: expected two columns, a timestamp and a count, and at least one row"
+        )
+    return raw
+
+
 def _read_stamps(column: pd.Series, path: Path) -> pd.Series:
     """A count file's timestamps: naive (local time, placed in ``tz`` later) or zone-aware.
 
     Stamps whose UTC offset changes down the column (``-04:00`` then ``-05:00`` across a DST
     change) are instants, converted to UTC; pandas refuses them without ``utc=True``. A
     stamp without an offset among them would then be read as UTC, so it is refused instead.
-    Unreadable stamps are NaT, counted by the caller.
+    Stamps that are all plain numbers are Unix time (what Prometheus and most metric
+    exports write): seconds, or milliseconds when they are too large to be seconds (after
+    the year 5000); read as dates, they were nanoseconds in January 1970. Unreadable stamps
+    are NaT, counted by the caller.
     """
+    column = column.str.strip()
+    epoch = pd.to_numeric(column, errors="coerce")
+    if (epoch.notna() | (column == "")).all() and epoch.notna().any():
+        unit = "ms" if epoch.abs().max() >= EPOCH_MS_FROM else "s"
+        return pd.to_datetime(epoch, unit=unit, utc=True, errors="coerce")
     try:
         return pd.to_datetime(column, errors="coerce")
     except ValueError:  # several UTC offsets in one column

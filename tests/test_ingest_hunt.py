@@ -1,0 +1,39 @@
+"""Edge inputs a demanding user meets: count files as metric exports write them, logs from
+stdin, requests without a protocol, generated logs compressed, and bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from forecaster.ingest import IngestError, load_counts
+
+
+def test_count_file_with_unix_time_in_seconds_or_milliseconds(tmp_path: Path) -> None:
+    seconds = tmp_path / "s.csv"
+    seconds.write_text("timestamp,value\n1728700800,5\n1728700860.0,7\n1728700920,2\n")
+    series = load_counts(seconds)
+    assert series["ds"].tolist() == list(pd.date_range("2024-10-12 02:40", periods=3, freq="1min"))
+    assert series["y"].tolist() == [5, 7, 2]
+    millis = tmp_path / "ms.csv"
+    millis.write_text("timestamp,value\n1728700800000,5\n1728700860000,7\n")
+    assert load_counts(millis)["ds"].iloc[0] == pd.Timestamp("2024-10-12 02:40")
+
+
+def test_count_file_without_a_header_keeps_its_first_row(tmp_path: Path) -> None:
+    csv = tmp_path / "c.csv"
+    csv.write_text("2026-10-12 00:00:00,5\n2026-10-12 00:01:00,7\n2026-10-12 00:02:00,9\n")
+    series = load_counts(csv)
+    assert series["y"].tolist() == [5, 7, 9]
+    assert series["ds"].iloc[0] == pd.Timestamp("2026-10-12 00:00")
+
+
+def test_count_file_fractional_counts_are_kept_negative_refused(tmp_path: Path) -> None:
+    csv = tmp_path / "c.csv"
+    csv.write_text("t,increase\n2026-10-12 00:00:00,2.6\n2026-10-12 00:01:00,0.4\n")
+    assert load_counts(csv)["y"].tolist() == pytest.approx([2.6, 0.4])
+    csv.write_text("t,count\n2026-10-12 00:00:00,-5\n2026-10-12 00:01:00,7\n")
+    with pytest.raises(IngestError, match="1 rows with an unreadable timestamp or a count"):
+        load_counts(csv)
