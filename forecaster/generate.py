@@ -13,7 +13,10 @@ log lines take seconds. The same seed gives byte-identical output.
 
 from __future__ import annotations
 
+import bz2
 import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -297,7 +300,7 @@ def write_access_log(
     chunk_seconds: int = 6 * 3600,
     fmt: str = "combined",
 ) -> int:
-    """Write one access-log line per request, in time order; ``.gz`` compresses.
+    """Write one access-log line per request, in time order; ``.gz`` and ``.bz2`` compress.
 
     ``fmt`` is ``combined`` (with referer and user agent) or ``clf`` (Common Log Format).
     Lines carry the local UTC offset of the profile's zone. Writing goes in chunks of
@@ -372,8 +375,22 @@ def _request_fields(
     )
 
 
-def _open_for_writing(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
-        # A GzipFile is a binary file object, but typeshed does not declare it IO[bytes].
-        return gzip.open(path, "wb", compresslevel=1)  # type: ignore[return-value]
-    return open(path, "wb")
+@contextmanager
+def _open_for_writing(path: Path) -> Iterator[IO[bytes]]:
+    """The file to write lines to, compressed by its suffix as ingest reads it back.
+
+    The gzip header is written without a time stamp or file name (``gzip -n``): with them,
+    the same seed gave other bytes on every run.
+    """
+    with open(path, "wb") as raw:
+        if path.suffix == ".gz":
+            # A GzipFile is a binary file object, but typeshed does not declare it IO[bytes].
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0
+            ) as out:
+                yield out  # type: ignore[misc]
+        elif path.suffix == ".bz2":
+            with bz2.BZ2File(raw, "wb") as out:
+                yield out
+        else:
+            yield raw

@@ -3,12 +3,14 @@ stdin, requests without a protocol, generated logs compressed, and bad options."
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from forecaster.ingest import IngestError, load_counts
+from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
+from forecaster.ingest import IngestError, ingest_logs, load_counts
 
 
 def test_count_file_with_unix_time_in_seconds_or_milliseconds(tmp_path: Path) -> None:
@@ -37,3 +39,17 @@ def test_count_file_fractional_counts_are_kept_negative_refused(tmp_path: Path) 
     csv.write_text("t,count\n2026-10-12 00:00:00,-5\n2026-10-12 00:01:00,7\n")
     with pytest.raises(IngestError, match="1 rows with an unreadable timestamp or a count"):
         load_counts(csv)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2"])
+def test_generated_compressed_log_same_seed_same_bytes_and_ingests(
+    tmp_path: Path, suffix: str
+) -> None:
+    traffic = generate_traffic(TrafficProfile(peak_rps=0.05), date(2026, 11, 16), 1, seed=3)
+    first, second = tmp_path / f"a.log{suffix}", tmp_path / "other" / f"b.log{suffix}"
+    second.parent.mkdir()
+    written = write_access_log(traffic, first, seed=3)  # another name: it is not in the bytes
+    write_access_log(traffic, second, seed=3)
+    assert first.read_bytes() == second.read_bytes()
+    result = ingest_logs(first, gap=None)
+    assert result.report.parsed == written == traffic.requests
