@@ -353,7 +353,14 @@ class KubeClient:
     # -- pods (startupDelay: auto) ----------------------------------------------------------
 
     def pod_startup_seconds(self, namespace: str, selector: str) -> list[float]:
-        """Creation-to-Ready times of the target's ready pods, in seconds."""
+        """Creation-to-Ready times of the target's ready pods, in seconds.
+
+        A scale subresource without a selector names no pods (an empty selector would match
+        every pod in the namespace), so none are measured. A pod whose containers restarted
+        is skipped: its Ready condition moved at the restart, days after it was created.
+        """
+        if not selector:
+            return []
         pods = self.call(
             f"list pods in {namespace}",
             self.core.list_namespaced_pod,
@@ -365,6 +372,8 @@ class KubeClient:
             # The API server always sets both; were one missing, the pod counts as not ready,
             # like a pod without conditions or a creation time.
             if pod.status is None or pod.metadata is None:
+                continue
+            if any(c.restart_count for c in pod.status.container_statuses or []):
                 continue
             created = pod.metadata.creation_timestamp
             ready = next(

@@ -1,0 +1,62 @@
+"""Bugs found by hunting through the reconciler and the Kubernetes I/O, each reproduced
+against the stateful fake API server with the real ``kubernetes`` client, then fixed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from controller.kube import KubeClient, RetryPolicy
+from tests.kubefake import FakeKubeServer
+
+
+@pytest.fixture
+def server() -> Iterator[FakeKubeServer]:
+    with FakeKubeServer() as made:
+        yield made
+
+
+def kube_of(server: FakeKubeServer) -> KubeClient:
+    return KubeClient(
+        server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None, rng=random.Random(0)
+    )
+
+
+def pod(name: str, app: str, ready_at: str, restarts: int = 0) -> dict[str, Any]:
+    """A running, ready pod created at 2026-11-20T00:00:00Z (the fake's creation time)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": "app"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready_at}],
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": "app",
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": restarts,
+                }
+            ],
+        },
+    }
+
+
+def test_startup_times_skip_restarted_pods_and_a_scale_without_a_selector(server) -> None:
+    server.state.put("pods", "gov", pod("web-1", "web", "2026-11-20T00:00:40Z"))
+    # Crashed and restarted three days later: Ready moved then, not when it first started.
+    server.state.put("pods", "gov", pod("web-2", "web", "2026-11-23T10:00:00Z", restarts=3))
+    server.state.put("pods", "gov", pod("db-1", "db", "2026-11-20T00:20:00Z"))
+    kube = kube_of(server)
+    assert kube.pod_startup_seconds("gov", "app=web") == [40.0]
+    asked = len(server.state.calls("GET", "/pods"))
+    # A custom resource whose scale subresource has no selector: an empty label selector
+    # would list every pod in the namespace (the database's 20 minutes among them).
+    assert kube.pod_startup_seconds("gov", "") == []
+    assert len(server.state.calls("GET", "/pods")) == asked  # not even asked
