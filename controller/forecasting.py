@@ -44,7 +44,7 @@ def event_calendar(
     ds = pd.date_range(start, end, freq=step)
     frame = pd.DataFrame({"ds": ds})
     for window in windows:
-        begin, finish = _naive_utc(window.start), _naive_utc(window.end)
+        begin, finish = naive_utc(window.start), naive_utc(window.end)
         inside = ((ds >= begin) & (ds < finish)).astype(float)
         column = f"event_{window.name}"
         frame[column] = inside if column not in frame else frame[column].to_numpy() + inside
@@ -52,6 +52,8 @@ def event_calendar(
     return frame
 
 
-def _naive_utc(moment: datetime) -> pd.Timestamp:
+def naive_utc(moment: datetime) -> pd.Timestamp:
+    """``moment`` as naive UTC, the time of every series frame; naive input is UTC already.
+    (``moment.replace(tzinfo=None)`` would keep a local wall-clock time instead.)"""
     stamp = pd.Timestamp(moment)
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp

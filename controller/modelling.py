@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from controller.forecasting import event_calendar, to_forecast
+from controller.forecasting import event_calendar, naive_utc, to_forecast
 from controller.outlook import Bands, project, typical_bands
 from controller.policy import Forecast
 from controller.spec import ScalerConfig
@@ -122,24 +122,19 @@ def run_job(job: ModelJob) -> ModelResult:
     all missing) and :class:`forecaster.store.StoreError` when the store fails.
     """
     config, now = job.config, job.now
-    cutoff = pd.Timestamp(now.replace(tzinfo=None)).floor(config.step) - job.hold_out
+    cutoff = naive_utc(now).floor(config.step) - job.hold_out
     history = job.history[job.history["ds"] <= cutoff]
     until = now + (
         timedelta(days=config.outlook.days, hours=1) if job.outlook else config.horizon * 2
     )
     step = pd.Timedelta(config.step)
-    events = event_calendar(
-        config.events, history["ds"].min(), pd.Timestamp(until.replace(tzinfo=None)), step
-    )
     trained = False
     loaded = _load_stored(config, job.model_store, now) if job.kind == "start" else None
     if loaded is None and not history["y"].notna().any():
         # A model of nothing forecasts zero (the last value of nothing), which would read
         # as a trained model of an idle service: a mistyped query is an error to show.
-        raise ValueError(
-            "the query returned no data in the history window (spec.retrain.historyWindow)"
-            f" up to {cutoff:%Y-%m-%d %H:%M} UTC: check spec.metric.query"
-        )
+        raise ValueError(_no_history(job, cutoff))
+    events = event_calendar(config.events, job.history["ds"].min(), naive_utc(until), step)
     if job.kind == "refit" and job.model is not None:
         models = {job.model.name: candidates(config)[job.model.name]().fit(history, events=events)}
         info = replace(job.model, refitted_at=now)
@@ -159,6 +154,37 @@ def run_job(job: ModelJob) -> ModelResult:
         hours = project(ahead, config.quantile, now, config.outlook.days)
         outlook = OutlookState(now, info.version, hours, typical_bands(job.history))
     return ModelResult(info, forecast, outlook, trained)
+
+
+def _no_history(job: ModelJob, cutoff: pd.Timestamp) -> str:
+    """Why there is nothing to fit on, in terms the spec's author can act on."""
+    held_out = f"the newest {_duration(job.hold_out)} are held out to rescale the forecast"
+    if job.history["ds"].min() > cutoff:
+        return (
+            f"spec.retrain.historyWindow ({_duration(job.config.history_window)}) leaves no"
+            f" history to fit a model on: {held_out}; make the window longer"
+        )
+    seen = job.history.loc[job.history["y"].notna(), "ds"]
+    if len(seen):
+        # A service younger than the hold-out: its query is right, it is just too new.
+        return (
+            f"the query has data only since {seen.min():%Y-%m-%d %H:%M} UTC and a model is"
+            f" fitted on the history up to {cutoff:%Y-%m-%d %H:%M} UTC ({held_out});"
+            " scaling reactively until there is data before then"
+        )
+    return (
+        "the query returned no data in the history window (spec.retrain.historyWindow)"
+        f" up to {cutoff:%Y-%m-%d %H:%M} UTC: check spec.metric.query"
+    )
+
+
+def _duration(span: timedelta) -> str:
+    """``2h``, ``90m``, ``1d``: a span as the spec writes it."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def lead_time_of(config: ScalerConfig) -> timedelta:
@@ -212,7 +238,7 @@ def _train(
         row = trained.scores[trained.scores["model"] == name]
         recall = float(row["peak_recall"].iloc[0]) if len(row) else None
         recall = recall if recall is not None and math.isfinite(recall) else None
-    version = f"{now:%Y%m%dT%H%M%SZ}-memory"
+    version = f"{naive_utc(now):%Y%m%dT%H%M%SZ}-memory"
     if model_store:
         metadata = {
             **_source(config),
@@ -301,7 +327,7 @@ def _predict(
 ) -> pd.DataFrame:
     """The model's median and ``quantile`` from the end of its data to ``until``."""
     last = max(fitted.last_ds_.values())
-    horizon = int((pd.Timestamp(until.replace(tzinfo=None)) - last) / pd.Timedelta(step))
+    horizon = int((naive_utc(until) - last) / pd.Timedelta(step))
     return fitted.predict(max(1, horizon), quantiles=(0.5, quantile), events=events)
 
 

@@ -4,14 +4,20 @@ time zone. Against the session's real Prometheus (tests/prom_server.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from controller.kube import RetryPolicy
+from controller.modelling import ModelJob, run_job
 from controller.prometheus import PrometheusClient
+from controller.reconciler import LEVEL_WINDOW
+from controller.spec import ScalerConfig, parse_scaler
 from tests import prom_server
 from tests.prom_server import PromServer
+from tests.test_controller_e2e import scaler
 
 prom = prom_server.prom
 
@@ -41,3 +47,73 @@ def test_a_range_from_a_time_with_microseconds_has_its_values(prom: PromServer) 
     assert isinstance(many[0], pd.Series) and isinstance(many[1], pd.Series)
     pd.testing.assert_series_equal(many[0], got)
     pd.testing.assert_series_equal(many[1], got * 2)
+
+
+# -- model jobs ------------------------------------------------------------------------------
+
+
+def config(**spec: object) -> ScalerConfig:
+    obj = scaler("http://prometheus.test:9090", "ForecastOnly", **spec)
+    obj["metadata"].update(namespace="gov", uid="uid-1", generation=1)
+    return parse_scaler(obj)
+
+
+def daily_history(key: str, end: pd.Timestamp, span: timedelta) -> pd.DataFrame:
+    ds = pd.date_range(end - span, end, freq="1min")
+    minutes = np.arange(len(ds))
+    return pd.DataFrame(
+        {"unique_id": key, "ds": ds, "y": 5 + 3 * np.sin(2 * np.pi * minutes / 1440)}
+    )
+
+
+NOW = datetime(2026, 3, 5, 12, 0, 30, tzinfo=UTC)
+
+
+def test_a_job_at_a_non_utc_now_forecasts_as_at_the_same_instant_in_utc() -> None:
+    # An aware now in +02:00 used to be read as its wall-clock time: the model was fitted
+    # two hours further (nothing held out for the nowcast), its forecast ended two hours
+    # short, and its version was named after a time that never was.
+    scaler_config = config()
+    history = daily_history(scaler_config.key, pd.Timestamp("2026-03-05 12:00"), timedelta(days=3))
+    berlin = NOW.astimezone(timezone(timedelta(hours=2)))
+
+    in_utc = run_job(ModelJob("train", scaler_config, history, NOW, hold_out=LEVEL_WINDOW))
+    local = run_job(ModelJob("train", scaler_config, history, berlin, hold_out=LEVEL_WINDOW))
+
+    assert local.forecast.times[0] == np.datetime64("2026-03-05T10:01")
+    np.testing.assert_array_equal(local.forecast.times, in_utc.forecast.times)
+    np.testing.assert_allclose(local.forecast.upper, in_utc.forecast.upper)
+    assert local.model.version == in_utc.model.version == "20260305T120030Z-memory"
+
+
+def test_a_service_younger_than_the_hold_out_is_not_told_its_query_is_wrong() -> None:
+    scaler_config = config()
+    young = daily_history(scaler_config.key, pd.Timestamp("2026-03-05 12:00"), timedelta(days=3))
+    young.loc[young["ds"] < pd.Timestamp("2026-03-05 11:00"), "y"] = np.nan
+
+    with pytest.raises(ValueError) as raised:
+        run_job(ModelJob("start", scaler_config, young, NOW, hold_out=LEVEL_WINDOW))
+
+    message = str(raised.value)
+    assert "data only since 2026-03-05 11:00 UTC" in message
+    assert "up to 2026-03-05 10:00 UTC" in message and "newest 2h are held out" in message
+    assert "check spec.metric.query" not in message
+
+
+def test_a_history_window_within_the_hold_out_is_named_as_the_problem() -> None:
+    scaler_config = config(retrain={"historyWindow": "90m"})
+    history = daily_history(
+        scaler_config.key, pd.Timestamp("2026-03-05 12:00"), timedelta(minutes=89)
+    )
+
+    with pytest.raises(ValueError, match=r"historyWindow \(90m\) leaves no history.*longer"):
+        run_job(ModelJob("train", scaler_config, history, NOW, hold_out=LEVEL_WINDOW))
+
+
+def test_a_query_with_no_data_is_still_called_wrong() -> None:
+    scaler_config = config()
+    empty = daily_history(scaler_config.key, pd.Timestamp("2026-03-05 12:00"), timedelta(days=1))
+    empty["y"] = np.nan
+
+    with pytest.raises(ValueError, match="no data in the history window.*check spec.metric.query"):
+        run_job(ModelJob("train", scaler_config, empty, NOW, hold_out=LEVEL_WINDOW))
