@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from forecaster._cli_common import fail
+from forecaster._cli_common import fail, zone_option
 from forecaster.frames import write_frame
-from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
+from forecaster.generate import SERVICES, TrafficProfile, generate_traffic, write_access_log
 
 app = typer.Typer()
 
@@ -52,6 +52,9 @@ def generate(
         fail("--days must be between 1 and 3660")
     if peak_rps <= 0:
         fail("--peak-rps must be positive")
+    if service not in SERVICES:  # any other name silently wrote the pension portal's paths
+        fail(f"--service {service!r} is not one of {', '.join(SERVICES)}")
+    zone_option(tz)  # an unknown zone was a ZoneInfoNotFoundError traceback
     if not output.parent.exists():
         fail(f"{output.parent}: no such directory")
     profile = TrafficProfile(service=service, tz=tz, peak_rps=peak_rps, deadlines=deadlines)

@@ -37,7 +37,8 @@ class TrafficProfile:
     """The shape of a portal's demand. Rates are requests per second."""
 
     service: str = "pension"
-    """Series label, and which paths the log lines use (pension, tax, einvoice, card)."""
+    """Series label, and which paths the log lines use (one of :data:`SERVICES`; any other
+    label uses the pension portal's paths)."""
 
     tz: str = "Asia/Shanghai"
     """Local time zone: peaks follow office hours there, and log lines carry its offset."""
@@ -278,6 +279,8 @@ _PATHS: dict[str, list[tuple[str, float, str]]] = {
         ("/api/card/branches", 0.10, "GET"),
     ],
 }
+SERVICES = tuple(_PATHS)
+"""The portals whose paths the log lines can use."""
 _AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0 Safari/537.36",

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from controller.cli import app
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
 from forecaster.ingest import IngestError, ingest_logs, load_counts
+
+runner = CliRunner()
 
 
 def test_count_file_with_unix_time_in_seconds_or_milliseconds(tmp_path: Path) -> None:
@@ -53,3 +57,20 @@ def test_generated_compressed_log_same_seed_same_bytes_and_ingests(
     assert first.read_bytes() == second.read_bytes()
     result = ingest_logs(first, gap=None)
     assert result.report.parsed == written == traffic.requests
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--service", "txa"], "--service 'txa' is not one of pension, tax, card"),
+        (["--tz", "Mars/Olympus"], "--tz 'Mars/Olympus' is not a time zone"),
+    ],
+)
+def test_generate_refuses_unknown_service_and_zone(
+    tmp_path: Path, option: list[str], message: str
+) -> None:
+    log = tmp_path / "a.log"
+    result = runner.invoke(app, ["generate", "-o", str(log), "--days", "1", *option])
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not log.exists()
