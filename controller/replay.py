@@ -132,12 +132,22 @@ def replay(
     if unknown:
         raise ValueError(f"unknown policies {sorted(unknown)}; choose from {', '.join(POLICIES)}")
     step = series_freq(frame)
+    _refuse_off_grid(frame["ds"], step)
     y_all = frame.set_index("ds")["y"].asfreq(step)
+    first, last = y_all.index[0], y_all.index[-1]
     start = pd.Timestamp(start)
-    end = pd.Timestamp(end) if end is not None else y_all.index[-1] + step
-    if start <= y_all.index[0] or start >= end:
-        raise ValueError(f"--start {start} must fall after the first interval and before the end")
+    end = pd.Timestamp(end) if end is not None else last + step
+    if start <= first or start >= end:
+        raise ValueError(
+            f"--start {start} must fall after the first interval and before the end"
+            f" (the series runs from {first} to {last})"
+        )
     replay_index = y_all.index[(y_all.index >= start) & (y_all.index < end)]
+    if replay_index.empty:
+        raise ValueError(
+            f"no interval of the series falls between --start {start} and --end {end}"
+            f" (the series runs from {first} to {last})"
+        )
     delay_steps = math.ceil(settings.startup_delay / step)
     runs = []
     made: list[Decision] = []
@@ -154,6 +164,24 @@ def replay(
             runs.append(_run_oracle(y_all, replay_index, delay_steps, settings))
     decisions = pd.concat(runs, ignore_index=True)
     return ReplayResult(decisions, summarize(decisions, step), settings, made)
+
+
+def _refuse_off_grid(ds: pd.Series, step: pd.Timedelta) -> None:
+    """Refuse times off the series' grid of ``step`` intervals.
+
+    The replay walks a regular grid; a time between its points would be dropped without a
+    word, and an off-grid first row would shift the grid so that every other row reads as
+    missing (the replay then scores nothing). The grid is the one most times lie on.
+    """
+    phase = (ds - pd.Timestamp(0)) % step
+    off = phase != phase.mode().iloc[0]
+    if off.any():
+        every = to_offset(step).freqstr
+        every = every if every[0].isdigit() else f"1{every}"
+        raise ValueError(
+            f"{int(off.sum())} of the series' {len(ds)} times are off its {every} grid, e.g."
+            f" {ds[off].iloc[0]}: aggregate the series to one row per {every} interval first"
+        )
 
 
 def _initial_replicas(

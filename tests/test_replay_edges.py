@@ -1,0 +1,71 @@
+"""The replay, the HPA baseline and the policy on edge input: windows, grids, sync times."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.replay import ReplaySettings, replay
+
+START = pd.Timestamp("2026-11-02 00:00")
+SETTINGS = ReplaySettings(capacity_per_replica=10, startup_delay=timedelta(minutes=2))
+
+
+def series(values, start=START, freq="1min") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "unique_id": "s",
+            "ds": pd.date_range(start, periods=len(values), freq=freq),
+            "y": np.asarray(values, float),
+        }
+    )
+
+
+def test_a_window_past_the_data_is_refused_with_the_series_span() -> None:
+    # It crashed with an IndexError deep in the predictive run.
+    with pytest.raises(ValueError, match="no interval of the series falls between") as caught:
+        replay(
+            series([10.0] * 30),
+            START + timedelta(hours=5),
+            SETTINGS,
+            end=START + timedelta(hours=6),
+        )
+    assert "2026-11-02 00:29:00" in str(caught.value)
+
+
+def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
+    series([10.0] * 30).to_csv(tmp_path / "s.csv", index=False)
+    args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+    result = CliRunner().invoke(
+        app, [*args, "--start", "2026-11-03", "--end", "2026-11-04", "--policy", "hpa"]
+    )
+    assert result.exit_code != 0
+    assert "no interval of the series falls between" in result.output
+    assert isinstance(result.exception, SystemExit)  # not the IndexError it raised before
+
+
+def test_times_off_the_grid_are_refused_not_read_as_missing() -> None:
+    # An off-grid first row shifted the whole grid: every other row read as missing and the
+    # replay scored nothing, without a word.
+    shifted = series([10.0] * 60)
+    shifted.loc[0, "ds"] -= pd.Timedelta(seconds=30)
+    with pytest.raises(ValueError, match="1 of the series' 60 times are off its 1min grid"):
+        replay(shifted, START + timedelta(minutes=10), SETTINGS, policies=["oracle"])
+    # one stray row in the middle was dropped as silently
+    stray = series([10.0] * 60)
+    stray.loc[30, "ds"] += pd.Timedelta(seconds=20)
+    with pytest.raises(ValueError, match="2026-11-02 00:30:20"):
+        replay(stray, START + timedelta(minutes=10), SETTINGS, policies=["oracle"])
+
+
+def test_a_regular_series_with_absent_rows_still_replays() -> None:
+    gappy = series([10.0] * 60).drop(index=range(20, 25))
+    result = replay(gappy, START + timedelta(minutes=10), SETTINGS, policies=["oracle"])
+    assert len(result.decisions) == 50
+    assert result.decisions["load"].isna().sum() == 5
