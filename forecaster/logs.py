@@ -115,8 +115,12 @@ class LogFormat:
 
 
 def _request_part(index: int) -> pl.Expr:
-    """Method (0) or path (1) from a CLF request such as ``"GET /a HTTP/1.0"``."""
-    return pl.col(LINE).str.extract(r'\] "(\S+) ?(\S*)', index + 1)
+    """Method (0) or path (1) from a CLF request such as ``"GET /a HTTP/1.0"``.
+
+    The closing quote is not part of either: a request without a protocol (``"GET /"``,
+    common in old logs) or without a path (``"-"``) gave a path ``/"`` or a method ``-"``.
+    """
+    return pl.col(LINE).str.extract(r'\] "([^\s"]+) ?((?:[^\s"\\]|\\.)*)', index + 1)
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,18 @@ def test_generate_refuses_unknown_service_and_zone(
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output
     assert not log.exists()
+
+
+def test_requests_without_protocol_or_path_get_clean_labels(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(
+        'h - - [01/Aug/1995:00:00:01 -0400] "GET /ksc.html" 200 10\n'  # as in NASA's 1995 logs
+        'h - - [01/Aug/1995:00:00:02 -0400] "GET /ksc.html HTTP/1.0" 200 10\n'
+        'h - - [01/Aug/1995:00:00:03 -0400] "GET /" 200 10\n'
+        'h - - [01/Aug/1995:00:00:04 -0400] "-" 408 -\n'  # a client that sent nothing
+        'h - - [01/Aug/1995:00:00:05 -0400] "GET /a\\"b/c HTTP/1.0" 200 10\n'
+    )
+    paths = ingest_logs(log, by=["path"], gap=None).series.groupby("unique_id")["y"].sum()
+    assert paths.to_dict() == {"path=/": 2, 'path=/a\\"b': 1, "path=/ksc.html": 2}
+    methods = ingest_logs(log, by=["method"], gap=None).series.groupby("unique_id")["y"].sum()
+    assert methods.to_dict() == {"method=-": 1, "method=GET": 4}
