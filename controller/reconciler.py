@@ -712,12 +712,14 @@ class Reconciler:
                 log.info("pruned %d decision(s) older than %s", removed, self.retention)
 
     def _raise_hpa_floor(self, config: ScalerConfig, decision: Decision) -> bool:
-        """Set the HPA's minReplicas to the decision (never above its maxReplicas)."""
+        """Set the HPA's minReplicas to the decision (never above its maxReplicas, nor below
+        1: spec.minReplicas may be 0, but the API server refuses an HPA's minReplicas of 0
+        unless the alpha HPAScaleToZero gate is on)."""
         hpa = self.kube.find_hpa(config.namespace, config.target, config.hpa_name)
         if hpa is None:
             raise KubeError("find HPA", 404, "NotFound", f"no HPA scales {config.target['name']}")
         spec = hpa.get("spec", {})
-        floor = min(decision.replicas, int(spec.get("maxReplicas") or decision.replicas))
+        floor = max(1, min(decision.replicas, int(spec.get("maxReplicas") or decision.replicas)))
         if int(spec.get("minReplicas") or 1) == floor:
             return False
         self.kube.set_hpa_min_replicas(config.namespace, hpa["metadata"]["name"], floor)

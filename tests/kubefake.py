@@ -236,6 +236,9 @@ class FakeKube:
                     updated["status"] = _merge(current.get("status", {}), body.get("status", {}))
                     return 200, self._store(plural, ns, updated), {}
                 merged = _merge(current, {k: v for k, v in body.items() if k != "status"})
+                invalid = _invalid(plural, merged)
+                if invalid:
+                    return 422, status_body(422, f'{plural} "{name}" is invalid: {invalid}'), {}
                 return 200, self._store(plural, ns, merged), {}
             return 405, status_body(405, "method not allowed", "MethodNotAllowed"), {}
 
@@ -251,6 +254,15 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _invalid(plural: str, obj: dict[str, Any]) -> str | None:
+    """What the API server's validation refuses in ``obj``, of the little the fake checks:
+    an HPA's minReplicas below 1 (allowed only behind the alpha HPAScaleToZero gate)."""
+    low = obj.get("spec", {}).get("minReplicas")
+    if plural == "horizontalpodautoscalers" and low is not None and low < 1:
+        return f"spec.minReplicas: Invalid value: {low}: must be greater than or equal to 1"
+    return None
 
 
 def _scale(obj: dict[str, Any]) -> dict[str, Any]:

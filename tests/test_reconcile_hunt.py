@@ -3,14 +3,20 @@ against the stateful fake API server with the real ``kubernetes`` client, then f
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from controller.kube import KubeClient, RetryPolicy
 from tests.kubefake import FakeKubeServer
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import DEPLOYMENT, HPA, START, reconciler, scaler
+
+FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
 
 
 @pytest.fixture
@@ -60,3 +66,27 @@ def test_startup_times_skip_restarted_pods_and_a_scale_without_a_selector(server
     # would list every pod in the namespace (the database's 20 minutes among them).
     assert kube.pod_startup_seconds("gov", "") == []
     assert len(server.state.calls("GET", "/pods")) == asked  # not even asked
+
+
+def test_hpa_floor_never_asks_the_hpa_for_fewer_than_one_replica(prom, tmp_path) -> None:  # noqa: F811
+    """spec.minReplicas may be 0, an HPA's may not: at a quiet night's 0 replicas the floor
+    is 1, where asking for 0 got a 422 every cycle and left the peak's floor in place."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put(
+            "horizontalpodautoscalers", "gov", {**HPA, "spec": {**HPA["spec"], "minReplicas": 6}}
+        )
+        quiet = {"prometheusUrl": prom.url, "query": "vector(0)", "step": "1m"}
+        body = scaler(prom.url, "HPAFloor", minReplicas=0, metric=quiet, **FAST)
+        body["spec"]["behavior"]["scaleDownStabilization"] = "0s"
+        server.state.put("predictivescalers", "gov", body)
+        rec = reconciler(server, tmp_path)
+        for minute in range(3):
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            decision = rec.reconcile(obj, START + timedelta(days=1, minutes=minute))
+            assert decision is not None and decision.replicas == 0, decision
+        hpa = server.state.get("horizontalpodautoscalers", "gov", "portal")
+        assert hpa["spec"]["minReplicas"] == 1
+        status = server.state.get("predictivescalers", "gov", "portal")["status"]
+        active = next(c for c in status["conditions"] if c["type"] == "ScalingActive")
+        assert (active["status"], active["reason"]) == ("True", "HPAFloor"), active
