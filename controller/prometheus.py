@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
+import urllib3
 
 from controller.kube import RetryPolicy
 
@@ -120,7 +121,10 @@ def client_factory(
 def _under(url: str, base: str | None) -> bool:
     if base is None:
         return False
-    one, two = urlsplit(url), urlsplit(base)
+    try:
+        one, two = urlsplit(url), urlsplit(base)
+    except ValueError:  # e.g. "http://[::1": no request can go there, so no token either
+        return False
     prefix = two.path.rstrip("/")
     return (one.scheme, one.netloc) == (two.scheme, two.netloc) and (
         one.path.rstrip("/") == prefix or one.path.startswith(prefix + "/")
@@ -367,7 +371,7 @@ class PrometheusClient:
             raise type(exc)(self._redact(str(exc))) from None
 
     def _redact(self, text: str) -> str:
-        secrets = [urlsplit(self.url).password, self.auth.token if self.auth else None]
+        secrets = [_password(self.url), self.auth.token if self.auth else None]
         for secret in secrets:
             if secret:
                 text = text.replace(secret, "[redacted]")
@@ -385,6 +389,13 @@ class PrometheusClient:
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 failure = f"{type(exc).__name__}: {exc}"
+            except (requests.RequestException, urllib3.exceptions.LocationValueError) as exc:
+                # A URL that cannot be sent to (a port out of range, a stray colon) or a
+                # redirect loop: asking again cannot help, and the scaler's status must
+                # say so rather than its reconcile fail with no word to its author.
+                raise PrometheusUnavailable(
+                    f"{self.url}{path}: cannot be asked: {type(exc).__name__}: {exc}"
+                ) from None
             else:
                 if response.status_code not in self.retry.retry_statuses:
                     return _data(response, params["query"])
@@ -745,6 +756,15 @@ def _step(step: Duration) -> pd.Timedelta:
 def _unix(stamp: pd.Timestamp) -> str:
     """Seconds since the epoch with millisecond precision, as the API takes them."""
     return f"{stamp.value / 1e9:.3f}"
+
+
+def _password(url: str) -> str | None:
+    """The password in ``url``, if any; None also for a URL that cannot be parsed, as
+    ``http://[::1`` (the error that says so must not fail in its turn)."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def _finite(value: float) -> float | None:

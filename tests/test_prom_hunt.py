@@ -5,6 +5,7 @@ time zone. Against the session's real Prometheus (tests/prom_server.py)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,12 +13,14 @@ import pytest
 
 from controller.kube import RetryPolicy
 from controller.modelling import ModelJob, run_job
-from controller.prometheus import PrometheusClient
+from controller.prometheus import PrometheusClient, PrometheusUnavailable, client_factory
 from controller.reconciler import LEVEL_WINDOW
 from controller.spec import ScalerConfig, parse_scaler
 from tests import prom_server
+from tests.kubefake import FakeKubeServer
 from tests.prom_server import PromServer
-from tests.test_controller_e2e import scaler
+from tests.test_controller_e2e import DEPLOYMENT, START, scaler
+from tests.test_faults import reconciler
 
 prom = prom_server.prom
 
@@ -117,3 +120,43 @@ def test_a_query_with_no_data_is_still_called_wrong() -> None:
 
     with pytest.raises(ValueError, match="no data in the history window.*check spec.metric.query"):
         run_job(ModelJob("train", scaler_config, empty, NOW, hold_out=LEVEL_WINDOW))
+
+
+# -- a Prometheus URL that cannot be sent to -------------------------------------------------
+
+
+BAD_URLS = ["http://prometheus:99999", "http://prometheus:9090:9090", "http://[::1", "http://a..b"]
+"""URLs that pass the spec's http(s) check (a typo'd port, a stray colon, an unclosed IPv6
+bracket, an empty host label) but that no request can be sent to."""
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_url_that_cannot_be_sent_to_is_unavailable_at_once(url: str) -> None:
+    sleeps: list[float] = []
+    retry = RetryPolicy(attempts=3, base=0.001, cap=1.0, timeout=1.0)
+    client = PrometheusClient(url, retry=retry, sleep=sleeps.append)
+
+    with pytest.raises(PrometheusUnavailable, match="cannot be asked"):
+        client.instant(LOAD)
+    answers = client.instant_many([LOAD, f"{LOAD} * 2"])
+    assert all(isinstance(answer, PrometheusUnavailable) for answer in answers)
+    assert sleeps == []  # asking again cannot mend a URL
+    assert client_factory("/no/token", "http://prometheus:9090")(url).auth is None
+
+
+def test_a_scaler_with_an_unusable_url_says_so_in_its_status(tmp_path: Path) -> None:
+    # Its reconcile used to fail with requests' InvalidURL: logged, but no status, no Event.
+    with FakeKubeServer() as api:
+        api.state.put("deployments", "gov", DEPLOYMENT)
+        api.state.put("predictivescalers", "gov", scaler("http://prometheus:99999", "Scale"))
+        rec = reconciler(api, tmp_path)
+        obj = api.state.get("predictivescalers", "gov", "portal")
+        rec.prefetch([obj], START)
+        decision = rec.reconcile(obj, START)
+
+        assert decision is not None and decision.observed_load is None
+        got = api.state.get("predictivescalers", "gov", "portal")["status"]
+        fallback = {c["type"]: c for c in got["conditions"]}["Fallback"]
+        assert fallback["status"] == "True" and "cannot be asked" in fallback["message"]
+        reasons = [c.body["reason"] for c in api.state.calls("POST", "/events")]
+        assert "MetricUnavailable" in reasons
