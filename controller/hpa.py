@@ -7,7 +7,9 @@ on request rate:
 - target per pod = ``target_utilization × capacity_per_replica`` (70 % leaves headroom);
 - every ``sync_period`` (15 s): usage ratio = load / (target × current replicas); within
   ``tolerance`` (0.1) keep the count, else ``ceil(load / target)``;
-- scale-up: no stabilisation, at most ``max(+100 %, +4 pods)`` per 15 s period;
+- scale-up: no stabilisation, at most ``max(+100 %, +4 pods)`` per 15 s period, counted
+  from the replicas at the period's start as the HPA's scale events do (the sync period and
+  the policies' period are separate settings: syncing more often does not scale faster);
 - scale-down: the highest recommendation of the last 300 s wins, at most -100 % per period;
 - then ``min/max``.
 
@@ -34,15 +36,18 @@ class HPASettings:
     sync_seconds: int = 15
     scale_up_percent: float = 100.0
     scale_up_pods: int = 4
+    scale_up_period_seconds: int = 15
     scale_down_stabilization_seconds: int = 300
 
 
 @dataclass
 class HPASimulator:
-    """State across syncs: the recommendations remembered for scale-down stabilisation."""
+    """State across syncs: the recommendations remembered for scale-down stabilisation and
+    the scale events (time, replica change) that bound the next scale-up."""
 
     settings: HPASettings
     _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    _events: deque[tuple[float, int]] = field(default_factory=deque)
 
     def recommend(self, load: float) -> int:
         """Replicas the HPA's formula asks for before behaviour rules (``ceil(load/target)``)."""
@@ -66,8 +71,14 @@ class HPASimulator:
         if desired < current:
             desired = min(current, max(r for _, r in self._recommendations))
         if desired > current:
-            limit = max(
-                math.ceil(current * (1 + s.scale_up_percent / 100)), current + s.scale_up_pods
-            )
-            desired = min(desired, limit)
-        return max(s.min_replicas, min(s.max_replicas, desired))
+            # ``calculateScaleUpLimitWithScalingRules``: the limit grows from the replicas at
+            # the start of the period (events strictly after its cutoff), never below current
+            while self._events and self._events[0][0] <= at_seconds - s.scale_up_period_seconds:
+                self._events.popleft()
+            start = current - sum(change for _, change in self._events)
+            limit = max(math.ceil(start * (1 + s.scale_up_percent / 100)), start + s.scale_up_pods)
+            desired = min(desired, max(limit, current))
+        desired = max(s.min_replicas, min(s.max_replicas, desired))
+        if desired != current:
+            self._events.append((at_seconds, desired - current))
+        return desired

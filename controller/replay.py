@@ -254,14 +254,19 @@ def _run_hpa(
             target_utilization=settings.hpa_target,
         )
     )
-    syncs = max(1, int(step.total_seconds() // hpa.settings.sync_seconds))
+    every = hpa.settings.sync_seconds
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
         previous = y.get(now - step, np.nan)
         load = None if not np.isfinite(previous) else float(previous)
         desired = current
-        for k in range(syncs):
-            desired = hpa.sync(now.timestamp() + k * hpa.settings.sync_seconds, desired, load)
+        # The HPA syncs every 15 s whatever the series' step: on a 10 s series some
+        # intervals see no sync, on a 40 s one two or three (not one sync per interval).
+        begin = now.timestamp()
+        at = math.ceil(begin / every) * every
+        while at < begin + step.total_seconds():
+            desired = hpa.sync(at, desired, load)
+            at += every
         return desired, {"reason": "HPA"}
 
     return _simulate("hpa", y, index, delay_steps, settings, choose)

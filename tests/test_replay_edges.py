@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
+from controller.hpa import HPASettings, HPASimulator
 from controller.replay import ReplaySettings, replay
 
 START = pd.Timestamp("2026-11-02 00:00")
@@ -69,3 +71,36 @@ def test_a_regular_series_with_absent_rows_still_replays() -> None:
     result = replay(gappy, START + timedelta(minutes=10), SETTINGS, policies=["oracle"])
     assert len(result.decisions) == 50
     assert result.decisions["load"].isna().sum() == 5
+
+
+def test_the_hpa_scale_up_limit_counts_from_the_start_of_its_15_s_period() -> None:
+    # The HPA's sync period and its scale-up policies' 15 s period are separate settings: a
+    # controller syncing every 5 s still adds at most max(+100 %, +4 pods) per 15 s.
+    hpa = HPASimulator(
+        HPASettings(min_replicas=1, max_replicas=1000, capacity_per_replica=10, sync_seconds=5)
+    )
+    assert hpa.sync(0, current=1, load=7000.0) == 5
+    assert hpa.sync(5, current=5, load=7000.0) == 5  # the period started at 1 pod
+    assert hpa.sync(10, current=5, load=7000.0) == 5
+    assert hpa.sync(15, current=5, load=7000.0) == 10  # a new period, from 5 pods
+    assert hpa.sync(30, current=10, load=7000.0) == 20
+
+
+@pytest.mark.parametrize(
+    ("freq", "expected"),
+    [
+        ("10s", [5, 5, 10, 20, 20, 40]),  # was 5, 10, 20, 40, 80, 160: a sync every 10 s
+        ("20s", [5, 10, 40, 80]),  # was 5, 10, 20, 40: a sync every 20 s
+        ("40s", [20, 80, 640]),  # was 10, 40, 160: two syncs per 40 s
+    ],
+)
+def test_the_replayed_hpa_syncs_every_15_s_whatever_the_step(freq: str, expected: list) -> None:
+    # The HPA syncs at :00, :15, :30 and :45 of every minute; each sync at most doubles the
+    # count (1 pod: +4). It sees the surge one interval late, from then on the syncs within
+    # each interval set its count.
+    step = pd.Timedelta(freq)
+    surge = series([10.0] * 12 + [100_000.0] * 12, freq=freq)
+    settings = replace(SETTINGS, hpa_target=1.0, max_replicas=100_000)
+    run = replay(surge, START + step, settings, policies=["hpa"]).decisions
+    seen = run[run["ds"] >= START + 13 * step]
+    assert seen["replicas"].tolist()[: len(expected)] == expected
