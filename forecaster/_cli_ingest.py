@@ -136,7 +136,7 @@ def ingest(
                 report = None
             else:
                 freq = freq or "1min"
-                fmt = _choose_format(log_format, pattern, time_format, tz, files)
+                fmt = _choose_format(log_format, pattern, time_format, tz)
                 result = _run(
                     files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine
                 )
@@ -209,19 +209,12 @@ def _common_interval(series: pd.DataFrame) -> str:
     return freq_alias(pd.Timedelta(steps[0]).total_seconds())
 
 
-def _choose_format(
-    name: str, pattern: str | None, time_format: str, tz: str, files: list[str]
-) -> LogFormat | None:
+def _choose_format(name: str, pattern: str | None, time_format: str, tz: str) -> LogFormat | None:
     if pattern is not None:
         return pattern_format(pattern, time_format=time_format, tz=tz)
     if name == "auto":
         return None
-    sample: list[str] = []
-    if name == "json" and files[0] != "-":
-        from forecaster.ingest import read_log_sample
-
-        sample = read_log_sample(files[0])
-    return builtin_format(name, sample)
+    return builtin_format(name)  # a JSON time key is found in the first lines read
 
 
 def _run(

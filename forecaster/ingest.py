@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import itertools
 import os
 import re
@@ -37,6 +36,7 @@ from forecaster.logs import (
     LOCAL,
     MALFORMED_REASONS,
     ClfFormat,
+    JsonFormat,
     LogFormat,
     LogFormatError,
     PatternFormat,
@@ -303,7 +303,7 @@ def ingest_logs(
         progress if engine.in_process else None,
     )
     files: list[_FileCounts] = []
-    if log_format is None:  # the first file's format is every file's: detect it there first
+    if _undecided(log_format):  # the first file's format is every file's: detect it there
         files = engine.map(job, paths[:1])
         job = replace(job, fmt=files[0].fmt)
     files += engine.map(job, paths[len(files) :])
@@ -352,8 +352,8 @@ class _FileJob:
             with stream if path != STDIN else _nullcontext(stream):
                 chunks = iter_line_chunks(stream, self.chunk_bytes)
                 fmt = self.fmt
-                if fmt is None:
-                    chunks, fmt = _detect(chunks)
+                if fmt is None or _undecided(fmt):
+                    chunks, fmt = _detect(chunks, fmt)
                 report.format = fmt.name
                 job = _ChunkJob(
                     fmt, self.keys, self.path_depth, self.bucket_seconds, self.since, self.until
@@ -393,10 +393,20 @@ def _sum_reports(sources: list[str], parts: list[IngestReport]) -> IngestReport:
     return total
 
 
-def _detect(chunks: Iterator[bytes]) -> tuple[Iterator[bytes], LogFormat]:
-    """Detect the format from the first chunk, and give that chunk back to the stream."""
+def _undecided(fmt: LogFormat | None) -> bool:
+    """True when the format, or the time key of a JSON format, is to be found in the input."""
+    return fmt is None or (isinstance(fmt, JsonFormat) and not fmt.time_key)
+
+
+def _detect(chunks: Iterator[bytes], fmt: LogFormat | None) -> tuple[Iterator[bytes], LogFormat]:
+    """Detect the format (or a JSON time key) from the first chunk, and give that chunk back
+    to the stream."""
     first = next(chunks, b"")
-    fmt = detect_format(lines_column(first).head(200).to_list()) if first else ClfFormat()
+    sample = lines_column(first).head(200).to_list() if first else []
+    if isinstance(fmt, JsonFormat):
+        fmt = fmt.for_sample(sample)
+    else:
+        fmt = detect_format(sample) if first else ClfFormat()
     return itertools.chain([first] if first else [], chunks), fmt
 
 
@@ -839,13 +849,6 @@ def _zone(tz: str) -> object:
     if tz[:1] in "+-":
         return pd.Timestamp("2000-01-01T00:00:00" + tz).tzinfo
     return tz
-
-
-def read_log_sample(path: str, max_lines: int = 200) -> list[str]:
-    """The first lines of a log, decoded leniently; used to show or detect a format."""
-    with _open(path) as stream:
-        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace")
-        return [line for _, line in zip(range(max_lines), text, strict=False)]
 
 
 __all__ = [

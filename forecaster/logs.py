@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import polars as pl
@@ -175,7 +175,8 @@ class JsonFormat(LogFormat):
     """One JSON object per line, e.g. nginx ``log_format main escape=json '{...}'``.
 
     The time is read from ``time_key``: ISO 8601 (``time_iso8601``, ``@timestamp``, ...),
-    CLF-style (``time_local``) or epoch seconds (``msec``). Key fields are read from the
+    CLF-style (``time_local``) or epoch seconds (``msec``); ``""`` means not known yet, to
+    be found in the first lines read (:meth:`for_sample`). Key fields are read from the
     first of the usual nginx names that is present (see ``_JSON_KEYS``), falling back to
     splitting ``request`` for the method and path.
     """
@@ -183,6 +184,10 @@ class JsonFormat(LogFormat):
     name: str = "json"
     fields: frozenset[str] = frozenset(KEY_FIELDS)
     time_key: str = "time_iso8601"
+
+    def for_sample(self, sample: Sequence[str]) -> JsonFormat:
+        """This format, its time key found in ``sample`` if it was not known."""
+        return self if self.time_key else replace(self, time_key=_json_time_key(sample))
 
     def structure(self) -> pl.Expr:
         return (
@@ -326,13 +331,17 @@ BUILTIN_FORMATS = ("clf", "combined", "json")
 
 
 def builtin_format(name: str, sample: Sequence[str] = ()) -> LogFormat:
-    """The built-in format called ``name``; for ``json`` the time key is found in ``sample``."""
+    """The built-in format called ``name``.
+
+    For ``json`` the time key is found in ``sample``; without one, in the first lines that
+    :func:`~forecaster.ingest.ingest_logs` reads (standard input cannot be read twice).
+    """
     if name == "clf":
         return ClfFormat()
     if name == "combined":
         return ClfFormat(name="combined", combined=True)
     if name == "json":
-        return JsonFormat(time_key=_json_time_key(sample))
+        return JsonFormat(time_key="").for_sample(sample) if sample else JsonFormat(time_key="")
     raise LogFormatError(
         f"unknown format {name!r}; choose one of auto, {', '.join(BUILTIN_FORMATS)}"
     )

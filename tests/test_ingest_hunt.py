@@ -3,6 +3,8 @@ stdin, requests without a protocol, generated logs compressed, and bad options."
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 from controller.cli import app
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
 from forecaster.ingest import IngestError, ingest_logs, load_counts
+from forecaster.logs import builtin_format
 
 runner = CliRunner()
 
@@ -89,3 +92,23 @@ def test_requests_without_protocol_or_path_get_clean_labels(tmp_path: Path) -> N
     assert paths.to_dict() == {"path=/": 2, 'path=/a\\"b': 1, "path=/ksc.html": 2}
     methods = ingest_logs(log, by=["method"], gap=None).series.groupby("unique_id")["y"].sum()
     assert methods.to_dict() == {"method=-": 1, "method=GET": 4}
+
+
+def test_json_from_stdin_finds_its_time_key() -> None:
+    lines = "".join(
+        json.dumps({"@timestamp": f"2026-10-12T10:00:0{s}Z", "status": 200}) + "\n"
+        for s in range(5)
+    )
+    for args in (["--format", "json"], []):
+        result = runner.invoke(app, ["ingest", "-", *args], input=lines)
+        assert result.exit_code == 0, result.output
+        assert "format json: 5 parsed + 0 malformed" in result.stderr
+        assert pd.read_csv(io.StringIO(result.stdout))["y"].tolist() == [5]
+
+
+def test_json_format_without_a_sample_uses_the_first_files_time_key(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps({"msec": "1791453600.5"}) + "\n")
+    second.write_text(json.dumps({"msec": "1791453601", "time_iso8601": "garbage"}) + "\n")
+    result = ingest_logs([first, second], log_format=builtin_format("json"), gap=None)
+    assert result.report.parsed == 2 and result.series["y"].tolist() == [2]
