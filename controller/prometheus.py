@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -124,6 +124,11 @@ def _under(url: str, base: str | None) -> bool:
     try:
         one, two = urlsplit(url), urlsplit(base)
     except ValueError:  # e.g. "http://[::1": no request can go there, so no token either
+        return False
+    if {".", ".."} & set(unquote(one.path).split("/")):
+        # "BASE/../other" is not under BASE: the request goes to "/other" (the client
+        # or the server resolves the dots), which a path-routing gateway may send to
+        # another tenant or backend.
         return False
     prefix = two.path.rstrip("/")
     return (one.scheme, one.netloc) == (two.scheme, two.netloc) and (

@@ -4,6 +4,7 @@ time zone. Against the session's real Prometheus (tests/prom_server.py)."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,12 +14,17 @@ import pytest
 
 from controller.kube import RetryPolicy
 from controller.modelling import ModelJob, run_job
-from controller.prometheus import PrometheusClient, PrometheusUnavailable, client_factory
+from controller.prometheus import (
+    PrometheusClient,
+    PrometheusError,
+    PrometheusUnavailable,
+    client_factory,
+)
 from controller.reconciler import LEVEL_WINDOW
 from controller.spec import ScalerConfig, parse_scaler
 from tests import prom_server
 from tests.kubefake import FakeKubeServer
-from tests.prom_server import PromServer
+from tests.prom_server import FaultProxy, PromServer
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
 from tests.test_faults import reconciler
 
@@ -160,3 +166,29 @@ def test_a_scaler_with_an_unusable_url_says_so_in_its_status(tmp_path: Path) -> 
         assert fallback["status"] == "True" and "cannot be asked" in fallback["message"]
         reasons = [c.body["reason"] for c in api.state.calls("POST", "/events")]
         assert "MetricUnavailable" in reasons
+
+
+def test_dot_segments_do_not_carry_the_token_out_of_its_path(
+    prom: PromServer, tmp_path: Path
+) -> None:
+    # The token is for URLs under BASE; "BASE/../other" reaches "/other", which a
+    # path-routing gateway (one tenant per path) may hand to someone else.
+    token = tmp_path / "token"
+    token.write_text("s3cret-token")
+    proxy = FaultProxy(prom.url)
+    try:
+        build = client_factory(token, f"{proxy.url}/tenant-a", sleep=lambda seconds: None)
+        for path in ["/tenant-a/../tenant-b", "/tenant-a/%2e%2E/tenant-b", "/tenant-a/./x"]:
+            with contextlib.suppress(PrometheusError):
+                build(proxy.url + path).instant(LOAD)
+    finally:
+        proxy.close()
+
+    assert [request["path"] for request in proxy.requests] == [
+        "/tenant-b/api/v1/query",
+        "/tenant-a/../tenant-b/api/v1/query",
+        "/tenant-a/x/api/v1/query",
+    ]
+    assert proxy.authorizations == ["", "", ""]
+    assert build(f"{proxy.url}/tenant-a/").auth is not None
+    assert build(f"{proxy.url}/tenant-a/v1").auth is not None
