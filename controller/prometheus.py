@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -402,6 +402,7 @@ class PrometheusClient:
                     f"{self.url}{path}: cannot be asked: {type(exc).__name__}: {exc}"
                 ) from None
             else:
+                _refuse_lossy_redirect(response, path)
                 if response.status_code not in self.retry.retry_statuses:
                     return _data(response, params["query"])
                 failure = f"HTTP {response.status_code}: {_error_message(response)}"
@@ -931,6 +932,24 @@ def _data(response: requests.Response, query: str) -> dict[str, Any]:
         raise PrometheusDataError(
             f"{response.url}: not a Prometheus API answer ({exc}): {response.text[:200]!r}"
         ) from None
+
+
+def _refuse_lossy_redirect(response: requests.Response, path: str) -> None:
+    """Raise when a 301, 302 or 303 redirect turned the POST into a GET with no body.
+
+    That is what those redirects mean to HTTP clients (an ingress sending ``http://`` to
+    ``https://`` often answers 301), and Prometheus then answers that no query was given:
+    the scaler's author would be told that a good query is bad PromQL. 307 and 308 keep
+    the POST and its body, and are followed.
+    """
+    for hop in response.history:
+        if hop.status_code in (301, 302, 303):
+            target = urljoin(hop.url, hop.headers.get("Location", ""))
+            base = target.removesuffix(path)
+            raise PrometheusUnavailable(
+                f"{hop.url}: HTTP {hop.status_code} redirect to {target}, which drops the query"
+                f" (it turns the POST into a GET); use the URL it redirects to: {base}"
+            )
 
 
 def _error_message(response: requests.Response) -> str:
