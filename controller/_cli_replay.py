@@ -15,7 +15,7 @@ from controller.decisions import DecisionLog, DecisionRecord
 from controller.replay import POLICIES, ReplaySettings, replay, replay_records
 from controller.report import summary_table, write_report
 from controller.spec import parse_duration
-from forecaster._cli_common import fail
+from forecaster._cli_common import check_model_options, fail
 from forecaster.frames import read_series, write_frame
 from forecaster.models import SeasonalQuantile
 
@@ -87,6 +87,10 @@ def replay_command(
         retrain_every,
         hpa_target,
     )
+    # the replay's model has no --season (its day is fixed): only the calendar options count
+    check_model_options(quantile, "1D", tz, country)
+    _writable("--decisions-out", decisions_out, (".csv", ".parquet"))
+    _writable("--html", html_out, ())
     first = _utc("--start", start)
     last = _utc("--end", end) if end else None  # "" meant the end before, so it still does
     policies = list(POLICIES) if policy == "all" else [policy]
@@ -113,7 +117,10 @@ def replay_command(
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     if decisions_out is not None:
-        write_frame(result.decisions, decisions_out)
+        try:
+            write_frame(result.decisions, decisions_out)
+        except OSError as exc:
+            fail(f"cannot write --decisions-out {decisions_out}: {exc}")
     if decision_log is not None:
         name = scaler or f"replay/{frame['unique_id'].iloc[0]}"
         records = replay_records(result, frame, name, SeasonalQuantile.__name__)
@@ -126,7 +133,10 @@ def replay_command(
         except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
             fail(f"cannot write the decision log {decision_log}: {exc}")
     if html_out is not None:
-        write_report(result, html_out, f"Replay of {series.name}")
+        try:
+            write_report(result, html_out, f"Replay of {series.name}")
+        except OSError as exc:
+            fail(f"cannot write --html {html_out}: {exc}")
     if as_json:
         # A metric that does not apply (cost vs oracle without the oracle) is null: NaN is
         # not JSON, and strict parsers refuse the whole document.
@@ -185,6 +195,17 @@ def _settings(
         retrain_every=_duration("--retrain-every", retrain_every),
         hpa_target=hpa_target,
     )
+
+
+def _writable(option: str, path: Path | None, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output the replay could not write, before the replay runs: found after
+    it, a wrong extension or a missing directory was a traceback and the run was lost."""
+    if path is None:
+        return
+    if suffixes and path.suffix not in suffixes:
+        fail(f"{option} {path}: unsupported extension {path.suffix!r}; use {' or '.join(suffixes)}")
+    if not path.parent.is_dir():
+        fail(f"{option} {path}: no such directory {str(path.parent)!r}")
 
 
 def _duration(option: str, text: str) -> timedelta:

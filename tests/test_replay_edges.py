@@ -104,3 +104,25 @@ def test_the_replayed_hpa_syncs_every_15_s_whatever_the_step(freq: str, expected
     run = replay(surge, START + step, settings, policies=["hpa"]).decisions
     seen = run[run["ds"] >= START + 13 * step]
     assert seen["replicas"].tolist()[: len(expected)] == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tz", "Mars/Base"], "--tz 'Mars/Base' is not a time zone like Europe/Berlin"),
+        (["--country", "XX"], "--country 'XX' has no holiday calendar"),
+        (["--decisions-out", "d.txt"], "--decisions-out d.txt: unsupported extension '.txt'"),
+        (["--decisions-out", "nodir/d.csv"], "--decisions-out nodir/d.csv: no such directory"),
+        (["--html", "nodir/r.html"], "--html nodir/r.html: no such directory 'nodir'"),
+    ],
+)
+def test_the_cli_refuses_options_it_would_fail_on_after_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    # Each was a traceback: in the model's first fit, or after the whole replay had run.
+    monkeypatch.chdir(tmp_path)
+    series([10.0] * 120).to_csv("s.csv", index=False)
+    args = ["replay", "--series", "s.csv", "--capacity-per-replica", "10"]
+    result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00", *extra])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
