@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import itertools
 import os
 import re
@@ -23,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -143,18 +144,46 @@ def freq_alias(seconds: float) -> str:
 
 
 def _open(source: str) -> BinaryIO:
+    """A log as a binary stream, decompressed when its first bytes say gzip or bzip2.
+
+    The content decides, not the name: ``cat access.log.gz | surgecast ingest -`` and a
+    rotated ``access.log.1`` that is gzip were read as binary garbage, every line malformed.
+    """
     if source == STDIN:
-        return sys.stdin.buffer
+        stdin = sys.stdin.buffer
+        # Peeking needs a buffered reader; a stand-in for stdin may be a bare BytesIO.
+        stream = (
+            stdin
+            if isinstance(stdin, io.BufferedReader)
+            else io.BufferedReader(cast(io.RawIOBase, stdin))
+        )
+        kind = _compression(stream.peek(4)[:4])
+        if kind == "gzip":
+            return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        if kind == "bzip2":
+            return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
+        return stream
     path = Path(source)
     if not path.is_file():
         raise IngestError(f"{source}: no such file")
+    with open(path, "rb") as probe:
+        kind = _compression(probe.read(4))
     # GzipFile and BZ2File are binary file objects, but typeshed does not declare them
-    # typing.BinaryIO, hence the two ignores.
-    if path.suffix == ".gz":
+    # typing.BinaryIO, hence the ignores.
+    if kind == "gzip":
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.suffix == ".bz2":
+    if kind == "bzip2":
         return bz2.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
+
+
+def _compression(head: bytes) -> str | None:
+    """``gzip`` or ``bzip2`` from a file's first four bytes, else ``None`` (plain text)."""
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0":
+        return "bzip2"
+    return None
 
 
 def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:

@@ -3,8 +3,11 @@ stdin, requests without a protocol, generated logs compressed, and bad options."
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -112,3 +115,21 @@ def test_json_format_without_a_sample_uses_the_first_files_time_key(tmp_path: Pa
     second.write_text(json.dumps({"msec": "1791453601", "time_iso8601": "garbage"}) + "\n")
     result = ingest_logs([first, second], log_format=builtin_format("json"), gap=None)
     assert result.report.parsed == 2 and result.series["y"].tolist() == [2]
+
+
+CLF_LINES = "".join(
+    f'10.0.0.1 - - [20/Nov/2026:09:41:0{s} +0800] "GET /a HTTP/1.1" 200 512\n' for s in range(6)
+)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, bytes])
+def test_compression_is_told_by_content_not_name(
+    tmp_path: Path, compress: Callable[[bytes], bytes]
+) -> None:
+    data = compress(CLF_LINES.encode())
+    rotated = tmp_path / "access.log.1.gz"  # a plain file named .gz is plain text too
+    rotated.write_bytes(data)
+    assert ingest_logs(rotated).series["y"].tolist() == [6]
+    piped = runner.invoke(app, ["ingest", "-"], input=data)  # cat access.log.gz | ...
+    assert piped.exit_code == 0, piped.output
+    assert "6 parsed + 0 malformed" in piped.stderr
