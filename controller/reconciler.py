@@ -320,6 +320,24 @@ class Reconciler:
         state.last_events.pop("TargetNotFound", None)
         state.last_events.pop("TargetUnreadable", None)
 
+        if config.mode == "Scale" and scale.spec_replicas == 0 and config.min_replicas > 0:
+            # As the HPA does: a target someone scaled to zero (maintenance, an incident) is
+            # left there, not scaled back up behind their back.
+            message = (
+                f"{config.target['kind']} {config.target['name']} has 0 replicas: scaling is"
+                " disabled while it is scaled to zero (scale it up, or set minReplicas 0,"
+                " to resume)"
+            )
+            _condition(
+                status, "Ready", True, "Reconciled", "spec valid, target found", now, generation
+            )
+            _condition(status, "ScalingActive", False, "ScalingDisabled", message, now, generation)
+            status["currentReplicas"] = 0
+            self._event(state, obj, "Normal", "ScalingDisabled", message, now)
+            self._write_status(obj, status)
+            return None
+        state.last_events.pop("ScalingDisabled", None)
+
         self._settle_pending(config, state, scale, now)
         if state.next_retrain is None or now >= state.next_retrain:
             state.retrain_due = state.retrain_due or state.next_retrain is not None

@@ -90,3 +90,37 @@ def test_hpa_floor_never_asks_the_hpa_for_fewer_than_one_replica(prom, tmp_path)
         status = server.state.get("predictivescalers", "gov", "portal")["status"]
         active = next(c for c in status["conditions"] if c["type"] == "ScalingActive")
         assert (active["status"], active["reason"]) == ("True", "HPAFloor"), active
+
+
+def scaling_active(server: FakeKubeServer) -> dict[str, Any]:
+    status = server.state.get("predictivescalers", "gov", "portal")["status"]
+    return next(c for c in status["conditions"] if c["type"] == "ScalingActive")
+
+
+def test_a_target_scaled_to_zero_by_hand_is_left_there_as_the_hpa_does(tmp_path) -> None:
+    with FakeKubeServer() as server:
+        server.state.put(
+            "deployments", "gov", {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 0}}
+        )
+        # Prometheus on a closed port: the reactive floor alone would ask for minReplicas.
+        server.state.put(
+            "predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale", minReplicas=2, **FAST)
+        )
+        rec = reconciler(server, tmp_path)
+
+        def reconcile(minute: int) -> None:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, START + timedelta(minutes=minute))
+
+        for minute in range(3):
+            reconcile(minute)
+        assert not server.state.calls("PATCH", "/scale")
+        active = scaling_active(server)
+        assert (active["status"], active["reason"]) == ("False", "ScalingDisabled"), active
+        posted = [c.body["reason"] for c in server.state.calls("POST", "/events")]
+        assert posted.count("ScalingDisabled") == 1
+        # Scaled up by hand again: the scaler takes over once more.
+        server.state.update("deployments", "gov", "portal", {"spec": {"replicas": 1}})
+        reconcile(3)
+        assert server.state.get("deployments", "gov", "portal")["spec"]["replicas"] == 2
+        assert scaling_active(server)["status"] == "True"
