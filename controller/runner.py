@@ -209,6 +209,12 @@ class Controller:
                         "lost the lease: %d of %d scalers not reconciled", len(due) - done, len(due)
                     )
                     break
+                if self._stopping.is_set():
+                    # Shutting down (SIGTERM): finishing a long batch could outlast the pod's
+                    # grace period, and a kill then leaves the lease for the standby to wait
+                    # out. The next leader reconciles the rest at once.
+                    log.info("stopping: %d of %d scalers not reconciled", len(due) - done, len(due))
+                    break
                 with self._lock:
                     deleted = key not in self.objects
                 if not deleted:

@@ -328,3 +328,14 @@ def test_losing_the_lease_drops_the_per_scaler_series(fleet) -> None:
     one._elect()
     assert registry.get_sample_value("surgecast_leader") == 0
     assert registry.get_sample_value("surgecast_desired_replicas", labels) is None
+
+
+def test_a_cycle_stops_at_the_next_scaler_when_the_controller_stops(fleet) -> None:
+    def sigterm_during_s1(key: str) -> None:
+        if key == "gov/s1":
+            one._stopping.set()  # what stop() does first, from the signal handler's thread
+
+    one, _ = listed(fleet, sigterm_during_s1)
+    _, count = one._reconcile_many(set(one.objects), "test")
+    assert scaled(fleet) == ["app0", "app1"]  # s1 finishes; the other four wait for the next leader
+    assert count == 2
