@@ -47,6 +47,18 @@ def sort_quantiles(by_quantile: dict[float, np.ndarray]) -> dict[float, np.ndarr
     return {q: stacked[n] for n, q in enumerate(levels)}
 
 
+def is_nonnegative(model: BaseEstimator, uid: str) -> bool:
+    """Whether series ``uid`` was never below 0 in ``model``'s fit, so its forecasts are
+    clipped at 0 (request rates are not negative; a net flow keeps its negative values).
+
+    Kept per series (``nonnegative_``), as one net flow fitted among request counts must not
+    unclip theirs. Artefacts saved before hold one flag for the whole frame, or none at all
+    (then every series is clipped, as it was).
+    """
+    flags = getattr(model, "nonnegative_", {})
+    return flags if isinstance(flags, bool) else flags.get(uid, True)
+
+
 def regular(one: pd.DataFrame, step: pd.Timedelta) -> pd.Series:
     """One series' ``y`` on a regular grid of ``step``; absent intervals become NaN (missing)."""
     return one.set_index("ds")["y"].asfreq(step)

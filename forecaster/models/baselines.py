@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.frames import series_freq, validate_series
-from forecaster.models.base import PerSeriesModel, regular
+from forecaster.models.base import PerSeriesModel, is_nonnegative, regular
 
 
 class LastValue(PerSeriesModel):
@@ -58,10 +58,8 @@ class LastValue(PerSeriesModel):
 def clip_at_zero(
     model: PerSeriesModel, uid: str, by_quantile: dict[float, np.ndarray]
 ) -> dict[float, np.ndarray]:
-    """Quantiles of a series never below 0 clipped at 0, others as they are.
-
-    Artefacts saved before ``nonnegative_`` was kept clip every series, as they did.
-    """
-    if not getattr(model, "nonnegative_", {}).get(uid, True):
+    """Quantiles of a series never below 0 clipped at 0 (:func:`is_nonnegative`), others as
+    they are."""
+    if not is_nonnegative(model, uid):
         return by_quantile
     return {q: np.maximum(value, 0.0) for q, value in by_quantile.items()}

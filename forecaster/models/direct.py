@@ -24,7 +24,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_predict, future_index, regular, sort_quantiles
+from forecaster.models.base import (
+    check_predict,
+    future_index,
+    is_nonnegative,
+    regular,
+    sort_quantiles,
+)
 from forecaster.models.baselines import LastValue
 from forecaster.models.features import (
     FEATURES_VERSION,
@@ -158,13 +164,16 @@ class DirectForecaster(BaseEstimator):
         self.fallback_reason_: dict[str, str | None] = {}
         self.fallbacks_: dict[str, Any] = {}
         self.models_: dict[str, dict[str, Any]] = {}
-        self.nonnegative_ = bool((frame["y"].dropna() >= 0).all())
+        # per series (see is_nonnegative): one net flow fitted alongside request counts
+        # left every count's forecast unclipped, with negative quantiles and median
+        self.nonnegative_: dict[str, bool] = {}
         self.features_version_ = FEATURES_VERSION
         keep = 8 * self.period_ + self.max_horizon_
         series = []
         for uid, one in frame.groupby("unique_id", sort=True):
             y = regular(one, self.step_)
             self.last_ds_[uid] = y.index[-1]
+            self.nonnegative_[uid] = bool((one["y"].dropna() >= 0).all())
             if np.isfinite(y.to_numpy()).sum() < 2 * self.period_:
                 self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(
                     one, self.season, self.step_
@@ -187,9 +196,11 @@ class DirectForecaster(BaseEstimator):
     def _fit_group(self, samples: list[tuple[np.ndarray, ...]]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _point(self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    def _point(
+        self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray, nonnegative: bool
+    ) -> np.ndarray:
         """The point forecast as a ratio to the level, for features ``X`` at ``steps``
-        (already capped at ``max_horizon_``)."""
+        (already capped at ``max_horizon_``) of a series that is ``nonnegative``."""
         raise NotImplementedError
 
     def _origin(self, values: np.ndarray) -> int:
@@ -249,14 +260,15 @@ class DirectForecaster(BaseEstimator):
             X, scale = self._design(uid, extended, ds, origins, steps, events)
             state = self.models_[uid]
             trained = np.minimum(steps, self.max_horizon_)
-            point = self._point(state, X, trained)
+            nonnegative = is_nonnegative(self, uid)
+            point = self._point(state, X, trained, nonnegative)
             by_quantile = {}
             for q in sorted({0.5, *quantiles}):
                 shift = lookup_errors(
                     state["errors"], state["level_edges"], self.step_edges_, trained, point, q
                 )
                 value = (point + shift) * scale
-                by_quantile[q] = np.maximum(value, 0.0) if self.nonnegative_ else value
+                by_quantile[q] = np.maximum(value, 0.0) if nonnegative else value
             by_quantile = sort_quantiles(by_quantile)
             frame = pd.DataFrame({"unique_id": uid, "ds": future_index(last, self.step_, horizon)})
             frame["yhat"] = by_quantile[0.5]

@@ -262,7 +262,10 @@ class LinearForecaster(DirectForecaster):
         good = np.flatnonzero(steady(values, self.period_))
         return int(good[-1]) if len(good) else super()._origin(values)
 
-    def _point(self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    def _point(
+        self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray, nonnegative: bool
+    ) -> np.ndarray:
+        # unclipped: the error table was measured on unclipped points; predict clips
         Z = complete(X, state["fill"], state["flagged"])
         return _apply((state["coef"], state["intercept"]), Z, step_bins(steps, self.step_edges_))
 

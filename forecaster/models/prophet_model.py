@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 
 from forecaster.calendar import HOLIDAY, WORKING, day_types
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_predict, future_index, sort_quantiles
+from forecaster.models.base import check_predict, future_index, is_nonnegative, sort_quantiles
 from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
 
@@ -129,9 +129,11 @@ class ProphetForecaster(BaseEstimator):
         self.errors_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.fallbacks_: dict[str, Any] = {}
         self.fallback_reason_: dict[str, str | None] = {}
-        self.nonnegative_ = bool((frame["y"].dropna() >= 0).all())
+        # per series (see is_nonnegative)
+        self.nonnegative_: dict[str, bool] = {}
         for uid, one in frame.groupby("unique_id", sort=True):
             self.last_ds_[uid] = one["ds"].iloc[-1]
+            self.nonnegative_[uid] = bool((one["y"].dropna() >= 0).all())
             seen = one.dropna(subset=["y"])
             if len(seen) * self.step_ < 2 * pd.Timedelta(self.season):
                 self.fallbacks_[uid], self.fallback_reason_[uid] = cold_start(
@@ -182,6 +184,7 @@ class ProphetForecaster(BaseEstimator):
             inputs = inputs[["ds", *model.extra_regressors]]
             raw = model.predict(inputs)
             point = raw["yhat"].to_numpy()
+            nonnegative = is_nonnegative(self, uid)
             by_quantile = {}
             for q in sorted({0.5, *quantiles}):
                 if self.quantile_method == "uncertainty":
@@ -193,7 +196,7 @@ class ProphetForecaster(BaseEstimator):
                     value = point + lookup_errors(
                         table, edges, np.array([1, 2]), np.ones(horizon), point, q
                     )
-                by_quantile[q] = np.maximum(value, 0.0) if self.nonnegative_ else value
+                by_quantile[q] = np.maximum(value, 0.0) if nonnegative else value
             by_quantile = sort_quantiles(by_quantile)
             frame = pd.DataFrame({"unique_id": uid, "ds": index, "yhat": by_quantile[0.5]})
             for q in quantiles:

@@ -186,9 +186,11 @@ class GradientBoostingForecaster(DirectForecaster):
         final = self._booster().fit(_no_empty_columns(X), target) if self.holdout > 0 else first
         return {"forest": trees_from_estimator(final), "errors": table, "level_edges": level_edges}
 
-    def _point(self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    def _point(
+        self, state: dict[str, Any], X: np.ndarray, steps: np.ndarray, nonnegative: bool
+    ) -> np.ndarray:
         point = predict_trees(state["forest"], X)
-        if self.nonnegative_:
+        if nonnegative:
             # Boosted trees can add up to less than any target they saw where the
             # features are rare (a few minutes of zero traffic): a count is never below 0.
             point = np.maximum(point, 0.0)

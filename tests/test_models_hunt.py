@@ -1,0 +1,34 @@
+"""Edge cases found by a bug hunt over the models, the backtest and the metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecaster.models import GradientBoostingForecaster, LinearForecaster
+
+
+def hourly(days: int = 21, seed: int = 0, uid: str = "s") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ds = pd.date_range("2026-08-31", periods=24 * days, freq="1h")
+    mean = 40 + 30 * np.sin(2 * np.pi * (ds.hour - 6) / 24) + 10 * (ds.day_of_week < 5)
+    return pd.DataFrame({"unique_id": uid, "ds": ds, "y": rng.poisson(mean).astype(float)})
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: GradientBoostingForecaster(max_iter=30), LinearForecaster],
+    ids=["gradient_boosting", "linear"],
+)
+def test_a_net_flow_fitted_alongside_counts_leaves_the_counts_clipped(make) -> None:
+    """The flag was one for the whole frame: one net flow (below zero) among request counts
+    left every count's forecast unclipped, with negative quantiles and medians."""
+    counts = hourly(uid="counts")
+    counts.loc[counts["ds"].dt.hour.isin([2, 3, 4]), "y"] = 0.0  # quiet nights
+    flow = hourly(seed=5, uid="flow").assign(y=lambda f: f["y"] - 60)
+    forecast = make().fit(pd.concat([counts, flow])).predict(48, quantiles=(0.05, 0.5, 0.9))
+    mine = forecast[forecast["unique_id"] == "counts"]
+    assert (mine[["yhat", "q0.05", "q0.5", "q0.9"]].to_numpy() >= 0).all()
+    theirs = forecast[forecast["unique_id"] == "flow"]
+    assert (theirs["q0.05"] < 0).any()
