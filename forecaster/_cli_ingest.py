@@ -84,12 +84,19 @@ def ingest(
         help="A silence at least this long is missing data (NaN), not zero traffic; 0 disables.",
     ),
     since: str | None = typer.Option(
-        None, "--since", help="Ignore (and count) lines before this UTC time."
+        None, "--since", help="Ignore (and count) lines, or count-file rows, before this UTC time."
     ),
     until: str | None = typer.Option(
-        None, "--until", help="Ignore (and count) lines at or after this UTC time."
+        None,
+        "--until",
+        help="Ignore (and count) lines, or count-file rows, at or after this UTC time.",
     ),
-    unique_id: str = typer.Option("all", "--id", help="Series label when not split with --by."),
+    unique_id: str | None = typer.Option(
+        None,
+        "--id",
+        help="Series label when not split with --by (default: all for logs, the file's name "
+        "for a count file).",
+    ),
     max_bad_fraction: float = typer.Option(
         0.05,
         "--max-bad-fraction",
@@ -129,8 +136,18 @@ def ingest(
             if log_format == "counts":
                 if by:
                     fail("--by needs access logs; count files have no request fields")
+                if unique_id is not None and len(files) > 1:
+                    fail("--id names one series; each count file is a series named after it")
                 _check_series_labels(files)
-                load = partial(load_counts, tz=tz, freq=freq, gap=_gap(gap))
+                load = partial(
+                    load_counts,
+                    tz=tz,
+                    freq=freq,
+                    gap=_gap(gap),
+                    unique_id=unique_id,
+                    since=pd.Timestamp(since) if since else None,
+                    until=pd.Timestamp(until) if until else None,
+                )
                 series = pd.concat(engine.map(load, files))
                 freq = freq or _common_interval(series)
                 report = None
@@ -138,7 +155,7 @@ def ingest(
                 freq = freq or "1min"
                 fmt = _choose_format(log_format, pattern, time_format, tz)
                 result = _run(
-                    files, freq, fmt, by, path_depth, gap, since, until, unique_id, engine
+                    files, freq, fmt, by, path_depth, gap, since, until, unique_id or "all", engine
                 )
                 series, report = result.series, result.report
     except (IngestError, LogFormatError, ValueError, OSError) as exc:

@@ -739,6 +739,8 @@ def load_counts(
     freq: str | None = None,
     gap: str | None = "30min",
     unique_id: str | None = None,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Load a ready-made ``timestamp,count`` CSV (e.g. NASA per-minute) as a series frame.
 
@@ -748,7 +750,8 @@ def load_counts(
     they fall in a run of at least ``gap`` with no row, which is missing data (NaN): the
     NASA file omits zero minutes but also spans a hurricane outage. ``freq`` (checked as by
     :func:`parse_freq`) defaults to the most common step in the file, so a 5-minute file
-    stays 5-minute; ``unique_id`` defaults to the file's stem.
+    stays 5-minute; ``unique_id`` defaults to the file's stem. Only rows in [``since``,
+    ``until``) count (naive bounds are UTC), as for :func:`ingest_logs`.
     """
     path = Path(path)
     if not path.is_file():
@@ -766,6 +769,14 @@ def load_counts(
         )
     if stamps.dt.tz is None:
         stamps = _localize_rows(stamps, tz, raw, path)
+    kept = pd.Series(True, index=stamps.index)
+    if since is not None:
+        kept &= stamps >= _utc(since)
+    if until is not None:
+        kept &= stamps < _utc(until)
+    if not kept.any():
+        raise IngestError(f"{path}: no row between --since and --until")
+    stamps, counts = stamps[kept], counts[kept]
     ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
     bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
     step = pd.Timedelta(seconds=bucket_seconds)

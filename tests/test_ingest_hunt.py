@@ -133,3 +133,25 @@ def test_compression_is_told_by_content_not_name(
     piped = runner.invoke(app, ["ingest", "-"], input=data)  # cat access.log.gz | ...
     assert piped.exit_code == 0, piped.output
     assert "6 parsed + 0 malformed" in piped.stderr
+
+
+def test_counts_format_honours_id_since_and_until(tmp_path: Path) -> None:
+    csv = tmp_path / "requestdata.csv"
+    stamps = pd.date_range("2026-10-12", periods=10, freq="1min").strftime("%Y-%m-%d %H:%M:%S")
+    pd.DataFrame({"t": stamps, "count": range(10)}).to_csv(csv, index=False)
+    args = ["ingest", str(csv), "--format", "counts", "--id", "nasa"]
+    window = ["--since", "2026-10-12 00:02", "--until", "2026-10-12T00:05:00+00:00"]
+    result = runner.invoke(app, [*args, *window])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(io.StringIO(result.stdout))
+    assert rows["unique_id"].unique().tolist() == ["nasa"]
+    assert rows["ds"].tolist() == [
+        "2026-10-12 00:02:00",
+        "2026-10-12 00:03:00",
+        "2026-10-12 00:04:00",
+    ]
+    assert rows["y"].tolist() == [2, 3, 4]
+    other = tmp_path / "other.csv"
+    other.write_bytes(csv.read_bytes())
+    two = runner.invoke(app, [*args, str(other)])
+    assert two.exit_code == 2 and "--id names one series" in two.stderr
