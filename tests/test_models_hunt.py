@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.models import GradientBoostingForecaster, LinearForecaster
+from forecaster.models import GradientBoostingForecaster, LinearForecaster, SeasonalQuantile
 
 
 def hourly(days: int = 21, seed: int = 0, uid: str = "s") -> pd.DataFrame:
@@ -32,3 +32,17 @@ def test_a_net_flow_fitted_alongside_counts_leaves_the_counts_clipped(make) -> N
     assert (mine[["yhat", "q0.05", "q0.5", "q0.9"]].to_numpy() >= 0).all()
     theirs = forecast[forecast["unique_id"] == "flow"]
     assert (theirs["q0.05"] < 0).any()
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_hours_missing_every_day_are_not_forecast_as_zero_traffic(normalize: bool) -> None:
+    """The same hour missing every day left its slot with no value to pool, and the
+    quantiles of nothing were 0: a forecast of no traffic at 3 a.m., every day."""
+    frame = hourly(days=14)
+    frame.loc[frame["ds"].dt.hour == 3, "y"] = np.nan
+    model = SeasonalQuantile(country=None, tz=None, normalize=normalize).fit(frame)
+    forecast = model.predict(24, quantiles=(0.5, 0.9))
+    at_three = forecast[forecast["ds"].dt.hour == 3]
+    neighbours = forecast[forecast["ds"].dt.hour.isin([2, 4])]
+    assert at_three["q0.9"].iloc[0] >= neighbours["q0.9"].min()
+    assert at_three["yhat"].iloc[0] >= neighbours["yhat"].min()

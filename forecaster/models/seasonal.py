@@ -272,11 +272,26 @@ def _slot_table(slots: np.ndarray, values: np.ndarray, n_slots: int) -> list[np.
 
 
 def _pooled_quantiles(table: list[np.ndarray], levels: Sequence[float], window: int) -> np.ndarray:
-    """Quantiles per slot over the slots within ``window`` of it (wrapping at midnight)."""
+    """Quantiles per slot over the slots within ``window`` of it (wrapping at midnight).
+
+    A slot with no value that near (the same hours missing every day: a nightly log
+    rotation, a scrape that always fails at 3 a.m.) pools the nearest slots that have
+    values instead: the quantiles of nothing were 0, a forecast of no traffic.
+    """
     n = len(table)
     result = np.zeros((len(levels), n))
     for s in range(n):
-        pooled = np.concatenate([table[(s + k) % n] for k in range(-window, window + 1)])
+        reach = window
+        pooled = _around(table, s, reach)
+        while not pooled.size and reach < n // 2:
+            reach += 1
+            pooled = _around(table, s, reach)
         if pooled.size:
             result[:, s] = np.quantile(pooled, levels)
     return result
+
+
+def _around(table: list[np.ndarray], slot: int, reach: int) -> np.ndarray:
+    """The values of the slots within ``reach`` of ``slot``, wrapping at midnight."""
+    n = len(table)
+    return np.concatenate([table[(slot + k) % n] for k in range(-reach, reach + 1)])
