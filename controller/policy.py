@@ -187,11 +187,24 @@ def forecast_problem(
     if forecast.backtest_score is not None and forecast.backtest_score < spec.min_backtest_score:
         return "ModelScoreTooLow"
     window = _window(forecast, now, until)
-    if window.size == 0 or forecast.times[-1] < np.datetime64(until.replace(tzinfo=None)):
+    if window.size == 0 or _covered_until(forecast.times) < np.datetime64(
+        until.replace(tzinfo=None)
+    ):
         return "ForecastDoesNotCoverWindow"
     if not np.all(np.isfinite(window)) or np.any(window < 0):
         return "ForecastInvalid"
     return None
+
+
+def _covered_until(times: np.ndarray) -> np.datetime64:
+    """The end of a forecast's last interval: its start plus the forecast's step.
+
+    Comparing the window's end with the last interval's start instead fell back one
+    interval early (an hour early on an hourly forecast). A one-point forecast has no step
+    and is taken to cover its instant only.
+    """
+    step = times[-1] - times[-2] if len(times) > 1 else np.timedelta64(0, "s")
+    return np.datetime64(times[-1] + step)
 
 
 def nowcast(

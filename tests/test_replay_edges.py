@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.hpa import HPASettings, HPASimulator
+from controller.policy import Forecast, PolicySpec, decide
 from controller.replay import ReplaySettings, replay
 
 START = pd.Timestamp("2026-11-02 00:00")
@@ -126,3 +127,32 @@ def test_the_cli_refuses_options_it_would_fail_on_after_the_replay(
     result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00", *extra])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {message}"), result.stderr
+
+
+def hourly(values: list[float], start: datetime) -> Forecast:
+    times = np.array([np.datetime64(start) + np.timedelta64(i, "h") for i in range(len(values))])
+    return Forecast(start, times, np.asarray(values, float), 0.9)
+
+
+def test_a_forecast_covers_the_window_until_its_last_interval_ends() -> None:
+    # 09:41 with a 3 min delay and 30 s syncs: the lead window ends at 09:44:30, inside the
+    # 09:00 hour of an hourly forecast whose last interval starts at 09:00. Comparing the
+    # window's end with that start fell back to the load an hour before the forecast ran out.
+    spec = PolicySpec(
+        min_replicas=1,
+        max_replicas=50,
+        capacity_per_replica=100.0,
+        startup_delay=timedelta(minutes=3),
+        sync_period=timedelta(seconds=30),
+    )
+    now = datetime(2026, 11, 20, 9, 41)
+    covering = hourly([500.0, 2000.0], datetime(2026, 11, 20, 8))
+    d = decide(spec, now, current_replicas=10, observed_load=900.0, forecast=covering)
+    assert (d.reason, d.replicas) == ("ScaleUp/ForecastPeak", 20)
+    ended = hourly([500.0, 2000.0], datetime(2026, 11, 20, 7))  # covers up to 09:00
+    d = decide(spec, now, current_replicas=10, observed_load=900.0, forecast=ended)
+    assert d.reason == "FallbackReactive/ForecastDoesNotCoverWindow"
+    # a one-point forecast covers its instant only
+    single = hourly([2000.0], datetime(2026, 11, 20, 9, 44))
+    d = decide(spec, now, current_replicas=10, observed_load=900.0, forecast=single)
+    assert d.reason == "FallbackReactive/ForecastDoesNotCoverWindow"
