@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.models import GradientBoostingForecaster, LinearForecaster, SeasonalQuantile
+from forecaster.models import (
+    ConformalCalibrator,
+    GradientBoostingForecaster,
+    LastValue,
+    LinearForecaster,
+    SeasonalNaive,
+    SeasonalQuantile,
+)
 
 
 def hourly(days: int = 21, seed: int = 0, uid: str = "s") -> pd.DataFrame:
@@ -46,3 +53,17 @@ def test_hours_missing_every_day_are_not_forecast_as_zero_traffic(normalize: boo
     neighbours = forecast[forecast["ds"].dt.hour.isin([2, 4])]
     assert at_three["q0.9"].iloc[0] >= neighbours["q0.9"].min()
     assert at_three["yhat"].iloc[0] >= neighbours["yhat"].min()
+
+
+@pytest.mark.parametrize("make", [LastValue, SeasonalNaive], ids=lambda m: m.__name__)
+def test_calibrated_counts_stay_at_or_above_zero_beside_a_net_flow(make) -> None:
+    """The calibrator clipped at 0 only when every series' forecast was non-negative: a
+    net flow in the frame let the corrections push the counts' quantiles below 0."""
+    counts = hourly(days=7, uid="counts")
+    counts.loc[counts["ds"].dt.hour < 8, "y"] = 0.0
+    flow = hourly(days=7, seed=3, uid="flow").assign(y=lambda f: f["y"] - 60)
+    model = ConformalCalibrator(make(), horizon=12, folds=5).fit(pd.concat([counts, flow]))
+    forecast = model.predict(12, quantiles=(0.05, 0.5, 0.9))
+    mine = forecast[forecast["unique_id"] == "counts"]
+    assert (mine[["yhat", "q0.05", "q0.5", "q0.9"]].to_numpy() >= 0).all()
+    assert (forecast.loc[forecast["unique_id"] == "flow", "q0.05"] < 0).all()

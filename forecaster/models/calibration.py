@@ -123,7 +123,8 @@ class ConformalCalibrator(BaseEstimator):
                     value = value + interpolate_levels(table, q)[step_bin]
                 corrected[q] = value
             corrected = sort_quantiles(corrected)
-            if (forecast[quantile_column(levels[0])] >= 0).all():
+            # per series: one net flow in the frame left every count's corrections unclipped
+            if (one[quantile_column(levels[0])] >= 0).all():
                 corrected = {q: np.maximum(v, 0.0) for q, v in corrected.items()}
             one["yhat"] = corrected[0.5]
             for q in quantiles:
