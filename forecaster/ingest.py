@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from forecaster.engine import Engine, LocalEngine
 from forecaster.logs import (
+    EPOCH_MS_FROM,
     LINE,
     LOCAL,
     MALFORMED_REASONS,
@@ -48,7 +49,6 @@ from forecaster.logs import (
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 EXAMPLES_PER_REASON = 3
 MAX_GRID_ROWS = 50_000_000
-EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after the year 5000
 STDIN = "-"
 
 

@@ -39,6 +39,7 @@ MALFORMED_REASONS = (
 )
 
 CLF_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after the year 5000
 
 # Control characters other than tab, CR and LF, DEL, and U+FFFD (what undecodable bytes
 # become) mark a line as binary garbage.
@@ -175,8 +176,9 @@ class JsonFormat(LogFormat):
     """One JSON object per line, e.g. nginx ``log_format main escape=json '{...}'``.
 
     The time is read from ``time_key``: ISO 8601 (``time_iso8601``, ``@timestamp``, ...),
-    CLF-style (``time_local``) or epoch seconds (``msec``); ``""`` means not known yet, to
-    be found in the first lines read (:meth:`for_sample`). Key fields are read from the
+    CLF-style (``time_local``), or a number, which is Unix time in seconds (nginx ``msec``)
+    or, when too large for seconds, milliseconds (pino's ``time``); ``""`` means not known
+    yet, to be found in the first lines read (:meth:`for_sample`). Key fields are read from the
     first of the usual nginx names that is present (see ``_JSON_KEYS``), falling back to
     splitting ``request`` for the method and path.
     """
@@ -199,11 +201,13 @@ class JsonFormat(LogFormat):
 
     def timestamp(self) -> pl.Expr:
         raw = _json_value(self.time_key)
-        if self.time_key == "msec":
-            micros = (raw.cast(pl.Float64, strict=False) * 1e6).cast(pl.Int64, strict=False)
-            return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        # Any key may hold a number: read as text, "timestamp": 1728700800 was a bad time.
+        number = raw.cast(pl.Float64, strict=False)
+        micros = pl.when(number.abs() >= EPOCH_MS_FROM).then(number * 1e3).otherwise(number * 1e6)
+        epoch = micros.cast(pl.Int64, strict=False).cast(pl.Datetime("us"))
         fmt = CLF_TIME_FORMAT if self.time_key == "time_local" else "%+"
-        return raw.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+        text = raw.str.strptime(pl.Datetime("us", "UTC"), fmt, strict=False)
+        return pl.coalesce(text, epoch.dt.replace_time_zone("UTC"))
 
     def key(self, name: str) -> pl.Expr:
         candidates = [_json_value(k) for k in _JSON_KEYS[name]]

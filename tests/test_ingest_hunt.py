@@ -155,3 +155,22 @@ def test_counts_format_honours_id_since_and_until(tmp_path: Path) -> None:
     other.write_bytes(csv.read_bytes())
     two = runner.invoke(app, [*args, str(other)])
     assert two.exit_code == 2 and "--id names one series" in two.stderr
+
+
+@pytest.mark.parametrize(
+    ("record", "expected_utc"),
+    [
+        ({"time": 1531171074631, "msg": "request completed"}, "2018-07-09 21:17:54.631"),  # pino
+        ({"timestamp": 1728700800}, "2024-10-12 02:40:00"),
+        ({"timestamp": "1728700800.5"}, "2024-10-12 02:40:00.5"),
+        ({"msec": "1728700800.123"}, "2024-10-12 02:40:00.123"),  # nginx, as before
+    ],
+)
+def test_json_time_as_a_number_is_unix_time(
+    tmp_path: Path, record: dict, expected_utc: str
+) -> None:
+    log = tmp_path / "app.jsonl"
+    log.write_text(json.dumps(record) + "\n")
+    result = ingest_logs(log, freq="1s", log_format=builtin_format("json"))
+    assert result.report.parsed == 1
+    assert result.series["ds"].tolist() == [pd.Timestamp(expected_utc).floor("1s")]
