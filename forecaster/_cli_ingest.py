@@ -102,7 +102,7 @@ def ingest(
         "--max-bad-fraction",
         min=0.0,
         max=1.0,
-        help="Fail when more lines than this are malformed.",
+        help="Fail when more lines than this are malformed (lines outside --since/--until aside).",
     ),
     report_path: Path | None = typer.Option(
         None, "--report", help="Also write the line report as JSON."
@@ -167,8 +167,8 @@ def ingest(
     typer.echo(describe_series(series, freq), err=True)
     if report is not None and report.bad_fraction > max_bad_fraction:
         fail(
-            f"{report.bad_fraction:.1%} of lines are malformed, more than --max-bad-fraction "
-            f"{max_bad_fraction:.1%}; no output written",
+            f"{report.bad_fraction:.1%} of lines are malformed (out_of_range ones aside), more "
+            f"than --max-bad-fraction {max_bad_fraction:.1%}; no output written",
             code=3,
         )
     if output is None:

@@ -174,3 +174,15 @@ def test_json_time_as_a_number_is_unix_time(
     result = ingest_logs(log, freq="1s", log_format=builtin_format("json"))
     assert result.report.parsed == 1
     assert result.series["ds"].tolist() == [pd.Timestamp(expected_utc).floor("1s")]
+
+
+def test_lines_left_out_by_since_are_not_bad_lines(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES + "garbage\n")  # 1 bad line in 7: 14 %
+    window = ["--since", "2026-11-20T01:41:04"]  # keeps 2 of the 6 good lines
+    kept = runner.invoke(app, ["ingest", str(log), *window, "--max-bad-fraction", "0.2"])
+    assert kept.exit_code == 0, kept.output
+    assert "out_of_range: 4" in kept.stderr
+    assert pd.read_csv(io.StringIO(kept.stdout))["y"].tolist() == [2]
+    strict = runner.invoke(app, ["ingest", str(log), *window, "--max-bad-fraction", "0.1"])
+    assert strict.exit_code == 3 and "14.3% of lines are malformed" in strict.stderr
