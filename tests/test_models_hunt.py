@@ -14,6 +14,7 @@ from forecaster.models import (
     SeasonalNaive,
     SeasonalQuantile,
 )
+from forecaster.models.features import event_matrix
 
 
 def hourly(days: int = 21, seed: int = 0, uid: str = "s") -> pd.DataFrame:
@@ -67,3 +68,15 @@ def test_calibrated_counts_stay_at_or_above_zero_beside_a_net_flow(make) -> None
     mine = forecast[forecast["unique_id"] == "counts"]
     assert (mine[["yhat", "q0.05", "q0.5", "q0.9"]].to_numpy() >= 0).all()
     assert (forecast.loc[forecast["unique_id"] == "flow", "q0.05"] < 0).all()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai"])
+def test_an_event_calendar_with_utc_offsets_is_read_at_the_same_instants(zone: str) -> None:
+    """Stamps with an offset matched none of the series' (naive UTC) stamps: every event
+    of a calendar kept in local time was silently read as absent, in fit and predict."""
+    ds = pd.date_range("2026-09-01", periods=6, freq="1h")
+    naive = pd.DataFrame({"ds": ds, "launch": [0.0, 1.0, 0.0, 0.0, 2.0, 0.0]})
+    local = naive.assign(ds=naive["ds"].dt.tz_localize("UTC").dt.tz_convert(zone))
+    expected = event_matrix(naive, "s", ds, ["launch"])
+    assert expected[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 2.0, 0.0]
+    assert (event_matrix(local, "s", ds, ["launch"]) == expected).all()

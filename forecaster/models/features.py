@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
+from forecaster.frames import naive_utc
 
 FEATURES_VERSION = 3
 """The feature recipe a model is fitted with; a stored model keeps using its own.
@@ -211,6 +212,8 @@ def event_matrix(
     rows = events
     if "unique_id" in rows.columns:
         rows = rows[rows["unique_id"].astype(str) == uid]
-    table = rows.groupby(pd.to_datetime(rows["ds"]))[list(names)].max()
+    # as the series' stamps (naive UTC): stamps with an offset, from a calendar kept in
+    # local time, matched none of them and every event was silently read as absent
+    table = rows.groupby(naive_utc(rows["ds"]))[list(names)].max()
     aligned = table.reindex(ds).fillna(0.0).to_numpy(dtype=float)
     return aligned
