@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import math
+from datetime import timedelta
 from pathlib import Path
 
 import matplotlib
@@ -83,8 +84,8 @@ img {{ max-width: 100%; }}
 <h1>{html.escape(title)}</h1>
 <p>The recorded traffic from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} (UTC) was
 replayed through each scaling policy. Each pod serves {s.capacity_per_replica:g} requests per
-interval; a pod asked for is ready {s.startup_delay.total_seconds() / 60:g} minutes later;
-removing pods is immediate. Requests above the capacity of the ready pods are
+{_interval(decisions)}; {_readiness(decisions, s)}; removing pods is immediate.
+Requests above the capacity of the ready pods are
 <em>unserved</em>: those users saw "server busy". Cost is replica-minutes, booting pods
 included.{_settings_of(policies, s)}</p>
 <h2>Summary</h2>
@@ -96,6 +97,35 @@ the oracle is the floor of cost.</p>
 """
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _step(decisions: pd.DataFrame) -> pd.Timedelta | None:
+    """The series' step, from the replayed intervals (None for a one-interval replay)."""
+    times = pd.Series(decisions["ds"].unique()).sort_values()
+    return times.diff().min() if len(times) > 1 else None
+
+
+def _interval(decisions: pd.DataFrame) -> str:
+    """ "interval (1 min)": a capacity per interval means nothing without its length."""
+    step = _step(decisions)
+    return f"interval ({_duration(step)})" if step is not None else "interval"
+
+
+def _readiness(decisions: pd.DataFrame, s: ReplaySettings) -> str:
+    """When a pod asked for serves. The replay walks whole intervals, so it rounds a delay
+    up to a multiple of the step: saying only "ready 1.5 min later" misstated what was
+    simulated (2 min on a per-minute series)."""
+    said = f"a pod asked for is ready {_duration(s.startup_delay)} later"
+    step = _step(decisions)
+    if step is None or s.startup_delay % step == pd.Timedelta(0):
+        return said
+    counted = math.ceil(s.startup_delay / step) * step
+    return f"{said}, which the replay rounds up to whole intervals: {_duration(counted)}"
+
+
+def _duration(delta: pd.Timedelta | timedelta) -> str:
+    seconds = delta.total_seconds()
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _settings_of(policies: list[str], s: ReplaySettings) -> str:

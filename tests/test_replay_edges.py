@@ -15,6 +15,7 @@ from controller.cli import app
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import Forecast, PolicySpec, decide
 from controller.replay import ReplaySettings, replay
+from controller.report import write_report
 
 START = pd.Timestamp("2026-11-02 00:00")
 SETTINGS = ReplaySettings(capacity_per_replica=10, startup_delay=timedelta(minutes=2))
@@ -156,3 +157,17 @@ def test_a_forecast_covers_the_window_until_its_last_interval_ends() -> None:
     single = hourly([2000.0], datetime(2026, 11, 20, 9, 44))
     d = decide(spec, now, current_replicas=10, observed_load=900.0, forecast=single)
     assert d.reason == "FallbackReactive/ForecastDoesNotCoverWindow"
+
+
+def test_the_report_states_the_interval_and_the_delay_as_simulated(tmp_path: Path) -> None:
+    # A pod asked for 90 s before is ready from the interval two minutes on: the report said
+    # "ready 1.5 minutes later", and never said how long an interval is.
+    settings = replace(SETTINGS, startup_delay=timedelta(seconds=90))
+    result = replay(series([10.0] * 30), START + timedelta(minutes=5), settings, ["oracle"])
+    page = write_report(result, tmp_path / "r.html", "t").read_text()
+    assert "Each pod serves 10 requests per\ninterval (1 min);" in page
+    assert "ready 1.5 min later, which the replay rounds up to whole intervals: 2 min;" in page
+    quarter = series([10.0] * 30, freq="15s")
+    result = replay(quarter, START + timedelta(minutes=1), settings, ["oracle"])
+    page = write_report(result, tmp_path / "q.html", "t").read_text()
+    assert "interval (15 s); a pod asked for is ready 1.5 min later;" in page
