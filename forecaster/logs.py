@@ -303,9 +303,15 @@ def utc_from_local(
 ) -> pl.Expr:
     """Wall-clock times in ``tz`` as UTC.
 
-    A time that never happens (clocks going forward) is null; one that happens twice (clocks
-    going back) is the ``earliest`` or ``latest`` of its two instants, or null.
+    ``tz`` is an IANA name or a fixed offset such as ``-04:00`` or ``+05:30``. A time that
+    never happens (clocks going forward) is null; one that happens twice (clocks going
+    back) is the ``earliest`` or ``latest`` of its two instants, or null.
     """
+    offset = re.fullmatch(r"([+-])(\d\d):?(\d\d)", tz)
+    if offset:  # polars reads no offset of part of an hour (+05:30) as a time zone
+        sign = -1 if offset[1] == "-" else 1
+        minutes = sign * (int(offset[2]) * 60 + int(offset[3]))
+        return (local - pl.duration(minutes=minutes)).dt.replace_time_zone("UTC")
     return local.dt.replace_time_zone(
         tz, ambiguous=repeated, non_existent="null"
     ).dt.convert_time_zone("UTC")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from controller.cli import app
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
 from forecaster.ingest import IngestError, ingest_logs, load_counts
-from forecaster.logs import builtin_format
+from forecaster.logs import builtin_format, pattern_format
 
 runner = CliRunner()
 
@@ -186,3 +186,16 @@ def test_lines_left_out_by_since_are_not_bad_lines(tmp_path: Path) -> None:
     assert pd.read_csv(io.StringIO(kept.stdout))["y"].tolist() == [2]
     strict = runner.invoke(app, ["ingest", str(log), *window, "--max-bad-fraction", "0.1"])
     assert strict.exit_code == 3 and "14.3% of lines are malformed" in strict.stderr
+
+
+@pytest.mark.parametrize(
+    ("tz", "expected_utc"),
+    [("+05:30", "04:30"), ("-03:30", "13:30"), ("-04:00", "14:00"), ("+0800", "02:00")],
+)
+def test_pattern_local_times_at_a_fixed_offset(tmp_path: Path, tz: str, expected_utc: str) -> None:
+    log = tmp_path / "odd.log"
+    log.write_text("2026-10-12 10:00:00 /a\n2026-10-12 10:00:30 /b\n")
+    fmt = pattern_format(r"^(?P<time>\S+ \S+) (?P<path>\S+)", "%Y-%m-%d %H:%M:%S", tz=tz)
+    series = ingest_logs(log, log_format=fmt).series
+    assert series["ds"].dt.strftime("%H:%M").tolist() == [expected_utc]
+    assert series["y"].tolist() == [2]
