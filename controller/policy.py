@@ -389,7 +389,9 @@ def _with_message(decision: Decision, spec: PolicySpec, forecast: Forecast | Non
         parts.append(
             f"no usable forecast ({FALLBACK_WORDS[d.fallback]}), so scaling reacts to the load"
         )
-    if d.observed_load is None:
+    if d.observed_load is None and d.forecast_peak is not None:
+        parts.append("no load was observed")  # the forecast decides; a hold says why
+    elif d.observed_load is None:
         parts.append("no load was observed, so nothing changes without a forecast")
     elif not _usable_load(d.observed_load):
         parts.append(

@@ -171,3 +171,16 @@ def test_the_report_states_the_interval_and_the_delay_as_simulated(tmp_path: Pat
     result = replay(quarter, START + timedelta(minutes=1), settings, ["oracle"])
     page = write_report(result, tmp_path / "q.html", "t").read_text()
     assert "interval (15 s); a pod asked for is ready 1.5 min later;" in page
+
+
+def test_a_decision_on_the_forecast_alone_does_not_say_nothing_changes() -> None:
+    # "7 → 20; the p90 forecast ... so 20 cover it; no load was observed, so nothing
+    # changes without a forecast": on-call read that the count would not change.
+    spec = PolicySpec(1, 50, 100.0, timedelta(minutes=3))
+    now = datetime(2026, 11, 20, 9, 41)
+    ahead = hourly([2000.0, 2000.0], datetime(2026, 11, 20, 9))
+    d = decide(spec, now, current_replicas=7, observed_load=None, forecast=ahead)
+    assert d.message.startswith("7 → 20; the p90 forecast")
+    assert d.message.endswith("so 20 cover it; no load was observed.")
+    d = decide(spec, now, current_replicas=7, observed_load=None, forecast=None)
+    assert d.message.endswith("no load was observed, so nothing changes without a forecast.")
