@@ -143,7 +143,9 @@ def backtest_at(
         "h",
         "y",
         "yhat",
-        *[quantile_column(q) for q in quantiles],
+        # once each: an upper quantile of 0.5 alongside the median was two q0.5 columns,
+        # and every metric of it failed on a frame where a column was expected
+        *dict.fromkeys(quantile_column(q) for q in quantiles),
         "fallback",
     ]
     return results[columns]

@@ -101,3 +101,21 @@ def test_plot_with_no_series_scored_says_so(tmp_path: Path) -> None:
         "error: nothing to plot: no series has an observed value in any backtest window\n"
     )
     assert "last_value" in result.stdout and not (tmp_path / "b.png").exists()
+
+
+def test_the_median_as_the_upper_quantile_is_scored_and_plotted(tmp_path: Path) -> None:
+    """``--quantile 0.5`` failed with numpy's "inhomogeneous shape": the median was
+    backtested twice, as two q0.5 columns."""
+    ds = pd.date_range("2026-09-01", periods=24 * 5, freq="1h")
+    y = np.random.default_rng(0).poisson(20 + 10 * np.sin(2 * np.pi * ds.hour / 24))
+    write_frame(
+        pd.DataFrame({"unique_id": "a", "ds": ds, "y": y.astype(float)}), tmp_path / "s.csv"
+    )
+    args = ["--series", str(tmp_path / "s.csv"), "--model", "last_value", "--horizon", "6"]
+    result = runner.invoke(
+        app, ["backtest", *args, "--quantile", "0.5", "--json", "--plot", str(tmp_path / "b.png")]
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert 0 <= row["coverage"] <= 1 and row["pinball_q0.5"] > 0
+    assert (tmp_path / "b.png").exists()

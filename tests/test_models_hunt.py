@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecaster.backtest import backtest, score
 from forecaster.models import (
     ConformalCalibrator,
     GradientBoostingForecaster,
@@ -80,3 +81,13 @@ def test_an_event_calendar_with_utc_offsets_is_read_at_the_same_instants(zone: s
     expected = event_matrix(naive, "s", ds, ["launch"])
     assert expected[:, 0].tolist() == [0.0, 1.0, 0.0, 0.0, 2.0, 0.0]
     assert (event_matrix(local, "s", ds, ["launch"]) == expected).all()
+
+
+def test_a_quantile_asked_for_twice_is_one_column_and_scores() -> None:
+    """``--quantile 0.5`` backtests the median as (0.5, 0.5): the results had two q0.5
+    columns and scoring them failed with numpy's "inhomogeneous shape"."""
+    frame = hourly(days=5)
+    results = backtest(LastValue(), frame, 6, folds=2, quantiles=(0.5, 0.5))
+    assert list(results.columns).count("q0.5") == 1
+    scores = score(results, frame, 24, 0.5, (0.5,))
+    assert np.isfinite(scores[["coverage", "pinball_q0.5", "selection_score"]]).all(axis=None)
