@@ -118,6 +118,8 @@ class ScalerState:
     """The model job in flight (at most one per scaler)."""
 
     job_kind: JobKind | None = None
+    job_series: tuple[str, str, timedelta] | None = None
+    """The series the job in flight learns from: its result is of no use for another."""
     job_failed_at: datetime | None = None
     history: list[Recommendation] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
@@ -226,11 +228,15 @@ class Reconciler:
             state.job.cancel()
             self.jobs -= 1
         self.waiting.pop(key, None)
-        series = state.series if state is not None else None
-        if series is not None and all(other.series != series for other in self.states.values()):
-            self.cache.forget(*series)
+        if state is not None:
+            self._forget_series(state.series)
         namespace, _, name = key.partition("/")
         self.metrics.forget(namespace, name)
+
+    def _forget_series(self, series: tuple[str, str, timedelta] | None) -> None:
+        """Drop ``series`` from the shared cache unless another scaler still reads it."""
+        if series is not None and all(other.series != series for other in self.states.values()):
+            self.cache.forget(*series)
 
     def take_waiting(self) -> list[str]:
         """Scalers that waited for a job slot, as many as there are free slots now."""
@@ -343,7 +349,18 @@ class Reconciler:
             state.retrain_due = state.retrain_due or state.next_retrain is not None
             state.next_retrain = _next_fire(config.retrain_schedule, now)
         client = self._client(config.prometheus_url)
-        state.series = (client.url, config.query, config.step)
+        series, previous = (client.url, config.query, config.step), state.series
+        state.series = series
+        if previous is not None and previous != series:
+            # The spec now reads another series (query, Prometheus or step): the forecast
+            # and outlook were of the old one, and kept until the new model is trained (or,
+            # if training fails, until maxForecastAge) they would scale the target for a
+            # load it does not have. A failure of the old query is no reason to wait before
+            # training on the new one. The recommendations stay: scale-down stabilisation
+            # still damps the change, as the HPA's does across a spec edit.
+            state.forecast, state.outlook = None, None
+            state.job_failed_at, state.training_error = None, None
+            self._forget_series(previous)
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
         spec = self._policy_spec(config, scale)
@@ -451,6 +468,7 @@ class Reconciler:
         if kind == "train":
             state.retrain_due = False  # the job in flight answers it; a failure asks again
         state.job, state.job_kind = self.executor.submit(run_job, job), kind
+        state.job_series = state.series
         self.jobs += 1
         self.waiting.pop(config.key, None)
         if self.job_done is not None:
@@ -493,6 +511,8 @@ class Reconciler:
             return
         state.job = None
         self.jobs -= 1
+        if state.job_series != state.series:
+            return  # learnt from the series the spec read before: the next job is due now
         try:
             result: ModelResult = job.result()
         except Exception as exc:  # noqa: BLE001 - whatever a job raised, it failed; try later

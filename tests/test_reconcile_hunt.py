@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from controller.kube import KubeClient, RetryPolicy
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
-from tests.test_controller_e2e import DEPLOYMENT, HPA, START, reconciler, scaler
+from tests.test_controller_e2e import DEPLOYMENT, HPA, QUERY, START, reconciler, scaler
 
 FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
 
@@ -124,3 +125,58 @@ def test_a_target_scaled_to_zero_by_hand_is_left_there_as_the_hpa_does(tmp_path)
         reconcile(3)
         assert server.state.get("deployments", "gov", "portal")["spec"]["replicas"] == 2
         assert scaling_active(server)["status"] == "True"
+
+
+class Deferred(Executor):
+    """Model jobs wait until :meth:`run_all`, as they would for a busy worker pool."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.queued.append((future, fn, args))
+        return future
+
+    def run_all(self) -> None:
+        for future, fn, args in self.queued:
+            if future.set_running_or_notify_cancel():
+                future.set_result(fn(*args))
+        self.queued.clear()
+
+
+def test_a_new_query_does_not_scale_on_the_old_querys_forecast(prom, tmp_path) -> None:  # noqa: F811
+    """Pointed at another series, the scaler used the old one's forecast (and would have
+    installed a model job's result learnt from it) until a new model was trained, or for
+    maxForecastAge (26 h) if training on the new series failed."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put("predictivescalers", "gov", scaler(prom.url, "Scale", **FAST))
+        rec = reconciler(server, tmp_path)
+        jobs = Deferred()
+        rec.executor = jobs
+        now = START + timedelta(hours=3)
+
+        def reconcile(minute: int) -> Any:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            return rec.reconcile(obj, now + timedelta(minutes=minute))
+
+        reconcile(0)
+        jobs.run_all()
+        busy = reconcile(1)
+        assert busy is not None and busy.reason.endswith("ForecastPeak") and busy.replicas > 5
+        # Another service's requests, a fifth of this one's: a refit on the old query is
+        # queued, then the spec changes before it runs.
+        rec.refresh = timedelta(minutes=1)
+        reconcile(2)
+        quiet = {"prometheusUrl": prom.url, "query": f"{QUERY} / 5", "step": "1m"}
+        server.state.update("predictivescalers", "gov", "portal", {"spec": {"metric": quiet}})
+        jobs.run_all()  # the refit of the old query finishes
+        decision = reconcile(3)
+        assert decision is not None
+        assert decision.fallback == "ForecastMissing", decision  # not the old forecast
+        jobs.run_all()  # the model of the new query
+        decision = reconcile(4)
+        assert decision is not None and decision.fallback is None, decision
+        assert decision.forecast_peak is not None and busy.forecast_peak is not None
+        assert decision.forecast_peak < busy.forecast_peak / 3  # learnt from the new query
