@@ -217,7 +217,10 @@ def nowcast(
     load over the forecast median for the same intervals. The median scales by R and the
     spread above it by sqrt(R), as for counts whose variance grows with their mean.
     Intervals missing on either side (NaN: a scrape gap) are left out of both sums, so one
-    gap does not switch the nowcast off for a whole window; with fewer than half the
+    gap does not switch the nowcast off for a whole window; so is a negative reading (a
+    broken query, a counter reset through ``deriv()``), as unknown here as it is to the
+    floor: counted, one such minute dragged the level to its lower bound and scaled the
+    service down on a forecast halved. With fewer than half the
     intervals usable, no median, or no forecast coverage of the recent intervals, the
     forecast is returned unchanged.
     """
@@ -231,7 +234,7 @@ def nowcast(
     if at < 0 or times[current] - times[at] != step * values.size:
         return forecast
     expected_all = forecast.median[at:current]
-    usable = np.isfinite(values) & np.isfinite(expected_all)
+    usable = np.isfinite(values) & (values >= 0) & np.isfinite(expected_all)
     if 2 * usable.sum() < values.size:
         return forecast
     expected = float(np.sum(expected_all[usable]))

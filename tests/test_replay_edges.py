@@ -184,3 +184,21 @@ def test_a_decision_on_the_forecast_alone_does_not_say_nothing_changes() -> None
     assert d.message.endswith("so 20 cover it; no load was observed.")
     d = decide(spec, now, current_replicas=7, observed_load=None, forecast=None)
     assert d.message.endswith("no load was observed, so nothing changes without a forecast.")
+
+
+def test_a_negative_reading_in_the_level_window_counts_as_missing() -> None:
+    # One broken minute (-30,000: a counter reset through deriv()) dragged the nowcast level
+    # to its lower bound, halved the forecast and scaled the service down; the floor
+    # already takes such a reading as unknown, and so does the nowcast now, like a NaN.
+    spec = PolicySpec(1, 50, 100.0, timedelta(minutes=3), level_window=30)
+    now = datetime(2026, 11, 20, 9, 41)
+    times = np.array([np.datetime64(now) + np.timedelta64(i - 40, "m") for i in range(100)])
+    ahead = Forecast(now, times, np.full(100, 1200.0), 0.9, median=np.full(100, 1000.0))
+    recent = [1000.0] * 30
+    steady = decide(spec, now, 12, 1000.0, ahead, (), recent)
+    recent[-5] = -30_000.0
+    broken = decide(spec, now, 12, 1000.0, ahead, (), recent)
+    recent[-5] = np.nan
+    missing = decide(spec, now, 12, 1000.0, ahead, (), recent)
+    assert steady.replicas == broken.replicas == missing.replicas == 12
+    assert broken.forecast_peak == missing.forecast_peak == 1200.0
