@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -130,6 +131,9 @@ def ingest(
         fail(f"unknown --format {log_format!r}; choose one of {', '.join(FORMATS)}")
     if output is not None and output.suffix not in (".csv", ".parquet"):
         fail(f"{output}: output must end in .csv or .parquet")
+    for target in (output, report_path):  # found after the work, it was a traceback
+        if target is not None and not target.parent.is_dir():
+            fail(f"{target.parent}: no such directory")
     _check_zone(tz)
     try:
         with open_engine(engine_name, scheduler) as engine:
@@ -163,7 +167,8 @@ def ingest(
     if report is not None:
         typer.echo(describe_report(report), err=True)
         if report_path is not None:
-            report_path.write_text(json.dumps(report.to_dict(), indent=2))
+            text = json.dumps(report.to_dict(), indent=2)
+            _write(report_path, lambda: report_path.write_text(text))
     typer.echo(describe_series(series, freq), err=True)
     if report is not None and report.bad_fraction > max_bad_fraction:
         fail(
@@ -174,8 +179,16 @@ def ingest(
     if output is None:
         series.to_csv(sys.stdout, index=False)
     else:
-        write_frame(series, output)
+        _write(output, lambda: write_frame(series, output))
         typer.echo(f"wrote {len(series):,} rows to {output}", err=True)
+
+
+def _write(path: Path, write: Callable[[], object]) -> None:
+    """Run ``write``; a file that cannot be written (permissions, a full disk) is one line."""
+    try:
+        write()
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror or exc}")
 
 
 def _check_zone(tz: str) -> None:

@@ -199,3 +199,23 @@ def test_pattern_local_times_at_a_fixed_offset(tmp_path: Path, tz: str, expected
     series = ingest_logs(log, log_format=fmt).series
     assert series["ds"].dt.strftime("%H:%M").tolist() == [expected_utc]
     assert series["y"].tolist() == [2]
+
+
+@pytest.mark.parametrize("option", ["-o", "--report"])
+def test_ingest_into_a_missing_directory_is_one_line(tmp_path: Path, option: str) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES)
+    target = tmp_path / "nowhere" / ("out.csv" if option == "-o" else "r.json")
+    result = runner.invoke(app, ["ingest", str(log), option, str(target)])
+    assert result.exit_code == 2
+    assert f"{target.parent}: no such directory" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_ingest_output_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES)
+    target = tmp_path / "taken.csv"
+    target.mkdir()  # a directory where the file should go
+    result = runner.invoke(app, ["ingest", str(log), "-o", str(target)])
+    assert result.exit_code == 2 and f"{target}: cannot write" in result.stderr
