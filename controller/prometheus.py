@@ -832,7 +832,7 @@ def _range_params(
         "query": query,
         "start": _unix(start),
         "end": _unix(end),
-        "step": f"{step.total_seconds():g}",
+        "step": repr(step.total_seconds()),  # all its digits: ":g" kept six
     }
 
 

@@ -243,3 +243,13 @@ def test_a_redirect_that_keeps_the_post_is_followed(prom: PromServer, status: in
         value = client_for(url).instant(LOAD, DAY2 + timedelta(hours=10))
 
     assert value == pytest.approx(client_for(prom.url).instant(LOAD, DAY2 + timedelta(hours=10)))
+
+
+def test_a_step_with_more_than_six_digits_is_sent_whole(prom: PromServer) -> None:
+    # The spec takes steps to the millisecond; "16m40s1ms" was sent as "1000" (six
+    # significant digits), so Prometheus answered on another grid and all but the first
+    # value came back NaN.
+    step = pd.Timedelta("1000.001s")
+    got = client_for(prom.url).range(LOAD, DAY2, DAY2 + 20 * step, step)
+
+    assert len(got) == 21 and got.notna().all()
