@@ -220,12 +220,12 @@ def _duration(option: str, text: str) -> timedelta:
 
 
 def _utc(option: str, text: str) -> pd.Timestamp:
-    """A time as the series hold them, naive UTC; one with an offset is converted to UTC,
-    since comparing it with the series' naive times would raise."""
+    """A time, UTC unless it has an offset (:func:`controller.replay.replay` converts one
+    that has to the series' naive UTC)."""
     try:
         moment = pd.Timestamp(text)
     except ValueError:
         moment = pd.NaT
     if pd.isna(moment):  # pandas reads "" as NaT
         fail(f"{option} {text!r} is not a time like 2026-10-14 06:00")
-    return moment if moment.tz is None else moment.tz_convert("UTC").tz_localize(None)
+    return moment

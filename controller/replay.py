@@ -135,8 +135,8 @@ def replay(
     _refuse_off_grid(frame["ds"], step)
     y_all = frame.set_index("ds")["y"].asfreq(step)
     first, last = y_all.index[0], y_all.index[-1]
-    start = pd.Timestamp(start)
-    end = pd.Timestamp(end) if end is not None else last + step
+    start = _naive_utc(start)
+    end = _naive_utc(end) if end is not None else last + step
     if start <= first or start >= end:
         raise ValueError(
             f"--start {start} must fall after the first interval and before the end"
@@ -164,6 +164,13 @@ def replay(
             runs.append(_run_oracle(y_all, replay_index, delay_steps, settings))
     decisions = pd.concat(runs, ignore_index=True)
     return ReplayResult(decisions, summarize(decisions, step), settings, made)
+
+
+def _naive_utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:
+    """A time as the series hold them: naive UTC. An aware one (``tz="UTC"``, a local
+    offset) is converted; compared as given with the series' times, it raised TypeError."""
+    stamp = pd.Timestamp(moment)
+    return stamp if stamp.tz is None else stamp.tz_convert("UTC").tz_localize(None)
 
 
 def _refuse_off_grid(ds: pd.Series, step: pd.Timedelta) -> None:

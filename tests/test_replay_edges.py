@@ -202,3 +202,20 @@ def test_a_negative_reading_in_the_level_window_counts_as_missing() -> None:
     missing = decide(spec, now, 12, 1000.0, ahead, (), recent)
     assert steady.replicas == broken.replicas == missing.replicas == 12
     assert broken.forecast_peak == missing.forecast_peak == 1200.0
+
+
+def test_an_aware_start_and_end_are_read_as_their_utc_times() -> None:
+    # A notebook passing pd.Timestamp(..., tz="UTC") got "Cannot compare tz-naive and
+    # tz-aware timestamps"; the CLI converted, the function did not.
+    y = series([10.0 * (1 + n // 10) for n in range(120)])
+    naive = replay(
+        y, START + timedelta(minutes=30), SETTINGS, ["oracle"], end=START + timedelta(hours=1)
+    )
+    aware = replay(
+        y,
+        pd.Timestamp("2026-11-02 01:30", tz="Europe/Berlin"),  # 00:30 UTC
+        SETTINGS,
+        ["oracle"],
+        end=pd.Timestamp("2026-11-02 01:00", tz="UTC").to_pydatetime(),
+    )
+    pd.testing.assert_frame_equal(naive.decisions, aware.decisions)
