@@ -120,6 +120,9 @@ class ScalerState:
     job_kind: JobKind | None = None
     job_series: tuple[str, str, timedelta] | None = None
     """The series the job in flight learns from: its result is of no use for another."""
+    job_generation: int | None = None
+    """The spec generation of the last job submitted: a failure waits ``JOB_RETRY`` only
+    while the spec stays the same."""
     job_failed_at: datetime | None = None
     history: list[Recommendation] = field(default_factory=list)
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
@@ -355,11 +358,10 @@ class Reconciler:
             # The spec now reads another series (query, Prometheus or step): the forecast
             # and outlook were of the old one, and kept until the new model is trained (or,
             # if training fails, until maxForecastAge) they would scale the target for a
-            # load it does not have. A failure of the old query is no reason to wait before
-            # training on the new one. The recommendations stay: scale-down stabilisation
-            # still damps the change, as the HPA's does across a spec edit.
-            state.forecast, state.outlook = None, None
-            state.job_failed_at, state.training_error = None, None
+            # load it does not have; so was a training error. The recommendations stay:
+            # scale-down stabilisation still damps the change, as the HPA's does across a
+            # spec edit.
+            state.forecast, state.outlook, state.training_error = None, None, None
             self._forget_series(previous)
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
@@ -433,7 +435,8 @@ class Reconciler:
         A job is due when the scaler has no model yet (``start``: reuse the stored one or
         train), when its spec changed or the retrain schedule fired (``train``), and when
         the forecast is older than ``refresh`` or the hourly outlook is due (``refit``).
-        One job per scaler at a time; a failed one is tried again after ``JOB_RETRY``.
+        One job per scaler at a time; a failed one is tried again after ``JOB_RETRY``, or at
+        once when the spec has changed since.
         """
         self._collect(config, state, obj, now)
         if not config.outlook.enabled:
@@ -441,8 +444,12 @@ class Reconciler:
         kind = self._job_due(config, state, now)
         if kind is None or state.job is not None:
             return
-        if state.job_failed_at is not None and now - state.job_failed_at < JOB_RETRY:
-            return
+        if (
+            state.job_failed_at is not None
+            and state.job_generation == config.generation
+            and now - state.job_failed_at < JOB_RETRY
+        ):
+            return  # an edited spec (the user fixing what failed) is tried at once
         if self.max_jobs is not None and self.jobs >= self.max_jobs:
             self.waiting[config.key] = None  # woken when a slot frees; holds no history
             return
@@ -468,7 +475,7 @@ class Reconciler:
         if kind == "train":
             state.retrain_due = False  # the job in flight answers it; a failure asks again
         state.job, state.job_kind = self.executor.submit(run_job, job), kind
-        state.job_series = state.series
+        state.job_series, state.job_generation = state.series, config.generation
         self.jobs += 1
         self.waiting.pop(config.key, None)
         if self.job_done is not None:

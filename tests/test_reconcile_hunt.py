@@ -180,3 +180,29 @@ def test_a_new_query_does_not_scale_on_the_old_querys_forecast(prom, tmp_path) -
         assert decision is not None and decision.fallback is None, decision
         assert decision.forecast_peak is not None and busy.forecast_peak is not None
         assert decision.forecast_peak < busy.forecast_peak / 3  # learnt from the new query
+
+
+def test_a_spec_fixed_after_a_failed_training_is_trained_at_once(prom, tmp_path) -> None:  # noqa: F811
+    """A failed job waits JOB_RETRY (5 min) before the next; the user following the error's
+    advice is no reason to wait, nor to keep showing the error meanwhile."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        short = scaler(prom.url, "Scale", retrain={"historyWindow": "1h"}, **FAST)
+        server.state.put("predictivescalers", "gov", short)
+        rec = reconciler(server, tmp_path)
+        now = START + timedelta(hours=3)
+
+        def reconcile(minute: int) -> Any:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            return rec.reconcile(obj, now + timedelta(minutes=minute))
+
+        reconcile(0)
+        assert "make the window longer" in (rec.states["gov/portal"].training_error or "")
+        server.state.update(
+            "predictivescalers", "gov", "portal", {"spec": {"retrain": {"historyWindow": "3d"}}}
+        )
+        decision = reconcile(1)  # the spec change is reconciled at once
+        assert decision is not None and decision.fallback is None, decision
+        status = server.state.get("predictivescalers", "gov", "portal")["status"]
+        trained = next(c for c in status["conditions"] if c["type"] == "ModelTrained")
+        assert trained["status"] == "True", trained
