@@ -131,6 +131,9 @@ def replay(
     unknown = set(policies) - set(POLICIES)
     if unknown:
         raise ValueError(f"unknown policies {sorted(unknown)}; choose from {', '.join(POLICIES)}")
+    if not policies or len(set(policies)) < len(policies):
+        # a policy named twice ran twice and its runs were summed: twice the cost and changes
+        raise ValueError(f"name each policy once, at least one: {list(policies)}")
     step = series_freq(frame)
     _refuse_off_grid(frame["ds"], step)
     y_all = frame.set_index("ds")["y"].asfreq(step)

@@ -219,3 +219,11 @@ def test_an_aware_start_and_end_are_read_as_their_utc_times() -> None:
         end=pd.Timestamp("2026-11-02 01:00", tz="UTC").to_pydatetime(),
     )
     pd.testing.assert_frame_equal(naive.decisions, aware.decisions)
+
+
+@pytest.mark.parametrize("policies", [[], ["hpa", "hpa"]])
+def test_a_policy_list_must_name_each_policy_once(policies: list[str]) -> None:
+    # ["hpa", "hpa"] summed two runs into one row (twice the replica-minutes); [] failed
+    # in pandas with "No objects to concatenate".
+    with pytest.raises(ValueError, match="name each policy once"):
+        replay(series([10.0] * 30), START + timedelta(minutes=5), SETTINGS, policies)
