@@ -118,8 +118,10 @@ def backtest_at(
             f"no series has two rows by the last backtest cutoff, {max(points)}"
         )
 
+    history = with_gaps_as_rows(frame, step)
+
     def one_fold(cutoff: pd.Timestamp) -> pd.DataFrame:
-        train = frame[frame["ds"] <= cutoff]
+        train = history[history["ds"] <= cutoff]
         # A series seen once by the cutoff has no interval or season to learn: it is not
         # forecast from this fold, whichever other series share its task.
         seen = train.groupby("unique_id")["ds"].transform("size")
@@ -149,6 +151,28 @@ def backtest_at(
         "fallback",
     ]
     return results[columns]
+
+
+def with_gaps_as_rows(frame: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
+    """``frame`` with every absent interval of a series, between its first and last row,
+    as a row of NaN (missing), which every model reads alike.
+
+    A model infers the interval from the rows it is fitted on: a young series whose first
+    rows, by a fold's cutoff, came every other interval made that fold's whole frame
+    "series have different intervals", and the backtest failed on a frame that is fine.
+    Only series with absent rows are touched, so a zero-filled fleet costs one count.
+    """
+    span = frame.groupby("unique_id", sort=False)["ds"].agg(["min", "max", "size"])
+    holed = span.index[(span["max"] - span["min"]) // step + 1 != span["size"]]
+    if holed.empty:
+        return frame
+    inside = frame["unique_id"].isin(holed)
+    filled = [
+        regular(one, step).reset_index().assign(unique_id=uid)
+        for uid, one in frame[inside].groupby("unique_id", sort=False)
+    ]
+    out = pd.concat([frame[~inside], *filled], ignore_index=True).reindex(columns=frame.columns)
+    return out.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
 
 
 def seen_twice(series: pd.DataFrame) -> pd.Timestamp:

@@ -91,3 +91,18 @@ def test_a_quantile_asked_for_twice_is_one_column_and_scores() -> None:
     assert list(results.columns).count("q0.5") == 1
     scores = score(results, frame, 24, 0.5, (0.5,))
     assert np.isfinite(scores[["coverage", "pinball_q0.5", "selection_score"]]).all(axis=None)
+
+
+def test_a_young_series_with_absent_rows_does_not_fail_the_backtest() -> None:
+    """By some cutoffs a new service's rows came every other hour, so that fold's frame
+    looked like a mix of intervals and the whole backtest failed with "series have
+    different intervals" on a frame whose interval is plain (hourly)."""
+    ds = pd.date_range("2026-09-01", periods=130, freq="1h")
+    old = pd.DataFrame({"unique_id": "old", "ds": ds, "y": 10.0, "note": "x"})
+    young = pd.DataFrame({"unique_id": "young", "ds": ds[100:], "y": 5.0, "note": "y"})
+    frame = pd.concat([old, young.drop(index=[1, 3])])
+    results = backtest(LastValue(), frame, 6, folds=23, every=1)  # cutoffs ds[101..123]
+    mine = results[results["unique_id"] == "young"]
+    assert mine["cutoff"].min() == ds[101]  # forecast from every cutoff it was seen twice by
+    assert (mine["yhat"] == 5.0).all() and (mine["y"].dropna() == 5.0).all()
+    assert (results.loc[results["unique_id"] == "old", "yhat"] == 10.0).all()
