@@ -50,6 +50,8 @@ URGENT_EVERY = 1.0
 """Seconds between looks at the scalers whose spec changed."""
 WATCH_BACKOFF = (1.0, 30.0)
 """First and longest wait before listing again after a failed watch, in seconds."""
+WATCH_JOIN = 1.0
+"""Seconds :meth:`Controller.stop` waits for the watch thread."""
 
 
 def utcnow() -> datetime:
@@ -119,7 +121,11 @@ class Controller:
         if release:
             self.elector.release(self.clock())
         if self._watch_thread is not None:
-            self._watch_thread.join(timeout=self.watch_timeout + 5)
+            # Not until the watch request ends (up to watch_timeout, 60 s, when nothing
+            # changes): the pod's grace period is 30 s, and a kill then would leave the HTTP
+            # server, feed and model workers unstopped. The thread only reads, into a
+            # stopped scheduler, and is a daemon: it ends with the process.
+            self._watch_thread.join(timeout=WATCH_JOIN)
         if self.http is not None:
             self.http.stop()
 

@@ -339,3 +339,19 @@ def test_a_cycle_stops_at_the_next_scaler_when_the_controller_stops(fleet) -> No
     _, count = one._reconcile_many(set(one.objects), "test")
     assert scaled(fleet) == ["app0", "app1"]  # s1 finishes; the other four wait for the next leader
     assert count == 2
+
+
+def test_stop_does_not_wait_for_an_idle_watch_to_time_out(api, tmp_path) -> None:
+    """SIGTERM gives a pod 30 s; stop() waited for the watch request to end (60 s when
+    nothing changes), so every rollout ended in a kill with the HTTP server still up."""
+    one = controller(api, "one", tmp_path)
+    one.watch_timeout = 30
+    one.start()
+    wait_for(lambda: one.ready()[0] and "leader" in one.ready()[1])
+    time.sleep(0.5)  # the watch is now waiting for changes
+    started = time.monotonic()
+    one.stop()
+    assert time.monotonic() - started < 10
+    lease = api.state.get("leases", "surgecast-system", "surgecast-controller")
+    assert not lease["spec"].get("holderIdentity")  # released on the way
+    assert not one.healthy()[0]
