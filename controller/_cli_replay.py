@@ -104,8 +104,8 @@ def replay_command(
             frame = frame[frame["unique_id"] == unique_id]
         elif frame["unique_id"].nunique() > 1:
             fail(f"{series} has {frame['unique_id'].nunique()} series; pick one with --id")
-        if frame.empty:
-            fail(f"no series {unique_id!r} in {series}")
+        if frame.empty:  # "no series None in FILE" said nothing of an empty file
+            fail(f"no series {unique_id!r} in {series}" if unique_id else f"{series} has no rows")
         result = replay(
             frame,
             first,

@@ -227,3 +227,11 @@ def test_a_policy_list_must_name_each_policy_once(policies: list[str]) -> None:
     # in pandas with "No objects to concatenate".
     with pytest.raises(ValueError, match="name each policy once"):
         replay(series([10.0] * 30), START + timedelta(minutes=5), SETTINGS, policies)
+
+
+def test_an_empty_series_file_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text("unique_id,ds,y\n")
+    args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+    result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00"])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 's.csv'} has no rows\n"  # was "no series None"
