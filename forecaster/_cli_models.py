@@ -70,7 +70,10 @@ def backtest_command(
         fail(str(exc))
     scores = selection.scores
     if as_json:
-        typer.echo(json.dumps(scores.to_dict(orient="records"), indent=2, default=float))
+        # a score with nothing to measure (the MASE of a constant series) is null: NaN is
+        # not JSON, and strict parsers (JavaScript's, Go's) refused the whole document
+        records = scores.astype(object).where(scores.notna(), None).to_dict(orient="records")
+        typer.echo(json.dumps(records, indent=2, default=float, allow_nan=False))
     else:
         columns = [
             "unique_id",

@@ -119,3 +119,21 @@ def test_the_median_as_the_upper_quantile_is_scored_and_plotted(tmp_path: Path) 
     (row,) = json.loads(result.stdout)
     assert 0 <= row["coverage"] <= 1 and row["pinball_q0.5"] > 0
     assert (tmp_path / "b.png").exists()
+
+
+def test_json_scores_are_strict_json_with_null_for_what_cannot_be_measured(
+    tmp_path: Path,
+) -> None:
+    """The MASE of a constant series (no seasonal change to scale by) came out as NaN,
+    which is not JSON: strict parsers refused the whole document."""
+    ds = pd.date_range("2026-09-01", periods=24 * 4, freq="1h")
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 3.0}), tmp_path / "s.csv")
+    args = ["--series", str(tmp_path / "s.csv"), "--model", "last_value", "--horizon", "6"]
+    result = runner.invoke(app, ["backtest", *args, "--json"])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    (row,) = json.loads(result.stdout, parse_constant=refuse)
+    assert row["mase"] is None and row["mae"] == 0.0 and row["chosen"] is True
