@@ -530,8 +530,8 @@ class HistoryCache:
 
         Series brought up to the same step in the last cycle need the same range, so
         their tails are pulled together with :meth:`PrometheusClient.range_many`, as are
-        the full windows of new ones. Returns the error of each query that could not be
-        brought up to date; those keep the history they had.
+        the full windows of new ones, after the tails. Returns the error of each query
+        that could not be brought up to date; those keep the history they had.
         """
         step = _step(step)
         first, last = _window_grid(end, window, step)
@@ -546,7 +546,12 @@ class HistoryCache:
         pieces: dict[str, list[pd.Series]] = {query: [] for query in plans}
         errors: dict[str, PrometheusError] = {}
         down: PrometheusUnavailable | None = None
-        for (since, until), group in wanted.items():
+        # Shortest ranges first: the tails that keep every established series current
+        # are cheap, and a new query's weeks that time out must not cost them their turn
+        # (once one range finds Prometheus unavailable, the rest are not asked).
+        for (since, until), group in sorted(
+            wanted.items(), key=lambda item: item[0][1] - item[0][0]
+        ):
             # A slice at a time, and each series stored as soon as it is whole, so that
             # pulling weeks for 1,000 new queries never holds them all as pandas Series.
             for offset in range(0, len(group), client.max_batch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +18,8 @@ import pytest
 from controller.kube import RetryPolicy
 from controller.modelling import ModelJob, run_job
 from controller.prometheus import (
+    Duration,
+    HistoryCache,
     PrometheusClient,
     PrometheusError,
     PrometheusUnavailable,
@@ -253,3 +255,43 @@ def test_a_step_with_more_than_six_digits_is_sent_whole(prom: PromServer) -> Non
     got = client_for(prom.url).range(LOAD, DAY2, DAY2 + 20 * step, step)
 
     assert len(got) == 21 and got.notna().all()
+
+
+# -- the history cache -----------------------------------------------------------------------
+
+
+class HeavyBackfills(PrometheusClient):
+    """A Prometheus that answers short ranges but times out on a day or more: a slow
+    Thanos store, say, behind a new scaler's first pull of weeks."""
+
+    def range_many(
+        self, queries: Sequence[str], start: datetime, end: datetime, step: Duration
+    ) -> list[pd.Series | PrometheusError]:
+        if pd.Timestamp(end) - pd.Timestamp(start) >= pd.Timedelta("1D"):
+            return [PrometheusUnavailable("Timeout: read timed out")] * len(queries)
+        return super().range_many(queries, start, end, step)
+
+
+def test_a_new_querys_failed_backfill_leaves_the_others_up_to_date(prom: PromServer) -> None:
+    # The tails of established series were pulled after the new query's weeks, and once
+    # those failed, not at all: one new scaler on a slow Prometheus blinded every other.
+    proxy = FaultProxy(prom.url)
+    try:
+        client = HeavyBackfills(proxy.url, retry=RetryPolicy(attempts=1), sleep=lambda s: None)
+        cache = HistoryCache()
+        old = [f"{LOAD} * {k}" for k in (2, 3, 4)]
+        for query in old:  # established a while ago, a day at a time
+            cache.get(client, query, DAY2, "20h")
+            cache.get(client, query, DAY2 + timedelta(hours=12), "2D")
+        new = f"{LOAD} * 1"  # sorts first, as the reconciler orders its queries
+        later = DAY2 + timedelta(hours=12, minutes=5)
+
+        errors = cache.prefetch(client, sorted([new, *old]), later, "2D")
+        asked = len(proxy.requests)
+        for query in old:
+            cache.get(client, query, later, "2D")
+    finally:
+        proxy.close()
+
+    assert list(errors) == [new]
+    assert len(proxy.requests) == asked  # the others were brought up to date

@@ -380,10 +380,10 @@ def test_prefetch_brings_many_series_up_to_date_in_few_requests(
         cache.get(client, query, later, window)
     assert proxy.requests == []
 
-    # A longer window a minute later: every head in one request, every tail in another.
+    # A longer window a minute later: every tail in one request, then every head in another.
     latest, longer = later + timedelta(minutes=1), timedelta(days=3)
     assert cache.prefetch(client, [*QUERIES, *newcomers], latest, longer) == {}
-    assert [(tags(r), points(r)) for r in proxy.requests] == [(55, 1440 - 1), (55, 5 + 1 + 1)]
+    assert [(tags(r), points(r)) for r in proxy.requests] == [(55, 5 + 1 + 1), (55, 1440 - 1)]
     del proxy.requests[:]
     frames = [cache.get(client, query, latest, longer) for query in [*QUERIES, *newcomers]]
     assert proxy.requests == [] and all(len(frame) == 3 * 1440 for frame in frames)
