@@ -105,7 +105,11 @@ def replay_command(
         elif frame["unique_id"].nunique() > 1:
             fail(f"{series} has {frame['unique_id'].nunique()} series; pick one with --id")
         if frame.empty:  # "no series None in FILE" said nothing of an empty file
-            fail(f"no series {unique_id!r} in {series}" if unique_id else f"{series} has no rows")
+            fail(
+                f"no series {unique_id!r} in {series}"
+                if unique_id is not None
+                else f"{series} has no rows"
+            )
         result = replay(
             frame,
             first,

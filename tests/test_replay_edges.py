@@ -235,3 +235,5 @@ def test_an_empty_series_file_is_named_as_such(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00"])
     assert result.exit_code == 2
     assert result.stderr == f"error: {tmp_path / 's.csv'} has no rows\n"  # was "no series None"
+    result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00", "--id", ""])
+    assert result.stderr == f"error: no series '' in {tmp_path / 's.csv'}\n"
