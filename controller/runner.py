@@ -158,7 +158,13 @@ class Controller:
 
     def reconcile_urgent(self) -> None:
         """Reconcile the scalers whose spec changed or whose model job finished, and those
-        waiting for a free job slot, if this instance leads; never raises."""
+        waiting for a free job slot, if this instance leads; never raises.
+
+        A standby keeps them: on taking over it reconciles them at once, rather than a whole
+        sync period after the failover.
+        """
+        if not self.elector.is_leader():
+            return
         with self._lock:
             keys, self.urgent = self.urgent, set()
         self._reconcile_many(keys, "urgent", wake_waiting=True)

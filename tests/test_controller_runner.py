@@ -355,3 +355,24 @@ def test_stop_does_not_wait_for_an_idle_watch_to_time_out(api, tmp_path) -> None
     lease = api.state.get("leases", "surgecast-system", "surgecast-controller")
     assert not lease["spec"].get("holderIdentity")  # released on the way
     assert not one.healthy()[0]
+
+
+def test_a_standby_keeps_the_urgent_scalers_for_when_it_leads(fleet) -> None:
+    """A standby emptied the urgent set every second without reconciling it, so on taking
+    over it reconciled new and changed scalers only at their next cycle (a whole syncPeriod
+    after a failover, which may be minutes) instead of at once."""
+    one, clock = listed(fleet, lambda key: None)
+    kube = KubeClient(fleet.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    other_clock = Monotonic()
+    other = LeaderElector(kube, "gov", "lease", "b", FAST, monotonic=other_clock)
+    assert not other.tick(T0)
+    other_clock.seconds += 2
+    assert other.tick(T0)  # "b" leads, "a" is a standby with every scaler still urgent
+    clock.seconds += 2
+    assert not one.elector.tick(T0)
+    one.reconcile_urgent()
+    assert scaled(fleet) == []
+    clock.seconds += 2  # "b" is gone: its lease expires and "a" takes over
+    assert one.elector.tick(T0)
+    one.reconcile_urgent()
+    assert sorted(scaled(fleet)) == [f"app{i}" for i in range(6)]
