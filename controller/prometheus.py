@@ -113,7 +113,12 @@ def client_factory(
     auth = BearerTokenFile(token_file) if token_file is not None else None
 
     def build(url: str) -> PrometheusClient:
-        return PrometheusClient(url, auth=auth if _under(url, token_url) else None, **options)
+        if auth is None or _under(url, token_url):
+            return PrometheusClient(url, auth=auth, **options)
+        # The usual cause of a 401 here is the same Prometheus spelt another way
+        # ("prometheus.monitoring" against "prometheus.monitoring.svc"): say so.
+        withheld = f"no bearer token was sent, as it is only for URLs under {token_url}"
+        return PrometheusClient(url, withheld=withheld, **options)
 
     return build
 
@@ -160,6 +165,8 @@ class PrometheusClient:
         max_batch_chars: most PromQL characters in one batched request, so the form body
             (up to three times longer once URL-encoded) stays below the 1 MB a proxy such
             as nginx accepts by default. A longer query is sent in a batch of its own.
+        withheld: why no token is sent to this URL though the controller has one; a 401
+            or 403 answer then says it.
         sleep, rng: injectable so tests run retries instantly and repeatably.
     """
 
@@ -174,6 +181,7 @@ class PrometheusClient:
         max_batch: int = 64,
         max_batch_points: int = 100_000,
         max_batch_chars: int = 100_000,
+        withheld: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -194,6 +202,7 @@ class PrometheusClient:
         self.session.headers.update(headers or {})
         self.session.auth = auth
         self.auth = auth
+        self.withheld = withheld
         self._alone: set[str] = set()
         """Queries Prometheus refused inside a batch (a scalar such as ``scalar(...)``,
         which ``label_replace`` cannot take, or bad PromQL): they are sent on their own."""
@@ -404,7 +413,7 @@ class PrometheusClient:
             else:
                 _refuse_lossy_redirect(response, path)
                 if response.status_code not in self.retry.retry_statuses:
-                    return _data(response, params["query"])
+                    return _data(response, params["query"], self.withheld)
                 failure = f"HTTP {response.status_code}: {_error_message(response)}"
                 retry_after = _retry_after(response)
             if attempt == self.retry.attempts - 1:
@@ -921,13 +930,16 @@ def _spread(
     return spread
 
 
-def _data(response: requests.Response, query: str) -> dict[str, Any]:
+def _data(response: requests.Response, query: str, withheld: str | None = None) -> dict[str, Any]:
     """The ``data`` of a final (not retried) answer, or the matching typed error."""
     status = response.status_code
     if status in (400, 422):
         raise PrometheusQueryError(f"query {query!r} rejected: {_error_message(response)}")
     if status != 200:
-        raise PrometheusUnavailable(f"{response.url}: HTTP {status}: {_error_message(response)}")
+        refused = f"; {withheld}" if withheld and status in (401, 403) else ""
+        raise PrometheusUnavailable(
+            f"{response.url}: HTTP {status}: {_error_message(response)}{refused}"
+        )
     try:
         body = response.json()
         if body["status"] != "success" or not isinstance(body["data"], dict):

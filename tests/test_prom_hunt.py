@@ -29,7 +29,7 @@ from controller.reconciler import LEVEL_WINDOW
 from controller.spec import ScalerConfig, parse_scaler
 from tests import prom_server
 from tests.kubefake import FakeKubeServer
-from tests.prom_server import FaultProxy, PromServer
+from tests.prom_server import Fault, FaultProxy, PromServer
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
 from tests.test_faults import reconciler
 
@@ -295,3 +295,33 @@ def test_a_new_querys_failed_backfill_leaves_the_others_up_to_date(prom: PromSer
 
     assert list(errors) == [new]
     assert len(proxy.requests) == asked  # the others were brought up to date
+
+
+# -- a token withheld ------------------------------------------------------------------------
+
+
+def test_a_401_says_when_the_token_was_withheld_from_the_url(
+    prom: PromServer, tmp_path: Path
+) -> None:
+    # The same Prometheus spelt another way than --prometheus-token-url gets no token, by
+    # design; its 401 used to read as if the token had been sent and refused.
+    token = tmp_path / "token"
+    token.write_text("s3cret-token")
+    proxy = FaultProxy(prom.url)
+    try:
+        build = client_factory(token, proxy.url, retry=RetryPolicy(attempts=1))
+        other_spelling = proxy.url.replace("127.0.0.1", "localhost")
+        proxy.faults.append(Fault(401, times=2))
+        with pytest.raises(PrometheusUnavailable) as withheld:
+            build(other_spelling).instant(LOAD, DAY2)
+        with pytest.raises(PrometheusUnavailable) as refused:
+            build(proxy.url).instant(LOAD, DAY2)
+    finally:
+        proxy.close()
+
+    assert proxy.authorizations == ["", "Bearer s3cret-token"]
+    assert str(withheld.value).endswith(
+        f"HTTP 401: unavailable: injected; no bearer token was sent, as it is only for URLs"
+        f" under {proxy.url}"
+    )
+    assert "bearer" not in str(refused.value) and "s3cret" not in str(refused.value)
