@@ -197,12 +197,15 @@ class Controller:
         scaler deleted since the batch began is skipped: its user may be scaling the target
         by hand now (the watch drops it from ``objects`` at once; ``forget`` waits for us).
         """
-        now = self.clock()
         if not self.elector.is_leader():
             return 0.0, 0
         metrics = self.reconciler.metrics
         started = time.monotonic()
         with self._reconciling:
+            # Read once the batch may run: a batch that waited for a long one would stamp
+            # its decisions in the past, and drop the recommendations made since as if the
+            # clock had stepped back.
+            now = self.clock()
             if wake_waiting:
                 keys = keys | set(self.reconciler.take_waiting())
             if not keys:

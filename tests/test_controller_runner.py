@@ -376,3 +376,19 @@ def test_a_standby_keeps_the_urgent_scalers_for_when_it_leads(fleet) -> None:
     assert one.elector.tick(T0)
     one.reconcile_urgent()
     assert sorted(scaled(fleet)) == [f"app{i}" for i in range(6)]
+
+
+def test_a_batch_that_waited_for_another_reconciles_at_the_time_it_runs(fleet) -> None:
+    """A batch read the clock before waiting for the one running: its decisions were stamped
+    in the past, and the recommendations made since dropped as if the clock stepped back."""
+    one, _ = listed(fleet, lambda key: None)
+    times = [T0]
+    one.clock = lambda: times[0]
+    with one._reconciling:  # a long cycle is running
+        waiting = threading.Thread(target=one._reconcile_many, args=({"gov/s0"}, "urgent"))
+        waiting.start()
+        time.sleep(0.3)  # the urgent batch is queued behind it
+        times[0] = T0 + timedelta(seconds=40)  # and the cycle ends 40 s later
+    waiting.join(timeout=10)
+    decided = fleet.state.get("predictivescalers", "gov", "s0")["status"]["lastDecision"]
+    assert decided["time"] == "2026-03-05T01:00:57Z"
