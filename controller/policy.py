@@ -7,8 +7,8 @@ same arithmetic (as the HPA keeps ``replica_calculator.go`` apart from its contr
 The rules, in the order they apply:
 
 1. Bounds: ``min/max``, replaced by any scheduled override active now. An override that
-   raises the minimum and starts within the lead time (startup delay + one sync period)
-   applies already, so its pods are ready when it begins.
+   raises the minimum or the maximum and starts within the lead time (startup delay + one
+   sync period) applies already, so its pods are ready when it begins.
 2. Reactive floor: the replicas the load observed now needs, ``ceil(load / capacity)``.
 3. Predictive need: the replicas that cover the forecast's chosen upper quantile at every
    point of the lead window ``[now, now + startup delay + sync period)``: pods asked for
@@ -152,9 +152,9 @@ def needed_replicas(load: float, capacity: float) -> int:
 def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | None]:
     """min, max and the override responsible, at ``now``.
 
-    An override starting within the lead time already raises the minimum, so its pods are
-    ready when its window opens; one that lowers the minimum waits for its window, or the
-    pods would go before the load they serve does.
+    An override starting within the lead time already raises the minimum or the maximum,
+    so its pods are ready when its window opens; one that lowers either waits for its
+    window, or the pods would go before the load they serve does.
     """
     lead = lead_time(spec)
     low, high = spec.min_replicas, spec.max_replicas
@@ -165,14 +165,16 @@ def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | N
         low = max(mins)
     if maxes:
         high = min(maxes)
-    raising = [
-        o
-        for o in spec.overrides
-        if now < o.start <= now + lead and o.min_replicas is not None and o.min_replicas > low
-    ]
+    upcoming = [o for o in spec.overrides if now < o.start <= now + lead]
+    raising = [o for o in upcoming if o.min_replicas is not None and o.min_replicas > low]
     if raising:
         low = max(o.min_replicas for o in raising if o.min_replicas is not None)
-    names = [o.name for o in active + raising]
+    # The same holds for a higher maximum: capped until its window opened, the pods a
+    # forecast surge at the window's start needs were ready only a startup delay into it.
+    widening = [o for o in upcoming if o.max_replicas is not None and o.max_replicas > high]
+    if widening:
+        high = max(o.max_replicas for o in widening if o.max_replicas is not None)
+    names = [o.name for o in active + raising + widening]
     return low, max(low, high), (", ".join(dict.fromkeys(names)) or None)
 
 

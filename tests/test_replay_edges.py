@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.hpa import HPASettings, HPASimulator
-from controller.policy import Forecast, PolicySpec, decide
+from controller.policy import Forecast, Override, PolicySpec, decide
 from controller.replay import ReplaySettings, replay
 from controller.report import write_report
 
@@ -237,3 +237,19 @@ def test_an_empty_series_file_is_named_as_such(tmp_path: Path) -> None:
     assert result.stderr == f"error: {tmp_path / 's.csv'} has no rows\n"  # was "no series None"
     result = CliRunner().invoke(app, [*args, "--start", "2026-11-02 01:00", "--id", ""])
     assert result.stderr == f"error: no series '' in {tmp_path / 's.csv'}\n"
+
+
+def test_an_override_raising_max_applies_a_lead_time_early() -> None:
+    # A sale window raises max from 50 to 200 at 09:43; the forecast sees its surge inside
+    # the lead window [09:41, 09:44:30). Capped at 50 until 09:43, the pods for the surge
+    # were ready only at 09:46, three minutes into the sale. A raised min already applied
+    # early for this reason; a lowered max still waits for its window.
+    now = datetime(2026, 11, 20, 9, 41)
+    sale = Override("sale", now + timedelta(minutes=2), now + timedelta(hours=2), None, 200)
+    spec = PolicySpec(2, 50, 100.0, timedelta(minutes=3), timedelta(seconds=30), overrides=(sale,))
+    surge = hourly([15_000.0, 15_000.0], datetime(2026, 11, 20, 9))
+    d = decide(spec, now, current_replicas=50, observed_load=4000.0, forecast=surge)
+    assert (d.replicas, d.max_replicas, d.override) == (150, 200, "sale")
+    freeze = replace(sale, name="freeze", max_replicas=10)
+    d = decide(replace(spec, overrides=(freeze,)), now, 40, 4000.0, surge)
+    assert (d.replicas, d.max_replicas, d.override) == (50, 50, None)
