@@ -15,6 +15,8 @@ from forecaster.models import (
     SeasonalNaive,
     SeasonalQuantile,
 )
+from forecaster.models.calibration import shortfall_table
+from forecaster.models.direct import GRID
 from forecaster.models.features import event_matrix
 
 
@@ -106,3 +108,33 @@ def test_a_young_series_with_absent_rows_does_not_fail_the_backtest() -> None:
     assert mine["cutoff"].min() == ds[101]  # forecast from every cutoff it was seen twice by
     assert (mine["yhat"] == 5.0).all() and (mine["y"].dropna() == 5.0).all()
     assert (results.loc[results["unique_id"] == "old", "yhat"] == 10.0).all()
+
+
+def daily_sine(hours: int) -> pd.DataFrame:
+    ds = pd.date_range("2026-09-01", periods=hours, freq="1h")
+    noise = np.random.default_rng(0).normal(0, 2, hours)
+    return pd.DataFrame(
+        {"unique_id": "s", "ds": ds, "y": 100 + 80 * np.sin(2 * np.pi * ds.hour / 24) + noise}
+    )
+
+
+def test_calibration_measures_the_models_own_errors_not_its_cold_start_baselines() -> None:
+    """Early folds with too little history for the model fall back to last value or
+    seasonal naive; their errors (last value's, on a daily cycle: 18 against 2) were
+    taken as the model's and widened its quantiles."""
+    frame = daily_sine(24 * 5)
+    model = ConformalCalibrator(LinearForecaster(), horizon=8, folds=13, every=8).fit(frame)
+    folds = backtest(LinearForecaster(), frame, 8, folds=13, every=8, quantiles=tuple(GRID))
+    assert folds["fallback"].notna().any() and folds["fallback"].isna().any()
+    own = shortfall_table(folds[folds["fallback"].isna()], model.step_edges_)
+    assert np.allclose(model.corrections_["s"], own)
+    assert model.fallback_reason_["s"] is None
+
+
+def test_a_model_that_fell_back_in_every_fold_is_reported_uncalibrated() -> None:
+    frame = daily_sine(50)  # two days by the end, by no cutoff
+    model = ConformalCalibrator(LinearForecaster(), horizon=4, folds=3, every=1).fit(frame)
+    assert model.fallback_reason_["s"] == (
+        "not calibrated: every backtest fold fell back to a baseline"
+    )
+    assert (model.corrections_["s"] == 0).all()

@@ -83,16 +83,26 @@ class ConformalCalibrator(BaseEstimator):
         except ShortHistoryError as exc:  # too short to backtest: uncorrected, and say so
             results = None
             reason = f"not calibrated: {exc}"
-        for uid in frame["unique_id"].unique():
-            if results is None:
-                self.corrections_[uid] = np.zeros((len(self.step_edges_) - 1, len(GRID)))
-                self.fallback_reason_[uid] = reason
-            else:
-                mine = results[results["unique_id"] == uid]
-                self.corrections_[uid] = shortfall_table(mine, self.step_edges_)
-                self.fallback_reason_[uid] = None
         self.model_ = clone(self.model).fit(frame, events=events)
         inner = getattr(self.model_, "fallback_reason_", {})
+        for uid in frame["unique_id"].unique():
+            self.corrections_[uid] = np.zeros((len(self.step_edges_) - 1, len(GRID)))
+            self.fallback_reason_[uid] = None
+            if results is None:
+                self.fallback_reason_[uid] = reason
+                continue
+            mine = results[results["unique_id"] == uid]
+            if not inner.get(uid):
+                # The model forecasts this series itself: early folds that had too little
+                # history for it and fell back to a baseline (last value, seasonal naive)
+                # measure that baseline's errors, not the model's, which they widened.
+                own = mine[mine["fallback"].isna()]
+                if own.empty and not mine.empty:
+                    self.fallback_reason_[uid] = (
+                        "not calibrated: every backtest fold fell back to a baseline"
+                    )
+                mine = own
+            self.corrections_[uid] = shortfall_table(mine, self.step_edges_)
         for uid, why in inner.items():
             self.fallback_reason_[uid] = why or self.fallback_reason_.get(uid)
         return self
