@@ -29,7 +29,7 @@ app = typer.Typer()
 DEMO_START = date(2026, 10, 12)
 DEMO_DAYS = 35
 DEMO_DEADLINE = date(2026, 11, 10)
-REPLAY_FROM = pd.Timestamp("2026-11-01 16:00")  # local midnight of 2 November, in UTC
+REPLAY_DAY = date(2026, 11, 2)  # the last two weeks, from local midnight
 CAPACITY = 20.0  # requests per minute one pod serves
 STARTUP = timedelta(minutes=3)
 # Real logs are never clean; the demo damages a few lines to show how they are reported.
@@ -80,16 +80,19 @@ def demo(
     best_scored = table.loc[table["selection_score"].idxmin(), "model"]
     typer.echo(f"   best forecast scores: {best_scored}")
 
+    # Series are in UTC, the portal's days local: 2 November starts at 16:00 UTC on the 1st.
+    replay_from = pd.Timestamp(REPLAY_DAY, tz=profile.tz).tz_convert("UTC").tz_localize(None)
     typer.echo(
-        f"4. replaying from {REPLAY_FROM:%Y-%m-%d}: {CAPACITY:g} requests/min per pod, pods take "
+        f"4. replaying from {REPLAY_DAY:%Y-%m-%d} 00:00 {profile.tz} ({replay_from:%Y-%m-%d %H:%M} "
+        f"UTC): {CAPACITY:g} requests/min per pod, pods take "
         f"{STARTUP.total_seconds() / 60:g} min to start; models refitted daily on the past only"
     )
     settings = ReplaySettings(capacity_per_replica=CAPACITY, startup_delay=STARTUP, quantile=0.975)
-    baselines = replay(result.series, REPLAY_FROM, settings, policies=["hpa", "oracle"])
+    baselines = replay(result.series, replay_from, settings, policies=["hpa", "oracle"])
     # Last value is a yardstick for short-range point forecasts; repeated a day ahead with
     # random-walk bands it plans for almost any load, so it is left out of the replay.
     runs = {
-        name: replay(result.series, REPLAY_FROM, settings, ["predictive"], model_factory=make)
+        name: replay(result.series, replay_from, settings, ["predictive"], model_factory=make)
         for name, make in registry().items()
         if name != "last_value"
     }

@@ -16,6 +16,8 @@ def test_demo_runs_and_reports_every_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "+ 3 malformed" in result.output
+    # the replay starts at the portal's local midnight, named as such and in UTC
+    assert "replaying from 2026-11-02 00:00 Asia/Shanghai (2026-11-01 16:00 UTC)" in result.output
     series = pd.read_parquet(tmp_path / "series.parquet")
     assert series["y"].isna().sum() >= 3 * 120  # the maintenance windows are missing, not zero
     assert (tmp_path / "series.png").stat().st_size > 10_000
