@@ -406,20 +406,27 @@ def _fit_and_forecast(
 
 
 def summarize(decisions: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
-    """Per-policy metrics; cost relative to the oracle when it ran."""
+    """Per-policy metrics; cost relative to the oracle when it ran.
+
+    With no interval's load known (a replay of a scrape outage) the service metrics are
+    NaN, not 0: "0 % unserved" called every policy perfect on nothing.
+    """
     minutes_per_step = step.total_seconds() / 60
     rows = []
     for name, run in decisions.groupby("policy", sort=False):
         known = run[np.isfinite(run["load"])]
         requests = known["load"].sum()
+        unknown = len(known) == 0
         rows.append(
             {
                 "policy": name,
-                "unserved_share": known["unserved"].sum() / requests if requests else 0.0,
-                "unserved_requests": known["unserved"].sum(),
-                "minutes_over_capacity_share": float((known["unserved"] > 0).mean())
-                if len(known)
-                else 0.0,
+                "unserved_share": np.nan
+                if unknown
+                else (known["unserved"].sum() / requests if requests else 0.0),
+                "unserved_requests": np.nan if unknown else known["unserved"].sum(),
+                "minutes_over_capacity_share": np.nan
+                if unknown
+                else float((known["unserved"] > 0).mean()),
                 "replica_minutes": run["replicas"].sum() * minutes_per_step,
                 "scaling_changes": int(run["changed"].sum()),
             }

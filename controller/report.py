@@ -46,8 +46,13 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 def _formatted(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary[list(COLUMNS)].rename(columns=COLUMNS).copy()
-    shown["unserved requests"] = summary["unserved_share"].map("{:.3%}".format)
-    shown["minutes over capacity"] = summary["minutes_over_capacity_share"].map("{:.2%}".format)
+    # No load known in the window: nothing to score, "-" rather than "nan%".
+    shown["unserved requests"] = summary["unserved_share"].map(
+        lambda share: f"{share:.3%}" if math.isfinite(share) else "-"
+    )
+    shown["minutes over capacity"] = summary["minutes_over_capacity_share"].map(
+        lambda share: f"{share:.2%}" if math.isfinite(share) else "-"
+    )
     shown["replica-minutes (cost)"] = summary["replica_minutes"].map("{:,.0f}".format)
     # Without the oracle in the run there is nothing to compare with: "-", not "nan×".
     shown["cost vs oracle"] = summary["cost_vs_oracle"].map(

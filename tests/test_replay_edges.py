@@ -15,7 +15,7 @@ from controller.cli import app
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import Forecast, Override, PolicySpec, decide
 from controller.replay import ReplaySettings, replay
-from controller.report import write_report
+from controller.report import summary_table, write_report
 
 START = pd.Timestamp("2026-11-02 00:00")
 SETTINGS = ReplaySettings(capacity_per_replica=10, startup_delay=timedelta(minutes=2))
@@ -253,3 +253,19 @@ def test_an_override_raising_max_applies_a_lead_time_early() -> None:
     freeze = replace(sale, name="freeze", max_replicas=10)
     d = decide(replace(spec, overrides=(freeze,)), now, 40, 4000.0, surge)
     assert (d.replicas, d.max_replicas, d.override) == (50, 50, None)
+
+
+def test_a_window_with_no_known_load_scores_nothing_rather_than_perfect() -> None:
+    # A replay of a scrape outage said "0.000 % unserved" for every policy.
+    y = series([10.0] * 60 + [np.nan] * 60)
+    result = replay(y, START + timedelta(hours=1), SETTINGS, ["hpa", "oracle"])
+    summary = result.summary.set_index("policy")
+    assert (
+        summary[["unserved_share", "unserved_requests", "minutes_over_capacity_share"]]
+        .isna()
+        .all()
+        .all()
+    )
+    assert summary.loc["oracle", "replica_minutes"] == 60  # the cost is still counted
+    table = summary_table(result.summary)
+    assert "nan" not in table and "0.000%" not in table
