@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from forecaster.backtest import backtest, score
+from forecaster.frames import read_events
 from forecaster.models import (
     ConformalCalibrator,
     GradientBoostingForecaster,
@@ -138,3 +139,15 @@ def test_a_model_that_fell_back_in_every_fold_is_reported_uncalibrated() -> None
         "not calibrated: every backtest fold fell back to a baseline"
     )
     assert (model.corrections_["s"] == 0).all()
+
+
+def test_an_event_row_without_a_unique_id_is_for_every_series(tmp_path) -> None:
+    """A calendar mixing fleet-wide events (unique_id left blank) and per-service ones
+    read the fleet-wide rows as a series called "nan": they applied to no series."""
+    (tmp_path / "events.csv").write_text(
+        "ds,unique_id,launch\n2026-09-01 01:00,,1\n2026-09-01 02:00,a,1\n2026-09-01 03:00,b,1\n"
+    )
+    events = read_events(tmp_path / "events.csv")
+    ds = pd.date_range("2026-09-01", periods=5, freq="1h")
+    assert event_matrix(events, "a", ds, ["launch"])[:, 0].tolist() == [0, 1, 1, 0, 0]
+    assert event_matrix(events, "b", ds, ["launch"])[:, 0].tolist() == [0, 1, 0, 1, 0]

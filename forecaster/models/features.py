@@ -192,9 +192,10 @@ def event_matrix(
     """Known-in-advance event columns on ``ds`` (0 where the calendar says nothing).
 
     ``events`` has ``ds`` and one numeric column per event; a ``unique_id`` column restricts
-    a row to one series. A calendar lacking one of ``names`` (the events a model was
-    trained with) is refused: reading an absent event as 0 would forecast a launch day as
-    an ordinary one. No calendar at all means no events.
+    a row to one series, and a row with none there (a calendar mixing fleet-wide and
+    per-service events) is for every series: it was for none. A calendar lacking one of
+    ``names`` (the events a model was trained with) is refused: reading an absent event as
+    0 would forecast a launch day as an ordinary one. No calendar at all means no events.
     """
     if not names:
         return None
@@ -210,8 +211,9 @@ def event_matrix(
     if events.empty:
         return out
     rows = events
-    if "unique_id" in rows.columns:
-        rows = rows[rows["unique_id"].astype(str) == uid]
+    if "unique_id" in rows.columns:  # a row without one (a blank cell) is for every series
+        named = rows["unique_id"]
+        rows = rows[named.isna() | (named.astype(str) == uid)]
     # as the series' stamps (naive UTC): stamps with an offset, from a calendar kept in
     # local time, matched none of them and every event was silently read as absent
     table = rows.groupby(naive_utc(rows["ds"]))[list(names)].max()
