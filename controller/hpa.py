@@ -70,11 +70,11 @@ class HPASimulator:
             self._recommendations.popleft()
         if desired < current:
             desired = min(current, max(r for _, r in self._recommendations))
+        while self._events and self._events[0][0] <= at_seconds - s.scale_up_period_seconds:
+            self._events.popleft()
         if desired > current:
             # ``calculateScaleUpLimitWithScalingRules``: the limit grows from the replicas at
             # the start of the period (events strictly after its cutoff), never below current
-            while self._events and self._events[0][0] <= at_seconds - s.scale_up_period_seconds:
-                self._events.popleft()
             start = current - sum(change for _, change in self._events)
             limit = max(math.ceil(start * (1 + s.scale_up_percent / 100)), start + s.scale_up_pods)
             desired = min(desired, max(limit, current))
