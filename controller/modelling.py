@@ -158,6 +158,8 @@ def run_job(job: ModelJob) -> ModelResult:
 
 def _no_history(job: ModelJob, cutoff: pd.Timestamp) -> str:
     """Why there is nothing to fit on, in terms the spec's author can act on."""
+    from controller.prometheus import grafana_hint  # here: workers need no HTTP client
+
     held_out = f"the newest {_duration(job.hold_out)} are held out to rescale the forecast"
     if job.history["ds"].min() > cutoff:
         return (
@@ -175,6 +177,7 @@ def _no_history(job: ModelJob, cutoff: pd.Timestamp) -> str:
     return (
         "the query returned no data in the history window (spec.retrain.historyWindow)"
         f" up to {cutoff:%Y-%m-%d %H:%M} UTC: check spec.metric.query"
+        + grafana_hint(job.config.query)
     )
 
 

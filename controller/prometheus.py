@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -934,7 +935,9 @@ def _data(response: requests.Response, query: str, withheld: str | None = None) 
     """The ``data`` of a final (not retried) answer, or the matching typed error."""
     status = response.status_code
     if status in (400, 422):
-        raise PrometheusQueryError(f"query {query!r} rejected: {_error_message(response)}")
+        raise PrometheusQueryError(
+            f"query {query!r} rejected: {_error_message(response)}{grafana_hint(query)}"
+        )
     if status != 200:
         refused = f"; {withheld}" if withheld and status in (401, 403) else ""
         raise PrometheusUnavailable(
@@ -967,6 +970,22 @@ def _refuse_lossy_redirect(response: requests.Response, path: str) -> None:
                 f"{hop.url}: HTTP {hop.status_code} redirect to {target}, which drops the query"
                 f" (it turns the POST into a GET); use the URL it redirects to: {base}"
             )
+
+
+_GRAFANA_VARIABLE = re.compile(r"\$\{?[A-Za-z_]\w*\}?|\[\[[A-Za-z_]\w*\]\]")
+"""``$service``, ``${service}``, ``$__rate_interval``, ``[[service]]``; not ``$1``, which
+``label_replace`` uses for its groups."""
+
+
+def grafana_hint(query: str) -> str:
+    """A note for a query copied from a Grafana panel with its template variables left in,
+    else "". Prometheus answers ``[$__rate_interval]`` with "missing unit character in
+    duration", and ``{service="$service"}`` with no data at all: neither says why."""
+    found = list(dict.fromkeys(_GRAFANA_VARIABLE.findall(query)))
+    if not found:
+        return ""
+    what = "is a Grafana variable" if len(found) == 1 else "are Grafana variables"
+    return f"; {', '.join(found)} {what}, not PromQL: write the value instead"
 
 
 def _error_message(response: requests.Response) -> str:

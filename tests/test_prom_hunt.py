@@ -22,6 +22,7 @@ from controller.prometheus import (
     HistoryCache,
     PrometheusClient,
     PrometheusError,
+    PrometheusQueryError,
     PrometheusUnavailable,
     client_factory,
 )
@@ -325,3 +326,43 @@ def test_a_401_says_when_the_token_was_withheld_from_the_url(
         f" under {proxy.url}"
     )
     assert "bearer" not in str(refused.value) and "s3cret" not in str(refused.value)
+
+
+# -- queries copied from Grafana -------------------------------------------------------------
+
+
+def test_a_grafana_variable_in_a_rejected_query_is_named(prom: PromServer) -> None:
+    # Prometheus says "missing unit character in duration", which does not say why.
+    query = 'sum(rate(http_requests_total{service="portal"}[$__rate_interval]))'
+    client = client_for(prom.url)
+    hint = "$__rate_interval is a Grafana variable, not PromQL: write the value instead"
+
+    with pytest.raises(PrometheusQueryError, match="missing unit character") as raised:
+        client.instant(query, DAY2)
+    batched = client.range_many([LOAD, query], DAY2, DAY2 + timedelta(minutes=5), "1min")
+
+    assert str(raised.value).endswith(hint)
+    assert isinstance(batched[1], PrometheusQueryError) and str(batched[1]).endswith(hint)
+    replaced = 'label_replace(sum(rate(http_requests_total[1m])), "a", "$1", "b", "(.*)") +'
+    with pytest.raises(PrometheusQueryError) as unrelated:
+        client.instant(replaced, DAY2)
+    assert "Grafana" not in str(unrelated.value)  # $1 is label_replace's, not Grafana's
+
+
+def test_a_grafana_variable_in_a_query_with_no_data_is_named() -> None:
+    # {service="$service"} is valid PromQL that matches nothing: no error, no data.
+    scaler_config = config(
+        metric={
+            "prometheusUrl": "http://prometheus.test:9090",
+            "query": 'sum(rate(http_requests_total{service="$service"}[${window}]))',
+        }
+    )
+    empty = daily_history(scaler_config.key, pd.Timestamp("2026-03-05 12:00"), timedelta(days=1))
+    empty["y"] = np.nan
+
+    with pytest.raises(ValueError) as raised:
+        run_job(ModelJob("train", scaler_config, empty, NOW, hold_out=LEVEL_WINDOW))
+    assert str(raised.value).endswith(
+        "check spec.metric.query; $service, ${window} are Grafana variables, not PromQL:"
+        " write the value instead"
+    )
