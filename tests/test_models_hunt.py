@@ -151,3 +151,18 @@ def test_an_event_row_without_a_unique_id_is_for_every_series(tmp_path) -> None:
     ds = pd.date_range("2026-09-01", periods=5, freq="1h")
     assert event_matrix(events, "a", ds, ["launch"])[:, 0].tolist() == [0, 1, 1, 0, 0]
     assert event_matrix(events, "b", ds, ["launch"])[:, 0].tolist() == [0, 1, 0, 1, 0]
+
+
+def test_an_event_between_two_stamps_counts_in_the_interval_that_contains_it() -> None:
+    """An event at 09:30 of an hourly series matched no stamp and was silently dropped,
+    in fit and in predict; it belongs to the 09:00 interval, as a request at 09:30 does."""
+    ds = pd.date_range("2026-09-01 08:00", periods=4, freq="1h")
+    events = pd.DataFrame(
+        {
+            "ds": pd.to_datetime(["2026-09-01 07:59", "2026-09-01 09:30", "2026-09-01 11:00"]),
+            "launch": [5.0, 1.0, 2.0],
+        }
+    )
+    assert event_matrix(events, "s", ds, ["launch"])[:, 0].tolist() == [0, 1, 0, 2]
+    after = events.assign(ds=events["ds"] + pd.Timedelta("1h"))  # 12:00 is past the end
+    assert event_matrix(after, "s", ds, ["launch"])[:, 0].tolist() == [5, 0, 1, 0]

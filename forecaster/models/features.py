@@ -216,6 +216,15 @@ def event_matrix(
         rows = rows[named.isna() | (named.astype(str) == uid)]
     # as the series' stamps (naive UTC): stamps with an offset, from a calendar kept in
     # local time, matched none of them and every event was silently read as absent
-    table = rows.groupby(naive_utc(rows["ds"]))[list(names)].max()
+    stamps = pd.DatetimeIndex(naive_utc(rows["ds"]))
+    if len(ds) > 1:
+        # An event counts in the interval that contains it, as a request does (intervals
+        # are labelled by their start): one at 09:30 of an hourly series was matched to
+        # no stamp and silently dropped.
+        step = (ds[1:] - ds[:-1]).min()
+        at = np.clip(ds.searchsorted(stamps, side="right") - 1, 0, None)
+        inside = (stamps >= ds[0]) & (stamps < ds[at] + step)
+        rows, stamps = rows[inside], ds[at[inside]]
+    table = rows.groupby(stamps)[list(names)].max()
     aligned = table.reindex(ds).fillna(0.0).to_numpy(dtype=float)
     return aligned
