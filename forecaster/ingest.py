@@ -335,13 +335,17 @@ def ingest_logs(
         progress if engine.in_process else None,
     )
     files: list[_FileCounts] = []
-    if _undecided(log_format):  # the first file's format is every file's: detect it there
-        files = engine.map(job, paths[:1])
-        job = replace(job, fmt=files[0].fmt)
+    # The first file with a line in it sets every file's format: detect it there first (an
+    # empty access.log before a rotated access.log.1 cannot tell; it made the rest CLF).
+    while _undecided(job.fmt) and len(files) < len(paths):
+        files += engine.map(job, [paths[len(files)]])
+        if _has_records(files[-1].report):
+            job = replace(job, fmt=files[-1].fmt)
     files += engine.map(job, paths[len(files) :])
     report = _sum_reports(paths, [f.report for f in files])
-    if report.lines == 0:
-        raise IngestError(f"{', '.join(paths)}: empty, nothing to ingest")
+    if not _has_records(report):
+        blank = " (blank lines only)" if report.lines else ""
+        raise IngestError(f"{', '.join(paths)}: empty{blank}, nothing to ingest")
     counter = _Counter(keys=list(by))
     for f in files:
         counter.add(f.counts)
@@ -413,7 +417,8 @@ class _FileJob:
 
 def _sum_reports(sources: list[str], parts: list[IngestReport]) -> IngestReport:
     """The reports of several files as one: counts summed, the first examples kept in order."""
-    total = IngestReport(sources=sources, format=parts[0].format)
+    told = [part.format for part in parts if _has_records(part)]
+    total = IngestReport(sources=sources, format=(told or [parts[0].format])[0])
     for part in parts:
         total.lines += part.lines
         total.parsed += part.parsed
@@ -425,6 +430,11 @@ def _sum_reports(sources: list[str], parts: list[IngestReport]) -> IngestReport:
     return total
 
 
+def _has_records(report: IngestReport) -> bool:
+    """True when a file had a line that is not blank, so its format was told from it."""
+    return report.lines > report.malformed["empty"]
+
+
 def _undecided(fmt: LogFormat | None) -> bool:
     """True when the format, or the time key of a JSON format, is to be found in the input."""
     return fmt is None or (isinstance(fmt, JsonFormat) and not fmt.time_key)
@@ -434,11 +444,12 @@ def _detect(chunks: Iterator[bytes], fmt: LogFormat | None) -> tuple[Iterator[by
     """Detect the format (or a JSON time key) from the first chunk, and give that chunk back
     to the stream."""
     first = next(chunks, b"")
-    sample = lines_column(first).head(200).to_list() if first else []
+    lines = lines_column(first)
+    sample = lines.filter(lines.str.contains(r"\S")).head(200).to_list()
     if isinstance(fmt, JsonFormat):
         fmt = fmt.for_sample(sample)
-    else:
-        fmt = detect_format(sample) if first else ClfFormat()
+    else:  # with no line to tell from, every line is blank: any format says so
+        fmt = detect_format(sample) if sample else ClfFormat()
     return itertools.chain([first] if first else [], chunks), fmt
 
 

@@ -219,3 +219,16 @@ def test_ingest_output_that_cannot_be_written_is_one_line(tmp_path: Path) -> Non
     target.mkdir()  # a directory where the file should go
     result = runner.invoke(app, ["ingest", str(log), "-o", str(target)])
     assert result.exit_code == 2 and f"{target}: cannot write" in result.stderr
+
+
+@pytest.mark.parametrize("before", ["", "\n\n"])
+def test_format_is_told_by_the_first_file_with_records(tmp_path: Path, before: str) -> None:
+    rotated = tmp_path / "access.log"
+    rotated.write_text(before)  # emptied by logrotate, or blank lines only
+    older = tmp_path / "access.log.1"
+    older.write_text("".join(json.dumps({"msec": f"1791453600.{n}"}) + "\n" for n in range(5)))
+    result = ingest_logs([rotated, older], gap=None)
+    assert result.report.format == "json"
+    assert result.report.parsed == 5 and result.report.malformed["empty"] == len(before)
+    with pytest.raises(IngestError, match="nothing to ingest"):
+        ingest_logs([rotated], gap=None)
