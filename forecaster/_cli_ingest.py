@@ -171,9 +171,10 @@ def ingest(
             _write(report_path, lambda: report_path.write_text(text))
     typer.echo(describe_series(series, freq), err=True)
     if report is not None and report.bad_fraction > max_bad_fraction:
+        aside = " (out_of_range ones aside)" if report.malformed["out_of_range"] else ""
         fail(
-            f"{report.bad_fraction:.1%} of lines are malformed (out_of_range ones aside), more "
-            f"than --max-bad-fraction {max_bad_fraction:.1%}; no output written",
+            f"{report.bad_fraction:.1%} of lines are malformed{aside}, more than "
+            f"--max-bad-fraction {max_bad_fraction:.1%}; no output written",
             code=3,
         )
     if output is None:

@@ -185,7 +185,8 @@ def test_lines_left_out_by_since_are_not_bad_lines(tmp_path: Path) -> None:
     assert "out_of_range: 4" in kept.stderr
     assert pd.read_csv(io.StringIO(kept.stdout))["y"].tolist() == [2]
     strict = runner.invoke(app, ["ingest", str(log), *window, "--max-bad-fraction", "0.1"])
-    assert strict.exit_code == 3 and "14.3% of lines are malformed" in strict.stderr
+    assert strict.exit_code == 3
+    assert "14.3% of lines are malformed (out_of_range ones aside)" in strict.stderr
 
 
 @pytest.mark.parametrize(
@@ -232,3 +233,10 @@ def test_format_is_told_by_the_first_file_with_records(tmp_path: Path, before: s
     assert result.report.parsed == 5 and result.report.malformed["empty"] == len(before)
     with pytest.raises(IngestError, match="nothing to ingest"):
         ingest_logs([rotated], gap=None)
+
+
+def test_bad_fraction_error_mentions_out_of_range_only_when_there_are_some(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES + "garbage\n")
+    result = runner.invoke(app, ["ingest", str(log), "--max-bad-fraction", "0.1"])
+    assert result.exit_code == 3 and "14.3% of lines are malformed, more than" in result.stderr
