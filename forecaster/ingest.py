@@ -101,6 +101,8 @@ def parse_freq(freq: str) -> int:
 
     The interval must divide a day so that buckets line up with midnight in UTC.
     """
+    if re.fullmatch(r"\s*[+-]?\d+(?:\.\d*)?\s*", freq):  # pandas reads a bare 60 as 60 ns
+        raise IngestError(f"--freq {freq!r} has no unit; give one, e.g. {freq.strip()}s")
     try:
         seconds = pd.Timedelta(freq).total_seconds()
     except ValueError:

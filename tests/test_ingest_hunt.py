@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
-from forecaster.ingest import IngestError, ingest_logs, load_counts
+from forecaster.ingest import IngestError, ingest_logs, load_counts, parse_freq
 from forecaster.logs import builtin_format, pattern_format
 
 runner = CliRunner()
@@ -240,3 +240,8 @@ def test_bad_fraction_error_mentions_out_of_range_only_when_there_are_some(tmp_p
     log.write_text(CLF_LINES + "garbage\n")
     result = runner.invoke(app, ["ingest", str(log), "--max-bad-fraction", "0.1"])
     assert result.exit_code == 3 and "14.3% of lines are malformed, more than" in result.stderr
+
+
+def test_freq_without_a_unit_says_so() -> None:
+    with pytest.raises(IngestError, match="--freq '60' has no unit; give one, e.g. 60s"):
+        parse_freq("60")
