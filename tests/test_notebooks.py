@@ -85,6 +85,16 @@ def test_notebooks_take_papermill_parameters_and_use_only_public_names(path: Pat
                 assert not [n for n in names if n.startswith("_")], ast.unparse(node)
 
 
+def test_notebooks_readme_names_every_parameter() -> None:
+    readme = (REPO / "notebooks" / "README.md").read_text()
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        for node in ast.parse(cell.source).body:
+            for target in node.targets:
+                assert f"`{target.id}`" in readme, f"{path.name}: {target.id}"
+
+
 @pytest.mark.slow
 def test_explore_traffic(tmp_path: Path) -> None:
     notebook = execute("01-explore-traffic.ipynb", tmp_path)
