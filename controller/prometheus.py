@@ -94,13 +94,27 @@ class BearerTokenFile(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         try:
-            self.token = self.path.read_text().strip()
-        except OSError as exc:
+            token = self.path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise PrometheusUnavailable(
-                f"cannot read the bearer token file {self.path}: {exc.strerror}"
+                f"cannot read the bearer token file {self.path}: {reason}"
             ) from None
+        if not _TOKEN.fullmatch(token):
+            # A header cannot carry it, and the HTTP library's error would quote it, into
+            # the logs: say what is wrong without a character of it.
+            raise PrometheusUnavailable(
+                f"the bearer token file {self.path} does not hold one token: it is empty or"
+                " has spaces, line breaks or characters a token cannot have"
+            )
+        self.token = token
         request.headers["Authorization"] = f"Bearer {self.token}"
         return request
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""A bearer token: printable ASCII with no space (RFC 6750's token68, and the JWTs and
+opaque tokens of real servers, are all of it)."""
 
 
 def client_factory(

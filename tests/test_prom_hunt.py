@@ -5,6 +5,8 @@ time zone. Against the session's real Prometheus (tests/prom_server.py)."""
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,7 +32,7 @@ from controller.reconciler import LEVEL_WINDOW
 from controller.spec import ScalerConfig, parse_scaler
 from tests import prom_server
 from tests.kubefake import FakeKubeServer
-from tests.prom_server import Fault, FaultProxy, PromServer
+from tests.prom_server import Fault, FaultProxy, PromServer, free_port
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
 from tests.test_faults import reconciler
 
@@ -366,3 +368,31 @@ def test_a_grafana_variable_in_a_query_with_no_data_is_named() -> None:
         "check spec.metric.query; $service, ${window} are Grafana variables, not PromQL:"
         " write the value instead"
     )
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["abc123secret\nsecond-line-secret\n", "abc123 secret", "abc123sécret", "", b"\xffsecret"],
+)
+def test_a_token_file_that_holds_no_single_token_is_refused_without_quoting_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str | bytes
+) -> None:
+    # http.client refused the header with "Invalid header value b'Bearer abc123secret\n...'":
+    # a ValueError out of the reconcile, token and all, into the controller's log.
+    token = tmp_path / "token"
+    token.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with FakeKubeServer() as api:
+        api.state.put("deployments", "gov", DEPLOYMENT)
+        url = f"http://127.0.0.1:{free_port()}"
+        api.state.put("predictivescalers", "gov", scaler(url, "Scale"))
+        rec = reconciler(api, tmp_path, client_factory(token, url, sleep=lambda seconds: None))
+        obj = api.state.get("predictivescalers", "gov", "portal")
+        with caplog.at_level(logging.DEBUG):
+            rec.prefetch([obj], START)
+            decision = rec.reconcile(obj, START)
+        got = api.state.get("predictivescalers", "gov", "portal")["status"]
+
+    assert decision is not None and decision.observed_load is None
+    fallback = {c["type"]: c for c in got["conditions"]}["Fallback"]
+    assert f"the bearer token file {token}" in fallback["message"]
+    assert "secret" not in caplog.text and "secret" not in json.dumps(got)
