@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
@@ -1054,9 +1055,13 @@ class Reconciler:
         dedupe: bool = True,
         key: str | None = None,
     ) -> None:
-        """Emit an Event; a repeat of the same reason and ``key`` (by default the message)
-        is skipped (no spam)."""
-        key = message if key is None else key
+        """Emit an Event; a repeat of the same reason and ``key`` is skipped (no spam).
+
+        By default the key is the message with its numbers blanked: the same failure told
+        again with another time or count in it (a training error quotes its cutoff, which
+        moves at every retry) is not news, where each retry sent a new Warning.
+        """
+        key = re.sub(r"\d+", "#", message) if key is None else key
         if dedupe and state.last_events.get(reason) == key:
             return
         state.last_events[reason] = key

@@ -206,3 +206,23 @@ def test_a_spec_fixed_after_a_failed_training_is_trained_at_once(prom, tmp_path)
         status = server.state.get("predictivescalers", "gov", "portal")["status"]
         trained = next(c for c in status["conditions"] if c["type"] == "ModelTrained")
         assert trained["status"] == "True", trained
+
+
+def test_a_training_failure_retried_is_one_warning_not_one_per_retry(prom, tmp_path) -> None:  # noqa: F811
+    """A mistyped query fails every JOB_RETRY with the cutoff time in its message: each
+    retry sent a ModelTrainingFailed and a FallbackReactive Warning, 576 a day."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        typo = {"prometheusUrl": prom.url, "query": QUERY.replace("portal", "portl"), "step": "1m"}
+        server.state.put("predictivescalers", "gov", scaler(prom.url, "Scale", metric=typo, **FAST))
+        rec = reconciler(server, tmp_path)
+        now = START + timedelta(hours=3)
+        for minute in range(16):  # four tries, each with another cutoff
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, now + timedelta(minutes=minute))
+        reasons = [c.body["reason"] for c in server.state.calls("POST", "/events")]
+        assert reasons.count("ModelTrainingFailed") == 1, reasons
+        assert reasons.count("FallbackReactive") == 1, reasons
+        status = server.state.get("predictivescalers", "gov", "portal")["status"]
+        fallback = next(c for c in status["conditions"] if c["type"] == "Fallback")
+        assert "check spec.metric.query" in fallback["message"]  # the condition still says why
