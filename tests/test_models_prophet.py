@@ -41,3 +41,18 @@ def test_cold_start_falls_back() -> None:
     model = ProphetForecaster().fit(frame)
     assert "cold start" in model.fallback_reason_["a"]
     assert len(model.predict(5)) == 5
+
+
+def test_a_net_flow_fitted_alongside_counts_leaves_the_counts_clipped() -> None:
+    """The flag was one for the whole frame: a net flow (below zero) fitted with a request
+    count left the count's quantiles unclipped, below zero on its quiet nights."""
+    rng = np.random.default_rng(0)
+    ds = pd.date_range("2026-09-01", periods=24 * 7, freq="1h")
+    quiet = np.where(ds.hour < 6, 0.0, 40 + 30 * np.sin(2 * np.pi * ds.hour / 24))
+    counts = pd.DataFrame({"unique_id": "counts", "ds": ds, "y": rng.poisson(quiet + 1e-9)})
+    flow = pd.DataFrame({"unique_id": "flow", "ds": ds, "y": rng.normal(-20, 15, len(ds))})
+    model = ProphetForecaster(country=None).fit(pd.concat([counts, flow]))
+    forecast = model.predict(24, quantiles=(0.05, 0.5, 0.9))
+    mine = forecast[forecast["unique_id"] == "counts"]
+    assert (mine[["yhat", "q0.05", "q0.5", "q0.9"]].to_numpy() >= 0).all()
+    assert (forecast.loc[forecast["unique_id"] == "flow", "q0.05"] < 0).all()
