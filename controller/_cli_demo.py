@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from threadpoolctl import threadpool_limits
 
 from controller.replay import ReplayResult, ReplaySettings, replay, summarize
 from controller.report import summary_table, write_report
@@ -40,7 +41,11 @@ DAMAGED_LINES = (
 )
 
 
+# One thread for the numeric libraries, as the controller's model workers: OpenMP starts a
+# thread per core, and next to busy neighbours those spin-wait on each other; gradient
+# boosting's fits then ran ten times slower and the demo took half an hour on 2 cores.
 @app.command()
+@threadpool_limits.wrap(limits=1)
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for every artefact."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic traffic."),

@@ -6,15 +6,30 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_info
 from typer.testing import CliRunner
 
 from controller.cli import app
+from forecaster.models import GradientBoostingForecaster
 
 
 @pytest.mark.slow
-def test_demo_runs_and_reports_every_line(tmp_path: Path) -> None:
+def test_demo_runs_and_reports_every_line(tmp_path: Path, monkeypatch) -> None:
+    threads = []  # OpenMP threads at each gradient-boosting fit
+    fit = GradientBoostingForecaster.fit
+
+    def counted_fit(self, *args, **kwargs):
+        threads.append(
+            max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
+        )
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GradientBoostingForecaster, "fit", counted_fit)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    # one thread, as the controller's model workers: a thread per core spin-waits next to
+    # busy neighbours, and the fits ran ten times slower
+    assert threads and set(threads) == {1}
     assert "+ 3 malformed" in result.output
     # the replay starts at the portal's local midnight, named as such and in UTC
     assert "replaying from 2026-11-02 00:00 Asia/Shanghai (2026-11-01 16:00 UTC)" in result.output
