@@ -18,6 +18,7 @@ would let a standby take over a lease that is still being renewed. The wall time
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +136,9 @@ class LeaderElector:
 
     def _write(self, lease: dict[str, Any] | None, now: datetime, sent: float) -> None:
         stamp = now.isoformat(timespec="microseconds")
-        seconds = int(self.settings.lease_duration.total_seconds())
+        # Rounded up: the record is what a standby waits for, and a second cut off a lease
+        # of 1.9 s (renew deadline 1.5 s) would let it take over while this one still acts.
+        seconds = math.ceil(self.settings.lease_duration.total_seconds())
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",

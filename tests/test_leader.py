@@ -125,3 +125,28 @@ def test_a_release_the_api_refuses_still_ends_leadership_without_raising(server)
     assert not a.is_leader()
     # Not released, so the lease expires as after a crash: a standby waits for it.
     assert server.state.get("leases", "ns", "lease")["spec"]["holderIdentity"] == "a"
+
+
+def test_a_lease_of_a_fraction_of_a_second_more_is_not_cut_short(server) -> None:
+    """The record holds whole seconds; truncated, a 1.9 s lease read as 1 s, shorter than the
+    holder's 1.5 s renew deadline."""
+    settings = LeaderSettings(
+        lease_duration=timedelta(seconds=1.9),
+        renew_deadline=timedelta(seconds=1.5),
+        retry_period=timedelta(seconds=0.25),
+    )
+    clock_a, clock_b = Monotonic(), Monotonic()
+    a = LeaderElector(elector(server, "a", clock_a).kube, "ns", "lease", "a", settings, clock_a)
+    b = LeaderElector(elector(server, "b", clock_b).kube, "ns", "lease", "b", settings, clock_b)
+    assert a.tick(T0) and not b.tick(T0)
+    lost = Fault("GET", "/leases/", 503, times=10_000)
+    for quarter in range(1, 16):
+        clock_a.seconds += 0.25
+        clock_b.seconds += 0.25
+        now = T0 + timedelta(seconds=quarter / 4)
+        server.state.faults.append(lost)
+        a_leads = a.tick(now)
+        server.state.faults.remove(lost)
+        b_leads = b.tick(now)
+        assert not (a_leads and b_leads), f"both lead {quarter / 4} s after a's last renewal"
+    assert b.is_leader()
