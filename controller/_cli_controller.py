@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from concurrent.futures import Executor
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -108,7 +109,7 @@ def run(
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
     configure_logging(log_level)
     try:
-        retention = parse_duration(decision_retention) if decision_retention != "0" else None
+        retention = _retention(decision_retention)
     except ValueError as exc:
         fail(f"--decision-retention: {exc}")
     try:
@@ -167,6 +168,14 @@ def run(
         if feed is not None:
             feed.stop()
         executor.shutdown(wait=False)  # jobs still queued are dropped; the next leader reruns them
+
+
+def _retention(text: str) -> timedelta | None:
+    """``--decision-retention``: None (keep every decision) for any zero, ``0s`` and ``0d``
+    as well as ``0``; kept as a zero duration, the hourly prune would delete the whole log."""
+    if text.strip() == "0":
+        return None
+    return parse_duration(text) or None
 
 
 def _workers(engine: Engine, local: int) -> int:

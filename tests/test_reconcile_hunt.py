@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from controller._cli_controller import _retention
 from controller.kube import KubeClient, RetryPolicy
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
@@ -226,3 +227,13 @@ def test_a_training_failure_retried_is_one_warning_not_one_per_retry(prom, tmp_p
         status = server.state.get("predictivescalers", "gov", "portal")["status"]
         fallback = next(c for c in status["conditions"] if c["type"] == "Fallback")
         assert "check spec.metric.query" in fallback["message"]  # the condition still says why
+
+
+@pytest.mark.parametrize("zero", ["0", "0s", "0d", "0h0m"])
+def test_a_zero_decision_retention_keeps_the_log_in_any_spelling(zero: str) -> None:
+    """Only "0" meant keep-all: "0d" became a retention of no time at all, and the hourly
+    prune deleted every decision in the log."""
+    assert _retention(zero) is None
+    assert _retention("30d") == timedelta(days=30)
+    with pytest.raises(ValueError):
+        _retention("a month")
