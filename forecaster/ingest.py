@@ -162,7 +162,7 @@ def _open(source: str) -> BinaryIO:
             if isinstance(stdin, io.BufferedReader)
             else io.BufferedReader(cast(io.RawIOBase, stdin))
         )
-        kind = _compression(stream.peek(4)[:4])
+        kind = _compression(stream.peek(10)[:10])
         if kind == "gzip":
             return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
         if kind == "bzip2":
@@ -172,7 +172,7 @@ def _open(source: str) -> BinaryIO:
     if not path.is_file():
         raise IngestError(f"{source}: no such file")
     with open(path, "rb") as probe:
-        kind = _compression(probe.read(4))
+        kind = _compression(probe.read(10))
     # GzipFile and BZ2File are binary file objects, but typeshed does not declare them
     # typing.BinaryIO, hence the ignores.
     if kind == "gzip":
@@ -183,10 +183,15 @@ def _open(source: str) -> BinaryIO:
 
 
 def _compression(head: bytes) -> str | None:
-    """``gzip`` or ``bzip2`` from a file's first four bytes, else ``None`` (plain text)."""
-    if head[:2] == b"\x1f\x8b":
+    """``gzip`` or ``bzip2`` from a file's first ten bytes, else ``None`` (plain text).
+
+    gzip: its magic, the deflate method and no reserved flag; bzip2: its magic, a block
+    size and the magic of a first block or of the end of an empty stream. A plain log never
+    starts so, and garbage that merely starts with 1f 8b stays garbage, counted by line.
+    """
+    if head[:3] == b"\x1f\x8b\x08" and len(head) > 3 and head[3] & 0xE0 == 0:
         return "gzip"
-    if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0":
+    if re.fullmatch(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)", head[:10]):
         return "bzip2"
     return None
 

@@ -17,7 +17,12 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
-from forecaster.ingest import IngestError, ingest_logs, load_counts, parse_freq
+from forecaster.ingest import (
+    IngestError,
+    ingest_logs,
+    load_counts,
+    parse_freq,
+)
 from forecaster.logs import builtin_format, pattern_format
 
 runner = CliRunner()
@@ -245,3 +250,10 @@ def test_bad_fraction_error_mentions_out_of_range_only_when_there_are_some(tmp_p
 def test_freq_without_a_unit_says_so() -> None:
     with pytest.raises(IngestError, match="--freq '60' has no unit; give one, e.g. 60s"):
         parse_freq("60")
+
+
+def test_garbage_that_starts_like_gzip_is_garbage_not_a_bad_gzip(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"\x1f\x8b" + CLF_LINES.encode())  # two stray bytes, then records
+    report = ingest_logs(log).report
+    assert report.malformed["binary"] == 1 and report.parsed == 5

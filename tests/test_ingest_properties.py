@@ -56,7 +56,11 @@ def test_ingest_report_accounts_for_every_line(lines: list[bytes], trailing_newl
     data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
     try:
         result = ingest_bytes(data, log_format=ClfFormat(), chunk_bytes=64)
-    except IngestError as exc:  # no line at all, or blank lines only
+    except IngestError as exc:
+        if "cannot read" in str(exc):  # starts like gzip or bzip2 (it is read so), is not
+            assert data[:3] == b"\x1f\x8b\x08" or data.startswith(b"BZh")
+            return
+        # no line at all, or blank lines only
         assert (ClfFormat().parse(lines_column(data))["reason"] == "empty").all()
         assert "empty" in str(exc)
         return
