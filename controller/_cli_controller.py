@@ -120,6 +120,8 @@ def run(
         refresh_every = parse_duration(refresh)
     except ValueError as exc:
         fail(f"--refresh: {exc}")
+    if not refresh_every:  # every reconcile would refit every scaler's model
+        fail(f"--refresh: {refresh!r} is no time at all; give a positive duration such as 30m")
     try:
         engine = open_engine(engine_name, scheduler)
     except ValueError as exc:

@@ -11,8 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from controller._cli_controller import _retention
+from controller.cli import app
 from controller.kube import KubeClient, RetryPolicy
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
@@ -237,3 +239,11 @@ def test_a_zero_decision_retention_keeps_the_log_in_any_spelling(zero: str) -> N
     assert _retention("30d") == timedelta(days=30)
     with pytest.raises(ValueError):
         _retention("a month")
+
+
+def test_controller_run_refuses_a_refresh_of_no_time() -> None:
+    """A refresh of 0s made the forecast stale at once: a refit of every scaler's model at
+    every reconcile, keeping every model worker busy."""
+    result = CliRunner().invoke(app, ["controller", "run", "--refresh", "0s"])
+    assert result.exit_code == 2
+    assert "--refresh" in result.output and "positive" in result.output
