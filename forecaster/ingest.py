@@ -49,6 +49,7 @@ from forecaster.logs import (
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 EXAMPLES_PER_REASON = 3
 MAX_GRID_ROWS = 50_000_000
+MAX_LINE_BYTES = 1024 * 1024
 STDIN = "-"
 
 
@@ -196,29 +197,46 @@ def _compression(head: bytes) -> str | None:
     return None
 
 
-def iter_line_chunks(stream: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
-    """Yield blocks of whole lines; the last block may lack its final newline."""
+def iter_line_chunks(
+    stream: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
+    """Yield blocks of whole lines; the last block may lack its final newline.
+
+    A line longer than ``max_line_bytes`` (no access-log record is; a run of NUL bytes left
+    by a crash can be gigabytes) is cut to its head, which still counts as one line and is
+    classed (``binary``, ``truncated``...) by :func:`lines_column`, so memory stays bounded.
+    """
     rest = b""
+    skipping = False  # inside an over-long line whose head was already yielded
     while True:
         block = stream.read(chunk_bytes)
         if not block:
             break
+        if skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            skipping, block = False, block[end + 1 :]
         block = rest + block
         cut = block.rfind(b"\n") + 1
-        if cut == 0:
-            rest = block
-            continue
         rest = block[cut:]
-        yield block[:cut]
+        if len(rest) > max_line_bytes:
+            # A few bytes more than the head: lines_column then cuts it at a character
+            # boundary, just as it cuts a long line that came whole.
+            yield block[:cut] + rest[: max_line_bytes + 4] + b"\n"
+            rest, skipping = b"", True
+        elif cut:
+            yield block[:cut]
     if rest:
         yield rest
 
 
-def lines_column(chunk: bytes) -> pl.Series:
+def lines_column(chunk: bytes, max_line_bytes: int = MAX_LINE_BYTES) -> pl.Series:
     """Split a block into a string column of lines without copying line by line.
 
     Bytes that are not UTF-8 become U+FFFD (so the line is later classed ``binary``); the
-    line offsets are computed on the re-encoded bytes and handed to Arrow directly.
+    line offsets are computed on the re-encoded bytes and handed to Arrow directly. A line
+    longer than ``max_line_bytes`` keeps only its head, as :func:`iter_line_chunks` cuts it.
     """
     data = chunk
     if not chunk.isascii():
@@ -230,10 +248,25 @@ def lines_column(chunk: bytes) -> pl.Series:
     if data and data[-1:] != b"\n":
         ends = np.append(ends, len(data))
     offsets = np.concatenate([[0], ends]).astype(np.int64)
+    if len(offsets) > 1 and np.diff(offsets).max() > max_line_bytes:
+        data, offsets = _cut_long_lines(data, offsets, max_line_bytes)
     array = pa.LargeStringArray.from_buffers(
         len(offsets) - 1, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)
     )
     return pl.Series(LINE, array, dtype=pl.String)
+
+
+def _cut_long_lines(data: bytes, offsets: np.ndarray, limit: int) -> tuple[bytes, np.ndarray]:
+    """Lines longer than ``limit`` bytes cut to their head, at a character boundary."""
+    pieces = []
+    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+        if end - start > limit:
+            end = start + limit
+            while end > start and data[end] & 0xC0 == 0x80:  # inside a UTF-8 character
+                end -= 1
+        pieces.append(data[start:end])
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    return b"".join(pieces), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
 def _key_expr(key: str, path_depth: int) -> pl.Expr:

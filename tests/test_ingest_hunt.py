@@ -20,6 +20,8 @@ from forecaster.generate import TrafficProfile, generate_traffic, write_access_l
 from forecaster.ingest import (
     IngestError,
     ingest_logs,
+    iter_line_chunks,
+    lines_column,
     load_counts,
     parse_freq,
 )
@@ -257,3 +259,21 @@ def test_garbage_that_starts_like_gzip_is_garbage_not_a_bad_gzip(tmp_path: Path)
     log.write_bytes(b"\x1f\x8b" + CLF_LINES.encode())  # two stray bytes, then records
     report = ingest_logs(log).report
     assert report.malformed["binary"] == 1 and report.parsed == 5
+
+
+def test_an_over_long_line_is_one_line_cut_to_its_head_whatever_the_chunks() -> None:
+    data = b"short\n" + b"x" * 50 + b"\n" + "\u00e9".encode() * 30 + b"\ny\n" + b"z" * 40
+    expected = ["short", "x" * 21, "\u00e9" * 10, "y", "z" * 21]
+    for chunk in (1, 7, 16, 64, 1000):
+        parts = [
+            lines_column(block, max_line_bytes=21)
+            for block in iter_line_chunks(io.BytesIO(data), chunk, max_line_bytes=21)
+        ]
+        assert [line.rstrip("\n") for part in parts for line in part] == expected
+
+
+def test_a_crash_left_run_of_nul_bytes_is_one_binary_line(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(CLF_LINES.encode() + b"\0" * 3_000_000 + b"\n" + CLF_LINES.encode())
+    report = ingest_logs(log, chunk_bytes=65536).report
+    assert report.lines == 13 and report.parsed == 12 and report.malformed["binary"] == 1
