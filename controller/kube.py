@@ -85,6 +85,9 @@ class ScaleTarget:
     spec_replicas: int
     status_replicas: int
     selector: str
+    uid: str = ""
+    """The workload's uid (a scale carries its object's metadata): ``kubectl describe``
+    shows only the Events whose ``involvedObject.uid`` is the object's."""
 
 
 def api_client(kubeconfig: str | None = None, host: str | None = None) -> client.ApiClient:
@@ -479,6 +482,7 @@ def _scale_target(kind: str, namespace: str, scale: Any) -> ScaleTarget:
         spec_replicas=int(spec.get("replicas") or 0),
         status_replicas=int(status.get("replicas") or 0),
         selector=str(status.get("selector") or ""),
+        uid=str(scale["metadata"].get("uid") or ""),
     )
 
 

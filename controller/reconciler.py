@@ -635,7 +635,11 @@ class Reconciler:
             target = {
                 "apiVersion": config.target.get("apiVersion", "apps/v1"),
                 "kind": config.target["kind"],
-                "metadata": {"name": config.target["name"], "namespace": config.namespace},
+                "metadata": {
+                    "name": config.target["name"],
+                    "namespace": config.namespace,
+                    "uid": scale.uid,
+                },
             }
             self._event(state, target, "Normal", "PredictiveScaled", message, now, dedupe=False)
         return changed

@@ -274,6 +274,7 @@ def _scale(obj: dict[str, Any]) -> dict[str, Any]:
         "metadata": {
             "name": meta["name"],
             "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
             "resourceVersion": meta["resourceVersion"],
         },
         "spec": {"replicas": obj["spec"].get("replicas", 0)},

@@ -247,3 +247,23 @@ def test_controller_run_refuses_a_refresh_of_no_time() -> None:
     result = CliRunner().invoke(app, ["controller", "run", "--refresh", "0s"])
     assert result.exit_code == 2
     assert "--refresh" in result.output and "positive" in result.output
+
+
+def test_the_event_on_the_target_names_its_uid_so_kubectl_describe_shows_it(tmp_path) -> None:
+    """``kubectl describe deployment`` lists the Events whose involvedObject.uid is the
+    Deployment's; sent with an empty uid, PredictiveScaled never showed there."""
+    with FakeKubeServer() as server:
+        deployment = server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put(
+            "predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale", minReplicas=3, **FAST)
+        )
+        rec = reconciler(server, tmp_path)
+        rec.reconcile(copy.deepcopy(server.state.get("predictivescalers", "gov", "portal")), START)
+        assert server.state.get("deployments", "gov", "portal")["spec"]["replicas"] == 3
+        (on_target,) = [
+            c.body
+            for c in server.state.calls("POST", "/events")
+            if c.body["reason"] == "PredictiveScaled"
+        ]
+        assert on_target["involvedObject"]["uid"] == deployment["metadata"]["uid"]
+        assert on_target["involvedObject"]["kind"] == "Deployment"
