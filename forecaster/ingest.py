@@ -200,7 +200,8 @@ def _compression(head: bytes) -> str | None:
 def iter_line_chunks(
     stream: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[bytes]:
-    """Yield blocks of whole lines; the last block may lack its final newline.
+    """Yield blocks of whole lines, without a UTF-8 byte-order mark at the start; the last
+    block may lack its final newline.
 
     A line longer than ``max_line_bytes`` (no access-log record is; a run of NUL bytes left
     by a crash can be gigabytes) is cut to its head, which still counts as one line and is
@@ -208,10 +209,13 @@ def iter_line_chunks(
     """
     rest = b""
     skipping = False  # inside an over-long line whose head was already yielded
+    start = True
     while True:
         block = stream.read(chunk_bytes)
         if not block:
             break
+        if start:  # a byte-order mark (Windows tools write one) is not part of a record
+            block, start = block.removeprefix(b"\xef\xbb\xbf"), False
         if skipping:
             end = block.find(b"\n")
             if end < 0:

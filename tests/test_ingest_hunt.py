@@ -277,3 +277,13 @@ def test_a_crash_left_run_of_nul_bytes_is_one_binary_line(tmp_path: Path) -> Non
     log.write_bytes(CLF_LINES.encode() + b"\0" * 3_000_000 + b"\n" + CLF_LINES.encode())
     report = ingest_logs(log, chunk_bytes=65536).report
     assert report.lines == 13 and report.parsed == 12 and report.malformed["binary"] == 1
+
+
+def test_a_byte_order_mark_does_not_spoil_the_first_record(tmp_path: Path) -> None:
+    log = tmp_path / "app.jsonl"
+    log.write_bytes(
+        b"\xef\xbb\xbf"
+        + b"".join(json.dumps({"msec": f"1791453600.{n}"}).encode() + b"\n" for n in range(3))
+    )
+    report = ingest_logs(log).report
+    assert report.parsed == 3 and report.malformed_total == 0
