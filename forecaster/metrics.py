@@ -49,6 +49,8 @@ def mase(y: np.ndarray, yhat: np.ndarray, train: np.ndarray, season: int) -> flo
     time first, and only then are pairs with a missing side dropped. Dropping the gaps
     first would pair values that are not a season apart.
     """
+    if int(season) != season or season < 1:  # 0 compared each value with the whole array
+        raise ValueError(f"season must be a positive whole number of intervals, got {season!r}")
     train = np.asarray(train, dtype=float)
     if train.size <= season:
         return np.nan

@@ -8,6 +8,7 @@ import pytest
 
 from forecaster.backtest import backtest, score
 from forecaster.frames import read_events
+from forecaster.metrics import mase
 from forecaster.models import (
     ConformalCalibrator,
     GradientBoostingForecaster,
@@ -166,3 +167,11 @@ def test_an_event_between_two_stamps_counts_in_the_interval_that_contains_it() -
     assert event_matrix(events, "s", ds, ["launch"])[:, 0].tolist() == [0, 1, 0, 2]
     after = events.assign(ds=events["ds"] + pd.Timedelta("1h"))  # 12:00 is past the end
     assert event_matrix(after, "s", ds, ["launch"])[:, 0].tolist() == [5, 0, 1, 0]
+
+
+@pytest.mark.parametrize("season", [0, -24, 1.5])
+def test_a_mase_season_that_is_not_a_positive_whole_number_is_refused_clearly(season) -> None:
+    """A season of 0 intervals (a 1-day season on 2-day data, rounded down) failed with
+    numpy's "operands could not be broadcast together"."""
+    with pytest.raises(ValueError, match="season must be a positive whole number"):
+        mase(np.ones(3), np.ones(3), np.arange(10.0), season)
