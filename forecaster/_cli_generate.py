@@ -10,6 +10,7 @@ import typer
 from forecaster._cli_common import fail, zone_option
 from forecaster.frames import write_frame
 from forecaster.generate import SERVICES, TrafficProfile, generate_traffic, write_access_log
+from forecaster.ingest import IngestError, parse_freq
 
 app = typer.Typer()
 
@@ -57,6 +58,15 @@ def generate(
     zone_option(tz)  # an unknown zone was a ZoneInfoNotFoundError traceback
     if not output.parent.exists():
         fail(f"{output.parent}: no such directory")
+    if counts_out is not None:  # found after generating, these were minutes lost
+        if counts_out.suffix not in (".csv", ".parquet"):
+            fail(f"{counts_out}: --counts-out must end in .csv or .parquet")
+        if not counts_out.parent.is_dir():
+            fail(f"{counts_out.parent}: no such directory")
+        try:
+            parse_freq(freq)
+        except IngestError as exc:
+            fail(str(exc))
     profile = TrafficProfile(service=service, tz=tz, peak_rps=peak_rps, deadlines=deadlines)
     try:
         traffic = generate_traffic(profile, first_day, days, seed=seed)

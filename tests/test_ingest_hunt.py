@@ -287,3 +287,21 @@ def test_a_byte_order_mark_does_not_spoil_the_first_record(tmp_path: Path) -> No
     )
     report = ingest_logs(log).report
     assert report.parsed == 3 and report.malformed_total == 0
+
+
+@pytest.mark.parametrize(
+    ("counts_out", "freq", "message"),
+    [
+        ("t.txt", "1min", "--counts-out must end in .csv or .parquet"),
+        ("nowhere/t.csv", "1min", "nowhere: no such directory"),
+        ("t.csv", "7min", "--freq '7min' must be a whole number of seconds that divides a day"),
+    ],
+)
+def test_generate_checks_counts_out_before_generating(
+    tmp_path: Path, counts_out: str, freq: str, message: str
+) -> None:
+    log = tmp_path / "a.log"
+    args = ["generate", "-o", str(log), "--days", "1", "--counts-out", str(tmp_path / counts_out)]
+    result = runner.invoke(app, [*args, "--freq", freq])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not log.exists()  # refused before any work
