@@ -40,7 +40,7 @@ from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, KubeError
 from controller.leader import LeaderElector
 from controller.reconciler import Reconciler, shared_targets
-from controller.spec import SpecError, parse_duration, parse_scaler
+from controller.spec import MIN_SYNC, SpecError, parse_duration, parse_scaler
 
 log = logging.getLogger("surgecast.controller")
 
@@ -363,9 +363,10 @@ def _sync_period(key: str, obj: dict[str, Any]) -> timedelta:
     except Exception:  # a bug of the spec reader, not the user's mistake
         log.exception("reading the spec of %s failed", key)
     try:
-        return parse_duration(obj["spec"]["behavior"]["syncPeriod"])
+        period = parse_duration(obj["spec"]["behavior"]["syncPeriod"])
     except Exception:  # absent, or as unreadable as the rest
         return DEFAULT_SYNC
+    return period if period >= MIN_SYNC else DEFAULT_SYNC  # refused too: not 10 cycles a second
 
 
 def _cycle(period: float) -> str:

@@ -34,6 +34,7 @@ MODELS = (
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
 MAX_OUTLOOK_DAYS = 14
+MIN_SYNC = timedelta(seconds=1)
 
 
 class SpecError(ValueError):
@@ -205,6 +206,13 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     down_step = reader.integer("behavior.scaleDownMaxStep", 10, minimum=1)
     stabilization = reader.duration("behavior.scaleDownStabilization", "5m", zero=True)
     sync = reader.duration("behavior.syncPeriod", "30s")
+    if sync is not None and sync < MIN_SYNC:
+        # The CRD's pattern has no ms for it; without that check (an older CRD) a 100ms
+        # period would run a cycle, with its Prometheus queries, ten times a second.
+        problems.append(
+            f"spec.behavior.syncPeriod: {reader.get('behavior.syncPeriod', '')} is shorter than 1s"
+        )
+        sync = None
     overrides = _windows(reader, "overrides")
     events = _windows(reader, "events")
     enabled = reader.boolean("outlook.enabled", True)

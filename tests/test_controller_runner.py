@@ -21,7 +21,7 @@ from controller.metrics import ControllerMetrics
 from controller.prometheus import PrometheusClient
 from controller.reconciler import Reconciler
 from controller.runner import Controller, _key
-from controller.spec import parse_scaler
+from controller.spec import SpecError, parse_scaler
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, scaler
 from tests.test_leader import Monotonic
@@ -392,3 +392,13 @@ def test_a_batch_that_waited_for_another_reconciles_at_the_time_it_runs(fleet) -
     waiting.join(timeout=10)
     decided = fleet.state.get("predictivescalers", "gov", "s0")["status"]["lastDecision"]
     assert decided["time"] == "2026-03-05T01:00:57Z"
+
+
+def test_a_sub_second_sync_period_is_refused_and_not_scheduled() -> None:
+    """An older CRD lets ``syncPeriod: 100ms`` through: refused by the reader, the scaler was
+    still scheduled by the period it asked for, a cycle ten times a second."""
+    obj = scaler("http://127.0.0.1:9", "Scale", behavior={"syncPeriod": "100ms"})
+    obj["metadata"]["namespace"] = "gov"
+    with pytest.raises(SpecError, match="shorter than 1s"):
+        parse_scaler(obj)
+    assert runner._sync_period("gov/portal", obj) == runner.DEFAULT_SYNC

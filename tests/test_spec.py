@@ -95,6 +95,10 @@ def test_minimal_spec_takes_every_default() -> None:
         (lambda s: s.update(behavior={"tolerance": 3}), "spec.behavior.tolerance"),
         (lambda s: s.update(behavior={"syncPeriod": "soon"}), "spec.behavior.syncPeriod"),
         (
+            lambda s: s.update(behavior={"syncPeriod": "100ms"}),
+            "spec.behavior.syncPeriod: 100ms is shorter than 1s",
+        ),
+        (
             lambda s: s["overrides"][0].update(end="2026-11-30T00:00:00+08:00"),
             "spec.overrides[0]: end is not after start",
         ),
