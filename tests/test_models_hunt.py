@@ -175,3 +175,15 @@ def test_a_mase_season_that_is_not_a_positive_whole_number_is_refused_clearly(se
     numpy's "operands could not be broadcast together"."""
     with pytest.raises(ValueError, match="season must be a positive whole number"):
         mase(np.ones(3), np.ones(3), np.arange(10.0), season)
+
+
+def test_a_text_event_column_is_refused_by_name() -> None:
+    """A calendar passed in a notebook with a text column (a note per event) failed deep
+    in numpy with "could not convert string to float"; numbers stored as text still work."""
+    ds = pd.date_range("2026-09-01", periods=3, freq="1h")
+    events = pd.DataFrame({"ds": ds, "launch": ["0", "1", "0"], "note": ["", "big day", ""]})
+    assert event_matrix(events, "s", ds, ["launch"])[:, 0].tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="event column 'note' is not numeric"):
+        event_matrix(events, "s", ds, ["launch", "note"])
+    with pytest.raises(ValueError, match="event column 'note' is not numeric"):
+        LinearForecaster().fit(hourly(days=3), events=events)

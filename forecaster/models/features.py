@@ -211,6 +211,15 @@ def event_matrix(
     if events.empty:
         return out
     rows = events
+    for name in names:  # a text column failed deep in numpy: "could not convert string"
+        if not pd.api.types.is_numeric_dtype(rows[name]):
+            try:
+                rows = rows.assign(**{name: pd.to_numeric(rows[name]).astype(float)})
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"event column {name!r} is not numeric: an event column holds a number"
+                    " per interval (0 when the event is absent)"
+                ) from None
     if "unique_id" in rows.columns:  # a row without one (a blank cell) is for every series
         named = rows["unique_id"]
         rows = rows[named.isna() | (named.astype(str) == uid)]
