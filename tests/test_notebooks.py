@@ -8,12 +8,14 @@ running means the API broke. They run on the built-in synthetic traffic with the
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import papermill
 import pytest
+from nbclient import NotebookClient
 
 from forecaster import store
 from tests.conftest import shared_file
@@ -93,6 +95,21 @@ def test_notebooks_readme_names_every_parameter() -> None:
         for node in ast.parse(cell.source).body:
             for target in node.targets:
                 assert f"`{target.id}`" in readme, f"{path.name}: {target.id}"
+
+
+def test_retrain_notebook_fits_on_one_thread(tmp_path: Path) -> None:
+    """After notebook 02's set-up cells, OpenMP and BLAS run one thread: a thread per core
+    spin-waits next to busy neighbours, and its backtests took 12 minutes instead of 1."""
+    notebook = nbformat.read(REPO / "notebooks" / "02-retrain-and-compare.ipynb", as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    probe = "from threadpoolctl import threadpool_info\n"
+    probe += "print(sorted({i['num_threads'] for i in threadpool_info()}))"
+    notebook.cells = [*code[:2], nbformat.v4.new_code_cell(probe)]
+    notebook.cells[0].source += f"\noutput_dir = {str(tmp_path)!r}"
+    client = NotebookClient(notebook, kernel_name="python3", resources={"metadata": {"path": REPO}})
+    # the kernel a user starts, not the test session's one OpenMP thread (tests/conftest.py)
+    client.execute(env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+    assert printed(notebook).strip() == "[1]"
 
 
 @pytest.mark.slow
