@@ -390,6 +390,11 @@ def ingest_logs(
     if not _has_records(report):
         blank = " (blank lines only)" if report.lines else ""
         raise IngestError(f"{', '.join(paths)}: empty{blank}, nothing to ingest")
+    if report.parsed == 0 and report.malformed["out_of_range"]:  # not an empty series
+        raise IngestError(
+            f"no line between --since and --until: {report.malformed['out_of_range']:,} "
+            "well-formed lines fall outside"
+        )
     counter = _Counter(keys=list(by))
     for f in files:
         counter.add(f.counts)

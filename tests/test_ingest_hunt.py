@@ -305,3 +305,12 @@ def test_generate_checks_counts_out_before_generating(
     result = runner.invoke(app, [*args, "--freq", freq])
     assert result.exit_code == 2 and message in result.stderr
     assert not log.exists()  # refused before any work
+
+
+def test_a_window_that_keeps_no_line_is_an_error_not_an_empty_series(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES)
+    result = runner.invoke(app, ["ingest", str(log), "--since", "2027-01-01"])
+    assert result.exit_code == 2
+    assert "no line between --since and --until: 6 well-formed lines fall outside" in result.stderr
+    assert result.stdout == ""
