@@ -359,6 +359,7 @@ def ingest_logs(
     paths = [str(sources)] if isinstance(sources, (str, Path)) else [str(s) for s in sources]
     if not paths:
         raise IngestError("no input files given")
+    by = list(dict.fromkeys(by))  # --by status --by status: one split (polars refused two)
     engine = engine or LocalEngine()
     for path in paths:  # a missing file fails before any work
         if path == STDIN and not engine.in_process:
@@ -369,7 +370,7 @@ def ingest_logs(
     gap_seconds = parse_gap(gap)
     job = _FileJob(
         log_format,
-        list(by),
+        by,
         path_depth,
         bucket_seconds,
         since,
@@ -395,10 +396,10 @@ def ingest_logs(
             f"no line between --since and --until: {report.malformed['out_of_range']:,} "
             "well-formed lines fall outside"
         )
-    counter = _Counter(keys=list(by))
+    counter = _Counter(keys=by)
     for f in files:
         counter.add(f.counts)
-    series = counts_to_series(counter.total(), bucket_seconds, gap_seconds, list(by), unique_id)
+    series = counts_to_series(counter.total(), bucket_seconds, gap_seconds, by, unique_id)
     return IngestResult(series=series, report=report)
 
 

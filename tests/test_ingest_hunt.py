@@ -314,3 +314,12 @@ def test_a_window_that_keeps_no_line_is_an_error_not_an_empty_series(tmp_path: P
     assert result.exit_code == 2
     assert "no line between --since and --until: 6 well-formed lines fall outside" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_split_asked_twice_is_one_split(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES)
+    result = runner.invoke(app, ["ingest", str(log), "--by", "status,method", "--by", "status"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(io.StringIO(result.stdout))
+    assert rows["unique_id"].tolist() == ["status=2xx,method=GET"] and rows["y"].tolist() == [6]
