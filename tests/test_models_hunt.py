@@ -187,3 +187,17 @@ def test_a_text_event_column_is_refused_by_name() -> None:
         event_matrix(events, "s", ds, ["launch", "note"])
     with pytest.raises(ValueError, match="event column 'note' is not numeric"):
         LinearForecaster().fit(hourly(days=3), events=events)
+
+
+def test_half_a_day_missing_every_day_at_15_seconds_is_pooled_from_the_nearest_slots() -> None:
+    """Business hours only (nights missing, as ``ingest --gap`` leaves a silent fleet):
+    each of the 2,880 empty slots looks once for its nearest observed ones, rather than
+    widening its neighbourhood a slot at a time (billions of steps at 15 s)."""
+    ds = pd.date_range("2026-09-01", periods=2 * 5760, freq="15s")
+    y = np.where((ds.hour >= 9) & (ds.hour < 21), 20.0, np.nan)
+    y[(ds.hour == 20) & (ds.minute >= 45)] = 40.0  # the last quarter hour before the gap
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    forecast = SeasonalQuantile(country=None, tz=None).fit(frame).predict(5760, quantiles=(0.9,))
+    at = forecast.set_index("ds")["q0.9"]
+    assert at[at.index.hour == 22].min() == 40.0  # nearer 20:59 than 09:00
+    assert at[at.index.hour == 7].max() == 20.0  # nearer 09:00

@@ -280,12 +280,12 @@ def _pooled_quantiles(table: list[np.ndarray], levels: Sequence[float], window: 
     """
     n = len(table)
     result = np.zeros((len(levels), n))
+    seen = np.flatnonzero([values.size > 0 for values in table])
     for s in range(n):
-        reach = window
-        pooled = _around(table, s, reach)
-        while not pooled.size and reach < n // 2:
-            reach += 1
-            pooled = _around(table, s, reach)
+        pooled = _around(table, s, window)
+        if not pooled.size and seen.size:
+            gap = np.abs(seen - s)
+            pooled = _around(table, s, int(np.minimum(gap, n - gap).min()))
         if pooled.size:
             result[:, s] = np.quantile(pooled, levels)
     return result
