@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
+import sqlite3
 from pathlib import Path
 
 import nbformat
@@ -165,3 +167,25 @@ def test_review_decisions(tmp_path: Path) -> None:
     accounts = [line for line in text.splitlines() if line.startswith(("widest gap", "stretch"))]
     assert len(accounts) == 2  # explain() of two decisions from the log
     assert all("because" in a and "HPA alone would have asked for" in a for a in accounts)
+
+
+@pytest.mark.slow
+def test_review_decisions_explains_the_logs_own_decisions(tmp_path: Path) -> None:
+    """Given a controller's log, the decisions explained are the log's, not the replay's."""
+    execute("03-review-decisions.ipynb", tmp_path)  # fills out/decisions.db from its replay
+    log = tmp_path / "controller.db"
+    shutil.copy(tmp_path / "out" / "decisions.db", log)
+    # a controller that, at 03:00 local, asked for 40 pods more than the HPA alone would
+    with sqlite3.connect(log) as db:
+        changed = db.execute(
+            "UPDATE decisions SET replicas = hpa_replicas + 40 WHERE at LIKE '2026-11-09 19:00%'"
+        ).rowcount
+    assert changed == 1
+    notebook = execute(
+        "03-review-decisions.ipynb",
+        tmp_path,
+        output_dir=str(tmp_path / "again"),
+        decision_log=f"sqlite:///{log}",
+    )
+    accounts = [line for line in printed(notebook).splitlines() if line.startswith("widest gap")]
+    assert len(accounts) == 1 and accounts[0].startswith("widest gap, 03:00:"), accounts
