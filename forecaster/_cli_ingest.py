@@ -135,6 +135,9 @@ def ingest(
         if target is not None and not target.parent.is_dir():
             fail(f"{target.parent}: no such directory")
     _check_zone(tz)
+    start, end = _instant("--since", since), _instant("--until", until)
+    if start is not None and end is not None and start >= end:
+        fail(f"--since {since} is not before --until {until}")
     try:
         with open_engine(engine_name, scheduler) as engine:
             if log_format == "counts":
@@ -149,8 +152,8 @@ def ingest(
                     freq=freq,
                     gap=_gap(gap),
                     unique_id=unique_id,
-                    since=pd.Timestamp(since) if since else None,
-                    until=pd.Timestamp(until) if until else None,
+                    since=start,
+                    until=end,
                 )
                 series = pd.concat(engine.map(load, files))
                 freq = freq or _common_interval(series)
@@ -159,7 +162,7 @@ def ingest(
                 freq = freq or "1min"
                 fmt = _choose_format(log_format, pattern, time_format, tz)
                 result = _run(
-                    files, freq, fmt, by, path_depth, gap, since, until, unique_id or "all", engine
+                    files, freq, fmt, by, path_depth, gap, start, end, unique_id or "all", engine
                 )
                 series, report = result.series, result.report
     except (IngestError, LogFormatError, ValueError, OSError) as exc:
@@ -182,6 +185,19 @@ def ingest(
     else:
         _write(output, lambda: write_frame(series, output))
         typer.echo(f"wrote {len(series):,} rows to {output}", err=True)
+
+
+def _instant(option: str, text: str | None) -> pd.Timestamp | None:
+    """A --since/--until time, UTC unless it carries an offset; one line when unreadable."""
+    if not text:
+        return None
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        fail(f"{option} {text!r} is not a time like 2026-10-12 or 2026-10-12T08:00+08:00")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
 
 
 def _write(path: Path, write: Callable[[], object]) -> None:
@@ -255,8 +271,8 @@ def _run(
     by: list[str],
     path_depth: int,
     gap: str,
-    since: str | None,
-    until: str | None,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
     unique_id: str,
     engine: Engine,
 ) -> IngestResult:
@@ -271,8 +287,8 @@ def _run(
             by=by,
             path_depth=path_depth,
             gap=_gap(gap),
-            since=pd.Timestamp(since) if since else None,
-            until=pd.Timestamp(until) if until else None,
+            since=since,
+            until=until,
             unique_id=unique_id,
             progress=bar.update,
             engine=engine,

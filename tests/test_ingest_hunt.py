@@ -323,3 +323,18 @@ def test_a_split_asked_twice_is_one_split(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(io.StringIO(result.stdout))
     assert rows["unique_id"].tolist() == ["status=2xx,method=GET"] and rows["y"].tolist() == [6]
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (["--since", "garbage"], "--since 'garbage' is not a time like 2026-10-12"),
+        (["--until", "nat"], "--until 'nat' is not a time"),
+        (["--since", "2026-11-20", "--until", "2026-11-19T21:00-02:00"], "is not before --until"),
+    ],
+)
+def test_a_bad_window_is_named(tmp_path: Path, window: list[str], message: str) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(CLF_LINES)
+    result = runner.invoke(app, ["ingest", str(log), *window])
+    assert result.exit_code == 2 and message in result.stderr
