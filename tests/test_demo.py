@@ -48,3 +48,10 @@ def test_demo_runs_and_reports_every_line(tmp_path: Path, monkeypatch) -> None:
     )
     assert forecast.exit_code == 0, forecast.output
     assert len(pd.read_csv(tmp_path / "forecast.csv")) == 1440
+    outlook = CliRunner().invoke(
+        app,
+        ["outlook", "--model", str(tmp_path / "models")]
+        + ["--capacity-per-replica", "20", "--max-replicas", "40"],
+    )
+    assert outlook.exit_code == 0, outlook.output
+    assert "(Asia/Shanghai)" in outlook.output  # the portal's hours, not UTC's
