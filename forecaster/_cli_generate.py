@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from pathlib import Path
 
@@ -51,8 +52,10 @@ def generate(
         fail(f"bad date: {exc}")
     if days <= 0 or days > 3660:
         fail("--days must be between 1 and 3660")
-    if peak_rps <= 0:
-        fail("--peak-rps must be positive")
+    if not 0 < peak_rps < math.inf:  # NaN and inf were numpy's "lam value too large"
+        fail("--peak-rps must be a positive number")
+    if seed < 0:  # numpy's own words: "expected non-negative integer"
+        fail("--seed must be 0 or more")
     if service not in SERVICES:  # any other name silently wrote the pension portal's paths
         fail(f"--service {service!r} is not one of {', '.join(SERVICES)}")
     zone_option(tz)  # an unknown zone was a ZoneInfoNotFoundError traceback

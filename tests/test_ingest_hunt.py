@@ -77,9 +77,12 @@ def test_generated_compressed_log_same_seed_same_bytes_and_ingests(
     [
         (["--service", "txa"], "--service 'txa' is not one of pension, tax, card"),
         (["--tz", "Mars/Olympus"], "--tz 'Mars/Olympus' is not a time zone"),
+        (["--seed", "-1"], "--seed must be 0 or more"),
+        (["--peak-rps", "nan"], "--peak-rps must be a positive number"),
+        (["--peak-rps", "inf"], "--peak-rps must be a positive number"),
     ],
 )
-def test_generate_refuses_unknown_service_and_zone(
+def test_generate_refuses_bad_options_in_one_line(
     tmp_path: Path, option: list[str], message: str
 ) -> None:
     log = tmp_path / "a.log"
