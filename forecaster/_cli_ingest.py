@@ -143,6 +143,8 @@ def ingest(
             if log_format == "counts":
                 if by:
                     fail("--by needs access logs; count files have no request fields")
+                if "-" in files:  # it said "-: no such file"
+                    fail("--format counts reads count files, not standard input")
                 if unique_id is not None and len(files) > 1:
                     fail("--id names one series; each count file is a series named after it")
                 _check_series_labels(files)

@@ -341,3 +341,9 @@ def test_a_bad_window_is_named(tmp_path: Path, window: list[str], message: str) 
     log.write_text(CLF_LINES)
     result = runner.invoke(app, ["ingest", str(log), *window])
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_counts_from_stdin_is_refused_as_such() -> None:
+    result = runner.invoke(app, ["ingest", "-", "--format", "counts"], input="t,c\n")
+    assert result.exit_code == 2
+    assert "--format counts reads count files, not standard input" in result.stderr
