@@ -843,6 +843,7 @@ def load_counts(
     stamps, counts = stamps[kept], counts[kept]
     ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
     bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
+    _check_not_finer(ds, bucket_seconds, path)
     step = pd.Timedelta(seconds=bucket_seconds)
     counts_pl = (
         pl.DataFrame(
@@ -946,6 +947,27 @@ def _file_interval(ds: pd.Series, path: Path) -> int:
             "seconds dividing a day; pass --freq"
         )
     return int(seconds)
+
+
+def _check_not_finer(ds: pd.Series, bucket_seconds: int, path: Path) -> None:
+    """Refuse a ``freq`` finer than a regular count file's own interval.
+
+    Each row's count would land in the first of the intervals it covers and zeros in the
+    others (a 5-minute file at --freq 1min: a spike, then four fake zeros). A file is taken
+    as regular when its rows, ten steps or more, are all whole multiples of one interval
+    apart; a per-minute file that omits quiet minutes still has steps of 1, 2, 3... minutes.
+    """
+    stamps = np.unique(ds.to_numpy().astype("datetime64[us]").astype(np.int64))
+    steps = np.diff(stamps)
+    if len(steps) < 10:
+        return
+    every = int(np.gcd.reduce(steps)) / 1e6
+    if bucket_seconds < every:
+        raise IngestError(
+            f"{path}: its rows are all a multiple of {freq_alias(every)} apart, so "
+            f"--freq {freq_alias(bucket_seconds)} would put each row's count in one "
+            f"interval and zeros in the others; use --freq {freq_alias(every)} or longer"
+        )
 
 
 def _zone(tz: str) -> object:

@@ -347,3 +347,19 @@ def test_counts_from_stdin_is_refused_as_such() -> None:
     result = runner.invoke(app, ["ingest", "-", "--format", "counts"], input="t,c\n")
     assert result.exit_code == 2
     assert "--format counts reads count files, not standard input" in result.stderr
+
+
+def test_count_file_is_not_spread_over_a_finer_freq(tmp_path: Path) -> None:
+    regular = tmp_path / "isp.csv"
+    stamps = pd.date_range("2026-10-12", periods=12, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    pd.DataFrame({"t": stamps, "bits": 100}).to_csv(regular, index=False)
+    with pytest.raises(IngestError, match="multiple of 5min apart.*use --freq 5min or longer"):
+        load_counts(regular, freq="1min")
+    assert load_counts(regular, freq="1h")["y"].tolist() == [1200]
+    # A per-minute file that leaves out quiet minutes is per-minute all the same.
+    sparse = tmp_path / "sparse.csv"
+    minutes = pd.Timestamp("2026-10-12") + pd.to_timedelta(
+        [0, 2, 4, 5, 9, 11, 13, 16, 18, 20, 23], "min"
+    )
+    pd.DataFrame({"t": minutes.strftime("%Y-%m-%d %H:%M:%S"), "c": 1}).to_csv(sparse, index=False)
+    assert load_counts(sparse, freq="1min")["y"].sum() == 11
