@@ -129,8 +129,8 @@ class ClfFormat(LogFormat):
     """Common Log Format, or Combined (CLF plus quoted referer and user agent).
 
     ``host ident user [01/Aug/1995:00:00:01 -0400] "GET /path HTTP/1.0" 200 1839``. The UTC
-    offset of each line is honoured. The time is read from the first ``[``; a user field
-    containing ``[`` would make that line a ``bad_timestamp``, which is reported, not hidden.
+    offset of each line is honoured. The time is read from the first `` [``; a user field
+    containing `` [`` would make that line a ``bad_timestamp``, which is reported, not hidden.
     """
 
     name: str = "clf"
@@ -145,7 +145,9 @@ class ClfFormat(LogFormat):
 
     def timestamp(self) -> pl.Expr:
         text = pl.col(LINE)
-        raw = text.str.slice(text.str.find("[", literal=True) + 1, 26)
+        # After a space: a host written in brackets ([2001:db8::1], as some proxies log
+        # IPv6 clients) opens the line with a "[" of its own.
+        raw = text.str.slice(text.str.find(" [", literal=True) + 2, 26)
         return raw.str.strptime(pl.Datetime("us", "UTC"), CLF_TIME_FORMAT, strict=False)
 
     def key(self, name: str) -> pl.Expr:

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -25,7 +26,7 @@ from forecaster.ingest import (
     load_counts,
     parse_freq,
 )
-from forecaster.logs import builtin_format, pattern_format
+from forecaster.logs import ClfFormat, builtin_format, pattern_format
 
 runner = CliRunner()
 
@@ -363,3 +364,10 @@ def test_count_file_is_not_spread_over_a_finer_freq(tmp_path: Path) -> None:
     )
     pd.DataFrame({"t": minutes.strftime("%Y-%m-%d %H:%M:%S"), "c": 1}).to_csv(sparse, index=False)
     assert load_counts(sparse, freq="1min")["y"].sum() == 11
+
+
+def test_a_host_in_brackets_does_not_hide_the_time() -> None:
+    line = '[2001:db8::1] - - [01/Aug/1995:00:00:01 -0400] "GET /a HTTP/1.0" 200 1\n'
+    out = ClfFormat().parse(pl.Series("line", [line]), ["path"])
+    assert out["reason"].to_list() == [None] and out["path"].to_list() == ["/a"]
+    assert out["ts"].dt.replace_time_zone(None).to_list() == [pd.Timestamp("1995-08-01 04:00:01")]
