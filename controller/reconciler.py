@@ -363,6 +363,7 @@ class Reconciler:
             # scale-down stabilisation still damps the change, as the HPA's does across a
             # spec edit.
             state.forecast, state.outlook, state.training_error = None, None, None
+            _merge_replace(status, "forecast", None)  # its peak showed in `kubectl get psc`
             self._forget_series(previous)
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)

@@ -178,6 +178,8 @@ def test_a_new_query_does_not_scale_on_the_old_querys_forecast(prom, tmp_path) -
         decision = reconcile(3)
         assert decision is not None
         assert decision.fallback == "ForecastMissing", decision  # not the old forecast
+        status = server.state.get("predictivescalers", "gov", "portal")["status"]
+        assert "forecast" not in status  # nor its peak in `kubectl get psc`
         jobs.run_all()  # the model of the new query
         decision = reconcile(4)
         assert decision is not None and decision.fallback is None, decision
