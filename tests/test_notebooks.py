@@ -189,3 +189,13 @@ def test_review_decisions_explains_the_logs_own_decisions(tmp_path: Path) -> Non
     )
     accounts = [line for line in printed(notebook).splitlines() if line.startswith("widest gap")]
     assert len(accounts) == 1 and accounts[0].startswith("widest gap, 03:00:"), accounts
+
+
+@pytest.mark.slow
+def test_review_decisions_of_a_scaler_the_log_lacks(tmp_path: Path) -> None:
+    """A mistyped scaler (or a log path that is not the controller's) says so, instead of
+    failing on a missing column of an empty table."""
+    log = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(papermill.PapermillExecutionError) as failed:
+        execute("03-review-decisions.ipynb", tmp_path, decision_log=log, scaler="gov/typo")
+    assert f"{log} holds no decision of gov/typo on 2026-11-10" in str(failed.value)
