@@ -189,7 +189,8 @@ def score(
     quantiles: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Metrics per series: MAE, RMSE, sMAPE, MASE, pinball per quantile, coverage and peak
-    recall of ``upper``, and the selection score. MASE scales by each fold's training data."""
+    recall of ``upper``, and the selection score. MASE scales every fold by the training data
+    before the first cutoff: one scale per series, so the folds weigh by their errors alone."""
     frame = validate_series(series)
     step = series_freq(frame)
     rows = []
