@@ -134,6 +134,8 @@ class ScalerState:
     training_error: str | None = None
     metric_error: str | None = None
     scaling_error: str | None = None
+    scaling_reason: str = "ScaleFailed"
+    """The ``ScalingActive=False`` reason for ``scaling_error``."""
     series: tuple[str, str, timedelta] | None = None
     """The (Prometheus URL, query, step) of the scaler's history in the shared cache."""
 
@@ -609,8 +611,25 @@ class Reconciler:
                     state.log_error = _db_error(exc)  # safety first: apply it all the same
                     self.log_down = (now, state.log_error)
         changed = False
+        write = config.mode == "Scale" and decision.replicas != scale.spec_replicas
+        rival = self._rival_hpa(config) if write else None
+        # Found before, and nothing to write now: the HPA is still there, as far as we know.
+        held = config.mode == "Scale" and not write and state.scaling_reason == "ConflictingHPA"
+        if rival is not None or held:
+            if rival is not None:
+                state.scaling_error = (
+                    f"HPA {rival} also scales {config.target['kind']} {config.target['name']}:"
+                    " two autoscalers undo each other's changes, so this scaler leaves it to"
+                    " the HPA; mode HPAFloor raises the HPA's minReplicas ahead of peaks instead"
+                )
+                state.scaling_reason = "ConflictingHPA"
+                self._event(state, obj, "Warning", "ConflictingHPA", state.scaling_error, now)
+                self._count_error(obj, "ConflictingHPA")
+            state.failed_record = record_id
+            self._log_outcome(state, record, record_id, None)
+            return False
         try:
-            if config.mode == "Scale" and decision.replicas != scale.spec_replicas:
+            if write:
                 self.kube.set_scale(config.namespace, config.target, decision.replicas)
                 changed = True
             elif config.mode == "HPAFloor":
@@ -618,12 +637,14 @@ class Reconciler:
         except KubeError as exc:
             state.failed_record = record_id
             state.scaling_error = f"could not apply {decision.replicas} replicas: {exc}"
+            state.scaling_reason = "ScaleFailed"
             self._event(state, obj, "Warning", "ScaleFailed", state.scaling_error, now)
             self._count_error(obj, "ScaleFailed")
             self._log_outcome(state, record, record_id, None)
             return False
-        state.scaling_error = None
+        state.scaling_error, state.scaling_reason = None, "ScaleFailed"
         state.last_events.pop("ScaleFailed", None)
+        state.last_events.pop("ConflictingHPA", None)
         self._log_outcome(state, record, record_id, None if config.mode == "ForecastOnly" else now)
         if changed:
             what = (
@@ -761,6 +782,18 @@ class Reconciler:
             self.pruned_at = now
             if removed:
                 log.info("pruned %d decision(s) older than %s", removed, self.retention)
+
+    def _rival_hpa(self, config: ScalerConfig) -> str | None:
+        """The HPA that also scales a ``Scale`` scaler's target, if any, asked only before a
+        write (not every cycle): like two scalers on one target, an HPA and this scaler
+        would undo each other's changes every cycle, and no one would be told. A failed
+        look is no reason not to scale."""
+        try:
+            hpa = self.kube.find_hpa(config.namespace, config.target)
+        except KubeError as exc:
+            log.warning("looking for an HPA on %s failed: %s", config.key, exc)
+            return None
+        return None if hpa is None else str(hpa["metadata"]["name"])
 
     def _raise_hpa_floor(self, config: ScalerConfig, decision: Decision) -> bool:
         """Set the HPA's minReplicas to the decision (never above its maxReplicas, nor below
@@ -941,9 +974,8 @@ class Reconciler:
                 generation,
             )
         elif scaling_error:
-            _condition(
-                status, "ScalingActive", False, "ScaleFailed", scaling_error, now, generation
-            )
+            reason = state.scaling_reason
+            _condition(status, "ScalingActive", False, reason, scaling_error, now, generation)
         else:
             _condition(
                 status, "ScalingActive", True, config.mode, f"mode {config.mode}", now, generation

@@ -269,3 +269,39 @@ def test_the_event_on_the_target_names_its_uid_so_kubectl_describe_shows_it(tmp_
         ]
         assert on_target["involvedObject"]["uid"] == deployment["metadata"]["uid"]
         assert on_target["involvedObject"]["kind"] == "Deployment"
+
+
+def test_an_hpa_on_the_target_of_a_scale_mode_scaler_is_reported_and_left_in_charge(
+    tmp_path,
+) -> None:
+    """A Scale-mode scaler and an HPA on one Deployment undid each other's changes every
+    cycle, with a Normal "Scaled" Event each time and nothing saying why."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put("horizontalpodautoscalers", "gov", copy.deepcopy(HPA))
+        server.state.put(
+            "predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale", minReplicas=3, **FAST)
+        )
+        rec = reconciler(server, tmp_path)
+
+        def reconcile(minute: int) -> None:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, START + timedelta(minutes=minute))
+
+        for minute in range(3):
+            reconcile(minute)
+            # the HPA sets its own count between our cycles
+            server.state.update(
+                "deployments", "gov", "portal", {"spec": {"replicas": 1 + minute % 2}}
+            )
+        assert not server.state.calls("PATCH", "/scale")
+        active = scaling_active(server)
+        assert (active["status"], active["reason"]) == ("False", "ConflictingHPA"), active
+        assert "HPA portal also scales Deployment portal" in active["message"]
+        reasons = [c.body["reason"] for c in server.state.calls("POST", "/events")]
+        assert reasons.count("ConflictingHPA") == 1 and "Scaled" not in reasons
+        # The HPA deleted: the scaler takes over.
+        server.state.delete("horizontalpodautoscalers", "gov", "portal")
+        reconcile(3)
+        assert server.state.get("deployments", "gov", "portal")["spec"]["replicas"] == 3
+        assert scaling_active(server)["status"] == "True"
