@@ -121,7 +121,7 @@ def _request_part(index: int) -> pl.Expr:
     The closing quote is not part of either: a request without a protocol (``"GET /"``,
     common in old logs) or without a path (``"-"``) gave a path ``/"`` or a method ``-"``.
     """
-    return pl.col(LINE).str.extract(r'\] "([^\s"]+) ?((?:[^\s"\\]|\\.)*)', index + 1)
+    return pl.col(LINE).str.extract(r'\] "([^\s"]+) ?([^\s"]*)', index + 1)
 
 
 @dataclass(frozen=True)

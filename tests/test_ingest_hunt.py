@@ -100,12 +100,11 @@ def test_requests_without_protocol_or_path_get_clean_labels(tmp_path: Path) -> N
         'h - - [01/Aug/1995:00:00:02 -0400] "GET /ksc.html HTTP/1.0" 200 10\n'
         'h - - [01/Aug/1995:00:00:03 -0400] "GET /" 200 10\n'
         'h - - [01/Aug/1995:00:00:04 -0400] "-" 408 -\n'  # a client that sent nothing
-        'h - - [01/Aug/1995:00:00:05 -0400] "GET /a\\"b/c HTTP/1.0" 200 10\n'
     )
     paths = ingest_logs(log, by=["path"], gap=None).series.groupby("unique_id")["y"].sum()
-    assert paths.to_dict() == {"path=/": 2, 'path=/a\\"b': 1, "path=/ksc.html": 2}
+    assert paths.to_dict() == {"path=/": 2, "path=/ksc.html": 2}
     methods = ingest_logs(log, by=["method"], gap=None).series.groupby("unique_id")["y"].sum()
-    assert methods.to_dict() == {"method=-": 1, "method=GET": 4}
+    assert methods.to_dict() == {"method=-": 1, "method=GET": 3}
 
 
 def test_json_from_stdin_finds_its_time_key() -> None:
