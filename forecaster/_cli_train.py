@@ -46,7 +46,7 @@ def train_command(
     tz: str | None = typer.Option(None, "--tz", help="Service time zone for day types."),
     country: str | None = typer.Option(None, "--country", help="Holiday calendar, e.g. CN."),
     events_path: Path | None = typer.Option(
-        None, "--events", help="Event calendar: ds, [unique_id], one column per event."
+        None, "--events", help="Event calendar: ds, optionally unique_id, one column per event."
     ),
     engine_name: str = ENGINE_OPTION,
     scheduler: str | None = SCHEDULER_OPTION,
