@@ -55,6 +55,9 @@ class DecisionRecord:
 
     current_replicas: int
     ready_replicas: int | None
+    """The target's pods as its scale subresource counts them (``status.replicas``; in the
+    replay, the pods past their startup delay). The scale subresource has no ready count,
+    so in the controller this includes pods not yet ready (a rollout, a slow start)."""
     observed_load: float | None
     load_unit: str
     """Unit of the loads and capacity, for people (``rps``, ``req/min``)."""
