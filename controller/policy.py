@@ -144,9 +144,18 @@ def lead_time(spec: PolicySpec) -> timedelta:
     return spec.startup_delay + spec.sync_period
 
 
+MOST_REPLICAS = 1e15
+"""More replicas than any cluster runs: what an unbounded need is counted as."""
+
+
 def needed_replicas(load: float, capacity: float) -> int:
-    """Pods needed to serve ``load`` at ``capacity`` each (a tiny epsilon absorbs float noise)."""
-    return max(0, math.ceil(load / capacity - 1e-9))
+    """Pods needed to serve ``load`` at ``capacity`` each (a tiny epsilon absorbs float noise).
+
+    The ratio is bounded at ``MOST_REPLICAS``, far above any ``maxReplicas`` (which clamps the
+    result anyway): an absurd load over a tiny capacity overflows to infinity, and rounding
+    infinity up raised OverflowError out of the decision instead of asking for the maximum.
+    """
+    return max(0, math.ceil(min(load / capacity, MOST_REPLICAS) - 1e-9))
 
 
 def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | None]:

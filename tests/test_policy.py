@@ -231,6 +231,13 @@ def test_needed_replicas_rounds_up_but_not_float_noise() -> None:
     assert needed_replicas(0.1 + 0.2, 0.3) == 1
 
 
+def test_an_overflowing_need_asks_for_the_maximum_instead_of_raising() -> None:
+    assert needed_replicas(1.0, 5e-324) == needed_replicas(1e308, 1e-308) == int(1e15)
+    tiny = replace(SPEC, capacity_per_replica=1e-300)
+    d = decide(tiny, NOW, current_replicas=2, observed_load=1e300, forecast=flat(1e300))
+    assert d.replicas == 50
+
+
 specs = st.builds(
     lambda low, span, cap, delay, up, down: PolicySpec(
         min_replicas=low,
