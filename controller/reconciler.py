@@ -202,6 +202,11 @@ class Reconciler:
     """Each Prometheus URL :meth:`prefetch` found unavailable at ``loads_at``: the cycle's
     reconciles report its error instead of asking again, each with the full retry policy
     (with a hanging server, a cycle would grow by attempts times timeout per scaler)."""
+    history_down: dict[tuple[str, str], PrometheusUnavailable] = field(default_factory=dict)
+    """Each (Prometheus URL, query) whose history :meth:`prefetch` could not bring up to
+    date because Prometheus was unavailable for it: only that query's scalers report it. A
+    new scaler's weeks of backfill timing out on a slow store say nothing of the other
+    scalers' loads and tails, which were answered."""
     log_down: tuple[datetime, str] | None = None
     """When (the cycle's ``now``) the decision log last failed, and how: the cycle's other
     reconciles keep their decisions in memory rather than each wait on it (a PostgreSQL that
@@ -269,7 +274,7 @@ class Reconciler:
             except SpecError:
                 continue
             groups.setdefault((config.prometheus_url, config.step), []).append(config)
-        self.loads, self.loads_at, self.down = {}, now, {}
+        self.loads, self.loads_at, self.down, self.history_down = {}, now, {}, {}
         for (url, step), configs in groups.items():
             client = self._client(url)
             queries = sorted({config.query for config in configs})
@@ -280,11 +285,24 @@ class Reconciler:
                     self.loads[(client.url, query)] = value
             if client.url in self.down:
                 continue  # its history would wait for the same timeouts
-            window = max(config.history_window for config in configs)
-            errors = self.cache.prefetch(client, queries, now, window, step)
-            for error in errors.values():
-                if isinstance(error, PrometheusUnavailable):
-                    self.down[client.url] = error
+            # Each query's history over the longest window its own scalers keep, shortest
+            # windows first; one that finds Prometheus unavailable ends the asking.
+            windows: dict[str, timedelta] = {}
+            for config in configs:
+                windows[config.query] = max(
+                    config.history_window, windows.get(config.query, timedelta(0))
+                )
+            failed: PrometheusUnavailable | None = None
+            for window in sorted(set(windows.values())):
+                same = sorted(query for query, w in windows.items() if w == window)
+                errors = (
+                    dict.fromkeys(same, failed)
+                    if failed is not None
+                    else self.cache.prefetch(client, same, now, window, step)
+                )
+                for query, error in errors.items():
+                    if isinstance(error, PrometheusUnavailable):
+                        self.history_down[(client.url, query)] = failed = error
 
     # -- one reconcile -----------------------------------------------------------------------
 
@@ -398,11 +416,16 @@ class Reconciler:
             return self.loads[(client.url, query)]
         return client.instant(query, now)
 
-    def _raise_if_down(self, client: PrometheusClient, now: datetime) -> None:
+    def _raise_if_down(self, client: PrometheusClient, query: str, now: datetime) -> None:
         """Raise the error this cycle's :meth:`prefetch` got from ``client``'s Prometheus,
-        if it found it unavailable: asking again would only wait for the same answer."""
-        if self.loads_at == now and client.url in self.down:
+        if it found it, or ``query``'s history on it, unavailable: asking again would only
+        wait for the same answer."""
+        if self.loads_at != now:
+            return
+        if client.url in self.down:
             raise self.down[client.url]
+        if (client.url, query) in self.history_down:
+            raise self.history_down[(client.url, query)]
 
     def _observe(
         self,
@@ -414,7 +437,7 @@ class Reconciler:
     ) -> tuple[float | None, list[float]]:
         """The live load and the recent intervals, or (None, []) when Prometheus fails."""
         try:
-            self._raise_if_down(client, now)
+            self._raise_if_down(client, config.query, now)
             load = self._instant(client, config.query, now)
             recent = self.cache.values(client, config.query, now, LEVEL_WINDOW, config.step)
         except PrometheusError as exc:
@@ -458,7 +481,7 @@ class Reconciler:
             self.waiting[config.key] = None  # woken when a slot frees; holds no history
             return
         try:
-            self._raise_if_down(client, now)
+            self._raise_if_down(client, config.query, now)
             history = self.cache.get(
                 client, config.query, now, config.history_window, config.step, config.key
             )

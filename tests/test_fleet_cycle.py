@@ -7,18 +7,20 @@ reads the same series.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 
+from controller.prometheus import PrometheusClient, PrometheusError, PrometheusUnavailable
 from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import FaultProxy, PromServer, prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
-from tests.test_faults import reconciler
+from tests.test_faults import RETRY, reconciler
 
 SCALERS = 12
 
@@ -163,3 +165,42 @@ def test_a_finished_job_calls_back_and_its_slot_goes_to_the_first_waiting(
     rec.reconcile(obj, START + timedelta(seconds=5))
     assert rec.jobs == 0 and rec.states["gov/portal-01"].model is not None
     assert rec.take_waiting() == ["gov/portal-02"]
+
+
+def test_each_query_keeps_the_history_window_of_its_own_scalers(fleet, proxy, tmp_path) -> None:
+    # The longest window of any scaler on the Prometheus was pulled and kept for all.
+    short = fleet.state.get("predictivescalers", "gov", "portal-01")
+    short["spec"]["retrain"] = {"historyWindow": "1d"}
+    fleet.state.put("predictivescalers", "gov", short)
+    rec = reconciler(fleet, tmp_path)
+    cycle(fleet, rec, 0)
+    assert rec.cache.nbytes == ((SCALERS - 1) * 3 + 1) * 24 * 60 * 8
+
+
+class SlowBackfills(PrometheusClient):
+    """Answers short ranges, times out on a day or more: a new scaler's first pull of
+    weeks from a slow long-term store."""
+
+    def range_many(
+        self, queries: Sequence[str], start: datetime, end: datetime, step: Any
+    ) -> list[pd.Series | PrometheusError]:
+        if end - start >= timedelta(days=1):
+            return [PrometheusUnavailable("Timeout: read timed out")] * len(queries)
+        return super().range_many(queries, start, end, step)
+
+
+def test_a_new_scalers_failed_backfill_blinds_only_that_scaler(fleet, proxy, tmp_path) -> None:
+    rec = reconciler(fleet, tmp_path)
+    cycle(fleet, rec, 0)
+    rec.clients[proxy.url] = SlowBackfills(proxy.url, retry=RETRY, sleep=lambda _: None)
+    newcomer = copy.deepcopy(fleet.state.get("predictivescalers", "gov", "portal-01"))
+    newcomer["metadata"] = {"name": "portal-new"}
+    newcomer["spec"]["metric"]["query"] += " * 100"
+    fleet.state.put("predictivescalers", "gov", newcomer)
+
+    loads = [d.observed_load for d in cycle(fleet, rec, 1)]
+    assert loads.count(None) == 1  # the newcomer only: the others' loads were answered
+    assert rec.states["gov/portal-new"].metric_error == "Timeout: read timed out"
+    assert all(
+        rec.states[f"gov/portal-{k:02d}"].metric_error is None for k in range(1, SCALERS + 1)
+    )
