@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 SERIES_COLUMNS = ("unique_id", "ds", "y")
+EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after the year 5000
 
 
 def quantile_column(q: float) -> str:
@@ -34,8 +35,13 @@ def naive_utc(values: pd.Series) -> pd.Series:
 
     Stamps with a UTC offset are converted, even when the offset changes within the column
     (local time written across a DST change: ``-05:00`` then ``-04:00``); naive stamps are
-    taken as UTC already and kept as they are.
+    taken as UTC already and kept as they are. Numbers are Unix time, in seconds or (too
+    large for seconds) milliseconds, as count files are read: pandas took them for
+    nanoseconds, a day of minutes within the first two seconds of 1970.
     """
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        unit = "ms" if values.abs().max() >= EPOCH_MS_FROM else "s"
+        return pd.to_datetime(values, unit=unit).astype("datetime64[ns]")
     return pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
 
 

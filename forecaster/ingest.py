@@ -32,8 +32,8 @@ import polars as pl
 import pyarrow as pa
 
 from forecaster.engine import Engine, LocalEngine
+from forecaster.frames import EPOCH_MS_FROM
 from forecaster.logs import (
-    EPOCH_MS_FROM,
     LINE,
     LOCAL,
     MALFORMED_REASONS,

@@ -24,6 +24,8 @@ from typing import Literal
 
 import polars as pl
 
+from forecaster.frames import EPOCH_MS_FROM
+
 LINE = "line"
 LOCAL = "local"
 KEY_FIELDS = ("vhost", "method", "path", "status")
@@ -39,7 +41,6 @@ MALFORMED_REASONS = (
 )
 
 CLF_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
-EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after the year 5000
 
 # Control characters other than tab, CR and LF, DEL, and U+FFFD (what undecodable bytes
 # become) mark a line as binary garbage.

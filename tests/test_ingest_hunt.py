@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
+from forecaster.frames import read_series, series_freq
 from forecaster.generate import TrafficProfile, generate_traffic, write_access_log
 from forecaster.ingest import (
     IngestError,
@@ -370,3 +371,11 @@ def test_a_host_in_brackets_does_not_hide_the_time() -> None:
     out = ClfFormat().parse(pl.Series("line", [line]), ["path"])
     assert out["reason"].to_list() == [None] and out["path"].to_list() == ["/a"]
     assert out["ts"].dt.replace_time_zone(None).to_list() == [pd.Timestamp("1995-08-01 04:00:01")]
+
+
+def test_series_frame_with_unix_time_stamps(tmp_path: Path) -> None:
+    csv = tmp_path / "s.csv"
+    csv.write_text("unique_id,ds,y\na,1728700800,1\na,1728700860,2\na,1728700920,3\n")
+    frame = read_series(csv)
+    assert frame["ds"].iloc[0] == pd.Timestamp("2024-10-12 02:40")
+    assert series_freq(frame) == pd.Timedelta("1min")
