@@ -956,13 +956,23 @@ class Reconciler:
 
         scaling_error = state.scaling_error
         _condition(status, "Ready", True, "Reconciled", "spec valid, target found", now, generation)
-        if model is not None:
+        if model is not None and state.training_error is None:
             _condition(
                 status,
                 "ModelTrained",
                 True,
                 "Trained",
                 f"{model.name} {model.version}",
+                now,
+                generation,
+            )
+        elif model is not None:  # the last training failed: say so, and what is still used
+            _condition(
+                status,
+                "ModelTrained",
+                False,
+                "TrainingFailed",
+                f"{state.training_error}; still using {model.name} {model.version}",
                 now,
                 generation,
             )

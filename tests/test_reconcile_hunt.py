@@ -305,3 +305,29 @@ def test_an_hpa_on_the_target_of_a_scale_mode_scaler_is_reported_and_left_in_cha
         reconcile(3)
         assert server.state.get("deployments", "gov", "portal")["spec"]["replicas"] == 3
         assert scaling_active(server)["status"] == "True"
+
+
+def test_a_failed_retraining_is_not_reported_as_trained(prom, tmp_path) -> None:  # noqa: F811
+    """After a spec edit whose training failed, ModelTrained stayed True/Trained with the
+    old model's version under the new observedGeneration: nothing said the edit failed."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put("predictivescalers", "gov", scaler(prom.url, "Scale", **FAST))
+        rec = reconciler(server, tmp_path)
+        now = START + timedelta(hours=3)
+
+        def trained(minute: int) -> dict[str, Any]:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, now + timedelta(minutes=minute))
+            status = server.state.get("predictivescalers", "gov", "portal")["status"]
+            return next(c for c in status["conditions"] if c["type"] == "ModelTrained")
+
+        assert trained(0)["status"] == "True"
+        version = rec.states["gov/portal"].model.version
+        server.state.update(
+            "predictivescalers", "gov", "portal", {"spec": {"retrain": {"historyWindow": "1h"}}}
+        )
+        condition = trained(1)
+        assert (condition["status"], condition["reason"]) == ("False", "TrainingFailed")
+        assert "make the window longer" in condition["message"]
+        assert version in condition["message"]  # the model still in use
