@@ -31,6 +31,9 @@ MODELS = (
     "last_value",
 )
 """The model names a spec may ask for: ``auto`` or a name of :func:`forecaster.models.registry`."""
+
+AUTO_PARAMS = frozenset({"country", "tz"})
+"""The ``model.params`` every candidate of ``auto`` takes: the calendar."""
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
 MAX_OUTLOOK_DAYS = 14
@@ -187,6 +190,14 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     horizon = reader.duration("horizon", "6h")
     model_name = reader.choice("model.name", "auto", MODELS)
     params = reader.section("model.params")
+    if model_name == "auto" and set(params) - AUTO_PARAMS:
+        # They were dropped without a word: a max_horizon meant to let the outlook see a
+        # deadline coming did nothing, and nothing said so.
+        problems.append(
+            f"spec.model.params: {', '.join(sorted(set(params) - AUTO_PARAMS))} is for one"
+            f" model; with model.name auto only {' and '.join(sorted(AUTO_PARAMS))} apply"
+            " (name the model to set it)"
+        )
     min_score = reader.number("model.minBacktestScore", 0.5, minimum=0.0, maximum=1.0)
     history = reader.duration("retrain.historyWindow", "28d")
     schedule = reader.string("retrain.schedule", "0 3 * * *")

@@ -113,6 +113,10 @@ def test_minimal_spec_takes_every_default() -> None:
         (lambda s: s.update(events="soon"), "spec.events: 'soon' is not a list"),
         (lambda s: s["model"].update(name="gpt"), "spec.model.name: 'gpt' is not one of"),
         (
+            lambda s: s["model"].update(name="auto", params={"tz": "UTC", "max_horizon": 2016}),
+            "spec.model.params: max_horizon is for one model; with model.name auto only",
+        ),
+        (
             lambda s: s.update(retrain={"schedule": "daily at 3"}),
             "spec.retrain.schedule: 'daily at 3' is not a cron expression",
         ),
