@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import typer
+from pandas.tseries.frequencies import to_offset
 
 from forecaster.frames import read_events
 
@@ -57,7 +58,9 @@ def steps(option: str, text: str, step: pd.Timedelta) -> int:
         except ValueError:
             fail(f"{option} {text!r} is neither a number of intervals nor a duration like 2h")
     if count < 1 or count != int(count):
-        fail(f"{option} {text!r} is not a whole, positive number of {step} intervals")
+        every = to_offset(step).freqstr  # "h", "5min": a count of one is left unsaid
+        every = every if every[0].isdigit() else f"1{every}"
+        fail(f"{option} {text!r} is not a whole, positive number of {every} intervals")
     return int(count)
 
 

@@ -154,6 +154,7 @@ def test_bad_option_values_are_refused_before_any_work(tmp_path: Path) -> None:
         (["--season", "foo"], "--season 'foo' is not a positive duration like 1D"),
         (["--season", "0s"], "--season '0s' is not a positive duration like 1D"),
         (["--horizon", "0"], "--horizon '0' is not a whole, positive number of"),
+        (["--horizon", "90min"], "--horizon '90min' is not a whole, positive number of 1h"),
         (["--tz", "Foo/Bar"], "--tz 'Foo/Bar' is not a time zone like Europe/Berlin"),
         (["--country", "XX"], "--country 'XX' has no holiday calendar"),
     ]
