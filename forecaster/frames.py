@@ -19,10 +19,14 @@ EPOCH_MS_FROM = 1e11  # Unix time this large is milliseconds: in seconds, after 
 
 
 def quantile_column(q: float) -> str:
-    """Name of the forecast column holding quantile ``q`` (0 < q < 1), e.g. ``q0.9``."""
+    """Name of the forecast column holding quantile ``q`` (0 < q < 1), e.g. ``q0.9``.
+
+    Ten significant digits: six (``:g``) named 0.9999999 ``q1``, and two quantiles that
+    close shared one column; ten still write 0.1 + 0.2 as ``q0.3``.
+    """
     if not 0.0 < q < 1.0:
         raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
-    return f"q{q:g}"
+    return f"q{q:.10g}"
 
 
 def quantile_columns(quantiles: Sequence[float]) -> list[str]:

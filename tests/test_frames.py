@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecaster.frames import read_events, read_series, series_freq, validate_series
+from forecaster.frames import (
+    quantile_column,
+    read_events,
+    read_series,
+    series_freq,
+    validate_series,
+)
 from forecaster.models import LastValue
 
 
@@ -111,3 +117,9 @@ def test_rows_without_a_series_name_are_refused() -> None:
     frame = pd.DataFrame({"unique_id": ["a", None, np.nan], "ds": ["2026-01-01"] * 3, "y": 1.0})
     with pytest.raises(ValueError, match="no unique_id in 2 of its rows"):
         validate_series(frame)
+
+
+def test_close_quantiles_get_distinct_columns_and_float_noise_none() -> None:
+    assert quantile_column(0.9999999) == "q0.9999999"  # it was q1
+    assert quantile_column(0.9999999) != quantile_column(0.9999998)
+    assert [quantile_column(q) for q in (0.9, 0.9625, 0.1 + 0.2)] == ["q0.9", "q0.9625", "q0.3"]
