@@ -82,6 +82,7 @@ def test_generated_compressed_log_same_seed_same_bytes_and_ingests(
         (["--seed", "-1"], "--seed must be 0 or more"),
         (["--peak-rps", "nan"], "--peak-rps must be a positive number"),
         (["--peak-rps", "inf"], "--peak-rps must be a positive number"),
+        (["--days", "3660"], "--days must be between 1 and 400"),  # 20 GB and more
     ],
 )
 def test_generate_refuses_bad_options_in_one_line(
