@@ -130,16 +130,24 @@ class KubeClient:
 
     # -- the retry loop -------------------------------------------------------------------
 
-    def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(
+        self,
+        action: str,
+        fn: Callable[..., T],
+        *args: Any,
+        precondition: bool = False,
+        **kwargs: Any,
+    ) -> T:
         """Run one API call with the retry policy; raise :class:`KubeError` when it fails.
 
         A 409 Conflict is retried for merge patches: they carry no resourceVersion, so the
         retry applies the same change to the object as it now is. For a write made with a
-        resourceVersion (the Lease) a conflict means someone else won, and is raised.
+        resourceVersion (``precondition``: the Lease, a scaler's finalizers) a conflict
+        means someone else changed the object first, and is raised.
         """
         kwargs.setdefault("_request_timeout", self.retry.timeout)
         retried = self.retry.retry_statuses
-        if kwargs.get("_content_type") == MERGE_PATCH:
+        if kwargs.get("_content_type") == MERGE_PATCH and not precondition:
             retried = retried | {409}
         for attempt in range(self.retry.attempts):
             last = attempt == self.retry.attempts - 1
@@ -237,6 +245,27 @@ class KubeClient:
             namespace,
             PLURAL,
             name,
+        )
+
+    def set_scaler_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> dict[str, Any]:
+        """Replace the scaler's finalizers, if it is still at ``resource_version``.
+
+        A merge patch replaces a list whole, so without the version it could drop a
+        finalizer another controller added meanwhile; with it, that is a 409, raised.
+        """
+        return self.call_custom(
+            f"set finalizers of PredictiveScaler {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+            precondition=True,
+            _content_type=MERGE_PATCH,
         )
 
     def patch_scaler_status(
@@ -342,14 +371,24 @@ class KubeClient:
                 return hpa
         return None
 
-    def set_hpa_min_replicas(self, namespace: str, name: str, min_replicas: int) -> None:
-        """Raise or lower only the HPA's ``minReplicas``; the HPA stays in charge."""
+    def set_hpa_min_replicas(
+        self,
+        namespace: str,
+        name: str,
+        min_replicas: int,
+        annotations: dict[str, str | None] | None = None,
+    ) -> None:
+        """Raise or lower only the HPA's ``minReplicas`` (and set or, with None, remove
+        ``annotations`` in the same write); the HPA stays in charge."""
+        body: dict[str, Any] = {"spec": {"minReplicas": int(min_replicas)}}
+        if annotations:
+            body["metadata"] = {"annotations": annotations}
         self.call(
             f"set minReplicas of HPA {namespace}/{name} to {min_replicas}",
             self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
             name,
             namespace,
-            {"spec": {"minReplicas": int(min_replicas)}},
+            body,
             _content_type=MERGE_PATCH,
         )
 

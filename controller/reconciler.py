@@ -77,6 +77,15 @@ from controller.spec import ScalerConfig, SpecError, parse_scaler
 
 log = logging.getLogger("surgecast.reconciler")
 
+HPA_FLOOR_FINALIZER = "surgecast.dev/hpa-floor"
+"""Held by every ``HPAFloor`` scaler: deleted, or moved to another mode, it first gives the
+HPA back the ``minReplicas`` it had. Without it, a scaler deleted at a peak left the HPA's
+floor raised for good, paying for the peak's pods every night."""
+
+HPA_MIN_BEFORE = "surgecast.dev/min-replicas-before"
+"""On an HPA whose ``minReplicas`` an ``HPAFloor`` scaler moves: the value to give back,
+written with the first move."""
+
 CONDITIONS = (
     "Ready",
     "ModelTrained",
@@ -309,6 +318,9 @@ class Reconciler:
     def _reconcile(
         self, obj: dict[str, Any], key: str, state: ScalerState, now: datetime
     ) -> Decision | None:
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            self._finalize(obj, state, now)
+            return None
         status = _copy_status(obj)
         generation = int(obj.get("metadata", {}).get("generation") or 0)
         status["observedGeneration"] = generation
@@ -322,6 +334,7 @@ class Reconciler:
             self._write_status(obj, status)
             return None
         state.last_events.pop("InvalidSpec", None)  # a recurrence is news again
+        self._hold_hpa_floor(config, obj, state, now)
 
         owner = self.shared_targets.get(key)
         if owner is not None:
@@ -818,6 +831,70 @@ class Reconciler:
             return None
         return None if hpa is None else str(hpa["metadata"]["name"])
 
+    # -- giving the HPA its floor back ------------------------------------------------------
+
+    def _hold_hpa_floor(
+        self, config: ScalerConfig, obj: dict[str, Any], state: ScalerState, now: datetime
+    ) -> None:
+        """Hold the finalizer while the mode is ``HPAFloor``; out of it, give the HPA back
+        its ``minReplicas`` and let go. A failure is tried again at the next reconcile."""
+        finalizers = list(obj.get("metadata", {}).get("finalizers") or [])
+        held = HPA_FLOOR_FINALIZER in finalizers
+        try:
+            if config.mode == "HPAFloor" and not held:
+                self._set_finalizers(obj, [*finalizers, HPA_FLOOR_FINALIZER])
+            elif config.mode != "HPAFloor" and held:
+                self._release_hpa_floor(config)
+                self._set_finalizers(obj, [f for f in finalizers if f != HPA_FLOOR_FINALIZER])
+        except KubeError as exc:
+            self._event(state, obj, "Warning", "FinalizerFailed", str(exc), now)
+
+    def _finalize(self, obj: dict[str, Any], state: ScalerState, now: datetime) -> None:
+        """A scaler being deleted: give the HPA back its floor, then let the deletion end.
+
+        With a spec that cannot be read there is no HPA to find: the deletion goes on, and
+        a Warning Event says the floor was left as it was.
+        """
+        finalizers = list(obj.get("metadata", {}).get("finalizers") or [])
+        if HPA_FLOOR_FINALIZER not in finalizers:
+            return
+        try:
+            try:
+                self._release_hpa_floor(_parse(obj))
+            except SpecError as exc:
+                message = "the HPA's minReplicas was left as it is: " + "; ".join(exc.problems)
+                self._event(state, obj, "Warning", "FloorNotRestored", message, now)
+            self._set_finalizers(obj, [f for f in finalizers if f != HPA_FLOOR_FINALIZER])
+        except KubeError as exc:
+            self._event(state, obj, "Warning", "FinalizerFailed", str(exc), now)
+
+    def _release_hpa_floor(self, config: ScalerConfig) -> None:
+        """Set the HPA's ``minReplicas`` back to what it was before this scaler moved it."""
+        try:
+            hpa = self.kube.find_hpa(config.namespace, config.target, config.hpa_name)
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+            return  # the HPA is gone: nothing to give back
+        if hpa is None:
+            return
+        before = (hpa.get("metadata", {}).get("annotations") or {}).get(HPA_MIN_BEFORE)
+        if before is None:
+            return  # never moved by a scaler
+        minimum = int(before) if before.isdigit() and int(before) > 0 else 1
+        self.kube.set_hpa_min_replicas(
+            config.namespace, hpa["metadata"]["name"], minimum, {HPA_MIN_BEFORE: None}
+        )
+
+    def _set_finalizers(self, obj: dict[str, Any], finalizers: list[str]) -> None:
+        meta = obj["metadata"]
+        updated = self.kube.set_scaler_finalizers(
+            meta["namespace"], meta["name"], finalizers, meta["resourceVersion"]
+        )
+        # the status write of this reconcile goes to the object as it now is
+        meta["finalizers"] = finalizers
+        meta["resourceVersion"] = updated.get("metadata", {}).get("resourceVersion")
+
     def _raise_hpa_floor(self, config: ScalerConfig, decision: Decision) -> bool:
         """Set the HPA's minReplicas to the decision (never above its maxReplicas, nor below
         1: spec.minReplicas may be 0, but the API server refuses an HPA's minReplicas of 0
@@ -827,9 +904,14 @@ class Reconciler:
             raise KubeError("find HPA", 404, "NotFound", f"no HPA scales {config.target['name']}")
         spec = hpa.get("spec", {})
         floor = max(1, min(decision.replicas, int(spec.get("maxReplicas") or decision.replicas)))
-        if int(spec.get("minReplicas") or 1) == floor:
+        current = int(spec.get("minReplicas") or 1)
+        if current == floor:
             return False
-        self.kube.set_hpa_min_replicas(config.namespace, hpa["metadata"]["name"], floor)
+        annotations = hpa.get("metadata", {}).get("annotations") or {}
+        first: dict[str, str | None] | None = (
+            None if HPA_MIN_BEFORE in annotations else {HPA_MIN_BEFORE: str(current)}
+        )
+        self.kube.set_hpa_min_replicas(config.namespace, hpa["metadata"]["name"], floor, first)
         return True
 
     # -- reporting ---------------------------------------------------------------------------

@@ -93,8 +93,21 @@ class FakeKube:
             self._store(plural, namespace, _merge(current, change))
 
     def delete(self, plural: str, namespace: str, name: str) -> None:
+        """Delete as ``kubectl delete`` does: an object with finalizers is only marked."""
         with self.lock:
-            self._remove(plural, namespace, name)
+            self._delete(plural, namespace, name)
+
+    def _delete(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        """An object with finalizers gets a deletionTimestamp (and stays until they are all
+        removed, see :meth:`_store`); one without is removed at once."""
+        current = self.objects[(plural, namespace, name)]
+        if not current["metadata"].get("finalizers"):
+            return self._remove(plural, namespace, name)
+        if current["metadata"].get("deletionTimestamp"):
+            return current
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = "2026-11-20T12:00:00Z"
+        return self._store(plural, namespace, marked)
 
     def compact(self) -> None:
         """Forget the watch history, as etcd compaction does: old watches get 410."""
@@ -120,6 +133,9 @@ class FakeKube:
             meta["generation"] = 1
         elif previous is not None and previous.get("spec") != obj.get("spec"):
             meta["generation"] = int(previous["metadata"].get("generation", 1)) + 1
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            self.objects[(plural, namespace, meta["name"])] = obj
+            return self._remove(plural, namespace, meta["name"])  # its last finalizer went
         self.objects[(plural, namespace, meta["name"])] = obj
         self._changed(plural, namespace, "ADDED" if new else "MODIFIED", obj)
         return obj
@@ -212,15 +228,17 @@ class FakeKube:
                 return 404, status_body(404, f'{plural} "{name}" not found', "NotFound"), {}
             current = self.objects[key]
             if method == "DELETE":
-                self._remove(plural, ns, name)
+                self._delete(plural, ns, name)
                 return 200, status_body(200, "deleted", "Deleted"), {}
             if method == "GET":
                 return 200, _scale(current) if sub == "scale" else current, {}
+            # A write with a resourceVersion (a replace, a patch that sends one) is refused
+            # when the object has changed since.
+            sent = (body or {}).get("metadata", {}).get("resourceVersion")
+            if sent and sent != current["metadata"]["resourceVersion"]:
+                message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
+                return 409, status_body(409, message, "Conflict"), {}
             if method == "PUT":
-                sent = body.get("metadata", {}).get("resourceVersion")
-                if sent and sent != current["metadata"]["resourceVersion"]:
-                    message = f'Operation cannot be fulfilled on {plural} "{name}": the object has been modified'
-                    return 409, status_body(409, message, "Conflict"), {}
                 body["metadata"] = {
                     **current["metadata"],
                     **{k: v for k, v in body["metadata"].items() if k != "resourceVersion"},

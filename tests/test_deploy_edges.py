@@ -148,6 +148,8 @@ def every_api_call(server: FakeKubeServer) -> set[str]:
         for _ in use("watch_scalers", namespace, str(int(version)), timeout_seconds=1):
             break
     obj = use("get_scaler", "prod", "psc")
+    version = obj["metadata"]["resourceVersion"]
+    obj = use("set_scaler_finalizers", "prod", "psc", ["surgecast.dev/hpa-floor"], version)
     use("patch_scaler_status", "prod", "psc", {"observedGeneration": 1})
     for kind in ("Deployment", "StatefulSet", "ReplicaSet"):
         target = {"apiVersion": "apps/v1", "kind": kind, "name": "web"}
@@ -156,7 +158,7 @@ def every_api_call(server: FakeKubeServer) -> set[str]:
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
     use("find_hpa", "prod", deployment, "web")
     use("find_hpa", "prod", deployment)
-    use("set_hpa_min_replicas", "prod", "web", 4)
+    use("set_hpa_min_replicas", "prod", "web", 4, {"surgecast.dev/min-replicas-before": "1"})
     use("pod_startup_seconds", "prod", "app=web")
     use("emit_event", obj, "Normal", "Scaled", "scaled", T0)
 
