@@ -107,6 +107,8 @@ class FakeKube:
             return current
         marked = copy.deepcopy(current)
         marked["metadata"]["deletionTimestamp"] = "2026-11-20T12:00:00Z"
+        # as the API server does, so that controllers see a change to act on
+        marked["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         return self._store(plural, namespace, marked)
 
     def compact(self) -> None:
