@@ -23,7 +23,7 @@ from controller.reconciler import Reconciler
 from controller.runner import Controller, _key
 from controller.spec import SpecError, parse_scaler
 from tests.kubefake import FakeKubeServer
-from tests.test_controller_e2e import DEPLOYMENT, scaler
+from tests.test_controller_e2e import DEPLOYMENT, HPA, scaler
 from tests.test_leader import Monotonic
 
 FAST = LeaderSettings(
@@ -402,3 +402,25 @@ def test_a_sub_second_sync_period_is_refused_and_not_scheduled() -> None:
     with pytest.raises(SpecError, match="shorter than 1s"):
         parse_scaler(obj)
     assert runner._sync_period("gov/portal", obj) == runner.DEFAULT_SYNC
+
+
+@pytest.mark.slow
+def test_a_deleted_hpa_floor_scaler_gives_the_floor_back_through_the_watch(tmp_path) -> None:
+    """Deletion reaches the controller as a change (the deletionTimestamp): it restores the
+    HPA's minReplicas, then the finalizer goes and with it the scaler."""
+    with FakeKubeServer() as api:
+        api.state.put("deployments", "gov", DEPLOYMENT)
+        api.state.put("horizontalpodautoscalers", "gov", HPA)  # minReplicas 1
+        body = scaler("http://127.0.0.1:9", "HPAFloor", minReplicas=3)
+        body["spec"]["behavior"] = {"syncPeriod": "1s"}
+        api.state.put("predictivescalers", "gov", body)
+        one = controller(api, "one", tmp_path).start()
+        try:
+            hpa = lambda: api.state.get("horizontalpodautoscalers", "gov", "portal")  # noqa: E731
+            wait_for(lambda: hpa()["spec"]["minReplicas"] == 3)
+            api.state.delete("predictivescalers", "gov", "portal")
+            wait_for(lambda: ("predictivescalers", "gov", "portal") not in api.state.objects)
+            assert hpa()["spec"]["minReplicas"] == 1
+            wait_for(lambda: "gov/portal" not in one.reconciler.states)
+        finally:
+            one.stop()
