@@ -891,7 +891,8 @@ class Reconciler:
         updated = self.kube.set_scaler_finalizers(
             meta["namespace"], meta["name"], finalizers, meta["resourceVersion"]
         )
-        # the status write of this reconcile goes to the object as it now is
+        # The runner may reconcile this same object again before the watch delivers the new
+        # one: with the old version, its next finalizer write would be refused as stale.
         meta["finalizers"] = finalizers
         meta["resourceVersion"] = updated.get("metadata", {}).get("resourceVersion")
 

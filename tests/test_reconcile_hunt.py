@@ -101,21 +101,31 @@ def scaling_active(server: FakeKubeServer) -> dict[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == "ScalingActive")
 
 
+def blind_scale_scaler(
+    server: FakeKubeServer, tmp_path, min_replicas: int
+) -> Callable[[int], None]:
+    """A Scale-mode scaler whose Prometheus is a closed port (the reactive floor alone would
+    ask for ``min_replicas``), and a function that reconciles it at START + minutes."""
+    server.state.put(
+        "predictivescalers",
+        "gov",
+        scaler("http://127.0.0.1:9", "Scale", minReplicas=min_replicas, **FAST),
+    )
+    rec = reconciler(server, tmp_path)
+
+    def reconcile(minute: int) -> None:
+        obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+        rec.reconcile(obj, START + timedelta(minutes=minute))
+
+    return reconcile
+
+
 def test_a_target_scaled_to_zero_by_hand_is_left_there_as_the_hpa_does(tmp_path) -> None:
     with FakeKubeServer() as server:
         server.state.put(
             "deployments", "gov", {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 0}}
         )
-        # Prometheus on a closed port: the reactive floor alone would ask for minReplicas.
-        server.state.put(
-            "predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale", minReplicas=2, **FAST)
-        )
-        rec = reconciler(server, tmp_path)
-
-        def reconcile(minute: int) -> None:
-            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
-            rec.reconcile(obj, START + timedelta(minutes=minute))
-
+        reconcile = blind_scale_scaler(server, tmp_path, min_replicas=2)
         for minute in range(3):
             reconcile(minute)
         assert not server.state.calls("PATCH", "/scale")
@@ -279,15 +289,7 @@ def test_an_hpa_on_the_target_of_a_scale_mode_scaler_is_reported_and_left_in_cha
     with FakeKubeServer() as server:
         server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
         server.state.put("horizontalpodautoscalers", "gov", copy.deepcopy(HPA))
-        server.state.put(
-            "predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale", minReplicas=3, **FAST)
-        )
-        rec = reconciler(server, tmp_path)
-
-        def reconcile(minute: int) -> None:
-            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
-            rec.reconcile(obj, START + timedelta(minutes=minute))
-
+        reconcile = blind_scale_scaler(server, tmp_path, min_replicas=3)
         for minute in range(3):
             reconcile(minute)
             # the HPA sets its own count between our cycles
