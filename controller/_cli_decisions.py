@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -98,7 +99,7 @@ def explain_command(
     """
     zone = zone_option(tz)
     moment = _time("--at", at, zone)
-    if moment.second == moment.microsecond == 0:
+    if not _SECONDS.search(at):
         moment += timedelta(minutes=1, microseconds=-1)  # the end of the minute
     with _open(db, scaler) as log:
         record = log.at(scaler, moment)
@@ -109,6 +110,11 @@ def explain_command(
     if record.backtest_score is not None:
         model += f" (backtest score {record.backtest_score:.2f})"
     typer.echo(f"decision {record.id}, {_stamp(record.at, zone)}: {record.reason}, model {model}")
+
+
+_SECONDS = re.compile(r"\d:\d\d:\d\d|[T ]\d{6}")
+"""Seconds in an ISO time (``09:41:00``, ``T094100``). What was typed decides, not the
+value: ``09:41:00`` copied from an alert is that instant, not the minute it starts."""
 
 
 def _open(db: str, scaler: str | None) -> DecisionLog:
