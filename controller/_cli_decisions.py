@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from controller.decisions import DecisionLog, DecisionRecord
-from controller.explain import explain
-from controller.review import count_back, format_number, wall_time
+from controller.explain import explain, format_number
+from controller.review import count_back, wall_time
 from controller.spec import parse_duration
 from forecaster._cli_common import fail, zone_option
 

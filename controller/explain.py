@@ -13,6 +13,7 @@ out, so the account can be tested sentence by sentence.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -136,16 +137,44 @@ def _forecast(r: DecisionRecord, zone: tzinfo) -> str:
 
 
 def _load(r: DecisionRecord, value: float | None) -> str:
-    """``2,950 rps``, ``73.2 rps``: one decimal, dropped when it is zero."""
-    number = f"{value:,.1f}".removesuffix(".0") if value is not None else "unknown"
+    """``2,950 rps``, ``73.2 rps``, ``0.25 rps`` (see :func:`format_number`)."""
+    number = format_number(value) if value is not None else "unknown"
     return f"{number} {r.load_unit}" if r.load_unit else number
 
 
+def format_number(value: float | None) -> str:
+    """A load or a capacity for people; ``-`` when missing.
+
+    One decimal (``2,950.4``, ``73.2``, none when it is whole), and below 100 three
+    significant digits (``2.25``, ``0.31``, ``0.04``): with one decimal only, a pod serving
+    0.25 rps read "0.2 rps", a load of 0.04 rps "0 rps needs 1 pods", and 0.31 rps at
+    0.1 rps a pod "0.3", three pods' worth of a scale to four. The account, the review page
+    and ``surgecast decisions list`` all read numbers through this, so they agree.
+    """
+    if value is None:
+        return "-"
+    decimals = 1
+    if math.isfinite(value) and 0 < abs(value) < 100:
+        decimals = min(MOST_DECIMALS, 2 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").removesuffix(".") if "." in text else text
+
+
+MOST_DECIMALS = 6
+"""Decimals at most: a load under a millionth of a request a second reads 0."""
+
+
 def _duration(delay: timedelta) -> str:
+    """``3 min``, ``1.5 min``, ``3 min 20 s`` (not ``3.33333 min``), ``45 s``, ``2 h``."""
     seconds = delay.total_seconds()
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+    if seconds < 60:
+        return f"{seconds:g} s"
+    if seconds % 6 == 0:  # whole tenths of a minute
+        return f"{seconds / 60:g} min"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes:.0f} min {rest:g} s"
 
 
 def _clock(moment: datetime, zone: tzinfo) -> str:

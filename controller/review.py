@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.decisions import DecisionLog, DecisionRecord
-from controller.explain import explain
+from controller.explain import explain, format_number
 from controller.http import Route
 from controller.spec import parse_duration
 
@@ -534,13 +534,6 @@ def _family(record: DecisionRecord) -> str:
 def _percent(quantile: float) -> str:
     """``p90``, ``p97.5``: the quantile as explain() names it."""
     return f"p{round(quantile * 100, 3):g}"
-
-
-def format_number(value: float | None) -> str:
-    """A load for people: one decimal, so a unit of 0.1 rps a pod still reads (whole numbers
-    showed a scale-up for 0.31 rps as load 0), none when it is whole; ``-`` when missing.
-    ``surgecast decisions list`` uses it too, so both read alike."""
-    return "-" if value is None else f"{value:,.1f}".removesuffix(".0")
 
 
 _CSS = """

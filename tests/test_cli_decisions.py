@@ -129,7 +129,7 @@ def test_list_table_keeps_the_loads_of_a_small_unit(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
     assert [row[2:] for row in rows] == [
-        ["2", "→", "4", "ScaleUp/ForecastPeak", "0.3", "0.4", "-", "no"],
+        ["2", "→", "4", "ScaleUp/ForecastPeak", "0.31", "0.38", "-", "no"],
         ["11", "→", "31", "ScaleUp/ForecastPeak", "1,234.9", "2,951.1", "14", "no"],
     ]
 

@@ -3,16 +3,21 @@ same answers from every backend."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.decisions import DecisionLog
-from tests.test_decisions import sample
+from controller.decisions import DecisionLog, record_from_decision
+from controller.explain import explain, format_number
+from controller.policy import Forecast, PolicySpec, decide
+from controller.review import review_page
+from tests.test_decisions import T0, sample
 
 MINUTE = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
 
@@ -57,3 +62,88 @@ def test_explain_at_a_time_typed_with_zero_seconds_is_that_instant(
     code, out = cli("decisions", "explain", "prod/portal", "--at", at, "--db", around_the_minute)
     assert code == 0, out
     assert out.startswith(f"would have scaled {current} → 30"), out
+
+
+SMALL = PolicySpec(
+    min_replicas=2,
+    max_replicas=50,
+    capacity_per_replica=0.25,
+    startup_delay=timedelta(seconds=200),
+)
+"""An inference service: a quarter of a request a second per pod, 200 s to start."""
+
+
+def told(spec: PolicySpec, current: int, load: float | None, peak: float | None) -> str:
+    """explain() of the policy's decision under a flat forecast of ``peak`` (None: none)."""
+    times = np.array(
+        [np.datetime64((MINUTE + timedelta(minutes=m)).replace(tzinfo=None)) for m in range(-5, 30)]
+    )
+    forecast = (
+        Forecast(MINUTE, times, np.full(len(times), peak), 0.9, model_version="m1")
+        if peak is not None
+        else None
+    )
+    decision = decide(spec, MINUTE, current, load, forecast)
+    record = record_from_decision(
+        decision,
+        scaler="prod/infer",
+        target="Deployment/infer",
+        mode="Scale",
+        ready_replicas=current,
+        spec=spec,
+        forecast=forecast,
+        hpa_replicas=None,
+        at=MINUTE,
+    )
+    return explain(replace(record, applied=True))
+
+
+def test_the_account_gives_a_small_capacity_and_load_as_they_are() -> None:
+    # With one decimal, a pod serving 0.25 rps "served 0.2 rps" (2.1 / 0.2 makes 11 pods,
+    # not the 9 chosen), a load of 0.04 rps was "0 rps needs 1 pods", and a start-up of
+    # 200 s took "3.33333 min".
+    assert told(SMALL, 2, 0.9, 2.1) == (
+        "scaled 2 → 9 at 09:41 because the p90 forecast for 09:41–09:44 peaks at 2.1 rps, "
+        "each pod serves 0.25 rps, pods take 3 min 20 s to start."
+    )
+    assert told(SMALL, 10, 0.04, None) == (
+        "scaled 10 → 2 at 09:41 because there was no usable forecast (none yet), so it "
+        "followed the load now: 0.04 rps needs 1 pods at 0.25 rps each; raised to the "
+        "minimum of 2."
+    )
+    assert told(replace(SMALL, capacity_per_replica=2.25), 2, 7.31, 7.31).startswith(
+        "scaled 2 → 4 at 09:41 because the p90 forecast for 09:41–09:44 peaks at 7.31 rps, "
+        "each pod serves 2.25 rps"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (2_950.4, "2,950.4"),
+        (1_180.0, "1,180"),
+        (73.25, "73.2"),
+        (99.96, "100"),
+        (2.25, "2.25"),
+        (0.5, "0.5"),
+        (0.31, "0.31"),
+        (0.04, "0.04"),
+        (1e-9, "0"),
+        (0.0, "0"),
+        (-5.0, "-5"),
+        (None, "-"),
+        (float("nan"), "nan"),
+    ],
+)
+def test_numbers_keep_three_significant_digits_below_100(value: float | None, text: str) -> None:
+    assert format_number(value) == text
+
+
+def test_the_review_table_shows_a_small_capacity_as_it_is() -> None:
+    record = replace(
+        sample(0), capacity_per_replica=0.25, observed_load=0.04, forecast_peak=2.1, replicas=9
+    )
+    page = review_page(["prod/portal"], {"prod/portal": [record]}, since=T0)
+    row = page.split('<tr id="decision-0-0"')[1].split("</tr>")[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert cells == ["0.04", "2.1", "2.25", "14"]
