@@ -18,9 +18,13 @@ import pandas as pd
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import naive_utc
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 """The feature recipe a model is fitted with; a stored model keeps using its own.
 
+Version 4 bounds the value at the origin as it is bounded at predict, with its later
+neighbour unknown: version 3 let the interval after the origin vouch for it in training
+(a peak starting at the origin counted whole), while at predict, with nothing after it,
+the same value was cut, so the level a model learned from was not the one it was given.
 Version 3 measures the level as the mean absolute value of capped values (:func:`capped`);
 version 2 as the mean of the raw values, where one corrupt interval moved every forecast of
 the next season, and a series below zero had its floor for a level."""
@@ -34,23 +38,29 @@ NEIGHBOUR_CAP = 3.0
 real peak rises over several intervals, a corrupt one stands alone."""
 
 
-def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean of the last ``window`` values ignoring NaN; NaN if all are missing."""
+def trailing_sums(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the finite values among the last ``window`` at each interval."""
     finite = np.isfinite(y)
     sums = np.concatenate([[0.0], np.cumsum(np.where(finite, y, 0.0))])
     counts = np.concatenate([[0], np.cumsum(finite)])
     end = np.arange(1, len(y) + 1)
     start = np.maximum(end - window, 0)
-    n = counts[end] - counts[start]
+    return sums[end] - sums[start], counts[end] - counts[start]
+
+
+def rolling_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean of the last ``window`` values ignoring NaN; NaN if all are missing."""
+    total, n = trailing_sums(y, window)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[end] - sums[start]) / np.maximum(n, 1), np.nan)
+        return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def capped(y: np.ndarray, period: int) -> np.ndarray:
+def capped(y: np.ndarray, period: int, last: bool = False) -> np.ndarray:
     """``y`` with each isolated spike bounded, once the season before is at least half
     observed: a value counts up to the larger of ``CAP * (m + sqrt(m))``, where ``m`` is
     the mean of absolute values over the season before it, and ``NEIGHBOUR_CAP`` times its
-    larger neighbour (plus the square root).
+    larger neighbour (plus the square root). With ``last``, each value is bounded as if it
+    were the last one seen, its later neighbour unknown: what it counts for at an origin.
 
     The level divides every feature and multiplies every forecast back, so with raw values
     one corrupt interval (a counter reset of 1000 times the load) in the season before the
@@ -75,7 +85,25 @@ def capped(y: np.ndarray, period: int) -> np.ndarray:
         bound = np.fmax(CAP * (m + np.sqrt(m)), near)
         bounded = half_seen & finite & np.isfinite(bound)
         out = np.where(bounded, np.clip(y, -bound, bound), y)
-    return out
+    if not last:
+        return out
+    # The values before one only read up to it, so the season before is the same as in
+    # the series cut after it; only the neighbour after it is gone.
+    bound = np.fmax(CAP * (m + np.sqrt(m)), NEIGHBOUR_CAP * (before + np.sqrt(before)))
+    bounded = half_seen & finite & np.isfinite(bound)
+    return np.where(bounded, np.clip(y, -bound, bound), y)
+
+
+def origin_level(y: np.ndarray, period: int) -> np.ndarray:
+    """The level at each interval taken as an origin: the mean absolute value of the season
+    up to it, bounded by :func:`capped` as in the series cut after it (so the same in
+    training, where the future is known, as at predict, where it is not)."""
+    seen = np.abs(capped(y, period))
+    total, n = trailing_sums(seen, period)
+    # the interval itself counts as the last one seen, not as its later neighbour knows it
+    own = np.abs(capped(y, period, last=True)) - seen
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (total + np.nan_to_num(own)) / np.maximum(n, 1), np.nan)
 
 
 def centred_mean(y: np.ndarray, half: int) -> np.ndarray:
@@ -137,11 +165,12 @@ def design(
     ``calendar`` and ``events`` are per-interval arrays aligned with ``y`` extended by the
     forecast horizon (so they can be read at ``o + h``). Values are divided by the level:
     the mean of the season before the origin, from version 3 the mean absolute value of
-    values :func:`capped`.
+    values :func:`capped`, from version 4 with the origin's own value bounded as at
+    predict (:func:`origin_level`).
     """
     # a level below zero (a net flow) would be floored, and ratios to it clipped
     base = np.abs(capped(y, period)) if version >= 3 else y
-    level = rolling_mean(base, period)
+    level = origin_level(y, period) if version >= 4 else rolling_mean(base, period)
     fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
     level = np.where(np.isfinite(level), level, fallback)
     floor = max(1e-6, 0.01 * abs(fallback))

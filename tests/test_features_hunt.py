@@ -1,0 +1,88 @@
+"""Edge cases of the direct forecasters' features found by a bug hunt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forecaster.models.features import (
+    CAP,
+    FEATURES_VERSION,
+    capped,
+    design,
+    origin_level,
+    rolling_mean,
+)
+
+
+def hourly_counts(n: int = 400, seed: int = 0) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    y = np.random.default_rng(seed).poisson(50, n).astype(float)
+    return y, pd.date_range("2026-10-05", periods=n, freq="1h")
+
+
+def level_at(y: np.ndarray, ds: pd.DatetimeIndex, origin: int, version: int) -> float:
+    origins, steps = np.array([origin]), np.array([1])
+    return float(design(y, ds, origins, steps, 24, 3, 2, None, None, version=version)[1][0])
+
+
+def test_the_level_at_an_origin_does_not_read_the_interval_after_it() -> None:
+    """The level bounded the value at the origin by its larger neighbour, the one after it
+    included: in training a peak starting at the origin counted whole when the next
+    interval went on with it, at predict (nothing after it) it was cut, so the level the
+    trees learned from was not the one they were given."""
+    y, ds = hourly_counts()
+    o = 300
+    y[o] = 5000.0
+    goes_on = y.copy()
+    goes_on[o + 1] = 4000.0  # only the future changes
+    assert FEATURES_VERSION == 4
+    for version in (FEATURES_VERSION, 4):
+        assert level_at(goes_on, ds, o, version) == level_at(y, ds, o, version)
+        at_predict = np.concatenate([y[: o + 1], np.full(5, np.nan)])
+        assert level_at(at_predict, ds[: o + 6], o, version) == level_at(goes_on, ds, o, version)
+    # a stored version-3 model keeps the features it was fitted with, look-ahead and all
+    assert level_at(goes_on, ds, o, 3) > 3 * level_at(y, ds, o, 3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    spikes=st.lists(st.tuples(st.integers(0, 143), st.sampled_from([30.0, 1000.0, -5.0]))),
+    gaps=st.lists(st.tuples(st.integers(0, 143), st.integers(1, 30)), max_size=3),
+    origin=st.integers(24, 142),
+)
+def test_the_level_at_an_origin_is_the_one_of_the_series_cut_after_it(
+    seed: int, spikes: list[tuple[int, float]], gaps: list[tuple[int, int]], origin: int
+) -> None:
+    y = np.random.default_rng(seed).poisson(40, 144).astype(float)
+    for at, factor in spikes:
+        y[at] *= factor
+    for at, length in gaps:
+        y[at : at + length] = np.nan
+    cut = np.concatenate([y[: origin + 1], np.full(3, np.nan)])
+    np.testing.assert_allclose(origin_level(cut, 24)[origin], origin_level(y, 24)[origin])
+
+
+def test_version_4_ignores_a_lone_spike_before_or_at_the_origin() -> None:
+    y, ds = hourly_counts()
+    clean = rolling_mean(np.abs(y), 24)
+    for at in (290, 300):  # ten intervals before the origin, and the origin itself
+        spiked = y.copy()
+        spiked[at] = 50_000.0
+        assert level_at(spiked, ds, 300, 4) < 1.5 * clean[300]
+        assert level_at(spiked, ds, 300, 2) > 30 * clean[300]  # the raw level of version 2
+
+
+def test_version_4_counts_a_real_peak_that_rises_over_several_intervals() -> None:
+    """A peak above the daily bound (10 times the mean, plus its root), rising over hours,
+    counts whole at every origin: the value at the origin is vouched for by the one before
+    it, the fall after the top is not needed."""
+    day = np.array([1, 1, 1, 1, 1, 1, 3, 9, 27, 80, 240, 700, 2000, 4000, 1500, 300] + [20] * 8)
+    y = np.tile(day.astype(float), 5)
+    assert day.max() > CAP * (day.mean() + np.sqrt(day.mean()))
+    ds = pd.date_range("2026-10-05", periods=len(y), freq="1h")
+    np.testing.assert_array_equal(capped(y, 24, last=True)[24:], y[24:])
+    for o in range(24, len(y)):
+        assert level_at(y, ds, o, 4) == rolling_mean(y, 24)[o]
