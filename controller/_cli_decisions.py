@@ -56,7 +56,7 @@ def list_command(
     zone = zone_option(tz)
     now = datetime.now(UTC)
     start = _moment("--since", since, zone, now)
-    end = _moment("--until", until, zone, now) if until is not None else None
+    end = _until(until, start, since, zone, now)
     with _open(db, scaler) as log:
         # One more than shown, to tell a window of exactly --limit from one cut short.
         records = log.list(scaler, since=start, until=end, reason=reason, limit=limit + 1)
@@ -163,6 +163,23 @@ def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:
         return count_back(now, back, text)
     except ValueError as exc:
         fail(f"{option} {exc}")
+
+
+def _until(
+    text: str | None, start: datetime, since: str, zone: tzinfo, now: datetime
+) -> datetime | None:
+    """``--until`` read as :func:`_moment` reads it, refused unless after ``start``: a
+    window swapped (``--since 1h --until 2h``) was searched, empty, and the advice was to
+    widen ``--since``."""
+    if text is None:
+        return None
+    end = _moment("--until", text, zone, now)
+    if end <= start:
+        fail(
+            f"--until {text!r} ({_stamp(end, zone)}) is not after --since {since!r} "
+            f"({_stamp(start, zone)}): the window holds no time"
+        )
+    return end
 
 
 def _time(option: str, text: str, zone: tzinfo, also: str = "") -> datetime:

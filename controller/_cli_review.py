@@ -14,6 +14,7 @@ from controller._cli_decisions import (
     TIME_EXAMPLE,
     _moment,
     _open,
+    _until,
 )
 from controller.http import RouteServer
 from controller.review import review_route
@@ -63,7 +64,7 @@ def review_command(
     zone = zone_option(tz)
     now = datetime.now(UTC)  # the command's one clock read, for checking --since/--until
     start = _since(since, zone, now)
-    end = _moment("--until", until, zone, now) if until is not None else None
+    end = _until(until, _moment("--since", since, zone, now), since, zone, now)
     log = _open(db, scaler)
     # The file and the server share the route, so they show the very same page.
     route = review_route(

@@ -147,3 +147,30 @@ def test_the_review_table_shows_a_small_capacity_as_it_is() -> None:
     row = page.split('<tr id="decision-0-0"')[1].split("</tr>")[0]
     cells = re.findall(r'<td class="num">([^<]*)</td>', row)
     assert cells == ["0.04", "2.1", "2.25", "14"]
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "shown"),
+    [
+        ("1h", "2h", None),
+        ("2026-11-21", "2026-11-19", "'2026-11-19' (2026-11-19 00:00 UTC)"),
+        ("2026-11-20 09:41", "2026-11-20 09:41", "'2026-11-20 09:41' (2026-11-20 09:41 UTC)"),
+    ],
+)
+def test_a_window_that_ends_before_it_starts_is_refused(
+    around_the_minute: str, tmp_path: Path, since: str, until: str, shown: str | None
+) -> None:
+    # --since 1h --until 2h (swapped) read "no decisions in that window; ... widen
+    # --since", and surgecast review wrote a page "from 2026-11-21 to 2026-11-19".
+    page = tmp_path / "review.html"
+    window = ("--since", since, "--until", until, "--db", around_the_minute)
+    for args in (
+        ("decisions", "list", "prod/portal", *window),
+        ("review", *window, "-o", str(page)),
+    ):
+        code, out = cli(*args)
+        assert code == 2, out
+        assert out.startswith(f"error: --until {shown or repr(until)}"), out
+        assert f" is not after --since {since!r} (" in out, out
+        assert out.endswith("): the window holds no time\n"), out
+    assert not page.exists()
