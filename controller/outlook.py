@@ -7,10 +7,11 @@ data, shared by the controller (a condition, an Event, a metric, the public feed
 - :func:`project` summarises a forecast at the model's own resolution hour by hour: the
   mean of the median (what an hour usually brings) and the highest upper quantile within
   the hour (the interval that must be served).
-- :func:`risks` lists the coming hours whose peak exceeds what the allowed replicas serve
-  (``maxReplicas`` or a scheduled override's bound, times ``capacityPerReplica``), with the
-  shortfall in replicas and how far ahead each is: weeks of warning for a surge that the
-  reactive floor and the policy could never absorb, because max clamps them both.
+- :func:`risks` lists the coming hours with a quarter whose peak exceeds what the allowed
+  replicas serve then (``maxReplicas`` or a scheduled override's bound, times
+  ``capacityPerReplica``), with the shortfall in replicas and how far ahead each is: weeks
+  of warning for a surge that the reactive floor and the policy could never absorb, because
+  max clamps them both.
 - :func:`typical_bands` and :func:`rate` rate each hour quiet, normal or busy against the
   service's own recent history, so a quiet hour of a busy service is not called busy just
   because its numbers are large; :func:`quiet_windows` finds the next quiet stretches.
@@ -30,10 +31,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controller.policy import PolicySpec, effective_bounds, needed_replicas
+from controller.policy import PolicySpec, effective_bounds, lead_time, needed_replicas
 from forecaster.frames import quantile_column
 
 HOUR = pd.Timedelta(hours=1)
+QUARTER = pd.Timedelta(minutes=15)
+QUARTER_COLUMNS = ("peak_00", "peak_15", "peak_30", "peak_45")
+"""The peak of each quarter of an hour: a bound that changes within the hour (an override
+from 09:30, or from 09:00 in a zone 30 or 45 minutes off UTC) is judged against the load of
+its own part of the hour, not against the hour's peak alone."""
 RATINGS = ("quiet", "normal", "busy")
 CODES = {"q": "quiet", "n": "normal", "b": "busy"}
 """One letter per hour in status: 168 hours fit in a short string."""
@@ -63,9 +69,11 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
     The window starts at the first whole hour at or after ``now`` and lasts ``days``.
     Columns: ``ds`` (hour start, naive UTC), ``expected`` (mean of ``yhat`` over the hour's
     intervals, in the series' unit per interval), ``peak`` (the highest ``quantile`` forecast
-    in the hour) and ``peak_at`` (when it comes). An hour without an interval of its own
-    (a series coarser than hourly) takes the values of the interval covering it. Intervals
-    the model left without a number (NaN) are skipped; an hour left with none is no row.
+    of an interval that runs in the hour), ``peak_at`` (when that interval starts) and the
+    same peak per quarter of the hour (:data:`QUARTER_COLUMNS`), which :func:`risks` judges
+    against the bounds in force then. An hour without an interval of its own (a series
+    coarser than hourly) takes the values of the interval covering it. Intervals the model
+    left without a number (NaN) are skipped; an hour left with none is no row.
     """
     start = _naive_utc(now).ceil("h")
     grid = pd.date_range(start, periods=days * 24, freq=HOUR)
@@ -78,17 +86,48 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
             "yhat": frame["yhat"].to_numpy(dtype=float),
             "upper": frame[quantile_column(quantile)].to_numpy(dtype=float),
         }
-    ).dropna()  # an hour of NaN would fail idxmax, and with it the scaler's whole model job
-    rows = rows.reset_index(drop=True)
-    grouped = rows.groupby("hour", sort=True)
-    at = grouped["upper"].idxmax().to_numpy()
-    hourly = grouped[["yhat"]].mean().rename(columns={"yhat": "expected"})
-    hourly["peak"], hourly["peak_at"] = rows["upper"].to_numpy()[at], rows["ds"].to_numpy()[at]
+    ).dropna()  # an interval without a number says nothing about its hour
+    hourly = rows.groupby("hour", sort=True)[["yhat"]].mean().rename(columns={"yhat": "expected"})
     hourly = hourly.reindex(hourly.index.union(grid))
     cover = max(0, math.ceil(step / HOUR) - 1)  # hours an interval covers beyond its own
     if cover:
         hourly = hourly.ffill(limit=cover)
-    return hourly.reindex(grid).rename_axis("ds").reset_index().dropna()
+    hourly = hourly.join(_quarter_peaks(rows["ds"], rows["upper"], step))
+    return hourly.reindex(grid).rename_axis("ds").reset_index().dropna(subset=["expected", "peak"])
+
+
+def _quarter_peaks(starts: pd.Series, upper: pd.Series, step: pd.Timedelta) -> pd.DataFrame:
+    """Per hour: the highest ``upper`` of the intervals ``[start, start + step)`` running in
+    each quarter of it (:data:`QUARTER_COLUMNS`), the highest of all (``peak``) and when
+    the interval that brings it starts (``peak_at``, the earliest of equals).
+
+    An interval counts in every quarter it overlaps: a two-hour interval in eight, one of
+    ten minutes from :10 in the first two.
+    """
+    begin = starts.to_numpy(dtype="datetime64[ns]")
+    first = starts.dt.floor(QUARTER).to_numpy(dtype="datetime64[ns]")
+    spans = np.ceil((begin + step.to_timedelta64() - first) / QUARTER.to_timedelta64())
+    count = np.maximum(spans.astype(int), 1)
+    which = np.repeat(np.arange(len(begin)), count)
+    offsets = np.arange(len(which)) - np.repeat(np.cumsum(count) - count, count)
+    quarters = pd.DataFrame(
+        {
+            "quarter": first[which] + offsets * QUARTER.to_timedelta64(),
+            "upper": upper.to_numpy(dtype=float)[which],
+            "at": begin[which],
+        }
+    )
+    # The highest first, the earliest of equals first: the first row per quarter is its peak.
+    quarters = quarters.sort_values(["upper", "at"], ascending=[False, True], kind="stable")
+    quarters = quarters.drop_duplicates("quarter")
+    quarters["hour"] = quarters["quarter"].dt.floor("h")
+    peaks = quarters.drop_duplicates("hour").set_index("hour")[["upper", "at"]]
+    peaks.columns = pd.Index(["peak", "peak_at"])
+    slot = quarters["quarter"].dt.minute // 15
+    by_quarter = quarters.assign(slot=slot).pivot(index="hour", columns="slot", values="upper")
+    by_quarter = by_quarter.reindex(columns=range(len(QUARTER_COLUMNS)))
+    by_quarter.columns = pd.Index(QUARTER_COLUMNS)
+    return peaks.join(by_quarter).sort_index()
 
 
 @dataclass(frozen=True)
@@ -117,34 +156,84 @@ class Risk:
 def risks(hours: pd.DataFrame, spec: PolicySpec, now: datetime) -> list[Risk]:
     """The hours of :func:`project` that the bounds cannot carry, in time order.
 
-    Each hour is judged at its peak interval against the bounds in force then (an override
-    may raise or lower ``max``), with the policy's own :func:`needed_replicas`, so the
-    outlook and the decisions never disagree about what a load needs. Hours that have
-    ended by ``now`` are skipped.
+    Each quarter of an hour is judged at its peak against the lowest ``max`` in force in it
+    (an override may raise or lower it, from any minute), with the policy's own
+    :func:`needed_replicas`, so the outlook and the decisions never disagree about what a
+    load needs; an hour's risk is its quarter with the largest shortfall. Judging the hour
+    at its peak alone missed a surge that outlasts a raised ``max``: a deadline window
+    until 10:30 carries the 10:10 peak, not the 10:40 load after it. Hours that have ended
+    by ``now`` are skipped.
     """
     found = []
     current = _naive_utc(now)
     # Columns converted once, not row by row: the controller judges every scaler's
     # outlook at every reconcile.
     starts = pd.DatetimeIndex(hours["ds"])
-    peak_ats = pd.DatetimeIndex(hours["peak_at"]).tz_localize("UTC").to_pydatetime()
-    peaks = hours["peak"].to_numpy(dtype=float)
-    for i in np.flatnonzero(starts + HOUR > current):
-        _, high, _ = effective_bounds(spec, peak_ats[i])
-        need = needed_replicas(float(peaks[i]), spec.capacity_per_replica)
-        if need > high:
+    peaks = hours[list(QUARTER_COLUMNS)].to_numpy(dtype=float)
+    coming = np.flatnonzero(starts + HOUR > current)
+    if len(coming) == 0:
+        return []
+    quarter_starts = (
+        starts[coming].to_numpy()[:, None] + np.arange(len(QUARTER_COLUMNS)) * QUARTER.to_numpy()
+    )
+    highs = _lowest_max(spec, quarter_starts)
+    # A loose screen first (most quarters fit by far), then the policy's own arithmetic.
+    with np.errstate(invalid="ignore"):
+        screened = peaks[coming] / spec.capacity_per_replica > highs - 1e-6
+    for row in np.flatnonzero(screened.any(axis=1)):
+        i = coming[row]
+        worst: tuple[int, float, int] | None = None
+        for q in np.flatnonzero(screened[row]):
+            peak, high = float(peaks[i, q]), int(highs[row, q])
+            short = needed_replicas(peak, spec.capacity_per_replica) - high
+            if short > 0 and (worst is None or short > worst[0]):
+                worst = (short, peak, high)
+        if worst is not None:
+            short, peak, high = worst
             start = starts[i]
             found.append(
                 Risk(
                     start=start.tz_localize("UTC"),
-                    peak=float(peaks[i]),
+                    peak=peak,
                     max_replicas=high,
                     capacity=high * spec.capacity_per_replica,
-                    shortfall=need - high,
+                    shortfall=short,
                     ahead=max(timedelta(0), (start - current).to_pytimedelta()),
                 )
             )
     return found
+
+
+def _lowest_max(spec: PolicySpec, starts: np.ndarray) -> np.ndarray:
+    """The lowest ``max`` of :func:`effective_bounds` within each quarter from ``starts``
+    (naive UTC ``datetime64``, any shape).
+
+    The bounds change only where an override opens or closes, or comes within the lead
+    time (:func:`lead_time`), so they are worked out once per stretch between such moments
+    rather than once per quarter.
+    """
+    lead = lead_time(spec)
+    moments = {
+        _naive_utc(t).to_datetime64()
+        for o in spec.overrides
+        for t in (o.start, o.end, o.start - lead)
+    }
+    flat = starts.ravel()
+    first, last = flat.min(), flat.max() + QUARTER.to_numpy()
+    edges = np.array(sorted({first} | {m for m in moments if first < m < last}))
+    bounds = np.array(
+        [
+            effective_bounds(spec, pd.Timestamp(e).tz_localize("UTC").to_pydatetime())[1]
+            for e in edges
+        ]
+    )
+    # The stretch a quarter starts in, and the last one that starts before it ends.
+    begin = np.searchsorted(edges, flat, side="right") - 1
+    end = np.searchsorted(edges, flat + QUARTER.to_numpy(), side="left") - 1
+    lowest = bounds[begin]
+    for n in np.flatnonzero(end > begin):
+        lowest[n] = bounds[begin[n] : end[n] + 1].min()
+    return lowest.reshape(starts.shape)
 
 
 def risk_message(found: Sequence[Risk], quantile: float, tz: str, days: int) -> str:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from controller.cli import app
 from controller.feed import respond
 from controller.outlook import (
+    QUARTER_COLUMNS,
     Bands,
     Ratings,
     amount,
@@ -157,6 +158,7 @@ def test_large_loads_read_as_numbers_not_exponents() -> None:
     """``.4g`` wrote a 12,345.6 rps peak against 10,000 as "peak 1.235e+04 exceeds the
     1e+04" in the CapacityAtRisk condition and Event, and the public widget "(1.23e+04)"."""
     hours = pd.DataFrame({"ds": [PEAK], "expected": [9876.5], "peak": [12345.6], "peak_at": [PEAK]})
+    hours = hours.assign(**{column: hours["peak"] for column in QUARTER_COLUMNS})
     (found,) = risks(hours, spec(20, 500.0), NOW)
     assert "peak 12,346 exceeds the 10,000 that 20 replicas serve: 5 replicas short" in (
         risk_message([found], 0.9, "UTC", 7)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from controller.forecasting import event_calendar
 from controller.outlook import (
     LANGUAGES,
+    QUARTER_COLUMNS,
     Bands,
     Ratings,
     ahead_label,
@@ -141,8 +142,16 @@ def test_project_starts_at_the_next_whole_hour() -> None:
 PEAK_HOUR = pd.Timestamp("2026-11-20 02:00")  # 10:00 in Shanghai
 
 
+def flat_hours(ds: pd.DatetimeIndex, peaks: list[float]) -> pd.DataFrame:
+    """Hours as :func:`project` writes them, each at its peak all hour long."""
+    hours = pd.DataFrame(
+        {"ds": ds, "expected": np.asarray(peaks) / 2, "peak": peaks, "peak_at": ds}
+    )
+    return hours.assign(**{column: hours["peak"] for column in QUARTER_COLUMNS})
+
+
 def one_hour(peak: float, at: pd.Timestamp = PEAK_HOUR) -> pd.DataFrame:
-    return pd.DataFrame({"ds": [at], "expected": [peak / 2], "peak": [peak], "peak_at": [at]})
+    return flat_hours(pd.DatetimeIndex([at]), [peak])
 
 
 @pytest.mark.parametrize(
@@ -227,7 +236,7 @@ def test_raising_max_never_adds_a_risk_and_shortfalls_are_exact(
 ) -> None:
     start = pd.Timestamp("2026-11-15")
     ds = pd.date_range(start, periods=len(peaks), freq="1h")
-    hours = pd.DataFrame({"ds": ds, "expected": peaks, "peak": peaks, "peak_at": ds})
+    hours = flat_hours(ds, peaks)
     before, after = (
         risks(hours, spec(low, capacity), NOW),
         risks(hours, spec(low + extra, capacity), NOW),

@@ -21,7 +21,7 @@ import pytest
 
 from controller.kube import KubeClient, RetryPolicy
 from controller.metrics import ControllerMetrics
-from controller.outlook import Ratings
+from controller.outlook import QUARTER_COLUMNS, Ratings
 from controller.prometheus import Duration, PrometheusClient
 from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer
@@ -156,7 +156,8 @@ def test_a_deadline_max_cannot_carry_is_flagged_days_ahead_and_clears_when_max_i
     # spec unchanged) flips the condition but sends one Warning and one Normal Event only.
     state = rec.states["gov/portal"]
     risky = state.outlook
-    calm = replace(risky, hours=risky.hours.assign(peak=risky.hours["peak"] / 100))
+    peaks = ["peak", *QUARTER_COLUMNS]
+    calm = replace(risky, hours=risky.hours.assign(**(risky.hours[peaks] / 100)))
     for minute, outlook_now, expected in (
         (3, calm, "False"),
         (4, risky, "True"),

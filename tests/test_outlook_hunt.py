@@ -1,0 +1,109 @@
+"""The capacity outlook and its feed at the edges a capacity planner and a page reader meet:
+bounds that change within an hour, and what the outlook claims about hours it cannot see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.outlook import project, risks
+from controller.policy import Override, PolicySpec, effective_bounds, needed_replicas
+
+NOW = datetime(2026, 11, 14, 16, 0, tzinfo=UTC)
+
+
+def spec(max_replicas: int, *overrides: Override, delay: timedelta = timedelta(minutes=3)):
+    return PolicySpec(
+        min_replicas=1,
+        max_replicas=max_replicas,
+        capacity_per_replica=20.0,
+        startup_delay=delay,
+        overrides=overrides,
+    )
+
+
+def forecast(values: list[float], freq: str = "10min") -> pd.DataFrame:
+    ds = pd.date_range("2026-11-14 16:00", periods=len(values), freq=freq)
+    upper = np.asarray(values, dtype=float)
+    return pd.DataFrame({"unique_id": "s", "ds": ds, "yhat": upper / 2, "q0.9": upper})
+
+
+def utc(text: str) -> datetime:
+    return pd.Timestamp(text, tz="UTC").to_pydatetime()
+
+
+# -- bounds that change within an hour ---------------------------------------------------------
+
+
+def test_a_surge_that_outlasts_the_raised_max_is_at_risk_in_the_hour_the_window_closes() -> None:
+    """The deadline window raises max to 40 until 18:30; the surge runs on to 19:00 at a load
+    that needs 25 replicas, against max 10 again. Judged at its 18:00 peak (700, under the
+    window's 40 x 20) the hour was fine, and no hour was ever flagged."""
+    hours = project(forecast([10] * 12 + [700] * 3 + [500] * 3 + [10] * 1000), 0.9, NOW, 7)
+    window = Override("deadline", utc("2026-11-14 17:00"), utc("2026-11-14 18:30"), None, 40)
+    (found,) = risks(hours, spec(10, window), NOW)
+    assert found.start == pd.Timestamp("2026-11-14 18:00", tz="UTC")
+    assert (found.peak, found.max_replicas, found.shortfall) == (500.0, 10, 15)
+    # The window's own half hour (700 needs 35 of its 40) is carried: no invented risk.
+    longer = Override("deadline", window.start, utc("2026-11-14 19:00"), None, 40)
+    assert risks(hours, spec(10, longer), NOW) == []
+
+
+def test_a_freeze_from_a_half_hour_is_judged_on_the_load_after_it_starts() -> None:
+    """A change freeze from 09:00 in Kolkata (03:30 UTC) holds max at 2; the hour 03:00 UTC
+    peaks at 03:05 (under max 10) and still needs 4 replicas after 03:30."""
+    values = [10] * (11 * 6) + [150, 50, 50, 80, 80, 80] + [10] * 1000
+    hours = project(forecast(values), 0.9, NOW, 7)
+    freeze = Override("freeze", utc("2026-11-15 03:30"), utc("2026-11-15 12:30"), None, 2)
+    (found,) = risks(hours, spec(10, freeze), NOW)
+    assert found.start == pd.Timestamp("2026-11-15 03:00", tz="UTC")
+    assert (found.peak, found.max_replicas, found.shortfall) == (80.0, 2, 2)
+
+
+def test_a_coarse_interval_counts_in_every_quarter_it_runs_in() -> None:
+    """A two-hour interval's load runs all two hours: a max lowered at 17:30 meets it."""
+    hours = project(forecast([10, 100, 10, 10], freq="2h"), 0.9, NOW, 1)
+    assert list(hours["peak"][:4]) == [10, 10, 100, 100]
+    freeze = Override("freeze", utc("2026-11-14 19:30"), utc("2026-11-14 20:00"), None, 2)
+    (found,) = risks(hours, spec(10, freeze), NOW)
+    assert found.start == pd.Timestamp("2026-11-14 19:00", tz="UTC") and found.shortfall == 3
+
+
+QUARTER_MINUTES = st.integers(0, 30 * 4 - 1).map(lambda n: pd.Timedelta(minutes=15 * n))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.floats(0, 400, allow_nan=False), min_size=12, max_size=12 * 30),
+    windows=st.lists(
+        st.tuples(QUARTER_MINUTES, st.integers(1, 12), st.integers(1, 30)), max_size=3
+    ),
+    max_replicas=st.integers(1, 20),
+)
+def test_every_interval_is_judged_against_the_bounds_in_force_then(
+    values: list[float], windows: list[tuple[pd.Timedelta, int, int]], max_replicas: int
+) -> None:
+    """On quarter-hour bounds, the hours at risk and their shortfalls are exactly those of
+    judging every 5-minute interval against :func:`effective_bounds` at its start, as the
+    policy will when it gets there (a lead time of a quarter keeps its edges on quarters)."""
+    start = pd.Timestamp("2026-11-14 16:00", tz="UTC")
+    overrides = tuple(
+        Override(f"o{n}", start + at, start + at + quarters * pd.Timedelta(minutes=15), None, high)
+        for n, (at, quarters, high) in enumerate(windows)
+    )
+    limits = spec(max_replicas, *overrides, delay=timedelta(minutes=14, seconds=30))
+    frame = forecast(values, freq="5min")
+    found = risks(project(frame, 0.9, NOW, 7), limits, NOW)
+
+    worst: dict[pd.Timestamp, int] = {}
+    for at, load in zip(frame["ds"], frame["q0.9"], strict=True):
+        high = effective_bounds(limits, at.tz_localize("UTC").to_pydatetime())[1]
+        short = needed_replicas(load, 20.0) - high
+        if short > 0:
+            hour = at.floor("h").tz_localize("UTC")
+            worst[hour] = max(worst.get(hour, 0), short)
+    assert {r.start: r.shortfall for r in found} == worst
