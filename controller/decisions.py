@@ -359,7 +359,9 @@ class DecisionLog:
         """Decisions oldest first, filtered; at most the newest ``limit`` of them.
 
         ``since`` is inclusive and ``until`` exclusive. ``reason`` matches a whole code
-        (``ScaleUp/ForecastPeak``) or a family (``ScaleUp``).
+        (``ScaleUp/ForecastPeak``) or a family (``ScaleUp``), in any case: SQLite's LIKE
+        ignores case and PostgreSQL's does not, so ``scaleup`` found the family on one
+        backend and nothing on the other; no two codes differ only in case.
         """
         query = sa.select(_decisions)
         if scaler is not None:
@@ -369,10 +371,8 @@ class DecisionLog:
         if until is not None:
             query = query.where(_decisions.c.at < _require_aware(until, "until"))
         if reason is not None:
-            query = query.where(
-                (_decisions.c.reason == reason)
-                | _decisions.c.reason.startswith(f"{reason}/", autoescape=True)
-            )
+            code, typed = sa.func.lower(_decisions.c.reason), reason.lower()
+            query = query.where((code == typed) | code.startswith(f"{typed}/", autoescape=True))
         query = query.order_by(_decisions.c.at.desc(), _decisions.c.id.desc()).limit(limit)
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()

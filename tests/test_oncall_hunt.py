@@ -17,7 +17,11 @@ from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain, format_number
 from controller.policy import Forecast, PolicySpec, decide
 from controller.review import review_page
-from tests.test_decisions import T0, sample
+from tests import pg_server
+from tests.test_decisions import SCALER, T0, sample, url  # noqa: F401 (a fixture)
+
+postgres = pg_server.postgres
+"""The session's PostgreSQL server (see tests/pg_server.py)."""
 
 MINUTE = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
 
@@ -174,3 +178,19 @@ def test_a_window_that_ends_before_it_starts_is_refused(
         assert f" is not after --since {since!r} (" in out, out
         assert out.endswith("): the window holds no time\n"), out
     assert not page.exists()
+
+
+def test_a_reason_typed_in_another_case_finds_the_same_decisions_on_both_backends(
+    url: str,  # noqa: F811
+) -> None:
+    # SQLite's LIKE ignores case and PostgreSQL's does not: --reason scaleup listed every
+    # ScaleUp decision from SQLite and none from PostgreSQL (and the whole code, compared
+    # with =, matched in neither).
+    with DecisionLog(url) as log:
+        log.record_many(
+            [sample(0), sample(1, reason="Hold/ForecastPeak"), sample(2, reason="Scale/Other")]
+        )
+        for typed in ("ScaleUp", "scaleup", "SCALEUP", "scaleup/forecastpeak"):
+            assert [r.at for r in log.list(SCALER, reason=typed)] == [T0], typed
+        assert log.list(SCALER, reason="Scale")[0].reason == "Scale/Other"
+        assert log.list(SCALER, reason="scale%") == []
