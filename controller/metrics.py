@@ -6,11 +6,46 @@ scaler's ``namespace`` and ``name``; nothing with unbounded cardinality is a lab
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 SCALER = ("namespace", "name")
+
+
+class ScalerCounter(Counter):
+    """A counter labelled ``namespace``, ``name`` and one more label (a reason, a kind) that
+    remembers which values each scaler used, so that :meth:`forget` removes one scaler's
+    series without looking at every other scaler's.
+
+    Found by collecting all the counter's series instead, forgetting one scaler among 1,000
+    took 50 ms, and a leader losing the lease forgets all of them: close to a minute.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._used: dict[tuple[str, str], set[str]] = {}
+        self._used_lock = threading.Lock()
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Self:
+        child = super().labels(*labelvalues, **labelkwargs)
+        names = (*SCALER, self._labelnames[-1])
+        namespace, name, value = labelvalues or tuple(labelkwargs[n] for n in names)
+        with self._used_lock:
+            self._used.setdefault((str(namespace), str(name)), set()).add(str(value))
+        return child
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Remove every series of the scaler ``namespace/name``."""
+        with self._used_lock:
+            values = self._used.pop((namespace, name), set())
+        for value in values:
+            try:
+                self.remove(namespace, name, value)
+            except KeyError:  # removed meanwhile (older clients raise, newer ones do not)
+                pass
 
 
 @dataclass
@@ -75,13 +110,13 @@ class ControllerMetrics:
             SCALER,
             registry=r,
         )
-        self.decisions = Counter(
+        self.decisions = ScalerCounter(
             "surgecast_decisions_total",
             "Decisions made, by reason code.",
             (*SCALER, "reason"),
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = ScalerCounter(
             "surgecast_reconcile_errors_total",
             "Reconcile errors, by kind.",
             (*SCALER, "kind"),
@@ -143,9 +178,8 @@ class ControllerMetrics:
         scaler per preview environment adds up), and one created again under the same name
         starts from zero, which ``rate()`` reads as the counter reset it is.
         """
-        for counter, label in ((self.decisions, "reason"), (self.errors, "kind")):
-            for value in _values_of(counter, label, namespace, name):
-                counter.remove(namespace, name, value)
+        self.decisions.forget(namespace, name)
+        self.errors.forget(namespace, name)
         for metric in (
             self.predicted_load,
             self.observed_load,
@@ -166,13 +200,3 @@ class ControllerMetrics:
             gauge.remove(namespace, name)
         except KeyError:
             pass
-
-
-def _values_of(counter: Counter, label: str, namespace: str, name: str) -> set[str]:
-    """The values ``label`` takes in the series of ``counter`` about one scaler."""
-    return {
-        sample.labels[label]
-        for family in counter.collect()
-        for sample in family.samples
-        if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name
-    }
