@@ -122,10 +122,13 @@ class ControllerMetrics:
             (*SCALER, "kind"),
             registry=r,
         )
+        # Up to minutes: one API call the server keeps failing takes 5 tries of 10 s
+        # (controller.kube.RetryPolicy), and a histogram_quantile() landing past the last
+        # bucket reports that bucket's bound, so an outage read as "10 s" at most.
         self.reconcile_seconds = Histogram(
             "surgecast_reconcile_duration_seconds",
             "Time spent in one reconcile.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=r,
         )
         self.cycle_seconds = Histogram(
