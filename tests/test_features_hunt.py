@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forecaster.models import GradientBoostingForecaster, LinearForecaster
 from forecaster.models.features import (
     CAP,
     FEATURES_VERSION,
@@ -62,7 +64,7 @@ def test_the_level_at_an_origin_is_the_one_of_the_series_cut_after_it(
     for at, length in gaps:
         y[at : at + length] = np.nan
     cut = np.concatenate([y[: origin + 1], np.full(3, np.nan)])
-    np.testing.assert_allclose(origin_level(cut, 24)[origin], origin_level(y, 24)[origin])
+    np.testing.assert_allclose(origin_level(cut, 24, 24)[origin], origin_level(y, 24, 24)[origin])
 
 
 def test_version_4_ignores_a_lone_spike_before_or_at_the_origin() -> None:
@@ -86,3 +88,42 @@ def test_version_4_counts_a_real_peak_that_rises_over_several_intervals() -> Non
     np.testing.assert_array_equal(capped(y, 24, last=True)[24:], y[24:])
     for o in range(24, len(y)):
         assert level_at(y, ds, o, 4) == rolling_mean(y, 24)[o]
+
+
+def weekdays_only(weeks: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Hourly load of a batch service idle on weekends, growing 1 % a day (from a Monday)."""
+    ds = pd.date_range("2026-06-01", periods=24 * 7 * weeks, freq="1h")
+    growth = 1.01 ** (ds - ds[0]).days.to_numpy()
+    daily = 200 * (1 + np.sin(2 * np.pi * (ds.hour.to_numpy() - 6) / 24)) + 20
+    mean = np.where(ds.day_of_week < 5, growth * daily, 0.0)
+    y = np.random.default_rng(seed).poisson(mean).astype(float)
+    return pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+
+
+def test_the_level_floor_at_an_origin_does_not_read_after_it() -> None:
+    """After an idle day the level is 0 and its floor decides the scale; the floor was 1 %
+    of the whole series' mean, after the origin included (and at predict, of the history
+    kept), so the features at an origin changed with the load weeks later."""
+    frame = weekdays_only()
+    y, ds = frame["y"].to_numpy(), pd.DatetimeIndex(frame["ds"])
+    sunday_night = 24 * 7 * 6 - 1
+    assert y[sunday_night - 47 : sunday_night + 1].sum() == 0
+    later = y.copy()
+    later[sunday_night + 1 :] *= 3  # the weeks after grow faster
+    origins, steps = np.array([sunday_night]), np.array([10])
+    before = design(y, ds, origins, steps, 24, 6, 2, None, None)
+    after = design(later, ds, origins, steps, 24, 6, 2, None, None)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[0], after[0])
+
+
+def test_monday_after_an_idle_weekend_is_forecast_at_its_load() -> None:
+    """Ratios to a level of nearly 0 after an idle Sunday were in the hundreds, past the
+    linear model's bound of 50: it forecast Monday at a quarter of its load."""
+    frame = weekdays_only()
+    monday = pd.date_range(frame["ds"].max() + pd.Timedelta("1h"), periods=24, freq="1h")
+    daily = 200 * (1 + np.sin(2 * np.pi * (monday.hour.to_numpy() - 6) / 24)) + 20
+    expected = 1.01**84 * daily
+    for model in (LinearForecaster(), GradientBoostingForecaster(max_iter=60)):
+        forecast = model.fit(frame).predict(24, quantiles=(0.5,))
+        assert forecast["yhat"].sum() == pytest.approx(expected.sum(), rel=0.1)

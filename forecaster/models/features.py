@@ -37,6 +37,13 @@ NEIGHBOUR_CAP = 3.0
 """...unless it is within this many times its larger neighbour (plus its square root): a
 real peak rises over several intervals, a corrupt one stands alone."""
 
+FLOOR = 0.1
+"""From version 4, the level at an origin is at least this share of the level of the week
+before it. A service idle on weekends had a level of 0 on Sunday night: its ratios to
+the floor then in use (1 % of the whole series' mean, read after the origin too) were in
+the hundreds, beyond the linear model's bound of 50, which forecast Monday at a quarter of
+its load."""
+
 
 def trailing_sums(y: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the finite values among the last ``window`` at each interval."""
@@ -94,12 +101,12 @@ def capped(y: np.ndarray, period: int, last: bool = False) -> np.ndarray:
     return np.where(bounded, np.clip(y, -bound, bound), y)
 
 
-def origin_level(y: np.ndarray, period: int) -> np.ndarray:
-    """The level at each interval taken as an origin: the mean absolute value of the season
-    up to it, bounded by :func:`capped` as in the series cut after it (so the same in
-    training, where the future is known, as at predict, where it is not)."""
+def origin_level(y: np.ndarray, period: int, window: int) -> np.ndarray:
+    """The level at each interval taken as an origin: the mean absolute value of the last
+    ``window`` intervals up to it, bounded by :func:`capped` as in the series cut after it
+    (so the same in training, where the future is known, as at predict, where it is not)."""
     seen = np.abs(capped(y, period))
-    total, n = trailing_sums(seen, period)
+    total, n = trailing_sums(seen, window)
     # the interval itself counts as the last one seen, not as its later neighbour knows it
     own = np.abs(capped(y, period, last=True)) - seen
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -166,15 +173,21 @@ def design(
     forecast horizon (so they can be read at ``o + h``). Values are divided by the level:
     the mean of the season before the origin, from version 3 the mean absolute value of
     values :func:`capped`, from version 4 with the origin's own value bounded as at
-    predict (:func:`origin_level`).
+    predict (:func:`origin_level`) and floored at :data:`FLOOR` of the week's level before
+    the origin (version 3's floor read the whole series, the future included).
     """
-    # a level below zero (a net flow) would be floored, and ratios to it clipped
-    base = np.abs(capped(y, period)) if version >= 3 else y
-    level = origin_level(y, period) if version >= 4 else rolling_mean(base, period)
-    fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
-    level = np.where(np.isfinite(level), level, fallback)
-    floor = max(1e-6, 0.01 * abs(fallback))
-    scale = np.maximum(take(level, origins), floor)
+    if version >= 4:
+        level = take(origin_level(y, period, period), origins)
+        weekly = take(origin_level(y, period, 7 * period), origins)
+        floor = np.where(np.isfinite(weekly), np.maximum(FLOOR * weekly, 1e-6), 1.0)
+    else:
+        # a level below zero (a net flow) would be floored, and ratios to it clipped
+        base = np.abs(capped(y, period)) if version >= 3 else y
+        fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
+        known = rolling_mean(base, period)
+        level = take(np.where(np.isfinite(known), known, fallback), origins)
+        floor = np.full(len(origins), max(1e-6, 0.01 * abs(fallback)))
+    scale = np.fmax(level, floor)
     half = max(1, period // 96)
     smooth = centred_mean(y, half)
     # A smoothed lag whole seasons back can land on the origin, and its centred window
