@@ -23,6 +23,7 @@ import textwrap
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from itertools import pairwise
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -291,7 +292,13 @@ def _figure(
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    x, ticks = _time_axis(records, zone)
+    points = _line_points(records)
+    line_x, ticks = _time_axis([at for at, _ in points], zone)
+    x = [position for position, (_, r) in zip(line_x, points, strict=True) if r is not None]
+
+    def line(value: Callable[[DecisionRecord], float | None]) -> list[float | None]:
+        return [value(r) if r is not None else None for _, r in points]
+
     unit = records[-1].load_unit
     quantiles = "/".join(sorted({_percent(r.quantile) for r in records}))
     fig = make_subplots(
@@ -299,21 +306,36 @@ def _figure(
     )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=[r.forecast_peak for r in records],
+            x=line_x,
+            y=line(lambda r: r.forecast_peak),
             name=f"forecast {quantiles}, peak over the lead window",
+            legendgroup="forecast",
             line={"color": _COLOURS["forecast"], "width": 1, "shape": "hv"},
-            fill="tozeroy",
-            fillcolor="rgba(255, 127, 14, 0.15)",
             hovertemplate=f"forecast {quantiles} %{{y:,.1f}} {unit}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    area_x, area_y = _area(line_x, line(lambda r: r.forecast_peak))
+    fig.add_trace(
+        go.Scatter(
+            x=area_x,
+            y=area_y,
+            legendgroup="forecast",  # shown and hidden with the forecast's line
+            showlegend=False,
+            mode="lines",
+            line={"width": 0, "shape": "hv"},
+            fill="toself",
+            fillcolor="rgba(255, 127, 14, 0.15)",
+            hoverinfo="skip",
         ),
         row=1,
         col=1,
     )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=[r.observed_load for r in records],
+            x=line_x,
+            y=line(lambda r: r.observed_load),
             name="load observed",
             line={"color": _COLOURS["load"], "width": 1.5},
             hovertemplate=f"load %{{y:,.1f}} {unit}<extra></extra>",
@@ -323,9 +345,9 @@ def _figure(
     )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=[r.replicas * r.capacity_per_replica for r in records],
-            customdata=[r.replicas for r in records],
+            x=line_x,
+            y=line(lambda r: r.replicas * r.capacity_per_replica),
+            customdata=line(lambda r: r.replicas),
             name="capacity of the replicas decided",
             line={"color": _COLOURS["capacity"], "width": 1.5, "shape": "hv"},
             hovertemplate=f"capacity %{{y:,.1f}} {unit} (%{{customdata}} pods)<extra></extra>",
@@ -335,8 +357,8 @@ def _figure(
     )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=[r.replicas for r in records],
+            x=line_x,
+            y=line(lambda r: r.replicas),
             name="replicas decided",
             line={"color": _COLOURS["replicas"], "width": 1.5, "shape": "hv"},
             hoverinfo="skip",  # the markers on it carry the explanations
@@ -386,12 +408,60 @@ def _figure(
     return fig.to_json()
 
 
+GAP = 5
+"""Decisions further apart than this many times their usual spacing have a gap between
+them (the controller down, or not leading), which the lines do not bridge."""
+
+
+def _line_points(
+    records: Sequence[DecisionRecord],
+) -> list[tuple[datetime, DecisionRecord | None]]:
+    """The line traces' points: each decision, and in each gap a point without values.
+
+    Plotly joins consecutive points, so a night without decisions was drawn as a straight
+    line of load, forecast and capacity from the last decision before it to the first
+    after, as if they had been observed. The point without values breaks the lines; it
+    stands where the next decision was due.
+    """
+    times = [r.at for r in records]
+    spacings = sorted(later - earlier for earlier, later in pairwise(times))
+    usual = spacings[(len(spacings) - 1) // 2] if spacings else timedelta(0)
+    points: list[tuple[datetime, DecisionRecord | None]] = []
+    for record, after in zip(records, [*times[1:], None], strict=True):
+        points.append((record.at, record))
+        if after is not None and usual > timedelta(0) and after - record.at > GAP * usual:
+            points.append((record.at + usual, None))
+    return points
+
+
+def _area(x: Sequence[str], y: Sequence[float | None]) -> tuple[list[str], list[float | None]]:
+    """The outline of the area under a step line with gaps: one closed shape per stretch.
+
+    ``fill="tozeroy"`` fills across the gaps of a line, so an hour without a usable
+    forecast (or without decisions) read as covered by the last forecast before it;
+    plotly closes each stretch of a ``fill="toself"`` trace on its own, down to zero here.
+    """
+    area_x: list[str] = []
+    area_y: list[float | None] = []
+    stretch: list[tuple[str, float]] = []
+    for position, value in [*zip(x, y, strict=True), (None, None)]:
+        if value is not None and position is not None:
+            stretch.append((position, value))
+            continue
+        if stretch:
+            area_x += [stretch[0][0], *(at for at, _ in stretch), stretch[-1][0], stretch[-1][0]]
+            area_y += [0.0, *(peak for _, peak in stretch), 0.0, None]
+            stretch = []
+    return area_x, area_y
+
+
 _TICK_MINUTES = (15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)
 """Tick spacings, when the page sets the ticks: the first that gives at most ten."""
 
 
-def _time_axis(records: Sequence[DecisionRecord], zone: tzinfo) -> tuple[list[str], dict[str, Any]]:
-    """The chart's x values, and its tick settings if the zone's UTC offset changes.
+def _time_axis(moments: Sequence[datetime], zone: tzinfo) -> tuple[list[str], dict[str, Any]]:
+    """The chart's x values of ``moments`` (in order), and its tick settings if the zone's
+    UTC offset changes.
 
     plotly.js has no time zones: it places a time by its wall clock and ignores an offset.
     When clocks fall back, wall times repeat an hour and the axis would run backwards, so
@@ -400,15 +470,15 @@ def _time_axis(records: Sequence[DecisionRecord], zone: tzinfo) -> tuple[list[st
     be an hour off, so then the ticks are set here, at round wall times as the zone's
     clocks read them (they stay put when zooming in, a lesser harm twice a year).
     """
-    fixed = timezone(cast(timedelta, records[0].at.astimezone(zone).utcoffset()))  # aware
+    fixed = timezone(cast(timedelta, moments[0].astimezone(zone).utcoffset()))  # aware
 
     def position(moment: datetime) -> str:
         return moment.astimezone(fixed).isoformat(timespec="seconds")
 
-    x = [position(r.at) for r in records]
-    if len({r.at.astimezone(zone).utcoffset() for r in records}) == 1:
+    x = [position(moment) for moment in moments]
+    if len({moment.astimezone(zone).utcoffset() for moment in moments}) == 1:
         return x, {}
-    first, last = records[0].at.astimezone(UTC), records[-1].at
+    first, last = moments[0].astimezone(UTC), moments[-1]
     minutes = (last - first) / timedelta(minutes=1)
     step = next((m for m in _TICK_MINUTES if minutes / m <= 10), _TICK_MINUTES[-1])
     # Offsets are whole quarter hours, so local quarter hours are UTC ones.

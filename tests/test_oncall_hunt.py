@@ -19,6 +19,7 @@ from controller.policy import Forecast, PolicySpec, decide
 from controller.review import review_page
 from tests import pg_server
 from tests.test_decisions import SCALER, T0, sample, url  # noqa: F401 (a fixture)
+from tests.test_review import figure
 
 postgres = pg_server.postgres
 """The session's PostgreSQL server (see tests/pg_server.py)."""
@@ -194,3 +195,40 @@ def test_a_reason_typed_in_another_case_finds_the_same_decisions_on_both_backend
             assert [r.at for r in log.list(SCALER, reason=typed)] == [T0], typed
         assert log.list(SCALER, reason="Scale")[0].reason == "Scale/Other"
         assert log.list(SCALER, reason="scale%") == []
+
+
+def test_the_chart_does_not_bridge_a_gap_in_the_decisions_or_the_forecast() -> None:
+    # Plotly joins consecutive points: two hours with the controller down were drawn as a
+    # straight line of load, forecast and capacity from 09:05 to 11:06, as if observed, and
+    # the forecast's fill (tozeroy, which fills across gaps) covered the hours without a
+    # usable forecast as if the last one still held.
+    records = [sample(n) for n in range(6)] + [sample(n) for n in range(126, 130)]
+    data = figure(review_page([SCALER], {SCALER: records}, since=T0))["data"]
+    lines, markers = [data[0], *data[2:5]], data[5]
+    for trace in lines:
+        assert len(trace["x"]) == len(trace["y"]) == len(records) + 1, trace["name"]
+        assert trace["x"][6] == "2026-11-20T09:06:00+00:00"  # when the next was due
+        assert trace["y"][6] is None and None not in trace["y"][:6] + trace["y"][7:]
+    assert lines[2]["customdata"][6] is None
+    assert markers["x"] == [x for n, x in enumerate(lines[0]["x"]) if n != 6]
+    area = data[1]
+    assert area["fill"] == "toself" and area["legendgroup"] == data[0]["legendgroup"]
+    assert area["y"] == [0, *lines[0]["y"][:6], 0, None, 0, *lines[0]["y"][7:], 0, None]
+    # Decisions without a usable forecast between two with one: two shapes, none across.
+    fallback = dict(reason="FallbackReactive/ForecastStale", forecast_peak=None, predictive=None)
+    mixed = [sample(n, **(fallback if n in (2, 3) else {})) for n in range(6)]  # type: ignore[arg-type]
+    area = figure(review_page([SCALER], {SCALER: mixed}, since=T0))["data"][1]
+    minute = [f"2026-11-20T09:0{n}:00+00:00" for n in range(6)]
+    assert area["x"] == [minute[0], *minute[:2], minute[1], minute[1]] + [
+        minute[4],
+        *minute[4:],
+        minute[5],
+        minute[5],
+    ]
+    # A steady log, and one with a short hiccup, are drawn unbroken.
+    hiccup = [sample(n) for n in (0, 1, 2, 3, 5, 6, 7)]
+    for steady in ([sample(n) for n in range(10)], hiccup, [sample(0), sample(90)]):
+        data = figure(review_page([SCALER], {SCALER: steady}, since=T0))["data"]
+        for trace in [data[0], *data[2:5]]:
+            assert len(trace["x"]) == len(steady) and None not in trace["y"]
+        assert data[1]["y"].count(None) == 1

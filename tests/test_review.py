@@ -82,7 +82,7 @@ def test_page_holds_every_decision_and_its_explanation() -> None:
         assert html.escape(explain(record, "Asia/Shanghai")) in text
     assert "time (Asia/Shanghai)" in text and '<a href="#scaler-0">prod/portal</a>' in text
     assert "3 up, 0 down, 1 without a usable forecast" in text
-    forecast, load, capacity, replicas, markers = figure(text)["data"]
+    forecast, _area, load, capacity, replicas, markers = figure(text)["data"]
     assert forecast["x"][0] == "2026-11-20T17:00:00+08:00"  # 09:00 UTC in Shanghai
     assert forecast["y"] == [r.forecast_peak for r in records]
     assert forecast["name"] == "forecast p90, peak over the lead window"

@@ -30,7 +30,7 @@ from controller.http import ControllerHTTPServer
 from controller.review import review_page, review_route
 from tests.test_cli_decisions import SCALER, Replayed, replayed  # noqa: F401 (a fixture)
 from tests.test_decisions import SCALER as SAMPLE_SCALER
-from tests.test_decisions import sample
+from tests.test_decisions import T0, sample
 from tests.test_review import REPLAY_END
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -138,10 +138,17 @@ def test_review_page_in_chromium(
     buttons = driver.find_elements(By.CSS_SELECTOR, "#chart-0 .modebar-btn")
     assert "Share chart..." not in [button.get_attribute("data-title") for button in buttons]
 
-    # The chart: five traces with drawn lines, a marker per scaling decision.
+    # The chart: six traces, four drawn lines, the forecast's area, a marker per scaling
+    # decision.
     traces = driver.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer .trace")
-    assert len(traces) == 5
-    lines = driver.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer path.js-line")
+    assert len(traces) == 6
+    fills = driver.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer path.js-fill")
+    assert fills and all(len(fill.get_attribute("d") or "") > 100 for fill in fills)
+    lines = [
+        line
+        for line in driver.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer path.js-line")
+        if line.value_of_css_property("stroke-width") != "0px"  # the area has no outline
+    ]
     assert len(lines) == 4 and all(len(line.get_attribute("d") or "") > 100 for line in lines)
     scalings = [r for r in records if r.replicas != r.current_replicas]
     assert len(driver.find_elements(By.CSS_SELECTOR, "#chart-0 path.point")) == len(scalings)
@@ -258,3 +265,35 @@ def test_until_at_its_latest_keeps_the_last_decision(
     set_time(browser, "from", fields["from"].get_attribute("min") or "")
     set_time(browser, "until", fields["until"].get_attribute("max") or "")
     assert shown(browser) == ("5 of 5 decisions", 5)
+
+
+def test_gaps_and_a_scaler_without_forecasts_in_chromium(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """Two hours without decisions, decisions without a usable forecast among others, and
+    a scaler that never had one: no script error, and the forecast's area is one shape per
+    stretch with a forecast (``fill="tozeroy"`` had filled across every gap)."""
+    stale = dict(reason="FallbackReactive/ForecastStale", forecast_peak=None, predictive=None)
+    portal = [sample(n, **(stale if n in (2, 3) else {})) for n in range(6)]  # type: ignore[arg-type]
+    portal += [sample(n) for n in range(126, 130)]
+    blind = [sample(n, scaler="prod/blind", **stale) for n in range(20)]  # type: ignore[arg-type]
+    page = tmp_path / "gaps.html"
+    page.write_text(
+        review_page(
+            [SAMPLE_SCALER, "prod/blind"],
+            {SAMPLE_SCALER: portal, "prod/blind": blind},
+            since=T0,
+            tz="Europe/Berlin",
+        )
+    )
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-1 .scatterlayer .trace")
+    )
+    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    (area,) = browser.find_elements(By.CSS_SELECTOR, "#chart-0 .scatterlayer path.js-fill")
+    assert (area.get_attribute("d") or "").count("Z") == 3  # 09:00-01, 09:04-05, 11:06-09
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-1 .scatterlayer path.js-fill") == []
+    markers = browser.find_elements(By.CSS_SELECTOR, "#chart-1 .scatterlayer path.point")
+    assert len(markers) == 20
