@@ -62,6 +62,11 @@ class LeaderElector:
     _observed_duration: timedelta | None = None
     """The observed record's own ``leaseDurationSeconds``: what its holder promised."""
     transitions: int = 0
+    error: KubeError | None = None
+    """Why the last tick could not read or write the Lease (None: it could). Logged once per
+    kind of error, and shown on ``/readyz``: with a 403 (RBAC), a Lease namespace that does
+    not exist or an API server out of reach, every replica stays standby, and nothing else
+    would say why."""
 
     def tick(self, now: datetime) -> bool:
         """Try to acquire or renew the lease, stamped with the wall time ``now``; return
@@ -81,8 +86,12 @@ class LeaderElector:
                     # Another instance holds an unexpired lease: it acts now, so this one
                     # stops at once rather than at its renew deadline.
                     self._renewed_at = None
-        except KubeError:
-            pass  # a lost race (409) or an unreachable API: judged by the renew deadline below
+        except KubeError as exc:
+            # Judged by the renew deadline below. A lost race (409) is the election at work:
+            # the API answered, and another instance wrote first.
+            self._note(None if exc.conflict else exc)
+        else:
+            self._note(None)
         return self.is_leader()
 
     def is_leader(self) -> bool:
@@ -110,6 +119,25 @@ class LeaderElector:
             # Raised, it would abort the shutdown half-way (HTTP server, watch and model
             # workers left running); unreleased, the lease merely expires as after a crash.
             log.warning("lease %s/%s not released: %s", self.namespace, self.name, exc)
+
+    def _note(self, error: KubeError | None) -> None:
+        """Keep ``error`` as :attr:`error`, logging a new kind of error and the recovery.
+
+        Errors are told apart by call, status and reason, not by message: an unreachable
+        API's message names a new connection object at every try."""
+        before, self.error = self.error, error
+        if error is None:
+            if before is not None:
+                log.info("Lease %s/%s reachable again", self.namespace, self.name)
+            return
+        if before is None or _kind(before) != _kind(error):
+            log.warning(
+                "leader election failed: %s; this instance cannot lead (or goes on leading"
+                " only until its renew deadline) while the Lease %s/%s is out of reach",
+                error,
+                self.namespace,
+                self.name,
+            )
 
     def _since(self, then: float) -> timedelta:
         return timedelta(seconds=self.monotonic() - then)
@@ -162,3 +190,7 @@ class LeaderElector:
             spec.update(holderIdentity=self.identity, leaseDurationSeconds=seconds, renewTime=stamp)
             self.kube.replace_lease(self.namespace, lease)
         self._renewed_at = sent
+
+
+def _kind(error: KubeError) -> tuple[str, int, str]:
+    return error.action, error.status, error.reason

@@ -137,7 +137,12 @@ class Controller:
         if not self.synced.is_set():
             return False, "waiting for the first list of PredictiveScalers"
         role = "leader" if self.elector.is_leader() else "standby"
-        return True, f"synced, {role}, {len(self.objects)} scaler(s)"
+        message = f"synced, {role}, {len(self.objects)} scaler(s)"
+        # Still ready: a standby serves its watch and the feed, and failing readiness on
+        # every replica at once would only take the Service's endpoints away.
+        if self.elector.error is not None:
+            message += f"; leader election failing: {self.elector.error}"
+        return True, message
 
     # -- jobs ----------------------------------------------------------------------------------
 

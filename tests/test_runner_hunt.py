@@ -1,0 +1,88 @@
+"""What an operator of the controller process meets: an election that cannot reach its
+Lease, a decision log down at start, metric series left behind, model workers' logs."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from controller.kube import KubeClient, RetryPolicy
+from controller.leader import LeaderElector
+from tests.kubefake import FakeKubeServer, Fault
+
+T0 = datetime(2026, 3, 5, 1, 0, 17, tzinfo=UTC)
+
+
+@pytest.fixture
+def server():
+    with FakeKubeServer() as made:
+        yield made
+
+
+def kube_client(server: FakeKubeServer) -> KubeClient:
+    return KubeClient(
+        server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None, rng=random.Random(0)
+    )
+
+
+def test_an_election_that_cannot_read_its_lease_says_why_once(server, caplog) -> None:
+    # A Role missing from the Lease's namespace: every replica stays standby for ever.
+    server.state.faults.append(Fault("GET", "/leases/", 403, times=10_000))
+    elector = LeaderElector(kube_client(server), "platform", "surgecast-controller", "pod-a")
+    with caplog.at_level(logging.INFO, logger="surgecast.leader"):
+        for _ in range(5):
+            assert not elector.tick(T0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, "one line per kind of error, not one per tick"
+    assert "403" in warnings[0].getMessage()
+    assert "platform/surgecast-controller" in warnings[0].getMessage()
+    assert elector.error is not None and elector.error.status == 403
+
+    server.state.faults.clear()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="surgecast.leader"):
+        assert elector.tick(T0)
+    assert elector.error is None
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # reachable again
+
+
+def test_an_unreachable_api_is_logged_once_although_each_error_names_a_new_connection(
+    caplog,
+) -> None:
+    from controller.kube import api_client
+
+    kube = KubeClient(
+        api_client(host="http://127.0.0.1:9"), RetryPolicy(attempts=1), sleep=lambda _: None
+    )
+    elector = LeaderElector(kube, "surgecast-system", "surgecast-controller", "pod-a")
+    with caplog.at_level(logging.WARNING, logger="surgecast.leader"):
+        for _ in range(3):
+            assert not elector.tick(T0)
+    assert len(caplog.records) == 1
+
+
+def test_a_lost_race_for_the_lease_is_no_error(server, caplog) -> None:
+    server.state.faults.append(Fault("POST", "/leases", 409))
+    elector = LeaderElector(kube_client(server), "ns", "lease", "pod-a")
+    with caplog.at_level(logging.WARNING, logger="surgecast.leader"):
+        assert not elector.tick(T0)
+    assert elector.error is None and not caplog.records
+
+
+def test_readiness_says_why_the_election_fails_and_stays_ready(server, tmp_path) -> None:
+    from controller.metrics import ControllerMetrics
+    from controller.reconciler import Reconciler
+    from controller.runner import Controller
+
+    server.state.faults.append(Fault("GET", "/leases/", 403, times=10_000))
+    kube = kube_client(server)
+    elector = LeaderElector(kube, "platform", "surgecast-controller", "pod-a")
+    made = Controller(kube, Reconciler(kube, ControllerMetrics()), elector)
+    made.synced.set()
+    made._elect()
+    ready, message = made.ready()
+    assert ready
+    assert "standby" in message and "403" in message and "Lease platform/" in message
