@@ -538,7 +538,14 @@ def _api_error(action: str, exc: ApiException) -> KubeError:
 
 def _transport_error(action: str, exc: Exception, timeout: float) -> KubeError:
     """A failure below HTTP as a :class:`KubeError`. A timeout gets a stable message
-    (urllib3's carries the time left, which varies) so repeats are recognised as repeats."""
+    (urllib3's carries the time left, which varies) so repeats are recognised as repeats.
+
+    A refused connection or an unknown host is no timeout, although urllib3 derives its
+    error from ``ConnectTimeoutError``: told "no answer within 10 s", an operator would
+    look for a slow API server rather than a wrong address or a server that is down."""
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        # Without the connection object's repr, which names a new address every time.
+        return KubeError(action, 0, "Unreachable", str(exc).removeprefix(f"{exc.conn}: "))
     if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
         return KubeError(action, 0, "Timeout", f"no answer within {timeout:g} s")
     return KubeError(action, 0, "Unreachable", f"{type(exc).__name__}: {exc}")

@@ -86,3 +86,16 @@ def test_readiness_says_why_the_election_fails_and_stays_ready(server, tmp_path)
     ready, message = made.ready()
     assert ready
     assert "standby" in message and "403" in message and "Lease platform/" in message
+
+
+def test_a_refused_connection_is_reported_as_unreachable_not_as_a_timeout() -> None:
+    from controller.kube import KubeError, api_client
+
+    kube = KubeClient(
+        api_client(host="http://127.0.0.1:9"), RetryPolicy(attempts=1), sleep=lambda _: None
+    )
+    with pytest.raises(KubeError) as raised:
+        kube.get_lease("ns", "lease")
+    assert raised.value.reason == "Unreachable"
+    assert "Connection refused" in str(raised.value)
+    assert "no answer" not in str(raised.value) and "object at 0x" not in str(raised.value)
