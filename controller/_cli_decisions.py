@@ -98,7 +98,7 @@ def explain_command(
     when --at has seconds (a time copied from an alert or a log line).
     """
     zone = zone_option(tz)
-    moment = _time("--at", at, zone)
+    asked = moment = _time("--at", at, zone)
     if not _SECONDS.search(at):
         moment += timedelta(minutes=1, microseconds=-1)  # the end of the minute
     with _open(db, scaler) as log:
@@ -110,6 +110,14 @@ def explain_command(
     if record.backtest_score is not None:
         model += f" (backtest score {record.backtest_score:.2f})"
     typer.echo(f"decision {record.id}, {_stamp(record.at, zone)}: {record.reason}, model {model}")
+    # A running controller decides every sync period, well within a lead window: a decision
+    # older than that was the last one before a silence, not one made for the time asked.
+    if asked - record.at > record.window_end - record.window_start:
+        typer.echo(
+            f"no later decision was recorded up to {_stamp(asked, zone)}, "
+            f"{_span(asked - record.at)} on: the controller was not deciding for {scaler} "
+            "in between (stopped, not leading, or the scaler invalid or deleted)"
+        )
 
 
 _SECONDS = re.compile(r"\d:\d\d:\d\d|[T ]\d{6}")
@@ -205,6 +213,18 @@ def _time(option: str, text: str, zone: tzinfo, also: str = "") -> datetime:
             f"offset, {earlier.isoformat(' ', 'minutes')} or {later.isoformat(' ', 'minutes')}"
         )
     return first
+
+
+def _span(length: timedelta) -> str:
+    """``2 d 3 h``, ``5 h 12 min``, ``7 min``: the two largest units not zero, rounded down."""
+    minutes = int(length.total_seconds() // 60)
+    parts = [
+        (minutes // 1440, "d"),
+        (minutes // 60 % 24, "h"),
+        (minutes % 60, "min"),
+    ]
+    shown = [f"{count} {unit}" for count, unit in parts if count][:2]
+    return " ".join(shown) or "under a minute"
 
 
 def _stamp(moment: datetime, zone: tzinfo) -> str:

@@ -232,3 +232,33 @@ def test_the_chart_does_not_bridge_a_gap_in_the_decisions_or_the_forecast() -> N
         for trace in [data[0], *data[2:5]]:
             assert len(trace["x"]) == len(steady) and None not in trace["y"]
         assert data[1]["y"].count(None) == 1
+
+
+def test_explain_after_a_silence_says_no_later_decision_was_made(around_the_minute: str) -> None:
+    # Asked about a time days after the controller stopped, explain told the last decision
+    # before the silence ("scaled 50 → 30 at 09:41") as if it had been made for that time;
+    # only the date on the line below it told otherwise.
+    code, out = cli(
+        "decisions", "explain", "prod/portal", "--at", "2026-11-22 12:15", "--db", around_the_minute
+    )
+    assert code == 0, out
+    account, decision, silence = out.splitlines()
+    assert account.startswith("would have scaled 50 → 30 at 09:41 because")
+    assert decision.startswith("decision 2, 2026-11-20 09:41 UTC: ")
+    assert silence == (
+        "no later decision was recorded up to 2026-11-22 12:15 UTC, 2 d 2 h on: the "
+        "controller was not deciding for prod/portal in between (stopped, not leading, or "
+        "the scaler invalid or deleted)"
+    )
+    # Within the decision's lead window (3.5 min here) it is the one in force: no note.
+    for at in ("2026-11-20 09:42", "2026-11-20 09:44:59", "2026-11-20 09:41"):
+        code, out = cli(
+            "decisions", "explain", "prod/portal", "--at", at, "--db", around_the_minute
+        )
+        assert code == 0 and len(out.splitlines()) == 2, (at, out)
+    code, out = cli(
+        "decisions", "explain", "prod/portal", "--at", "2026-11-20 10:00", "--db", around_the_minute
+    )
+    assert out.splitlines()[2].startswith(
+        "no later decision was recorded up to 2026-11-20 10:00 UTC, 18 min on"
+    )
