@@ -299,6 +299,11 @@ def _figure(
     def line(value: Callable[[DecisionRecord], float | None]) -> list[float | None]:
         return [value(r) if r is not None else None for _, r in points]
 
+    def shown(value: Callable[[DecisionRecord], float | None]) -> list[str | None]:
+        """The hover's numbers, as the table and the account write them (plotly's own
+        ``,.1f`` read a load of 0.04 rps as 0.0)."""
+        return [format_number(v) if v is not None else None for v in line(value)]
+
     unit = records[-1].load_unit
     quantiles = "/".join(sorted({_percent(r.quantile) for r in records}))
     fig = make_subplots(
@@ -311,7 +316,8 @@ def _figure(
             name=f"forecast {quantiles}, peak over the lead window",
             legendgroup="forecast",
             line={"color": _COLOURS["forecast"], "width": 1, "shape": "hv"},
-            hovertemplate=f"forecast {quantiles} %{{y:,.1f}} {unit}<extra></extra>",
+            text=shown(lambda r: r.forecast_peak),
+            hovertemplate=f"forecast {quantiles} %{{text}} {unit}<extra></extra>",
         ),
         row=1,
         col=1,
@@ -338,7 +344,8 @@ def _figure(
             y=line(lambda r: r.observed_load),
             name="load observed",
             line={"color": _COLOURS["load"], "width": 1.5},
-            hovertemplate=f"load %{{y:,.1f}} {unit}<extra></extra>",
+            text=shown(lambda r: r.observed_load),
+            hovertemplate=f"load %{{text}} {unit}<extra></extra>",
         ),
         row=1,
         col=1,
@@ -348,9 +355,10 @@ def _figure(
             x=line_x,
             y=line(lambda r: r.replicas * r.capacity_per_replica),
             customdata=line(lambda r: r.replicas),
+            text=shown(lambda r: r.replicas * r.capacity_per_replica),
             name="capacity of the replicas decided",
             line={"color": _COLOURS["capacity"], "width": 1.5, "shape": "hv"},
-            hovertemplate=f"capacity %{{y:,.1f}} {unit} (%{{customdata}} pods)<extra></extra>",
+            hovertemplate=f"capacity %{{text}} {unit} (%{{customdata}} pods)<extra></extra>",
         ),
         row=1,
         col=1,

@@ -262,3 +262,19 @@ def test_explain_after_a_silence_says_no_later_decision_was_made(around_the_minu
     assert out.splitlines()[2].startswith(
         "no later decision was recorded up to 2026-11-20 10:00 UTC, 18 min on"
     )
+
+
+def test_the_chart_hover_writes_numbers_as_the_table_does() -> None:
+    # The hover had plotly's own ",.1f": a load of 0.04 rps read "load 0.0 rps" next to a
+    # table saying 0.04.
+    records = [
+        sample(n, observed_load=0.04, capacity_per_replica=0.25, forecast_peak=2.1)  # type: ignore[arg-type]
+        for n in range(3)
+    ]
+    forecast, _area, load, capacity = figure(review_page([SCALER], {SCALER: records}, since=T0))[
+        "data"
+    ][:4]
+    assert forecast["text"] == ["2.1"] * 3 and "%{text} rps" in forecast["hovertemplate"]
+    assert load["text"] == ["0.04"] * 3 and "%{text} rps" in load["hovertemplate"]
+    assert capacity["text"] == ["7.5", "7.75", "8"]
+    assert "%{text} rps (%{customdata} pods)" in capacity["hovertemplate"]
