@@ -147,19 +147,33 @@ class Controller:
     # -- jobs ----------------------------------------------------------------------------------
 
     def _elect(self) -> None:
-        """Renew or acquire the Lease. On losing it, drop the per-scaler series: a standby
-        exporting its last values would keep alerts firing (a projected shortfall) and
-        count every scaler twice in a ``sum()`` across replicas."""
+        """Renew or acquire the Lease. On losing it, drop the per-scaler and per-cycle
+        series: a standby exporting its last values would keep alerts firing (a projected
+        shortfall) and count every scaler twice in a ``sum()`` across replicas."""
         leading = self.elector.tick(self.clock())
         metrics = self.reconciler.metrics
-        if self._leading and not leading:
-            with self._lock:
-                keys = list(self.objects)
-            for key in keys:
-                namespace, _, name = key.partition("/")
-                metrics.forget(namespace, name)
+        # Under the reconcile lock, or a reconcile still running would export its series
+        # again on the standby. Not waiting for it, though: a batch can outlast the lease
+        # many times over, and the election must go on ticking. A batch that began leading
+        # drops the series itself when it ends without the lease (:meth:`_reconcile_many`).
+        if self._leading and not leading and self._reconciling.acquire(blocking=False):
+            try:
+                self._forget_series()
+            finally:
+                self._reconciling.release()
         self._leading = leading
         metrics.leader.set(1 if leading else 0)
+
+    def _forget_series(self) -> None:
+        """Drop every scaler's series and every cycle's; the caller holds ``_reconciling``."""
+        metrics = self.reconciler.metrics
+        with self._lock:
+            keys = list(self.objects)
+        for key in keys:
+            namespace, _, name = key.partition("/")
+            metrics.forget(namespace, name)
+        for metric in (metrics.cycle_seconds, metrics.cycle_scalers, metrics.cycle_overruns):
+            metric.clear()
 
     def reconcile_urgent(self) -> None:
         """Reconcile the scalers whose spec changed or whose model job finished, and those
@@ -182,20 +196,17 @@ class Controller:
         """Reconcile every scaler whose sync period is ``period`` seconds; never raises."""
         with self._lock:
             keys = {key for key, p in self.periods.items() if p == period}
-        took, count = self._reconcile_many(keys, f"{period:g}s")
-        if took > period:
-            self.reconciler.metrics.cycle_overruns.labels(f"{period:g}s").inc()
-            log.warning(
-                "reconciling %d scalers took %.1fs, longer than their %gs period",
-                count,
-                took,
-                period,
-            )
+        self._reconcile_many(keys, _period_label(period), period=period)
 
     def _reconcile_many(
-        self, keys: set[str], label: str, wake_waiting: bool = False
+        self,
+        keys: set[str],
+        label: str,
+        wake_waiting: bool = False,
+        period: float | None = None,
     ) -> tuple[float, int]:
         """Read the scalers' data in batches, then reconcile each; (seconds, scalers reconciled).
+        A batch that takes longer than ``period`` seconds is counted and logged as an overrun.
 
         Leadership is checked before every reconcile, not once per batch: a batch can outlast
         the renew deadline, and once it has passed another instance may be scaling too. A
@@ -213,11 +224,13 @@ class Controller:
             now = self.clock()
             if wake_waiting:
                 keys = keys | set(self.reconciler.take_waiting())
-            if not keys:
-                return 0.0, 0
             with self._lock:
                 due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
                 self.reconciler.shared_targets = shared_targets(self.objects.values())
+            if not due:
+                # Nothing to do, nor to report: every scaler of a cycle gone meanwhile means
+                # its job and series were dropped (:meth:`_drop_idle_cycle`).
+                return 0.0, 0
             try:
                 self.reconciler.prefetch([obj for _, obj in due], now)
             except Exception:  # each reconcile then asks Prometheus on its own
@@ -240,9 +253,21 @@ class Controller:
                 if not deleted:
                     self._reconcile_one(key, obj, now)
                     done += 1
-        took = time.monotonic() - started
-        metrics.cycle_seconds.labels(label).observe(took)
-        metrics.cycle_scalers.labels(label).set(done)
+            took = time.monotonic() - started
+            metrics.cycle_seconds.labels(label).observe(took)
+            metrics.cycle_scalers.labels(label).set(done)
+            if period is not None and took > period:
+                metrics.cycle_overruns.labels(label).inc()
+                log.warning(
+                    "reconciling %d scalers took %.1fs, longer than their %gs period",
+                    done,
+                    took,
+                    period,
+                )
+            if not self.elector.is_leader():
+                # The lease was lost during the batch: the election could not drop the
+                # series while it ran (:meth:`_elect`).
+                self._forget_series()
         metrics.model_jobs.set(self.reconciler.jobs)
         metrics.history_bytes.set(self.reconciler.cache.nbytes)
         return took, done
@@ -330,11 +355,20 @@ class Controller:
             self._schedule(key, obj)
 
     def _drop_idle_cycle(self, period: float | None) -> None:
-        """Remove the cycle job of ``period`` once no scaler has that sync period."""
+        """Remove the cycle job of ``period`` once no scaler has that sync period, and its
+        series: exported at their last values, they would show a cycle that no longer runs."""
         with self._lock:
             used = period in self.periods.values()
-        if period is not None and not used and self.scheduler.get_job(_cycle(period)):
-            self.scheduler.remove_job(_cycle(period))
+        if period is None or used or not self.scheduler.get_job(_cycle(period)):
+            return
+        self.scheduler.remove_job(_cycle(period))
+        metrics = self.reconciler.metrics
+        with self._reconciling:  # after a batch of that period still running
+            for metric in (metrics.cycle_seconds, metrics.cycle_scalers, metrics.cycle_overruns):
+                try:
+                    metric.remove(_period_label(period))
+                except KeyError:  # never exported: the cycle had not run yet
+                    pass
 
     def _schedule(self, key: str, obj: dict[str, Any]) -> None:
         """Put the scaler in its period's cycle and reconcile it now: the spec changed."""
@@ -376,6 +410,10 @@ def _sync_period(key: str, obj: dict[str, Any]) -> timedelta:
 
 def _cycle(period: float) -> str:
     return f"cycle:{period:g}s"
+
+
+def _period_label(period: float) -> str:
+    return f"{period:g}s"
 
 
 def _key(obj: dict[str, Any]) -> str:

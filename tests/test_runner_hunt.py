@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from controller.kube import KubeClient, RetryPolicy
 from controller.leader import LeaderElector
 from tests.kubefake import FakeKubeServer, Fault
+from tests.test_controller_runner import fleet, listed  # noqa: F401 (fixture)
 
 T0 = datetime(2026, 3, 5, 1, 0, 17, tzinfo=UTC)
 
@@ -99,3 +101,78 @@ def test_a_refused_connection_is_reported_as_unreachable_not_as_a_timeout() -> N
     assert raised.value.reason == "Unreachable"
     assert "Connection refused" in str(raised.value)
     assert "no answer" not in str(raised.value) and "object at 0x" not in str(raised.value)
+
+
+# -- metric series of a replica that stops leading, and of a dropped cycle ---------------------
+
+
+def lose_the_lease(one, clock, server: FakeKubeServer) -> None:
+    """Another instance takes the Lease from ``one``, whose renew deadline has passed."""
+    from tests.test_controller_runner import FAST
+    from tests.test_leader import Monotonic
+
+    other_clock = Monotonic()
+    other = LeaderElector(kube_client(server), "gov", "lease", "b", FAST, monotonic=other_clock)
+    assert not other.tick(T0)
+    other_clock.seconds += 2
+    clock.seconds += 2
+    assert other.tick(T0)
+
+
+def series(registry, name: str) -> list[dict[str, str]]:
+    return [
+        sample.labels
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == name
+    ]
+
+
+def test_a_reconcile_running_when_the_lease_is_lost_leaves_no_series_behind(fleet) -> None:  # noqa: F811
+    def lease_lost_meanwhile(key: str) -> None:
+        if key == "gov/s1":
+            lose_the_lease(one, clock, fleet)
+            # The election job, in its own thread, while this reconcile holds the lock: it
+            # must neither wait for the batch nor leave the batch's series behind.
+            elect = threading.Thread(target=one._elect)
+            elect.start()
+            elect.join(timeout=5)
+            assert not elect.is_alive(), "the election waited for the reconcile"
+
+    one, clock = listed(fleet, lease_lost_meanwhile)
+    one._elect()
+    one._reconcile_many(set(one.objects), "10s")
+    registry = one.reconciler.metrics.registry
+    assert registry.get_sample_value("surgecast_leader") == 0
+    assert series(registry, "surgecast_desired_replicas") == []
+    assert series(registry, "surgecast_cycle_scalers") == []
+
+
+def test_losing_the_lease_drops_the_cycle_series(fleet) -> None:  # noqa: F811
+    one, clock = listed(fleet, lambda key: None)
+    one._elect()
+    one._reconcile_many(set(one.objects), "30s")
+    registry = one.reconciler.metrics.registry
+    assert registry.get_sample_value("surgecast_cycle_scalers", {"period": "30s"}) == 6
+    lose_the_lease(one, clock, fleet)
+    one._elect()
+    for name in ("surgecast_cycle_scalers", "surgecast_cycle_duration_seconds_count"):
+        assert series(registry, name) == [], name
+
+
+def test_a_dropped_cycle_takes_its_series_along(fleet) -> None:  # noqa: F811
+    one, clock = listed(fleet, lambda key: None)
+    one.scheduler.start(paused=True)
+    try:
+        assert one.scheduler.get_job("cycle:60s") is not None
+        one._elect()
+        one.cycle(60.0)
+        registry = one.reconciler.metrics.registry
+        assert registry.get_sample_value("surgecast_cycle_scalers", {"period": "60s"}) == 6
+        for obj in list(one.objects.values()):
+            one._handle("DELETED", obj)
+        assert one.scheduler.get_job("cycle:60s") is None
+        for name in ("surgecast_cycle_scalers", "surgecast_cycle_duration_seconds_count"):
+            assert series(registry, name) == [], name
+    finally:
+        one.scheduler.shutdown(wait=False)
