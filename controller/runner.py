@@ -95,6 +95,9 @@ class Controller:
     _leading: bool = False
     """Whether the last election tick found this instance leading."""
 
+    _series_stale: bool = False
+    """Lease lost, and the series of the time it led not yet dropped (:meth:`_elect`)."""
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Controller:
@@ -155,8 +158,10 @@ class Controller:
         # Under the reconcile lock, or a reconcile still running would export its series
         # again on the standby. Not waiting for it, though: a batch can outlast the lease
         # many times over, and the election must go on ticking. A batch that began leading
-        # drops the series itself when it ends without the lease (:meth:`_reconcile_many`).
-        if self._leading and not leading and self._reconciling.acquire(blocking=False):
+        # drops the series itself when it ends without the lease (:meth:`_reconcile_many`);
+        # with the lock held by anything else, the next tick tries again.
+        self._series_stale = not leading and (self._leading or self._series_stale)
+        if self._series_stale and self._reconciling.acquire(blocking=False):
             try:
                 self._forget_series()
             finally:
@@ -166,6 +171,7 @@ class Controller:
 
     def _forget_series(self) -> None:
         """Drop every scaler's series and every cycle's; the caller holds ``_reconciling``."""
+        self._series_stale = False
         metrics = self.reconciler.metrics
         with self._lock:
             keys = list(self.objects)

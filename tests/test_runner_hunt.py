@@ -176,3 +176,17 @@ def test_a_dropped_cycle_takes_its_series_along(fleet) -> None:  # noqa: F811
             assert series(registry, name) == [], name
     finally:
         one.scheduler.shutdown(wait=False)
+
+
+def test_series_left_while_the_lock_was_busy_are_dropped_at_the_next_tick(fleet) -> None:  # noqa: F811
+    one, clock = listed(fleet, lambda key: None)
+    one._elect()
+    one._reconcile_many(set(one.objects), "60s")
+    lose_the_lease(one, clock, fleet)
+    registry = one.reconciler.metrics.registry
+    with one._reconciling:  # a deletion forgetting its scaler, say (the watch thread)
+        one._elect()
+    assert series(registry, "surgecast_desired_replicas") != []
+    one._elect()  # the next tick
+    assert series(registry, "surgecast_desired_replicas") == []
+    assert series(registry, "surgecast_cycle_scalers") == []
