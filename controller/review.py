@@ -79,7 +79,9 @@ def review_page(
     )
     several = len(records) > 1
     sections = [
-        _section(index, name, recs, tz, zone, _cut(recs, limit, totals, name, several))
+        _section(
+            index, name, recs, tz, zone, _cut(recs, limit, totals, name, several), name in scalers
+        )
         for index, (name, recs) in enumerate(records.items())
     ]
     if not scalers:
@@ -250,10 +252,18 @@ def _section(
     tz: str | None,
     zone: tzinfo,
     cut: str,
+    logged: bool,
 ) -> str:
+    """One scaler's chart and table; ``logged`` tells whether the log has any decision of
+    it (a mistyped ``?scaler=`` had "no decisions in this window", as if a wider one would
+    show some)."""
     heading = f'<section id="scaler-{index}"><h2>{html.escape(name)}</h2>'
     if not records:
-        empty = f"No decisions of {html.escape(name)} in this window."
+        empty = (
+            f"No decisions of {html.escape(name)} in this window."
+            if logged
+            else f"The decision log has no decisions of {html.escape(name)} at all."
+        )
         return f'{heading}<p class="empty">{empty}</p></section>'
     newest = records[-1]
     sentences = [explain(record, tz) for record in records]

@@ -16,7 +16,7 @@ from controller.cli import app
 from controller.decisions import DecisionLog, record_from_decision
 from controller.explain import explain, format_number
 from controller.policy import Forecast, PolicySpec, decide
-from controller.review import review_page
+from controller.review import review_page, review_route
 from tests import pg_server
 from tests.test_decisions import SCALER, T0, sample, url  # noqa: F401 (a fixture)
 from tests.test_review import figure
@@ -278,3 +278,21 @@ def test_the_chart_hover_writes_numbers_as_the_table_does() -> None:
     assert load["text"] == ["0.04"] * 3 and "%{text} rps" in load["hovertemplate"]
     assert capacity["text"] == ["7.5", "7.75", "8"]
     assert "%{text} rps (%{customdata} pods)" in capacity["hovertemplate"]
+
+
+def test_a_scaler_the_log_never_saw_is_not_said_to_be_quiet_in_the_window(
+    around_the_minute: str,
+) -> None:
+    # /ui?scaler=prod/portl (a typo) said "No decisions of prod/portl in this window.", as
+    # if a wider window would show some.
+    with DecisionLog(around_the_minute, create=False) as log:
+        route = review_route(log, clock=lambda: MINUTE + timedelta(hours=12))
+        for query, says in (
+            ("scaler=prod/portl", "The decision log has no decisions of prod/portl at all."),
+            ("scaler=prod/portal&since=1h", "No decisions of prod/portal in this window."),
+        ):
+            status, _, body = route(f"/ui?{query}")
+            assert status == 200 and says in body.decode(), query
+        assert (
+            "<li>prod/portal (not on this page)</li>" in route("/ui?scaler=prod/portl")[2].decode()
+        )

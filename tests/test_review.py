@@ -301,7 +301,7 @@ def test_cli_serves_the_page_until_interrupted(replayed: Replayed) -> None:  # n
         assert (status, content_type) == (200, "text/html; charset=utf-8")
         assert len(row_ids(text)) == 4 * 60
         status, _, text = get(found.group(1).removesuffix("ui") + "?scaler=prod/nope")
-        assert status == 200 and "No decisions of prod/nope in this window." in text
+        assert status == 200 and "The decision log has no decisions of prod/nope at all." in text
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
     finally:
@@ -334,7 +334,7 @@ def test_controller_serves_the_page_at_ui(controller_http: ControllerHTTPServer)
     status, _, text = get(f"{base}/ui?scaler={SCALER}&tz=Asia/Shanghai&since=1h")
     assert status == 200 and len(row_ids(text)) == 60 and "time (Asia/Shanghai)" in text
     status, _, text = get(f"{base}/ui/?scaler=prod/nope")
-    assert status == 200 and "No decisions of prod/nope in this window." in text
+    assert status == 200 and "The decision log has no decisions of prod/nope at all." in text
     assert f"<li>{SCALER} (not on this page)</li>" in text
     assert get(f"{base}/ui?tz=Mars/Base")[::2] == (
         400,
