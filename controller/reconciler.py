@@ -66,6 +66,7 @@ from controller.policy import (
     PolicySpec,
     Recommendation,
     decide,
+    effective_bounds,
 )
 from controller.prometheus import (
     HistoryCache,
@@ -363,13 +364,26 @@ class Reconciler:
         state.last_events.pop("TargetNotFound", None)
         state.last_events.pop("TargetUnreadable", None)
 
-        if config.mode == "Scale" and scale.spec_replicas == 0 and config.min_replicas > 0:
+        spec = self._policy_spec(config, scale)
+        low, _, window = effective_bounds(spec, now)
+        if (
+            config.mode == "Scale"
+            and scale.spec_replicas == 0
+            and low > 0
+            and not _zeroed_here(status)
+        ):
             # As the HPA does: a target someone scaled to zero (maintenance, an incident) is
-            # left there, not scaled back up behind their back.
+            # left there, not scaled back up behind their back. The minimum is the one in
+            # force now (an override window may allow 0), and a 0 this scaler set itself
+            # (in such a window) is no one's maintenance: it scales up when the window ends.
+            how = (
+                "scale it up, or set minReplicas 0, to resume"
+                if low == config.min_replicas
+                else f"scale it up to resume; {window} sets the minimum to {low}"
+            )
             message = (
                 f"{config.target['kind']} {config.target['name']} has 0 replicas: scaling is"
-                " disabled while it is scaled to zero (scale it up, or set minReplicas 0,"
-                " to resume)"
+                f" disabled while it is scaled to zero ({how})"
             )
             _condition(
                 status, "Ready", True, "Reconciled", "spec valid, target found", now, generation
@@ -400,7 +414,6 @@ class Reconciler:
             self._forget_series(previous)
         load, recent = self._observe(config, state, client, now, obj)
         self._refresh_forecast(config, state, client, now, obj)
-        spec = self._policy_spec(config, scale)
         # Recommendations stamped after now were made before the clock stepped back: kept,
         # they would hold a scale-down for the step on top of the stabilisation window.
         state.history = [
@@ -1272,6 +1285,22 @@ def _next_fire(schedule: str, now: datetime) -> datetime:
     trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
     fire = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
     return fire if fire is not None else now + timedelta(days=1)
+
+
+def _zeroed_here(status: dict[str, Any]) -> bool:
+    """Whether the status says this scaler, scaling, last asked for 0 replicas: a target
+    at 0 is then its own doing (a window allowing 0), not someone's maintenance.
+
+    Read from status, not memory, so a restarted or newly elected controller knows it too;
+    a 0 set by hand while the scaler wanted more, or while it only forecast
+    (``ForecastOnly``), or found by a scaler already disabled, is not its own.
+    """
+    active = [c for c in status.get("conditions") or [] if c.get("type") == "ScalingActive"]
+    return (
+        status.get("desiredReplicas") == 0
+        and len(active) == 1
+        and (active[0].get("status"), active[0].get("reason")) == ("True", "Scale")
+    )
 
 
 def _copy_status(obj: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""More bugs found by hunting through the reconciler and the spec reader, each reproduced
+against the stateful fake API server (and the real Prometheus where a load is needed) with
+the real ``kubernetes`` client, then fixed."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from tests.kubefake import FakeKubeServer
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import DEPLOYMENT, START, reconciler, scaler
+
+FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
+
+
+def scaling_active(server: FakeKubeServer) -> dict[str, Any]:
+    status = server.state.get("predictivescalers", "gov", "portal")["status"]
+    return next(c for c in status["conditions"] if c["type"] == "ScalingActive")
+
+
+def replicas(server: FakeKubeServer) -> int:
+    return int(server.state.get("deployments", "gov", "portal")["spec"]["replicas"])
+
+
+def idle_scaler(
+    server: FakeKubeServer, url: str, tmp_path, start_replicas: int, **spec: Any
+) -> Callable[[int], None]:
+    """A Scale-mode scaler whose load is 0 (``vector(0)``) on a Deployment at
+    ``start_replicas``, and a function that reconciles it at START + minutes with a
+    reconciler of its own (a new one is a restarted controller)."""
+    server.state.put(
+        "deployments",
+        "gov",
+        {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": start_replicas}},
+    )
+    body = scaler(url, "Scale", **{**FAST, **spec})
+    body["spec"]["metric"]["query"] = "vector(0)"
+    body["spec"]["behavior"]["scaleDownStabilization"] = "0s"
+    server.state.put("predictivescalers", "gov", body)
+    recs = [reconciler(server, tmp_path)]
+
+    def reconcile(minute: int, restart: bool = False) -> None:
+        if restart:
+            recs[0] = reconciler(server, tmp_path)
+        obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+        recs[0].reconcile(obj, START + timedelta(minutes=minute))
+
+    return reconcile
+
+
+def window(start: int, end: int, **bounds: int) -> dict[str, Any]:
+    """An override from START + ``start`` to START + ``end`` minutes."""
+    return {
+        "name": "night",
+        "start": (START + timedelta(minutes=start)).isoformat(),
+        "end": (START + timedelta(minutes=end)).isoformat(),
+        **bounds,
+    }
+
+
+def test_a_window_allowing_zero_scales_back_up_to_the_minimum_when_it_ends(
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    """Scaled to 0 by its own decision in a window with minReplicas 0, the target was then
+    taken for one scaled to zero by hand (the spec's minReplicas 2 > 0): ScalingDisabled at
+    once, and for good after the window, at 0 replicas with a minimum of 2."""
+    with FakeKubeServer() as server:
+        reconcile = idle_scaler(
+            server, prom.url, tmp_path, 2, minReplicas=2, overrides=[window(-60, 5, minReplicas=0)]
+        )
+        for minute in range(4):
+            reconcile(minute)
+            assert replicas(server) == 0
+            assert scaling_active(server)["status"] == "True", scaling_active(server)
+        reconcile(6)  # the window is over: back to the spec's minimum
+        assert replicas(server) == 2
+        assert scaling_active(server)["reason"] == "Scale"
+        posted = [c.body["reason"] for c in server.state.calls("POST", "/events")]
+        assert "ScalingDisabled" not in posted
+
+
+def test_a_zero_of_its_own_is_known_to_a_restarted_controller(prom, tmp_path) -> None:  # noqa: F811
+    with FakeKubeServer() as server:
+        reconcile = idle_scaler(
+            server, prom.url, tmp_path, 2, minReplicas=2, overrides=[window(-60, 5, minReplicas=0)]
+        )
+        reconcile(0)
+        assert replicas(server) == 0
+        reconcile(6, restart=True)  # the status remembers what the new process did not see
+        assert replicas(server) == 2
+
+
+def test_a_zero_set_by_hand_is_judged_against_the_minimum_in_force(prom, tmp_path) -> None:  # noqa: F811
+    """At 0 by hand while the minimum in force is 0 (a window), the scaler scales as it
+    would with minReplicas 0; at 0 by hand while a window raises the minimum, it leaves it
+    and says which window to wait for (not "set minReplicas 0", which it already is)."""
+    with FakeKubeServer() as server:
+        reconcile = idle_scaler(
+            server,
+            prom.url,
+            tmp_path,
+            0,
+            minReplicas=2,
+            overrides=[window(-60, 5, minReplicas=0), window(600, 700, minReplicas=1)],
+        )
+        reconcile(0)
+        assert scaling_active(server)["status"] == "True"
+        assert replicas(server) == 0
+        server.state.update("deployments", "gov", "portal", {"spec": {"replicas": 3}})
+        reconcile(1)
+        assert replicas(server) == 0  # the idle load asks for none
+    with FakeKubeServer() as server:
+        reconcile = idle_scaler(
+            server,
+            prom.url,
+            tmp_path,
+            0,
+            minReplicas=0,
+            overrides=[{**window(-60, 60, minReplicas=3), "name": "filing-day"}],
+        )
+        reconcile(0)
+        assert replicas(server) == 0
+        active = scaling_active(server)
+        assert (active["status"], active["reason"]) == ("False", "ScalingDisabled"), active
+        assert "filing-day sets the minimum to 3" in active["message"]
+        reconcile(61)  # the window is over: the minimum is 0 again, and the scaler scales
+        assert scaling_active(server)["status"] == "True"
