@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
@@ -74,7 +73,7 @@ from controller.prometheus import (
     PrometheusError,
     PrometheusUnavailable,
 )
-from controller.spec import ScalerConfig, SpecError, parse_scaler
+from controller.spec import ScalerConfig, SpecError, cron_trigger, parse_scaler
 
 log = logging.getLogger("surgecast.reconciler")
 
@@ -1282,7 +1281,7 @@ def _db_error(exc: SQLAlchemyError) -> str:
 def _next_fire(schedule: str, now: datetime) -> datetime:
     """The schedule's first firing strictly after ``now`` (apscheduler's may be ``now``
     itself, which would retrain twice for one firing)."""
-    trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+    trigger = cron_trigger(schedule)
     fire = trigger.get_next_fire_time(None, now + timedelta(seconds=1))
     return fire if fire is not None else now + timedelta(days=1)
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from controller.policy import Override
@@ -38,6 +40,13 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\
 MAX_HISTORY = timedelta(days=400)
 MAX_OUTLOOK_DAYS = 14
 MIN_SYNC = timedelta(seconds=1)
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+"""Cron's weekday numbers: Sunday is 0 (and 7), as in crontab(5) and Kubernetes CronJobs."""
+_WEEKDAY_PART = re.compile(
+    r"^(?:(?P<star>[*?])|(?P<first>[0-7]|[a-z]{3})(?:-(?P<last>[0-7]|[a-z]{3}))?)"
+    r"(?:/(?P<step>\d+))?$",
+    re.IGNORECASE,
+)
 
 
 class SpecError(ValueError):
@@ -203,7 +212,7 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     schedule = reader.string("retrain.schedule", "0 3 * * *")
     if schedule is not None:
         try:
-            CronTrigger.from_crontab(schedule, timezone=UTC)
+            cron_trigger(schedule)
         except ValueError as exc:
             problems.append(f"spec.retrain.schedule: {schedule!r} is not a cron expression ({exc})")
     if history is not None and history > MAX_HISTORY:
@@ -274,6 +283,73 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             public=bool(public), show_numbers=bool(show_numbers), time_zone=time_zone
         ),
     )
+
+
+def cron_trigger(schedule: str) -> BaseTrigger:
+    """The trigger of a standard five-field cron expression, in UTC.
+
+    apscheduler 3's ``CronTrigger.from_crontab`` departs from cron (and from Kubernetes
+    CronJobs, which users copy schedules from) in two ways. It numbers weekdays from
+    Monday = 0: ``0 3 * * 0`` fired on Mondays, ``1-5`` on Tuesday to Saturday, and 7
+    (Sunday too, in cron) was refused; so the weekday field is handed to it as names.
+    And with both the day of month and the weekday restricted it fires only on days that
+    match both, where cron fires on days that match either (``0 3 1 * mon``: the 1st and
+    every Monday); so such a schedule is two triggers, the earlier firing winning.
+    """
+    fields = schedule.split()
+    if len(fields) != 5:
+        raise ValueError(f"Wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    days = _weekdays(weekday)
+
+    def trigger(day: str, day_of_week: str) -> CronTrigger:
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=UTC
+        )
+
+    if day in ("*", "?") or weekday in ("*", "?"):
+        return trigger("*" if day == "?" else day, days)
+    return OrTrigger([trigger(day, "*"), trigger("*", days)])
+
+
+def _weekdays(field: str) -> str:
+    """A cron weekday field (numbers with Sunday 0 or 7, names, ranges, lists, steps) as
+    the comma-separated names apscheduler reads the same way, or ``*``."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        match = _WEEKDAY_PART.match(part)
+        if match is None:
+            raise ValueError(
+                f"day of week {part!r} is not a day (0-7 with Sunday 0 or 7, or sun-sat),"
+                " a range of them, or either with a /step"
+            )
+        first, last, step = match["first"], match["last"], match["step"]
+        low = 0 if first is None else _weekday(first)
+        # "*" and "N/step" run to Saturday, as in Kubernetes CronJobs; a range ending on
+        # Sunday (fri-sun, 5-7 or 5-0) ends on cron's 7.
+        high = 6 if last is None and (first is None or step) else low
+        if last is not None:
+            high = _weekday(last)
+            high = 7 if high == 0 and low > 0 else high
+        if high < low:
+            raise ValueError(f"day of week {part!r} runs backwards")
+        every = int(step) if step else 1
+        if every < 1:
+            raise ValueError(f"day of week {part!r} has a step of 0")
+        days.update(day % 7 for day in range(low, high + 1, every))
+    return ",".join(WEEKDAYS[day] for day in sorted(days))
+
+
+def _weekday(text: str) -> int:
+    """Cron's number of one weekday, given as 0-7 or a name."""
+    if text.isdigit():
+        return int(text)
+    name = text.lower()
+    if name not in WEEKDAYS:
+        raise ValueError(f"{text!r} is not a day of the week (sun-sat, or 0-7)")
+    return WEEKDAYS.index(name)
 
 
 def _as_number(value: Any) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.spec import SpecError, parse_duration, parse_scaler
+from controller.reconciler import _next_fire
+from controller.spec import SpecError, cron_trigger, parse_duration, parse_scaler
 
 EXAMPLE = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "deploy/example-predictivescaler.yaml").read_text()
@@ -306,3 +307,79 @@ def test_any_spec_parses_or_raises_spec_error(path: str, value: object, spec: di
         parse_scaler(scaler)
     except SpecError:
         pass
+
+
+MONDAY = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def fire_days(schedule: str, days: int = 14) -> list[str]:
+    """The dates (and weekdays) the schedule fires on in the ``days`` after MONDAY noon."""
+    trigger, fired, now = cron_trigger(schedule), [], MONDAY
+    while (fire := trigger.get_next_fire_time(None, now)) < MONDAY + timedelta(days=days):
+        fired.append(f"{fire:%a %d}")
+        now = fire + timedelta(seconds=1)
+    return fired
+
+
+@pytest.mark.parametrize(
+    ("schedule", "weekdays"),
+    [
+        # Cron numbers weekdays from Sunday = 0 (and 7); apscheduler 3 from Monday = 0, so
+        # "0" fired on Mondays, "1-5" on Tuesday to Saturday, and "7" was refused.
+        ("0 3 * * 0", {"Sun"}),
+        ("0 3 * * 7", {"Sun"}),
+        ("0 3 * * 1", {"Mon"}),
+        ("0 3 * * 6", {"Sat"}),
+        ("0 3 * * 1-5", {"Mon", "Tue", "Wed", "Thu", "Fri"}),
+        ("0 3 * * 5-7", {"Fri", "Sat", "Sun"}),
+        ("0 3 * * 0,6", {"Sat", "Sun"}),
+        ("0 3 * * 1,3-4,7", {"Sun", "Mon", "Wed", "Thu"}),
+        ("0 3 * * */2", {"Sun", "Tue", "Thu", "Sat"}),
+        ("0 3 * * 1-5/2", {"Mon", "Wed", "Fri"}),
+        ("0 3 * * 2/3", {"Tue", "Fri"}),
+        ("0 3 * * sun", {"Sun"}),
+        ("0 3 * * MON-fri", {"Mon", "Tue", "Wed", "Thu", "Fri"}),
+        ("0 3 * * fri-sun", {"Fri", "Sat", "Sun"}),
+        ("0 3 * * sat,0", {"Sat", "Sun"}),
+        ("0 3 * * *", {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}),
+        ("0 3 * * ?", {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}),
+    ],
+)
+def test_retrain_schedules_count_weekdays_as_cron_does(schedule: str, weekdays: set[str]) -> None:
+    fired = fire_days(schedule)
+    assert {day.split()[0] for day in fired} == weekdays, fired
+    assert f"{_next_fire(schedule, MONDAY):%a %d %H:%M}" == f"{fired[0]} 03:00"  # the reconciler's
+
+
+def test_a_day_of_month_and_a_weekday_fire_on_either_as_in_cron() -> None:
+    """apscheduler fired only on days matching both (here only Monday the 7th)."""
+    assert fire_days("0 3 1,7 * mon") == ["Tue 01", "Mon 07", "Mon 14"]
+    assert fire_days("0 3 1,7 * *") == ["Tue 01", "Mon 07"]
+    assert fire_days("0 3 ? * mon") == ["Mon 07", "Mon 14"]
+    assert f"{_next_fire('0 3 5 * mon', MONDAY):%a %d}" == "Sat 05"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("0 3 * * 8", "day of week '8' is not a day"),
+        ("0 3 * * 5-1", "day of week '5-1' runs backwards"),
+        ("0 3 * * */0", "day of week '*/0' has a step of 0"),
+        ("0 3 * * funday", "day of week 'funday' is not a day"),
+        ("0 3 * * mon-xyz", "'xyz' is not a day of the week"),
+        ("0 3 * *", "Wrong number of fields; got 4"),
+        ("0 25 * * *", "higher than the maximum value (23)"),
+    ],
+)
+def test_a_schedule_cron_would_refuse_is_refused_with_its_field(
+    schedule: str, problem: str
+) -> None:
+    scaler = copy.deepcopy(EXAMPLE)
+    scaler["spec"]["retrain"] = {"schedule": schedule}
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler)
+    assert any(
+        p.startswith(f"spec.retrain.schedule: {schedule!r} is not a cron expression")
+        and problem in p
+        for p in caught.value.problems
+    ), caught.value.problems
