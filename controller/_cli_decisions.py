@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import typer
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.explain import explain, format_number
@@ -141,19 +141,24 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         fail(f"--db {db!r} is not a database URL like {DEFAULT_DB}")
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
+    # The URL may carry a password (postgresql+psycopg://oncall:PASSWORD@db/surgecast),
+    # and these lines end up in terminals, tickets and CI logs.
+    shown = url.render_as_string(hide_password=True)
     try:
         log = DecisionLog(db, create=False)
         known = log.scalers()
     except LookupError:
-        fail(f"no decision log in {db} (it has no decisions table): set --db or {DB_ENV}")
+        fail(f"no decision log in {shown} (it has no decisions table): set --db or {DB_ENV}")
+    except DBAPIError as exc:  # the driver's own words, without SQLAlchemy's SQL and link
+        fail(f"cannot read the decision log {shown}: {' '.join(str(exc.orig).split())}")
     except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
-        fail(f"cannot read the decision log {db}: {exc}")
+        fail(f"cannot read the decision log {shown}: {exc}")
     if not known:
         log.close()
-        fail(f"the decision log {db} is empty")
+        fail(f"the decision log {shown} is empty")
     if scaler is not None and scaler not in known:
         log.close()
-        fail(f"no decisions of {scaler} in {db}; it has {', '.join(known)}")
+        fail(f"no decisions of {scaler} in {shown}; it has {', '.join(known)}")
     return log
 
 

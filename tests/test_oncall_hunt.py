@@ -296,3 +296,30 @@ def test_a_scaler_the_log_never_saw_is_not_said_to_be_quiet_in_the_window(
         assert (
             "<li>prod/portal (not on this page)</li>" in route("/ui?scaler=prod/portl")[2].decode()
         )
+
+
+def test_errors_never_print_the_database_password(postgres: pg_server.PgServer) -> None:
+    # Every error of _open printed --db as given: with SURGECAST_DECISION_DB holding
+    # postgresql+psycopg://oncall:PASSWORD@..., the password went to the terminal (and to
+    # whatever ticket or CI log the line was pasted into), after a SQLAlchemy traceback
+    # summary of three lines.
+    def with_password(database: str) -> str:
+        return database.replace(f"//{postgres.user}@", f"//{postgres.user}:s3cret@")
+
+    bare = postgres.new_database()  # trust authentication: any password is taken
+    empty = postgres.new_database()
+    DecisionLog(empty).close()
+    filled = postgres.new_database()
+    with DecisionLog(filled) as log:
+        log.record(sample(0))
+    unreachable = with_password(f"postgresql+psycopg://{postgres.user}@127.0.0.1:1/surgecast")
+    for database, says in (
+        (bare, "(it has no decisions table)"),
+        (empty, "is empty"),
+        (filled, "; it has prod/portal"),
+        (unreachable, "Connection refused"),
+    ):
+        code, out = cli("decisions", "list", "prod/other", "--db", with_password(database))
+        assert code == 2 and says in out, out
+        assert "s3cret" not in out and f"{postgres.user}:***@" in out, out
+        assert len(out.splitlines()) == 1, out
