@@ -116,7 +116,8 @@ def explain_command(
         typer.echo(
             f"no later decision was recorded up to {_stamp(asked, zone)}, "
             f"{_span(asked - record.at)} on: the controller was not deciding for {scaler} "
-            "in between (stopped, not leading, or the scaler invalid or deleted)"
+            "in between (stopped or not leading; or the scaler invalid or deleted, or its "
+            "target gone or scaled to 0 by hand)"
         )
 
 

@@ -247,8 +247,8 @@ def test_explain_after_a_silence_says_no_later_decision_was_made(around_the_minu
     assert decision.startswith("decision 2, 2026-11-20 09:41 UTC: ")
     assert silence == (
         "no later decision was recorded up to 2026-11-22 12:15 UTC, 2 d 2 h on: the "
-        "controller was not deciding for prod/portal in between (stopped, not leading, or "
-        "the scaler invalid or deleted)"
+        "controller was not deciding for prod/portal in between (stopped or not leading; or "
+        "the scaler invalid or deleted, or its target gone or scaled to 0 by hand)"
     )
     # Within the decision's lead window (3.5 min here) it is the one in force: no note.
     for at in ("2026-11-20 09:42", "2026-11-20 09:44:59", "2026-11-20 09:41"):
