@@ -16,11 +16,11 @@ from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
-from controller.modelling import WorkerPool
+from controller.modelling import WorkerPool, configure_logging
 from controller.prometheus import client_factory
 from controller.reconciler import Reconciler
 from controller.review import review_route
-from controller.runner import Controller, configure_logging, wait_for_termination
+from controller.runner import Controller, wait_for_termination
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
 from forecaster.engine import DaskEngine, Engine, open_engine

@@ -24,6 +24,7 @@ Executors (any :class:`concurrent.futures.Executor`):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -352,6 +353,49 @@ class InlineExecutor(Executor):
         return future
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, as log collectors in a cluster expect."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines to stderr at ``level``, chatty libraries at WARNING; for the controller
+    and its model workers alike.
+
+    Here rather than beside the controller's loop (:mod:`controller.runner`): a worker
+    process calls it too, and importing the loop would load the Kubernetes client and the
+    scheduler into every worker, about 40 MB each.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "urllib3", "cmdstanpy", "prophet"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _start_worker(log_level: str) -> None:
+    """Set a model worker process up: the controller's logging, one thread.
+
+    A spawned worker starts with no logging set up: cmdstanpy then installs a handler of
+    its own and writes a plain-text INFO line per chain into the controller's JSON logs,
+    and the jobs' own warnings lose their format.
+    """
+    configure_logging(log_level)
+    _one_thread_per_worker()
+
+
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -376,9 +420,10 @@ class WorkerPool(Executor):
 
     Processes, not threads: pandas and the models hold the GIL, and a job in a thread would
     slow the reconcile loop it was moved out of. Each worker computes on one thread (see
-    :func:`_one_thread_per_worker`). A worker killed mid-job (out of memory,
-    say) fails the jobs it was running with ``BrokenProcessPool``; the reconciler sees a
-    failed job and submits it again, to the new pool.
+    :func:`_one_thread_per_worker`) and logs as the controller does (:func:`_start_worker`).
+    A worker killed mid-job (out of memory, say) fails the jobs it was running with
+    ``BrokenProcessPool``; the reconciler sees a failed job and submits it again, to the
+    new pool.
 
     Args:
         workers: processes (each imports the models once: about 200 MB).
@@ -399,7 +444,9 @@ class WorkerPool(Executor):
         return ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_one_thread_per_worker,
+            initializer=_start_worker,
+            # The level this process logs at now: the controller's --log-level.
+            initargs=(logging.getLevelName(logging.getLogger().getEffectiveLevel()),),
             max_tasks_per_child=self.max_tasks_per_child,
         )
 

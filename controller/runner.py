@@ -24,7 +24,6 @@ it backs off and lists again. ``/readyz`` turns ready after the first list.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -433,31 +432,6 @@ def _uid(obj: dict[str, Any]) -> str | None:
 
 def _generation(obj: dict[str, Any]) -> int:
     return int(obj.get("metadata", {}).get("generation") or 0)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, as log collectors in a cluster expect."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("apscheduler", "urllib3", "cmdstanpy", "prophet"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def wait_for_termination() -> None:

@@ -3,6 +3,7 @@ Lease, a decision log down at start, metric series left behind, model workers' l
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -190,3 +191,39 @@ def test_series_left_while_the_lock_was_busy_are_dropped_at_the_next_tick(fleet)
     one._elect()  # the next tick
     assert series(registry, "surgecast_desired_replicas") == []
     assert series(registry, "surgecast_cycle_scalers") == []
+
+
+# -- the model workers' logs ----------------------------------------------------------------
+
+
+CMDSTANPY_AND_OURS = """
+import json
+import logging
+from cmdstanpy.utils.logging import get_logger
+get_logger().info("Chain [1] start processing")
+get_logger().warning("a warning from cmdstanpy")
+logging.getLogger("surgecast.modelling").info("a line of ours")
+"""
+
+
+def test_a_model_worker_logs_json_at_the_controllers_level_with_cmdstanpy_quiet(
+    capfd,
+) -> None:
+    from controller.modelling import WorkerPool, configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        capfd.readouterr()
+        with WorkerPool(1) as pool:
+            pool.submit(exec, CMDSTANPY_AND_OURS).result(timeout=60)
+        lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    entries = [json.loads(line) for line in lines]  # every line JSON, as the parent's
+    assert [(e["logger"], e["level"], e["message"]) for e in entries] == [
+        ("cmdstanpy", "warning", "a warning from cmdstanpy"),
+        ("surgecast.modelling", "info", "a line of ours"),
+    ]
