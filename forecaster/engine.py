@@ -109,11 +109,13 @@ class DaskEngine(Engine):
     def __enter__(self) -> Self:
         # distributed takes a second to import: only commands that ask for it pay.
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import LocalCluster
 
+        if self._client is not None:
+            raise RuntimeError("DaskEngine is already started")  # a second cluster, orphaned
         if self.scheduler is not None:
             try:
-                self._client = Client(self.scheduler)
+                self._client = _connect(self.scheduler)
             except ValueError as exc:  # a bad port said only "invalid literal for int()"
                 raise ValueError(f"--scheduler {self.scheduler!r}: {exc}") from exc
             return self
@@ -132,7 +134,7 @@ class DaskEngine(Engine):
                 dashboard_address=None,
             )
         try:
-            self._client = Client(self._cluster)
+            self._client = _connect(self._cluster)
         except BaseException:
             self.close()  # no worker processes left behind
             raise
@@ -170,6 +172,30 @@ class DaskEngine(Engine):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def _connect(address: Any) -> Client:
+    """A client of ``address`` (a scheduler address or a LocalCluster), closed again if it
+    cannot start.
+
+    ``distributed.Client`` cleans up after a refused connection only: any other failure (a
+    malformed port, an unknown protocol, Ctrl-C) left a half-started client "connecting",
+    whose ``__del__`` at interpreter exit waited 60 s for an event loop that had stopped.
+    It is not made the process's default client either: that set Dask's global scheduler
+    to ``dask.distributed`` and kept it so after a failed start, and any later Dask
+    computation in the process then started a hidden LocalCluster of its own.
+    """
+    from distributed import Client
+
+    class _ClosingClient(Client):
+        def start(self, **kwargs: Any) -> None:
+            try:
+                super().start(**kwargs)
+            except BaseException:
+                self.close()
+                raise
+
+    return _ClosingClient(address, set_as_default=False)
 
 
 def open_engine(name: str = "local", scheduler: str | None = None) -> Engine:

@@ -79,6 +79,15 @@ def test_open_engine_refuses_what_it_cannot_honour() -> None:
         open_engine("dask", scheduler="tcp://127.0.0.1:1x").__enter__()
 
 
+@pytest.mark.slow
+def test_a_started_engine_refuses_to_start_again(dask_engine: DaskEngine) -> None:
+    """A second ``__enter__`` started a second LocalCluster and dropped the first, whose
+    worker processes then ran until the interpreter exited."""
+    with pytest.raises(RuntimeError, match="already started"):
+        dask_engine.__enter__()
+    assert dask_engine.map(abs, [-1, 2]) == [1, 2]
+
+
 DAMAGED = (
     b"not a log line\n\x00\x01\x02\n\n"
     b'10.0.0.1 - - [12/Oct/2026:10:00:00 +0800] "GET /\n'
