@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -159,8 +160,30 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         fail(f"the decision log {shown} is empty")
     if scaler is not None and scaler not in known:
         log.close()
-        fail(f"no decisions of {scaler} in {shown}; it has {', '.join(known)}")
+        fail(f"no decisions of {scaler} in {shown}; {_others(scaler, known)}")
     return log
+
+
+MOST_NAMED = 10
+"""Scalers an error names at most: a fleet's log holds hundreds, one line must stay short."""
+
+
+def _others(scaler: str, known: Sequence[str]) -> str:
+    """What the log has instead of ``scaler``: every scaler in a small log; in a fleet's,
+    the names closest to it (a typo), else those of its namespace, else the first few."""
+    if len(known) <= MOST_NAMED:
+        return f"it has {', '.join(known)}"
+    namespace = scaler.partition("/")[0]
+    close = difflib.get_close_matches(scaler, known, n=MOST_NAMED // 2, cutoff=0.8)
+    if close:
+        return f"did you mean {' or '.join(close)}? (it has {len(known):,} scalers)"
+    same = [name for name in known if name.partition("/")[0] == namespace]
+    if same:
+        named = ", ".join(same[:MOST_NAMED]) + (", ..." if len(same) > MOST_NAMED else "")
+        return f"it has {len(known):,} scalers, {len(same):,} in {namespace}: {named}"
+    return (
+        f"it has {len(known):,} scalers, none in {namespace}: {', '.join(known[:MOST_NAMED])}, ..."
+    )
 
 
 def _moment(option: str, text: str, zone: tzinfo, now: datetime) -> datetime:

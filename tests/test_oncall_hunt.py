@@ -323,3 +323,21 @@ def test_errors_never_print_the_database_password(postgres: pg_server.PgServer) 
         assert code == 2 and says in out, out
         assert "s3cret" not in out and f"{postgres.user}:***@" in out, out
         assert len(out.splitlines()) == 1, out
+
+
+def test_an_unknown_scaler_in_a_fleets_log_gets_a_short_error(tmp_path: Path) -> None:
+    # The error named every scaler in the log: with a fleet's 300 it was one line of 5,000
+    # characters, the name on-call meant somewhere in it.
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    names = [f"team{n:03d}/api" for n in range(300)] + ["prod/portal", "prod/search"]
+    with DecisionLog(db) as log:
+        log.record_many([sample(0, scaler=name) for name in names])
+    for typed, says in (
+        ("prod/portl", "did you mean prod/portal? (it has 302 scalers)"),
+        ("prod/checkout", "it has 302 scalers, 2 in prod: prod/portal, prod/search"),
+        ("qa/api", "it has 302 scalers, none in qa: prod/portal, prod/search, team000/api, "),
+    ):
+        code, out = cli("decisions", "explain", typed, "--at", "2026-11-20 09:41", "--db", db)
+        assert code == 2, out
+        assert out.startswith(f"error: no decisions of {typed} in {db}; {says}"), out
+        assert len(out) < 300, out
