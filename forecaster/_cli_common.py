@@ -57,7 +57,7 @@ def steps(option: str, text: str, step: pd.Timedelta) -> int:
             count = pd.Timedelta(text) / step
         except ValueError:
             fail(f"{option} {text!r} is neither a number of intervals nor a duration like 2h")
-    if count < 1 or count != int(count):
+    if not count >= 1 or count != int(count):  # "nan" and "NaT" read as a NaN count
         every = to_offset(step).freqstr  # "h", "5min": a count of one is left unsaid
         every = every if every[0].isdigit() else f"1{every}"
         fail(f"{option} {text!r} is not a whole, positive number of {every} intervals")
