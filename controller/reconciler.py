@@ -1040,14 +1040,20 @@ class Reconciler:
         if forecast is not None and len(forecast.times):
             ahead = forecast.times >= np.datetime64(now.replace(tzinfo=None))
             if ahead.any():
-                at = int(np.argmax(np.where(ahead, forecast.upper, -np.inf)))
-                status["forecast"] = {
+                shown = {
                     "generatedAt": _iso(forecast.made_at),
-                    "peak": round(float(forecast.upper[at]), 3),
-                    "peakAt": _iso(pd.Timestamp(forecast.times[at]).tz_localize("UTC")),
                     "windowEnd": _iso(pd.Timestamp(forecast.times[-1]).tz_localize("UTC")),
                     "quantile": forecast.quantile,
                 }
+                # The peak of the values the model gave: JSON has no NaN or Infinity, and
+                # the API server refuses a status carrying one (400) at every reconcile,
+                # where a NaN was taken for the peak (argmax picks it) and sent.
+                known = ahead & np.isfinite(forecast.upper)
+                if known.any():
+                    at = int(np.argmax(np.where(known, forecast.upper, -np.inf)))
+                    shown["peak"] = round(float(forecast.upper[at]), 3)
+                    shown["peakAt"] = _iso(pd.Timestamp(forecast.times[at]).tz_localize("UTC"))
+                _merge_replace(status, "forecast", shown)  # no peak: not the last forecast's
 
         scaling_error = state.scaling_error
         _condition(status, "Ready", True, "Reconciled", "spec valid, target found", now, generation)

@@ -5,7 +5,8 @@ serves the scale subresource of Deployments, Leases with optimistic concurrency 
 stale resourceVersion), Events, HPAs, Pods, and PredictiveScalers with a status
 subresource; lists (namespaced and cluster-wide, with equality label selectors) and
 watches (from a resourceVersion, ``410 Gone`` once it is compacted away); answers with
-real ``Status`` bodies; and injects faults (a status code, optionally with
+real ``Status`` bodies; refuses a body with a NaN or an infinity (400 ``BadRequest``: JSON has
+neither, though Python's json writes them); and injects faults (a status code, optionally with
 ``Retry-After``, for the next N matching requests). Every request is journalled with the
 client's User-Agent, so tests can assert the exact calls made and who made them.
 """
@@ -327,6 +328,16 @@ def status_body(code: int, message: str, reason: str | None = None) -> dict[str,
     }
 
 
+def _not_strict_json(raw: bytes) -> str | None:
+    """Why the API server refuses ``raw``, which Python's json reads: a NaN or an infinity,
+    which JSON does not have (in the words of Go's decoder); None when it is JSON."""
+    found: list[str] = []
+    json.loads(raw or b"null", parse_constant=found.append)
+    if not found:
+        return None
+    return f"invalid character '{found[0].lstrip('-')[0]}' looking for beginning of value"
+
+
 class FakeKubeServer:
     """Serves a :class:`FakeKube` on 127.0.0.1 in a thread; ``api_client()`` talks to it."""
 
@@ -341,12 +352,20 @@ class FakeKubeServer:
                 body = json.loads(raw) if raw else None
                 query = dict(parse_qsl(urlsplit(self.path).query))
                 agent = self.headers.get("User-Agent", "")
+                refused = _not_strict_json(raw)
+                if refused is not None:
+                    state.journal.append(Call(self.command, self.path, body, 400, agent))
+                    self._send(400, status_body(400, refused, "BadRequest"), {})
+                    return
                 if self.command == "GET" and query.get("watch") in ("true", "True", "1"):
                     state.journal.append(Call("WATCH", self.path, None, 200, agent))
                     self._watch(query)
                     return
                 status, payload, headers = state.handle(self.command, self.path, body)
                 state.journal.append(Call(self.command, self.path, body, status, agent))
+                self._send(status, payload, headers)
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

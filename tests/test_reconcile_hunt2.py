@@ -5,10 +5,18 @@ the real ``kubernetes`` client, then fixed."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+import pytest
+from kubernetes import client
+
+from controller.modelling import ModelResult
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, reconciler, scaler
@@ -25,12 +33,9 @@ def replicas(server: FakeKubeServer) -> int:
     return int(server.state.get("deployments", "gov", "portal")["spec"]["replicas"])
 
 
-def idle_scaler(
-    server: FakeKubeServer, url: str, tmp_path, start_replicas: int, **spec: Any
-) -> Callable[[int], None]:
+def put_idle(server: FakeKubeServer, url: str, start_replicas: int, **spec: Any) -> None:
     """A Scale-mode scaler whose load is 0 (``vector(0)``) on a Deployment at
-    ``start_replicas``, and a function that reconciles it at START + minutes with a
-    reconciler of its own (a new one is a restarted controller)."""
+    ``start_replicas``."""
     server.state.put(
         "deployments",
         "gov",
@@ -40,6 +45,14 @@ def idle_scaler(
     body["spec"]["metric"]["query"] = "vector(0)"
     body["spec"]["behavior"]["scaleDownStabilization"] = "0s"
     server.state.put("predictivescalers", "gov", body)
+
+
+def idle_scaler(
+    server: FakeKubeServer, url: str, tmp_path, start_replicas: int, **spec: Any
+) -> Callable[..., None]:
+    """:func:`put_idle`, and a function that reconciles it at START + minutes with a
+    reconciler of its own (``restart``: a new one, as a restarted controller)."""
+    put_idle(server, url, start_replicas, **spec)
     recs = [reconciler(server, tmp_path)]
 
     def reconcile(minute: int, restart: bool = False) -> None:
@@ -129,3 +142,50 @@ def test_a_zero_set_by_hand_is_judged_against_the_minimum_in_force(prom, tmp_pat
         assert "filing-day sets the minimum to 3" in active["message"]
         reconcile(61)  # the window is over: the minimum is 0 again, and the scaler scales
         assert scaling_active(server)["status"] == "True"
+
+
+class NaNForecasts(Executor):
+    """Runs model jobs at once, then blanks some of the forecast (NaN), as a model that
+    gave no number for some steps does."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        result: ModelResult = fn(*args, **kwargs)
+        upper = result.forecast.upper.copy()
+        upper[len(upper) // 2] = np.nan
+        future: Future[Any] = Future()
+        future.set_result(replace(result, forecast=replace(result.forecast, upper=upper)))
+        return future
+
+
+def test_the_fake_api_server_refuses_nan_as_the_api_server_does() -> None:
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        api = client.AppsV1Api(server.api_client())
+        with pytest.raises(client.ApiException) as refused:
+            api.patch_namespaced_deployment("portal", "gov", {"metadata": {"x": float("inf")}})
+        assert refused.value.status == 400
+        assert json.loads(refused.value.body)["reason"] == "BadRequest"
+        assert [c.status for c in server.state.calls("PATCH")] == [400]
+
+
+def test_a_nan_in_the_forecast_is_never_sent_as_its_peak(prom, tmp_path) -> None:  # noqa: F811
+    """argmax takes NaN for the largest value: the status patch carried a NaN peak, which
+    the API server refuses (JSON has no NaN), so no status was written at any reconcile."""
+    with FakeKubeServer() as server:
+        put_idle(server, prom.url, 1)
+        rec = reconciler(server, tmp_path)
+        rec.executor = NaNForecasts()
+        obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+        rec.reconcile(obj, START)
+        assert [c.status for c in server.state.calls("PATCH", "/status")] == [200]
+        shown = server.state.get("predictivescalers", "gov", "portal")["status"]["forecast"]
+        upper = rec.states["gov/portal"].forecast.upper
+        assert shown["peak"] == round(float(np.nanmax(upper)), 3)
+        # Nothing left to show: the forecast is in status without a peak, not the last one.
+        state = rec.states["gov/portal"]
+        state.forecast = replace(state.forecast, upper=np.full(len(upper), np.nan))
+        obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+        rec.reconcile(obj, START + timedelta(minutes=1))
+        assert {c.status for c in server.state.calls("PATCH", "/status")} == {200}
+        shown = server.state.get("predictivescalers", "gov", "portal")["status"]["forecast"]
+        assert "peak" not in shown and "peakAt" not in shown and "generatedAt" in shown
