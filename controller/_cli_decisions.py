@@ -264,7 +264,9 @@ def _table(records: Sequence[DecisionRecord], zone: tzinfo) -> str:
     """One line per decision: the columns on-call scans for."""
     rows = [
         {
-            f"time ({zone})": wall_time(r.at, zone, "%Y-%m-%d %H:%M"),
+            # To the second, as on the review page: at the default 30 s sync two decisions
+            # share each minute, and explain --at needs the seconds to reach the first.
+            f"time ({zone})": wall_time(r.at, zone, "%Y-%m-%d %H:%M:%S"),
             "replicas": (
                 f"{r.current_replicas} → {r.replicas}"
                 if r.replicas != r.current_replicas

@@ -155,11 +155,11 @@ def test_list_tells_the_repeated_hour_apart(around_fall_back: str) -> None:
     assert code == 0, out
     times = [re.match(r"\s*(\S+ \S+( [+-]\d\d:\d\d)?)", line)[1] for line in out.splitlines()[1:]]
     assert times == [
-        "2026-11-01 00:50",
-        *(f"2026-11-01 01:{m}0 -04:00" for m in range(6)),
-        *(f"2026-11-01 01:{m}0 -05:00" for m in range(6)),
-        "2026-11-01 02:00",
-        "2026-11-01 02:10",
+        "2026-11-01 00:50:00",
+        *(f"2026-11-01 01:{m}0:00 -04:00" for m in range(6)),
+        *(f"2026-11-01 01:{m}0:00 -05:00" for m in range(6)),
+        "2026-11-01 02:00:00",
+        "2026-11-01 02:10:00",
     ]
 
 

@@ -341,3 +341,27 @@ def test_an_unknown_scaler_in_a_fleets_log_gets_a_short_error(tmp_path: Path) ->
         assert code == 2, out
         assert out.startswith(f"error: no decisions of {typed} in {db}; {says}"), out
         assert len(out) < 300, out
+
+
+def test_list_tells_two_decisions_of_one_minute_apart(tmp_path: Path) -> None:
+    # At the default 30 s sync every minute holds two decisions, and the list showed both
+    # as "09:41": explain --at 09:41 reached the second, and nothing said how to reach the
+    # first.
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    with DecisionLog(db) as log:
+        log.record_many(
+            [
+                replace(sample(0), at=MINUTE + timedelta(seconds=5), current_replicas=12),
+                replace(sample(0), at=MINUTE + timedelta(seconds=35), current_replicas=30),
+            ]
+        )
+    code, out = cli("decisions", "list", "prod/portal", "--since", "2026-11-20", "--db", db)
+    assert code == 0, out
+    assert [line.split()[:3] for line in out.splitlines()[1:]] == [
+        ["2026-11-20", "09:41:05", "12"],
+        ["2026-11-20", "09:41:35", "30"],
+    ]
+    code, out = cli(
+        "decisions", "explain", "prod/portal", "--at", "2026-11-20 09:41:05", "--db", db
+    )
+    assert out.startswith("would have scaled 12 → 30 at 09:41"), out
