@@ -188,15 +188,8 @@ def _chart_png(
         )
         ax.step(x, values["peak"], where="post", linewidth=0.8)
         ax.axhline(capacity, color="black", linestyle="--", linewidth=1, label="max × capacity")
-        for n, risk in enumerate(one.risks):
-            start = risk.start.tz_convert(tz).tz_localize(None)
-            ax.axvspan(
-                start,
-                start + pd.Timedelta(hours=1),
-                color="red",
-                alpha=0.3,
-                label="hour at risk" if n == 0 else None,
-            )
+        for n, (start, end) in enumerate(_risk_spans(one, tz)):
+            ax.axvspan(start, end, color="red", alpha=0.3, label="hour at risk" if n == 0 else None)
         ax.set_title(f"{one.unique_id}: {len(one.risks)} hour(s) at risk")
         ax.set_ylabel("load per interval")
         ax.set_xlabel(f"local time ({tz})")
@@ -212,16 +205,22 @@ def _chart_html(
     outlooks: list[SeriesOutlook], path: Path, tz: str, capacity: float, quantile: float
 ) -> None:
     """The same chart, interactive (hover for each hour's numbers); plotly.js is inlined so
-    the file opens offline."""
+    the file opens offline.
+
+    Traces, shapes and notes are handed to the figure in one call each: plotly's
+    ``add_vrect``, ``add_hline`` and ``add_trace`` copy everything added before, and a
+    series with a week of hours at risk took minutes to draw, a few of them a quarter hour.
+    """
     fig = make_subplots(
         rows=len(outlooks),
         cols=1,
         subplot_titles=[f"{o.unique_id}: {len(o.risks)} hour(s) at risk" for o in outlooks],
     )
+    traces, rows, shapes, notes = [], [], [], []
     for row, one in enumerate(outlooks, start=1):
         x, values = _stairs(one, tz)
         first = row == 1
-        fig.add_trace(
+        traces += [
             go.Scatter(
                 x=x,
                 y=values["expected"],
@@ -229,10 +228,6 @@ def _chart_html(
                 line={"shape": "hv", "color": "#4c78a8"},
                 showlegend=first,
             ),
-            row=row,
-            col=1,
-        )
-        fig.add_trace(
             go.Scatter(
                 x=x,
                 y=values["peak"],
@@ -241,23 +236,68 @@ def _chart_html(
                 line={"shape": "hv", "color": "#4c78a8"},
                 showlegend=first,
             ),
-            row=row,
-            col=1,
+        ]
+        rows += [row, row]
+        xref, yref = ("x", "y") if first else (f"x{row}", f"y{row}")
+        shapes.append(
+            {
+                "type": "line",
+                "xref": f"{xref} domain",
+                "x0": 0,
+                "x1": 1,
+                "yref": yref,
+                "y0": capacity,
+                "y1": capacity,
+                "line": {"dash": "dash"},
+            }
         )
-        fig.add_hline(
-            y=capacity, line_dash="dash", annotation_text="max × capacity", row=row, col=1
+        notes.append(
+            {
+                "text": "max × capacity",
+                "xref": f"{xref} domain",
+                "x": 1,
+                "xanchor": "right",
+                "yref": yref,
+                "y": capacity,
+                "yanchor": "bottom",
+                "showarrow": False,
+            }
         )
-        for risk in one.risks:
-            start = risk.start.tz_convert(tz).tz_localize(None)
-            fig.add_vrect(
-                x0=start,
-                x1=start + pd.Timedelta(hours=1),
-                fillcolor="red",
-                opacity=0.25,
-                line_width=0,
-                row=row,
-                col=1,
+        for start, end in _risk_spans(one, tz):
+            shapes.append(
+                {
+                    "type": "rect",
+                    "xref": xref,
+                    "x0": start,
+                    "x1": end,
+                    "yref": f"{yref} domain",
+                    "y0": 0,
+                    "y1": 1,
+                    "fillcolor": "red",
+                    "opacity": 0.25,
+                    "line": {"width": 0},
+                }
             )
-        fig.update_xaxes(title_text=f"local time ({tz})", row=row, col=1)
-    fig.update_layout(height=380 * len(outlooks), title="Capacity outlook")
+    fig.add_traces(traces, rows=rows, cols=[1] * len(rows))
+    fig.update_xaxes(title_text=f"local time ({tz})")
+    fig.update_layout(
+        height=380 * len(outlooks),
+        title="Capacity outlook",
+        shapes=shapes,
+        annotations=[*fig.layout.annotations, *notes],
+    )
     fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def _risk_spans(one: SeriesOutlook, tz: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Runs of consecutive hours at risk as (start, end) on local wall-clock time: one band
+    per surge, not one per hour."""
+    spans: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for risk in one.risks:
+        start = risk.start.tz_convert(tz).tz_localize(None)
+        end = (risk.start + pd.Timedelta(hours=1)).tz_convert(tz).tz_localize(None)
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans

@@ -3,17 +3,23 @@ bounds that change within an hour, and what the outlook claims about hours it ca
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from controller.outlook import project, risks
+from controller.cli import app
+from controller.outlook import HOUR, project, risks
 from controller.policy import Override, PolicySpec, effective_bounds, needed_replicas
 
 NOW = datetime(2026, 11, 14, 16, 0, tzinfo=UTC)
+STORE_V1 = Path(__file__).parent / "fixtures" / "model-store-v1"
 
 
 def spec(max_replicas: int, *overrides: Override, delay: timedelta = timedelta(minutes=3)):
@@ -107,3 +113,35 @@ def test_every_interval_is_judged_against_the_bounds_in_force_then(
             hour = at.floor("h").tz_localize("UTC")
             worst[hour] = max(worst.get(hour, 0), short)
     assert {r.start: r.shortfall for r in found} == worst
+
+
+# -- surgecast outlook ---------------------------------------------------------------------------
+
+
+def test_the_html_chart_draws_one_band_per_run_of_hours_at_risk(tmp_path: Path) -> None:
+    """Each hour at risk was its own ``add_vrect``, and plotly copies every shape added
+    before at each one: a week with a max far too low (a planner's first try) took minutes
+    to draw for one series. Now a run of hours at risk is one band, all drawn at once."""
+    chart = tmp_path / "outlook.html"
+    args = ["outlook", "--model", str(STORE_V1), "--capacity-per-replica", "30"]
+    result = CliRunner().invoke(
+        app, [*args, "--max-replicas", "1", "--days", "2", "--json", "-o", str(chart)]
+    )
+    assert result.exit_code == 0, result.output
+    listed, written = result.output.rstrip().rsplit("\n", 1)
+    assert written == f"chart written to {chart}"
+    hours = [
+        {pd.Timestamp(r["hour"]).tz_localize(None) for r in series["at_risk"]}
+        for series in json.loads(listed)
+    ]
+    assert all(len(one) > 24 for one in hours)  # most of the 48: many bands, one per hour
+    bands = re.findall(
+        r'"type":"rect","x0":"([^"]+)","x1":"([^"]+)","xref":"x(\d*)"', chart.read_text()
+    )
+    drawn: list[set[pd.Timestamp]] = [set() for _ in hours]
+    for x0, x1, axis in bands:
+        span = set(pd.date_range(x0, x1, freq="1h", inclusive="left"))
+        assert pd.Timestamp(x0) - HOUR not in hours[int(axis or 1) - 1]  # a run starts here
+        drawn[int(axis or 1) - 1] |= span
+    assert drawn == hours
+    assert len(bands) == sum(len({t for t in one if t - HOUR not in one}) for one in hours)
