@@ -1186,11 +1186,13 @@ class Reconciler:
         if model is not None:
             m.model_age.labels(*labels).set((now - model.trained_at).total_seconds())
         error = None
-        if forecast is not None and forecast.median is not None and decision.observed_load:
+        load = decision.observed_load
+        # A load of 0 is a reading (the forecast's whole median was error), not a missing one.
+        if forecast is not None and forecast.median is not None and load is not None:
             at = np.searchsorted(forecast.times, np.datetime64(now.replace(tzinfo=None)), "right")
             if 0 < at <= len(forecast.median) and forecast.median[at - 1] > 0:
                 median = float(forecast.median[at - 1])
-                error = (decision.observed_load - median) / median
+                error = (load - median) / median
         # A value no longer known leaves the metrics, as the outlook's do: kept at its last
         # value, a dashboard would show a load that is no longer there.
         for gauge, value in (

@@ -189,3 +189,21 @@ def test_a_nan_in_the_forecast_is_never_sent_as_its_peak(prom, tmp_path) -> None
         assert {c.status for c in server.state.calls("PATCH", "/status")} == {200}
         shown = server.state.get("predictivescalers", "gov", "portal")["status"]["forecast"]
         assert "peak" not in shown and "peakAt" not in shown and "generatedAt" in shown
+
+
+def test_a_load_of_zero_reports_the_forecast_error(prom, tmp_path) -> None:  # noqa: F811
+    """The error was computed only for a truthy load: an idle service whose forecast
+    expected 5 had no forecast error at all (the gauge cleared), not -100 %."""
+    with FakeKubeServer() as server:
+        put_idle(server, prom.url, 1)
+        rec = reconciler(server, tmp_path)
+        rec.reconcile(copy.deepcopy(server.state.get("predictivescalers", "gov", "portal")), START)
+        state = rec.states["gov/portal"]
+        assert state.forecast is not None
+        state.forecast = replace(state.forecast, median=np.full(len(state.forecast.times), 5.0))
+        obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+        rec.reconcile(obj, START + timedelta(minutes=1))
+        labels = {"namespace": "gov", "name": "portal"}
+        value = rec.metrics.registry.get_sample_value
+        assert value("surgecast_observed_load", labels) == 0.0
+        assert value("surgecast_forecast_error_ratio", labels) == -1.0
