@@ -32,7 +32,14 @@ def explain(record: DecisionRecord, tz: str | None = None) -> str:
 
 
 def _action(r: DecisionRecord) -> str:
-    if r.mode == "HPAFloor":
+    if r.mode == "HPAFloor" and r.replicas < 1:
+        # The controller never sets less than 1: the API server refuses an HPA's
+        # minReplicas of 0 (without the alpha HPAScaleToZero gate).
+        done = (
+            f"set the HPA's minReplicas to 1, its lowest, for the {r.replicas:,} chosen "
+            f"({r.current_replicas:,} running)"
+        )
+    elif r.mode == "HPAFloor":
         done = f"set the HPA's minReplicas to {r.replicas:,} ({r.current_replicas:,} running)"
     elif r.replicas != r.current_replicas:
         done = f"scaled {r.current_replicas:,} → {r.replicas:,}"

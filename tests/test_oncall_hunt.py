@@ -365,3 +365,34 @@ def test_list_tells_two_decisions_of_one_minute_apart(tmp_path: Path) -> None:
         "decisions", "explain", "prod/portal", "--at", "2026-11-20 09:41:05", "--db", db
     )
     assert out.startswith("would have scaled 12 → 30 at 09:41"), out
+
+
+def test_an_hpa_floor_of_zero_is_told_as_the_one_the_controller_set() -> None:
+    # With minReplicas 0 and no load at night, HPAFloor decides 0, and the controller sets
+    # the HPA's minReplicas to 1 (the API server refuses 0); the account said "set the
+    # HPA's minReplicas to 0".
+    night = replace(SMALL, min_replicas=0)
+    times = np.array(
+        [np.datetime64((MINUTE + timedelta(minutes=m)).replace(tzinfo=None)) for m in range(-5, 30)]
+    )
+    forecast = Forecast(MINUTE, times, np.zeros(len(times)), 0.9, model_version="m1")
+    decision = decide(night, MINUTE, 1, 0.0, forecast)
+    record = record_from_decision(
+        decision,
+        scaler="prod/infer",
+        target="Deployment/infer",
+        mode="HPAFloor",
+        ready_replicas=1,
+        spec=night,
+        forecast=forecast,
+        hpa_replicas=None,
+        at=MINUTE,
+    )
+    assert record.replicas == 0
+    assert explain(replace(record, applied=True)).startswith(
+        "set the HPA's minReplicas to 1, its lowest, for the 0 chosen (1 running) at 09:41 "
+        "because the p90 forecast for 09:41–09:44 peaks at 0 rps"
+    )
+    assert explain(replace(record, replicas=3, applied=True)).startswith(
+        "set the HPA's minReplicas to 3 (1 running) at 09:41"
+    )
