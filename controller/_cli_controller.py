@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 import typer
+from sqlalchemy.engine import Engine as SQLEngine
 
 from controller.decisions import DecisionLog
 from controller.feed import FeedServer
@@ -24,6 +28,8 @@ from controller.runner import Controller, wait_for_termination
 from controller.spec import parse_duration
 from forecaster._cli_common import fail
 from forecaster.engine import DaskEngine, Engine, open_engine
+
+log = logging.getLogger("surgecast.controller")
 
 JOBS_PER_WORKER = 2
 """Model jobs in flight per worker: one running, one waiting so no worker idles."""
@@ -133,9 +139,9 @@ def run(
     kube = KubeClient(client)
     metrics = ControllerMetrics()
     try:
-        decisions = DecisionLog(decision_log)
+        decisions = _open_decision_log(decision_log)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        fail(f"cannot open the decision log {decision_log}: {exc}")
+        fail(f"cannot open the decision log {_shown(decision_log)}: {exc}")
     with engine:
         executor = _model_executor(engine, model_workers)
         reconciler = Reconciler(
@@ -170,6 +176,61 @@ def run(
         if feed is not None:
             feed.stop()
         executor.shutdown(wait=False)  # jobs still queued are dropped; the next leader reruns them
+
+
+def _open_decision_log(url: str) -> DecisionLog:
+    """The decision log at ``url``; one that is down is opened later, not refused.
+
+    A database that cannot be reached (PostgreSQL down, a SQLite file on a volume not yet
+    there or locked) is the outage the reconciler rides out mid-run: it scales all the
+    same, says ``DecisionLogged=False/DecisionLogUnavailable`` and writes the decisions it
+    held once the log is back. Refused at start, the same outage would crash-loop every
+    replica and stop all scaling. A log that is up but wrong (another schema version, no
+    rights to create its tables) or a URL that is no database still fails at once.
+    """
+    try:
+        return DecisionLog(url)
+    except sa.exc.OperationalError as exc:
+        log.warning(
+            "decision log %s unavailable at start (%s): scaling goes on without it, and the"
+            " decisions made meanwhile are written when it is back",
+            _shown(url),
+            exc.orig if exc.orig is not None else exc,
+        )
+        return _DeferredDecisionLog(url)
+
+
+class _DeferredDecisionLog(DecisionLog):
+    """A :class:`DecisionLog` opened (schema created) at its first use that succeeds.
+
+    Until then every use tries to open it and raises the database's error, as a log that
+    went down mid-run does; the reconciler already handles that.
+    """
+
+    def __init__(self, url: str) -> None:  # not DecisionLog's: that connects at once
+        self.url = url
+        self._opened: DecisionLog | None = None
+        self._opening = threading.Lock()  # the review page's thread and the reconciles'
+
+    # Every DecisionLog method works through _engine; read-only here, set by no one.
+    @property
+    def _engine(self) -> SQLEngine:  # type: ignore[override]
+        with self._opening:
+            if self._opened is None:
+                self._opened = DecisionLog(self.url)
+            return self._opened._engine
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+def _shown(url: str) -> str:
+    """``url`` with any password masked: the message goes to logs and terminals."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:  # not a URL at all; then it holds no password either
+        return url
 
 
 def _retention(text: str) -> timedelta | None:

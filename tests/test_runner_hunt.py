@@ -7,13 +7,20 @@ import json
 import logging
 import random
 import threading
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from controller.decisions import DecisionLog
 from controller.kube import KubeClient, RetryPolicy
 from controller.leader import LeaderElector
+from tests import pg_server
 from tests.kubefake import FakeKubeServer, Fault
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import api, scaler  # noqa: F401 (fixture)
 from tests.test_controller_runner import fleet, listed  # noqa: F401 (fixture)
 
 T0 = datetime(2026, 3, 5, 1, 0, 17, tzinfo=UTC)
@@ -227,3 +234,127 @@ def test_a_model_worker_logs_json_at_the_controllers_level_with_cmdstanpy_quiet(
         ("cmdstanpy", "warning", "a warning from cmdstanpy"),
         ("surgecast.modelling", "info", "a line of ours"),
     ]
+
+
+# -- a decision log down when the controller starts -----------------------------------------
+
+postgres = pg_server.postgres
+"""The session's PostgreSQL server (see tests/pg_server.py)."""
+
+
+@pytest.mark.slow
+def test_a_decision_log_down_at_start_is_opened_when_it_is_back(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    postgres,
+    tmp_path,
+) -> None:
+    import psycopg
+
+    from controller._cli_controller import _open_decision_log
+    from tests.test_reconciler_decision_log import (
+        KEY,
+        PEAK,
+        events,
+        logged,
+        reconcile,
+        replicas,
+        with_log,
+    )
+
+    # A database that does not exist yet: the server answers, and refuses the connection.
+    name = f"later_{uuid.uuid4().hex[:12]}"
+    decisions = _open_decision_log(postgres.url(name))  # used to raise: the pod crash-looped
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, decisions)
+    for minute in (0, 1):
+        reconcile(api, rec, minute)
+        assert replicas(api) > 1  # scaled although nothing could be recorded
+        condition = logged(api)
+        assert (condition["status"], condition["reason"]) == ("False", "DecisionLogUnavailable")
+    assert len(events(api, "DecisionLogUnavailable")) == 1
+
+    dsn = f"host={postgres.host} port={postgres.port} user={postgres.user} dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    reconcile(api, rec, 2)
+    assert logged(api)["status"] == "True"
+    records = decisions.list(KEY, since=PEAK - timedelta(hours=1))
+    assert [r.at for r in records] == [PEAK + timedelta(minutes=m) for m in range(3)]
+    assert all(r.applied for r in records)
+    decisions.close()
+
+
+def test_a_decision_log_that_is_up_but_wrong_still_fails_at_start(tmp_path) -> None:
+    from controller._cli_controller import _open_decision_log
+
+    path = tmp_path / "decisions.db"
+    DecisionLog(f"sqlite:///{path}").close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE schema_version SET version = 99"))
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        _open_decision_log(f"sqlite:///{path}")
+    with pytest.raises(sa.exc.ArgumentError):
+        _open_decision_log("decisions.db")  # a path, not a URL
+
+
+@pytest.mark.slow
+def test_controller_run_with_its_decision_log_unreachable_starts_and_reconciles(tmp_path) -> None:
+    """The process itself, as the Deployment runs it, against the fake API server, with a
+    PostgreSQL on a port nothing listens on: it used to exit at once (and crash-loop)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import yaml
+
+    from tests.prom_server import free_port
+    from tests.test_controller_e2e import DEPLOYMENT
+
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", DEPLOYMENT)
+        server.state.put("predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale"))
+        host = f"http://127.0.0.1:{server.server.server_address[1]}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": host}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "x",
+                }
+            )
+        )
+        port = free_port()
+        down = f"postgresql+psycopg://surgecast:hunter2@127.0.0.1:{free_port()}/surgecast"
+        run = [str(Path(sys.executable).with_name("surgecast")), "controller", "run"]
+        args = [f"--kubeconfig={kubeconfig}", f"--port={port}", f"--decision-log={down}"]
+        args += [f"--model-dir={tmp_path / 'models'}", "--lease-namespace=gov"]
+        with (tmp_path / "out").open("w") as out:
+            process = subprocess.Popen([*run, *args], stdout=out, stderr=subprocess.STDOUT)
+        try:
+
+            def reconciled() -> bool:
+                return bool(server.state.calls("PATCH", "/predictivescalers/portal/status"))
+
+            deadline = time.monotonic() + 60
+            while not reconciled() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert process.poll() is None, (tmp_path / "out").read_text()
+            assert reconciled(), (tmp_path / "out").read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
+                assert ready.status == 200
+        finally:
+            process.terminate()
+            process.wait(30)
+    status = server.state.get("predictivescalers", "gov", "portal")["status"]
+    (logged,) = [c for c in status["conditions"] if c["type"] == "DecisionLogged"]
+    assert (logged["status"], logged["reason"]) == ("False", "DecisionLogUnavailable")
+    output = (tmp_path / "out").read_text()
+    assert "unavailable at start" in output and "hunter2" not in output
