@@ -252,7 +252,8 @@ def save(
     """Write a new version of ``models`` under ``url`` and make it the one in force.
 
     ``metadata`` (series, training window, backtest scores, settings) goes into the
-    manifest as given, and must be JSON-able. ``key`` (default: ``$SURGECAST_MODEL_KEY``)
+    manifest as given, and must be JSON-able. ``now`` names the version and is recorded as
+    ``created_at`` (naive: UTC). ``key`` (default: ``$SURGECAST_MODEL_KEY``)
     signs the manifest. Returns the version.
     """
     key = key if key is not None else os.environ.get(KEY_ENV)
@@ -266,11 +267,14 @@ def save(
     # rejects them already); spelled out, it also tells mypy no ``**arrays`` key is meant.
     np.savez_compressed(buffer, allow_pickle=False, **arrays)
     files["arrays.npz"] = buffer.getvalue()
-    version = _claim(fs, root, f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{data_fingerprint[:8]}")
+    # A naive ``now`` is UTC, as every time in surgecast; astimezone() took it for the
+    # machine's local time, and the version and created_at moved by the UTC offset.
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    version = _claim(fs, root, f"{now:%Y%m%dT%H%M%SZ}-{data_fingerprint[:8]}")
     manifest = {
         "format": FORMAT,
         "version": version,
-        "created_at": now.astimezone(UTC).isoformat(),
+        "created_at": now.isoformat(),
         "data_fingerprint": data_fingerprint,
         "models": {
             name: {"class": type(model).__name__, "params": _describe(model.get_params())}

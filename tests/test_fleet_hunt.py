@@ -4,12 +4,19 @@ of services, and a controller loading the artefacts, ran into."""
 from __future__ import annotations
 
 import gc
+import time
+from datetime import datetime
 
 import dask
 import pytest
 from distributed import Client
 
+from forecaster import store
 from forecaster.engine import open_engine
+from forecaster.models import SeasonalNaive
+from tests.test_store import hourly
+
+NAIVE = datetime(2026, 11, 22, 9, 30)
 
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:1x", "nosuch://127.0.0.1:8786"])
@@ -32,3 +39,21 @@ def test_a_scheduler_address_that_fails_leaves_no_client_running(address: str) -
     finally:
         gc.enable()
     assert left == []
+
+
+def test_a_naive_save_time_is_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every time in surgecast is UTC when it names no zone; ``save`` took a naive ``now``
+    for the machine's local time, so on a Shanghai laptop 09:30 was stored as 01:30Z."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        model = SeasonalNaive().fit(hourly())
+        version = store.save({"m": model}, "memory://hunt-naive-now", {}, "f" * 64, NAIVE)
+        manifest = store.load("memory://hunt-naive-now").manifest
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert version == "20261122T093000Z-ffffffff"
+    assert manifest["created_at"] == "2026-11-22T09:30:00+00:00"
