@@ -381,6 +381,10 @@ def load(url: str, version: str | None = None, key: str | None = None) -> Stored
             version = fs.cat_file(f"{root}/LATEST").decode().strip()
         except FileNotFoundError:
             raise StoreError(f"{url}: no model store here (no LATEST file)") from None
+    if version in ("", ".", "..") or "/" in version or "\\" in version:
+        # "../other/…" in --version or in an edited LATEST loaded another store's models,
+        # and reported them as a version of this one.
+        raise StoreError(f"{url}: {version!r} is not the name of a version in this store")
     folder = f"{root}/{version}"
     manifest = _read_manifest(fs, folder, url, version)
     signature = str(manifest.get("signature", "")).encode()  # bytes: any text compares

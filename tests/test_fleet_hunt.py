@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import time
 from datetime import datetime
+from pathlib import Path
 
 import dask
 import pytest
@@ -57,3 +58,17 @@ def test_a_naive_save_time_is_utc_whatever_the_machines_zone(
         time.tzset()
     assert version == "20261122T093000Z-ffffffff"
     assert manifest["created_at"] == "2026-11-22T09:30:00+00:00"
+
+
+def test_a_version_outside_the_store_is_refused(tmp_path: Path) -> None:
+    """``--version ../team-b/…`` (or a ``LATEST`` edited to it) loaded another store's
+    models and reported them as a version of this one."""
+    model = SeasonalNaive().fit(hourly())
+    store.save({"m": model}, str(tmp_path / "team-a"), {}, "a" * 64, NAIVE)
+    theirs = store.save({"m": model}, str(tmp_path / "team-b"), {}, "b" * 64, NAIVE)
+    for version in (f"../team-b/{theirs}", "..", "", f"..\\team-b\\{theirs}"):
+        with pytest.raises(store.StoreError, match="is not the name of a version in this store"):
+            store.load(str(tmp_path / "team-a"), version=version)
+    (tmp_path / "team-a" / "LATEST").write_text(f"../team-b/{theirs}\n")
+    with pytest.raises(store.StoreError, match="is not the name of a version"):
+        store.load(str(tmp_path / "team-a"))
