@@ -116,7 +116,8 @@ def outlook_command(
             draw(outlooks, chart, zone, capacity * max_replicas, quantile)
         except OSError as exc:  # no such folder, no permission, a full disk
             fail(f"--out {chart}: {exc.strerror or exc}")
-        typer.echo(f"chart written to {chart}")
+        # On stderr, as the other commands' notes: stdout may be --json for jq.
+        typer.echo(f"chart written to {chart}", err=True)
 
 
 def _table(

@@ -128,8 +128,8 @@ def test_the_html_chart_draws_one_band_per_run_of_hours_at_risk(tmp_path: Path) 
         app, [*args, "--max-replicas", "1", "--days", "2", "--json", "-o", str(chart)]
     )
     assert result.exit_code == 0, result.output
-    listed, written = result.output.rstrip().rsplit("\n", 1)
-    assert written == f"chart written to {chart}"
+    listed = result.stdout  # --json is for jq: the note that a chart was written is on stderr
+    assert result.stderr == f"chart written to {chart}\n"
     hours = [
         {pd.Timestamp(r["hour"]).tz_localize(None) for r in series["at_risk"]}
         for series in json.loads(listed)
@@ -145,3 +145,15 @@ def test_the_html_chart_draws_one_band_per_run_of_hours_at_risk(tmp_path: Path) 
         drawn[int(axis or 1) - 1] |= span
     assert drawn == hours
     assert len(bands) == sum(len({t for t in one if t - HOUR not in one}) for one in hours)
+
+
+def test_the_json_listing_stays_json_when_a_chart_is_written_too(tmp_path: Path) -> None:
+    """``--json -o chart.png | jq`` failed: "chart written to" followed the JSON on stdout."""
+    chart = tmp_path / "outlook.png"
+    args = ["outlook", "--model", str(STORE_V1), "--capacity-per-replica", "30"]
+    result = CliRunner().invoke(
+        app, [*args, "--max-replicas", "2", "--days", "1", "--json", "-o", str(chart)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [s["unique_id"] for s in json.loads(result.stdout)] == ["a", "b"]
+    assert chart.read_bytes().startswith(b"\x89PNG")
