@@ -61,7 +61,8 @@ def ingest(
         "--pattern",
         help="Your own format: a regex with named groups; 'time' is required, 'vhost', 'method', "
         "'path', 'status', 'request' are optional. Example: "
-        r"'^(?P<vhost>\S+) \S+ \S+ \S+ \[(?P<time>[^\]]+)\] "
+        # --help reads this as Rich markup, where \[ shows as [: \\[ shows the \[ to type
+        r"'^(?P<vhost>\S+) \S+ \S+ \S+ \\[(?P<time>[^\]]+)\] "
         r"\"(?P<request>[^\"]*)\" (?P<status>\d+)'",
     ),
     time_format: str = typer.Option(

@@ -3,6 +3,8 @@ edge input, answered by one clear line on stderr and the exit code the README pr
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +38,24 @@ def test_a_horizon_that_is_no_duration_is_one_line_not_a_traceback(
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"--horizon {horizon!r}" in result.stderr
+
+
+def test_the_pattern_example_in_ingest_help_is_a_regex_that_works(tmp_path: Path) -> None:
+    """``--help`` reads help as Rich markup, which turned the example's ``\\[`` into ``[``:
+    pasted from the help, the regex opened a character class and matched no log line."""
+    shown = runner.invoke(app, ["ingest", "--help"], env={"COLUMNS": "1000"}).output
+    flat = re.sub(r"\s*│\s*", " ", shown)  # the help box's borders, where a line wraps
+    example = re.search(r"Example: '(.+?)'\s", flat)
+    assert example is not None, shown
+    log = tmp_path / "vhost.log"
+    log.write_text(
+        'portal.gov 10.0.0.1 - - [12/Oct/2026:08:00:00 +0800] "GET / HTTP/1.1" 200 5\n'
+        'portal.gov 10.0.0.2 - - [12/Oct/2026:08:00:30 +0800] "GET /a HTTP/1.1" 503 5\n'
+    )
+    result = runner.invoke(app, ["ingest", str(log), "--pattern", example.group(1)])
+    assert result.exit_code == 0, result.output
+    assert "2 parsed + 0 malformed" in result.stderr
+    series = pd.read_csv(io.StringIO(result.stdout), parse_dates=["ds"])
+    assert series.to_dict("records") == [
+        {"unique_id": "all", "ds": pd.Timestamp("2026-10-12 00:00"), "y": 2.0}
+    ]
