@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
@@ -51,10 +52,12 @@ def run(
         help="Namespace of the leader-election Lease.",
     ),
     lease_name: str = typer.Option("surgecast-controller", "--lease-name"),
-    identity: str = typer.Option(
-        os.environ.get("POD_NAME", socket.gethostname()),
+    identity: str | None = typer.Option(
+        None,
         "--identity",
-        help="This instance's name in the Lease.",
+        help="This instance's name in the Lease (default: $POD_NAME, else the host name"
+        " and a random suffix).",
+        show_default=False,
     ),
     port: int = typer.Option(
         8080, "--port", help="Port of /metrics, /healthz, /readyz and the review page /ui."
@@ -155,7 +158,7 @@ def run(
             executor=executor,
             max_jobs=JOBS_PER_WORKER * _workers(engine, model_workers),
         )
-        elector = LeaderElector(kube, lease_namespace, lease_name, identity)
+        elector = LeaderElector(kube, lease_namespace, lease_name, identity or _identity())
         controller = Controller(kube, reconciler, elector, namespace=namespace)
         controller.http = ControllerHTTPServer(
             metrics.registry, controller.healthy, controller.ready, port=port
@@ -223,6 +226,19 @@ class _DeferredDecisionLog(DecisionLog):
     def close(self) -> None:
         if self._opened is not None:
             self._opened.close()
+
+
+def _identity() -> str:
+    """This instance's name in the Lease: the pod's, or else the host's with a random suffix.
+
+    Two instances with one name both take the Lease for their own and both act: the host
+    name alone is shared by every instance run outside the cluster on one machine (or in
+    containers on the host's network). A pod's name is unique while it lives, and keeping
+    it across a container restart lets the restarted process renew at once, as client-go's
+    callers do with the pod name.
+    """
+    pod = os.environ.get("POD_NAME")
+    return pod if pod else f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def _shown(url: str) -> str:

@@ -358,3 +358,20 @@ def test_controller_run_with_its_decision_log_unreachable_starts_and_reconciles(
     assert (logged["status"], logged["reason"]) == ("False", "DecisionLogUnavailable")
     output = (tmp_path / "out").read_text()
     assert "unavailable at start" in output and "hunter2" not in output
+
+
+def test_two_instances_on_one_host_get_lease_identities_of_their_own(server, monkeypatch) -> None:
+    import socket
+
+    from controller._cli_controller import _identity
+
+    monkeypatch.delenv("POD_NAME", raising=False)
+    first, second = _identity(), _identity()
+    assert first != second  # with the host name alone, both took the Lease as their own
+    assert first.startswith(socket.gethostname())
+    electors = [LeaderElector(kube_client(server), "ns", "lease", name) for name in (first, second)]
+    assert [e.tick(T0) for e in electors] == [True, False]
+    assert [e.tick(T0) for e in electors] == [True, False]
+
+    monkeypatch.setenv("POD_NAME", "surgecast-controller-7d9f-x2")
+    assert _identity() == "surgecast-controller-7d9f-x2"
