@@ -93,6 +93,9 @@ def replay_command(
     _writable("--html", html_out, ())
     first = _utc("--start", start)
     last = _utc("--end", end) if end else None  # "" meant the end before, so it still does
+    if last is not None and _in_utc(last) <= _in_utc(first):
+        # the replay blamed --start alone: "must fall ... before the end (the series runs ...)"
+        fail(f"--end {end!r} is not after --start {start!r}: the replay window holds no time")
     policies = list(POLICIES) if policy == "all" else [policy]
     if policy != "all" and policy not in POLICIES:
         fail(f"unknown --policy {policy!r}; choose predictive, hpa, oracle or all")
@@ -221,6 +224,11 @@ def _duration(option: str, text: str) -> timedelta:
     if value <= timedelta(0):
         fail(f"{option} {text} is not positive")
     return value
+
+
+def _in_utc(moment: pd.Timestamp) -> pd.Timestamp:
+    """A time from :func:`_utc` as an aware UTC one, to compare a naive with an offset one."""
+    return moment.tz_localize("UTC") if moment.tz is None else moment.tz_convert("UTC")
 
 
 def _utc(option: str, text: str) -> pd.Timestamp:

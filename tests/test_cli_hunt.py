@@ -4,6 +4,7 @@ edge input, answered by one clear line on stderr and the exit code the README pr
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -59,3 +60,30 @@ def test_the_pattern_example_in_ingest_help_is_a_regex_that_works(tmp_path: Path
     assert series.to_dict("records") == [
         {"unique_id": "all", "ds": pd.Timestamp("2026-10-12 00:00"), "y": 2.0}
     ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2026-09-02 12:00", "2026-09-02 06:00"),
+        ("2026-09-02 12:00", "2026-09-02 12:00"),
+        ("2026-09-02 12:00", "2026-09-02T19:00+08:00"),  # 11:00 UTC
+    ],
+)
+def test_replay_names_an_end_not_after_the_start(tmp_path: Path, start: str, end: str) -> None:
+    """The replay said "--start ... must fall after the first interval and before the end
+    (the series runs from ... to ...)", a --start well inside the series: the fault is --end."""
+    series = hourly_series(tmp_path / "s.csv")
+    args = ["replay", "--series", str(series), "--capacity-per-replica", "10"]
+    result = runner.invoke(app, [*args, "--start", start, "--end", end, "--policy", "oracle"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --end {end!r} is not after --start {start!r}")
+
+
+def test_replay_takes_an_end_with_an_offset_after_a_start_without(tmp_path: Path) -> None:
+    series = hourly_series(tmp_path / "s.csv")
+    args = ["replay", "--series", str(series), "--capacity-per-replica", "10", "--json"]
+    window = ["--start", "2026-09-02 12:00", "--end", "2026-09-02T21:00+08:00"]  # 13:00 UTC
+    result = runner.invoke(app, [*args, *window, "--policy", "oracle"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["policy"] == "oracle"
