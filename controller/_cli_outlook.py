@@ -18,7 +18,14 @@ import plotly.graph_objects as go  # noqa: E402
 import typer  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
-from controller.outlook import Risk, ahead_label, amount, project, risks  # noqa: E402
+from controller.outlook import (  # noqa: E402
+    Risk,
+    ahead_label,
+    amount,
+    project,
+    risks,
+    wall_clock,
+)
 from controller.policy import PolicySpec  # noqa: E402
 from forecaster._cli_common import fail, load_models  # noqa: E402
 from forecaster.training import forecast  # noqa: E402
@@ -133,7 +140,7 @@ def _table(
         return head
     rows = pd.DataFrame(
         {
-            "hour": [f"{r.start.tz_convert(tz):%a %Y-%m-%d %H:%M}" for r in one.risks],
+            "hour": [wall_clock(r.start, tz, "%a %Y-%m-%d %H:%M") for r in one.risks],
             "ahead": [ahead_label(r.ahead).removeprefix("in ") for r in one.risks],
             f"peak q{quantile:g}": [amount(r.peak) for r in one.risks],
             "capacity": [amount(r.capacity) for r in one.risks],

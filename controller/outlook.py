@@ -242,14 +242,16 @@ def risk_message(found: Sequence[Risk], quantile: float, tz: str, days: int) -> 
     first = found[0]
     worst = max(found, key=lambda r: (r.shortfall, -r.start.value))
     message = (
-        f"{_local(first.start, tz)} ({tz}), {ahead_label(first.ahead)}: forecast"
+        f"{wall_clock(first.start, tz)} ({tz}), {ahead_label(first.ahead)}: forecast"
         f" q{quantile:g} peak {amount(first.peak)} exceeds the {amount(first.capacity)} that"
         f" {first.max_replicas} replicas serve: {_replicas(first.shortfall)} short"
     )
     if len(found) > 1:
         message += f"; {len(found)} hours at risk in the next {days} days"
         if worst is not first:
-            message += f", the worst {_local(worst.start, tz)} ({_replicas(worst.shortfall)} short)"
+            message += (
+                f", the worst {wall_clock(worst.start, tz)} ({_replicas(worst.shortfall)} short)"
+            )
     return message
 
 
@@ -531,8 +533,14 @@ def _replicas(count: int) -> str:
     return f"{count} replica" if count == 1 else f"{count} replicas"
 
 
-def _local(stamp: pd.Timestamp, tz: str) -> str:
-    return f"{stamp.tz_convert(tz):%Y-%m-%d %H:%M}"
+def wall_clock(stamp: pd.Timestamp, tz: str, form: str = "%Y-%m-%d %H:%M") -> str:
+    """``stamp`` on the clocks of ``tz``, with the zone's abbreviation when the clocks show
+    that time twice (``01:00 EDT`` and ``01:00 EST`` the night they go back): two hours at
+    risk that night read alike, and one of them is the wrong hour to prepare for."""
+    local = stamp.tz_convert(tz)
+    moment = local.to_pydatetime()
+    twice = moment.replace(fold=1 - moment.fold).utcoffset() != moment.utcoffset()
+    return f"{local:{form} %Z}" if twice else f"{local:{form}}"
 
 
 def _iso(moment: datetime | pd.Timestamp) -> str:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from controller.cli import app
-from controller.outlook import HOUR, project, risks
+from controller.outlook import HOUR, QUARTER_COLUMNS, project, risk_message, risks, wall_clock
 from controller.policy import Override, PolicySpec, effective_bounds, needed_replicas
 
 NOW = datetime(2026, 11, 14, 16, 0, tzinfo=UTC)
@@ -157,3 +157,25 @@ def test_the_json_listing_stays_json_when_a_chart_is_written_too(tmp_path: Path)
     assert result.exit_code == 0, result.output
     assert [s["unique_id"] for s in json.loads(result.stdout)] == ["a", "b"]
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+# -- words -------------------------------------------------------------------------------------
+
+
+def test_the_hour_the_clocks_show_twice_is_told_apart_by_its_zone() -> None:
+    """The night New York's clocks go back, 01:00 EDT and 01:00 EST both read "01:00": a
+    message naming the first hour at risk and a worse one named the same hour twice."""
+    ds = pd.DatetimeIndex(["2026-11-01 05:00", "2026-11-01 06:00", "2026-11-01 07:00"])
+    hours = pd.DataFrame({"ds": ds, "expected": 0.0, "peak": [300.0, 500.0, 100.0], "peak_at": ds})
+    hours = hours.assign(**{column: hours["peak"] for column in QUARTER_COLUMNS})
+    found = risks(hours, spec(10), datetime(2026, 10, 31, tzinfo=UTC))
+    assert risk_message(found, 0.9, "America/New_York", 7) == (
+        "2026-11-01 01:00 EDT (America/New_York), in 1d 5h: forecast q0.9 peak 300 exceeds the"
+        " 200 that 10 replicas serve: 5 replicas short; 2 hours at risk in the next 7 days, the"
+        " worst 2026-11-01 01:00 EST (15 replicas short)"
+    )
+    other_days = [pd.Timestamp(t, tz="UTC") for t in ("2026-11-01 07:00", "2026-03-08 07:00")]
+    assert [wall_clock(t, "America/New_York", "%a %H:%M") for t in other_days] == [
+        "Sun 02:00",
+        "Sun 03:00",
+    ]
