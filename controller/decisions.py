@@ -434,6 +434,16 @@ def _create_schema(conn: Connection) -> None:
     """Create the tables if missing and check the stored schema version."""
     _metadata.create_all(conn)
     _widen_names(conn)
+    # create_all leaves an existing table as it is: one missing a column (made by hand, or
+    # by a build that never shipped) failed at every read and write with the SQL of a
+    # statement, instead of once, here, saying what is missing.
+    have = {column["name"] for column in sa.inspect(conn).get_columns(_decisions.name)}
+    missing = [column.name for column in _decisions.columns if column.name not in have]
+    if missing:
+        raise RuntimeError(
+            f"the decision log's table lacks the columns {', '.join(missing)}: it was not "
+            f"made by surgecast (schema version {SCHEMA_VERSION})"
+        )
     found = conn.execute(sa.select(_schema_version.c.version)).scalar()
     if found is None:
         conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -395,4 +396,23 @@ def test_an_hpa_floor_of_zero_is_told_as_the_one_the_controller_set() -> None:
     )
     assert explain(replace(record, replicas=3, applied=True)).startswith(
         "set the HPA's minReplicas to 3 (1 running) at 09:41"
+    )
+
+
+def test_a_log_missing_a_column_is_refused_once_and_clearly(url: str) -> None:  # noqa: F811
+    # create_all leaves an existing table alone, so a table without a column opened fine
+    # and every read then failed with a SQLAlchemy traceback quoting the SELECT.
+    with DecisionLog(url) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN ready_replicas"))
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="lacks the columns ready_replicas: it was not made"):
+        DecisionLog(url, create=False)
+    code, out = cli("decisions", "list", SCALER, "--since", "2026-11-20", "--db", url)
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert out.endswith(
+        "the decision log's table lacks the columns ready_replicas: it was not made by "
+        "surgecast (schema version 1)\n"
     )
