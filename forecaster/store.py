@@ -403,6 +403,11 @@ def load(url: str, version: str | None = None, key: str | None = None) -> Stored
     try:
         with np.load(io.BytesIO(files["arrays.npz"]), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
+    except Exception as exc:  # zipfile, zlib and NumPy's header parser: many kinds
+        # A damaged archive raises BadZipFile, zlib.error, EOFError, TokenError or
+        # NotImplementedError; escaping load(), they were a traceback instead of a refusal.
+        raise StoreError(f"{url} {version}: arrays.npz is unreadable: {exc!r}") from exc
+    try:
         state = json.loads(files["model.json"])
         if not isinstance(state, dict):
             raise StoreError(f"{url} {version}: model.json is not a set of models by name")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from distributed import Client
 
 from forecaster import store
 from forecaster.engine import open_engine
-from forecaster.models import SeasonalNaive
-from tests.test_store import hourly
+from forecaster.models import LinearForecaster, SeasonalNaive
+from tests.test_store import fix_checksum, folder, hourly, save_one
 
 NAIVE = datetime(2026, 11, 22, 9, 30)
 
@@ -72,3 +73,26 @@ def test_a_version_outside_the_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "team-a" / "LATEST").write_text(f"../team-b/{theirs}\n")
     with pytest.raises(store.StoreError, match="is not the name of a version"):
         store.load(str(tmp_path / "team-a"))
+
+
+def _cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _flip_a_byte(data: bytes) -> bytes:
+    return data[:60] + bytes([data[60] ^ 0xFF]) + data[61:]
+
+
+@pytest.mark.parametrize("damage", [_cut_short, _flip_a_byte], ids=["cut-short", "flipped"])
+def test_a_damaged_array_archive_with_a_fixed_checksum_is_refused(
+    damage: Callable[[bytes], bytes], tmp_path: Path
+) -> None:
+    """zipfile's BadZipFile (and zlib's, NumPy's header parser's errors) escaped load(): the
+    controller's start job, which trains anew on a StoreError, failed instead."""
+    save_one(LinearForecaster().fit(hourly()), str(tmp_path))
+    version = folder(tmp_path)
+    archive = version / "arrays.npz"
+    archive.write_bytes(damage(archive.read_bytes()))
+    fix_checksum(version, "arrays.npz")
+    with pytest.raises(store.StoreError, match="arrays.npz is unreadable"):
+        store.load(str(tmp_path))
