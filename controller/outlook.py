@@ -104,8 +104,8 @@ def _quarter_peaks(starts: pd.Series, upper: pd.Series, step: pd.Timedelta) -> p
     An interval counts in every quarter it overlaps: a two-hour interval in eight, one of
     ten minutes from :10 in the first two.
     """
-    begin = starts.to_numpy(dtype="datetime64[ns]")
-    first = starts.dt.floor(QUARTER).to_numpy(dtype="datetime64[ns]")
+    begin = starts.to_numpy()
+    first = starts.dt.floor(QUARTER).to_numpy()
     spans = np.ceil((begin + step.to_timedelta64() - first) / QUARTER.to_timedelta64())
     count = np.maximum(spans.astype(int), 1)
     which = np.repeat(np.arange(len(begin)), count)
