@@ -55,6 +55,8 @@ def backtest_command(
     under-forecasting is what pages on-call.
     """
     check_model_options(upper, season, tz, country)
+    if plot is not None:
+        _check_plot_path(plot)
     models = registry(country=country, tz=tz, include_slow=model != "auto")
     if model != "auto" and model not in models:
         fail(f"unknown --model {model!r}; choose auto or one of {', '.join(models)}")
@@ -97,6 +99,17 @@ def backtest_command(
         _plot(folds_of[folds_of["unique_id"] == uid], upper, plot)
 
 
+def _check_plot_path(path: Path) -> None:
+    """Refuse a ``--plot`` matplotlib could not write, before the backtest: found at the
+    save, a missing folder or an unknown extension was a traceback after the whole run."""
+    if not path.parent.is_dir():
+        fail(f"--plot {path}: no such directory {str(path.parent)!r}")
+    kinds = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if path.suffix and path.suffix[1:].lower() not in kinds:
+        fail(f"--plot {path}: matplotlib writes no {path.suffix!r} files; use .png, .svg or .pdf")
+
+
 def _plot(results: pd.DataFrame, upper: float, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(12, 4), dpi=90)
     ax.plot(results["ds"], results["y"], color="#1f77b4", linewidth=0.8, label="actual")
@@ -114,5 +127,9 @@ def _plot(results: pd.DataFrame, upper: float, path: Path) -> None:
     ax.set_title("Backtest: forecast band vs actual (grey lines: cutoffs)")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as exc:  # no permission, a full disk
+        fail(f"--plot {path}: cannot write: {exc.strerror or exc}")
+    finally:
+        plt.close(fig)

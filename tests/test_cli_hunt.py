@@ -87,3 +87,21 @@ def test_replay_takes_an_end_with_an_offset_after_a_start_without(tmp_path: Path
     result = runner.invoke(app, [*args, *window, "--policy", "oracle"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["policy"] == "oracle"
+
+
+@pytest.mark.parametrize(
+    ("plot", "said"),
+    [("nodir/band.png", "no such directory 'nodir'"), ("band.txt", "no '.txt' files")],
+)
+def test_backtest_refuses_a_plot_it_could_not_write_before_the_backtest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plot: str, said: str
+) -> None:
+    """Found at the save, these were a FileNotFoundError or matplotlib's "Format 'txt' is not
+    supported" traceback after the whole backtest had run."""
+    monkeypatch.chdir(tmp_path)
+    series = hourly_series(tmp_path / "s.csv")
+    args = ["backtest", "--series", str(series), "--model", "last_value", "--horizon", "6"]
+    result = runner.invoke(app, [*args, "--json", "--plot", plot])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # refused before any score was printed
+    assert said in result.stderr and "Traceback" not in result.output
