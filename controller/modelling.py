@@ -461,5 +461,12 @@ class WorkerPool(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the workers; ``wait=False`` also drops the jobs not yet started, as Dask's
-        executor does, so a stopping controller does not finish a thousand queued fits."""
+        executor does, so a stopping controller does not finish a thousand queued fits, and
+        ends the running ones: the interpreter's exit joins the pool, so a training of
+        minutes held a stopping controller past its pod's grace period (or a Ctrl-C) until
+        it was killed. The next leader runs them again."""
+        processes = list((self._pool._processes or {}).values())  # no public way before 3.14
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures or not wait)
+        if not wait:
+            for process in processes:
+                process.terminate()

@@ -375,3 +375,29 @@ def test_two_instances_on_one_host_get_lease_identities_of_their_own(server, mon
 
     monkeypatch.setenv("POD_NAME", "surgecast-controller-7d9f-x2")
     assert _identity() == "surgecast-controller-7d9f-x2"
+
+
+STOP_DURING_A_JOB = """
+import time
+from controller.modelling import WorkerPool
+pool = WorkerPool(1)
+running = pool.submit(time.sleep, 60)  # a long training
+while not running.running():
+    time.sleep(0.05)
+time.sleep(1)
+pool.shutdown(wait=False)  # what a stopping controller does
+"""
+
+
+@pytest.mark.slow
+def test_a_stopping_controller_does_not_wait_for_a_running_model_job() -> None:
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_DURING_A_JOB], capture_output=True, text=True, timeout=40
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30  # a pod's grace period; it waited for the job
