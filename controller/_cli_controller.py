@@ -32,6 +32,8 @@ from forecaster.engine import DaskEngine, Engine, open_engine
 
 log = logging.getLogger("surgecast.controller")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 JOBS_PER_WORKER = 2
 """Model jobs in flight per worker: one running, one waiting so no worker idles."""
 
@@ -113,9 +115,11 @@ def run(
     model_workers: int = typer.Option(
         1, "--model-workers", min=1, help="With --engine local: model worker processes."
     ),
-    log_level: str = typer.Option("INFO", "--log-level"),
+    log_level: str = typer.Option("INFO", "--log-level", help=f"One of {', '.join(LOG_LEVELS)}."),
 ) -> None:
     """Watch PredictiveScalers and reconcile each on its sync period; only the leader acts."""
+    if log_level.upper() not in LOG_LEVELS:  # logging's own refusal is a page of traceback
+        fail(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     configure_logging(log_level)
     try:
         retention = _retention(decision_retention)

@@ -401,3 +401,14 @@ def test_a_stopping_controller_does_not_wait_for_a_running_model_job() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30  # a pod's grace period; it waited for the job
+
+
+def test_controller_run_refuses_an_unknown_log_level_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    result = CliRunner().invoke(app, ["controller", "run", "--log-level", "verbose"])
+    assert result.exit_code == 2
+    assert "--log-level: 'verbose' is not one of DEBUG, INFO" in result.output
+    assert isinstance(result.exception, SystemExit)  # not logging's ValueError
