@@ -132,13 +132,15 @@ def _quarter_peaks(starts: pd.Series, upper: pd.Series, step: pd.Timedelta) -> p
 
 @dataclass(frozen=True)
 class Risk:
-    """A coming hour whose forecast peak needs more replicas than the bounds allow."""
+    """A coming hour with a quarter whose forecast peak needs more replicas than the bounds
+    allow then."""
 
     start: pd.Timestamp
     """The hour's start (UTC)."""
 
     peak: float
-    """The forecast's upper quantile at the hour's busiest interval."""
+    """The forecast's upper quantile in the hour's quarter most short of replicas (its
+    peak, unless ``max`` changes within the hour)."""
 
     max_replicas: int
     """The most replicas allowed then (``maxReplicas``, or an override's bound)."""
