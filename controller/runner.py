@@ -229,6 +229,8 @@ class Controller:
             now = self.clock()
             if wake_waiting:
                 keys = keys | set(self.reconciler.take_waiting())
+            if not keys:  # the urgent set, empty most seconds
+                return 0.0, 0
             with self._lock:
                 due = [(key, self.objects[key]) for key in sorted(keys) if key in self.objects]
                 self.reconciler.shared_targets = shared_targets(self.objects.values())
