@@ -69,6 +69,20 @@ MODEL_CLASSES: dict[str, type] = {
 }
 """The only classes a stored file may name."""
 
+RESERVED = frozenset(
+    {
+        "format",
+        "version",
+        "created_at",
+        "data_fingerprint",
+        "models",
+        "libraries",
+        "files",
+        "signature",
+    }
+)
+"""Manifest keys :func:`save` writes itself, which its ``metadata`` may not set."""
+
 KEY_ENV = "SURGECAST_MODEL_KEY"
 """Environment variable with a secret that signs manifests (optional)."""
 
@@ -257,6 +271,13 @@ def save(
     signs the manifest. Returns the version.
     """
     key = key if key is not None else os.environ.get(KEY_ENV)
+    # Checked before a version folder is claimed, which would otherwise stay behind empty.
+    # A key the store writes itself replaced it: {"version": "v2"} named a version that
+    # --version could not find, {"format": 2} one that load() refused.
+    taken = sorted(set(metadata) & RESERVED)
+    if taken:
+        raise ValueError(f"metadata may not set {', '.join(taken)}: the store writes them")
+    json.dumps(_plain(metadata), allow_nan=False)  # TypeError for what JSON cannot hold
     fs, root = fsspec.core.url_to_fs(url)
     root = root.rstrip("/")
     arrays: dict[str, np.ndarray] = {}

@@ -96,3 +96,20 @@ def test_a_damaged_array_archive_with_a_fixed_checksum_is_refused(
     fix_checksum(version, "arrays.npz")
     with pytest.raises(store.StoreError, match="arrays.npz is unreadable"):
         store.load(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [({"version": "v2"}, ValueError), ({"format": 2}, ValueError), ({"at": object()}, TypeError)],
+    ids=["version", "format", "not-json"],
+)
+def test_metadata_the_store_cannot_keep_is_refused_before_anything_is_written(
+    metadata: dict[str, object], error: type[Exception], tmp_path: Path
+) -> None:
+    """``{"version": "v2"}`` replaced the version in the manifest (``--version v2`` then found
+    nothing), ``{"format": 2}`` wrote a store load() refused, and metadata JSON cannot hold
+    failed only after the version folder was made, leaving it behind empty."""
+    model = SeasonalNaive().fit(hourly())
+    with pytest.raises(error):
+        store.save({"m": model}, str(tmp_path), metadata, "f" * 64, NAIVE)
+    assert list(tmp_path.iterdir()) == []
