@@ -314,6 +314,12 @@ class KubeClient:
         self, target: dict[str, Any]
     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         kind = target["kind"]
+        # The group decides as much as the kind: OpenKruise's Advanced StatefulSet is kind
+        # StatefulSet in apps.kruise.io, and taken for apps' it would scale the native
+        # StatefulSet of the same name, if any. No apiVersion is the CRD's default, apps/v1.
+        group, _, version = str(target.get("apiVersion") or "apps/v1").rpartition("/")
+        if group != "apps":
+            return self._custom_scale_methods(group, version, kind)
         if kind == "Deployment":
             return (
                 self.apps.read_namespaced_deployment_scale,
@@ -329,9 +335,13 @@ class KubeClient:
                 self.apps.read_namespaced_replica_set_scale,
                 self.apps.patch_namespaced_replica_set_scale,
             )
+        return self._custom_scale_methods(group, version, kind)
+
+    def _custom_scale_methods(
+        self, group: str, version: str, kind: str
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         # Any other kind with a scale subresource: a custom resource whose plural is the
         # lower-case kind plus "s" (true of Argo Rollouts and most operators' kinds).
-        group, _, version = str(target.get("apiVersion", "")).rpartition("/")
         plural = kind.lower() + "s"
 
         def read(name: str, namespace: str, **kw: Any) -> Any:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from controller.decisions import DecisionLog
-from controller.kube import KubeClient, RetryPolicy
+from controller.kube import KubeClient, KubeError, RetryPolicy
 from controller.leader import LeaderElector
 from tests import pg_server
 from tests.kubefake import FakeKubeServer, Fault
@@ -412,3 +412,34 @@ def test_controller_run_refuses_an_unknown_log_level_in_one_line() -> None:
     assert result.exit_code == 2
     assert "--log-level: 'verbose' is not one of DEBUG, INFO" in result.output
     assert isinstance(result.exception, SystemExit)  # not logging's ValueError
+
+
+def test_a_target_of_another_api_group_is_not_taken_for_the_apps_kind_of_its_name(
+    server,
+) -> None:
+    # OpenKruise's Advanced StatefulSet is kind StatefulSet in apps.kruise.io: scaling the
+    # native StatefulSet of the same name (kept during a migration) scales the wrong pods.
+    server.state.put(
+        "statefulsets",
+        "prod",
+        {
+            "apiVersion": "apps.kruise.io/v1beta1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2},
+            "status": {"replicas": 2},
+        },
+    )
+    kube = kube_client(server)
+    target = {"apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet", "name": "web"}
+    assert kube.get_scale("prod", target).spec_replicas == 2
+    kube.set_scale("prod", target, 3)
+    deployment = {"kind": "Deployment", "name": "web"}  # no apiVersion: apps/v1, the default
+    with pytest.raises(KubeError):
+        kube.get_scale("prod", deployment)
+    paths = [c.path for c in server.state.journal]
+    assert paths == [
+        "/apis/apps.kruise.io/v1beta1/namespaces/prod/statefulsets/web/scale",
+        "/apis/apps.kruise.io/v1beta1/namespaces/prod/statefulsets/web/scale",
+        "/apis/apps/v1/namespaces/prod/deployments/web/scale",
+    ]
