@@ -57,6 +57,8 @@ shared cache in front then meets the controller a few times an hour per scaler. 
 the end of the hour under way, when that hour leaves the answer."""
 
 _PATH = re.compile(r"^/feeds/(?P<ns>[a-z0-9-]+)/(?P<name>[a-z0-9.-]+?)(?P<json>\.json)?$")
+HEALTH_PATHS = ("/", "/healthz")
+"""Paths the feed port answers 200 on for health checks, whatever the scalers' state."""
 _COLOURS = {"quiet": "#cdebc5", "normal": "#fbe3a0", "busy": "#f3a29c"}
 
 Lookup = Callable[[str], dict[str, Any] | None]
@@ -78,8 +80,14 @@ class Response:
 
 
 def respond(lookup: Lookup, target: str, headers: Headers, now: datetime) -> Response:
-    """The answer to ``GET target`` (path with query) with request ``headers`` at ``now``."""
+    """The answer to ``GET target`` (path with query) with request ``headers`` at ``now``.
+
+    ``/`` and ``/healthz`` answer 200: a load balancer in front of the feed (a GKE Ingress,
+    an AWS ALB) checks ``GET /`` by default and would take a 404 for a dead backend.
+    """
     url = urlsplit(target)
+    if url.path in HEALTH_PATHS:
+        return _plain(200, "ok\n")
     match = _PATH.match(url.path)
     obj = lookup(f"{match['ns']}/{match['name']}") if match else None
     settings = _public(obj)

@@ -217,3 +217,17 @@ def test_the_chart_draws_the_last_hour_too(tmp_path: Path) -> None:
     xs = [x.split(",") for x in re.findall(r'"x":\[([^\]]*)\]', chart.read_text())]
     assert len(xs) == 4  # two traces per series
     assert all(x[-1].strip('"').startswith("2026-09-29T00:00:00") for x in xs)  # 23:00's end
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/healthz?probe=1"])
+def test_a_load_balancer_health_check_gets_200_from_the_feed_port(path: str) -> None:
+    """A GKE Ingress or an ALB in front of the feed checks ``GET /`` unless told otherwise:
+    a 404 there marked the whole feed unhealthy, with no scaler at all involved."""
+    answer = respond(lambda key: None, path, {}, CLOCK)
+    assert answer.status == 200 and answer.body == b"ok\n"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_the_health_paths_do_not_shadow_a_feed() -> None:
+    assert respond(lambda key: None, "/feeds/gov/pension", {}, CLOCK).status == 404
+    assert respond(lambda key: None, "/healthz/x", {}, CLOCK).status == 404
