@@ -38,6 +38,14 @@ AUTO_PARAMS = frozenset({"country", "tz"})
 """The ``model.params`` every candidate of ``auto`` takes: the calendar."""
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
+MAX_HISTORY_POINTS = 576_000
+"""Most steps of history a scaler may keep (``retrain.historyWindow / metric.step``): 400
+days of the default 1-minute step, so every window allowed at that step stays allowed.
+Prometheus's own limit (11,000 points per series per query) is no bound here, since range
+queries are chunked under it; memory and fitting time are. Each step is 8 bytes in the
+shared cache, a row in every model job's copy and a sample for every candidate model: on
+1.2 million points (28 days at 2 s) one seasonal model took 1.5 minutes of CPU and 600 MB,
+and 28 days at 1 s is 2.4 million points, 242 requests to fill, for every retrain."""
 MAX_OUTLOOK_DAYS = 14
 MIN_SYNC = timedelta(seconds=1)
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -220,6 +228,14 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             f"spec.retrain.historyWindow: {reader.get('retrain.historyWindow', '')} is longer"
             " than 400d"
         )
+    elif history is not None and step is not None and history // step > MAX_HISTORY_POINTS:
+        problems.append(
+            f"spec.retrain.historyWindow: {reader.get('retrain.historyWindow', '')} of"
+            f" {reader.get('metric.step', '')} steps (spec.metric.step) is"
+            f" {history // step:,} points, more than {MAX_HISTORY_POINTS:,}: make the step"
+            f" longer or the window shorter (at most {_days(step * MAX_HISTORY_POINTS)}"
+            " at this step)"
+        )
     max_age = reader.duration("retrain.maxForecastAge", "26h")
     tolerance = reader.number("behavior.tolerance", 0.1, minimum=0.0, maximum=1.0)
     up_step = reader.integer("behavior.scaleUpMaxStep", 100, minimum=1)
@@ -350,6 +366,11 @@ def _weekday(text: str) -> int:
     if name not in WEEKDAYS:
         raise ValueError(f"{text!r} is not a day of the week (sun-sat, or 0-7)")
     return WEEKDAYS.index(name)
+
+
+def _days(span: timedelta) -> str:
+    """``span`` in whole days (rounded down) or, under a day, hours, as a spec writes it."""
+    return f"{span.days}d" if span.days else f"{span.seconds // 3600}h"
 
 
 def _as_number(value: Any) -> float | None:

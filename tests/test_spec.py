@@ -383,3 +383,33 @@ def test_a_schedule_cron_would_refuse_is_refused_with_its_field(
         and problem in p
         for p in caught.value.problems
     ), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("step", "window", "refused"),
+    [
+        ("1m", "400d", None),  # the longest window at the default step stays allowed
+        ("5s", "28d", None),
+        ("1s", "6d", None),
+        ("1s", "28d", "28d of 1s steps (spec.metric.step) is 2,419,200 points, more than"),
+        ("1s", "7d", "at most 6d at this step"),
+        ("100ms", "1d", "864,000 points, more than 576,000: make the step longer or the window"),
+    ],
+)
+def test_a_history_of_millions_of_steps_is_refused(
+    step: str, window: str, refused: str | None
+) -> None:
+    """28 days at 1 s were 2.4 million points per query and per model job: minutes of
+    fitting and hundreds of MB for every retrain, with nothing said."""
+    scaler = copy.deepcopy(EXAMPLE)
+    scaler["spec"]["metric"]["step"] = step
+    scaler["spec"]["retrain"] = {"historyWindow": window}
+    if refused is None:
+        assert parse_scaler(scaler).history_window == parse_duration(window)
+        return
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler)
+    assert any(
+        p.startswith(f"spec.retrain.historyWindow: {window} of {step} steps") and refused in p
+        for p in caught.value.problems
+    ), caught.value.problems
