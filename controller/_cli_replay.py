@@ -31,7 +31,9 @@ def replay_command(
         help="Requests per interval one pod serves (the series' unit).",
     ),
     startup_delay: str = typer.Option(
-        "3m", "--startup-delay", help="From asking for a pod to it serving."
+        "3m",
+        "--startup-delay",
+        help="From asking for a pod to it serving: a duration like 90s, 3m or 1h30m.",
     ),
     start: str = typer.Option(
         ...,
@@ -43,12 +45,16 @@ def replay_command(
     ),
     policy: str = typer.Option("all", "--policy", help="predictive, hpa, oracle or all."),
     retrain_every: str = typer.Option(
-        "1d", "--retrain-every", help="How often the model is refitted."
+        "1d",
+        "--retrain-every",
+        help="How often the model is refitted: a duration like 6h, 1d or 12h30m.",
     ),
     quantile: float = typer.Option(
         0.9, "--quantile", help="Forecast quantile the predictive policy covers."
     ),
-    hpa_target: float = typer.Option(0.7, "--hpa-target", help="The HPA's target utilisation."),
+    hpa_target: float = typer.Option(
+        0.7, "--hpa-target", help="The HPA's target utilisation, a fraction: 0.7 is 70 %."
+    ),
     min_replicas: int = typer.Option(1, "--min-replicas"),
     max_replicas: int = typer.Option(10_000, "--max-replicas"),
     unique_id: str | None = typer.Option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from controller._cli_replay import _duration
 from controller.cli import app
 from forecaster.frames import write_frame
 
@@ -105,3 +107,17 @@ def test_backtest_refuses_a_plot_it_could_not_write_before_the_backtest(
     assert result.exit_code == 2, result.output
     assert result.stdout == ""  # refused before any score was printed
     assert said in result.stderr and "Traceback" not in result.output
+
+
+def test_replay_help_shows_the_duration_forms_its_options_accept() -> None:
+    """The replay reads Kubernetes-style durations (3m), where ingest and backtest read
+    pandas ones (3min): its help said only "From asking for a pod to it serving", so a
+    user wrote 3min and met an error. Every form the help shows must be accepted."""
+    shown = re.sub(
+        r"\s*│\s*", " ", runner.invoke(app, ["replay", "--help"], env={"COLUMNS": "1000"}).output
+    )
+    for option in ("--startup-delay", "--retrain-every"):
+        forms = re.search(rf"{option} .*?a duration like (\S+), (\S+) or (\S+?)\.", shown)
+        assert forms is not None, shown
+        for form in forms.groups():
+            assert _duration(option, form) > timedelta(0)
