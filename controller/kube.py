@@ -316,8 +316,8 @@ class KubeClient:
         kind = target["kind"]
         # The group decides as much as the kind: OpenKruise's Advanced StatefulSet is kind
         # StatefulSet in apps.kruise.io, and taken for apps' it would scale the native
-        # StatefulSet of the same name, if any. No apiVersion is the CRD's default, apps/v1.
-        group, _, version = str(target.get("apiVersion") or "apps/v1").rpartition("/")
+        # StatefulSet of the same name, if any.
+        group, version = _group(target), _version(target)
         if group != "apps":
             return self._custom_scale_methods(group, version, kind)
         if kind == "Deployment":
@@ -377,7 +377,11 @@ class KubeClient:
         )
         for hpa in self.api_client.sanitize_for_serialization(listed).get("items", []):
             ref = hpa.get("spec", {}).get("scaleTargetRef", {})
-            if ref.get("kind") == target["kind"] and ref.get("name") == target["name"]:
+            if (
+                ref.get("kind") == target["kind"]
+                and ref.get("name") == target["name"]
+                and _group(ref) == _group(target)  # a kind of the same name in another group
+            ):
                 return hpa
         return None
 
@@ -518,6 +522,16 @@ class KubeClient:
             body,
         )
         return self.api_client.sanitize_for_serialization(lease)
+
+
+def _group(ref: dict[str, Any]) -> str:
+    """The API group of a scale target or an HPA's ``scaleTargetRef``; no apiVersion is the
+    CRD's default, apps/v1."""
+    return str(ref.get("apiVersion") or "apps/v1").rpartition("/")[0]
+
+
+def _version(ref: dict[str, Any]) -> str:
+    return str(ref.get("apiVersion") or "apps/v1").rpartition("/")[2]
 
 
 def _scale_target(kind: str, namespace: str, scale: Any) -> ScaleTarget:

@@ -443,3 +443,26 @@ def test_a_target_of_another_api_group_is_not_taken_for_the_apps_kind_of_its_nam
         "/apis/apps.kruise.io/v1beta1/namespaces/prod/statefulsets/web/scale",
         "/apis/apps/v1/namespaces/prod/deployments/web/scale",
     ]
+
+
+def test_an_hpa_on_a_kind_of_the_same_name_in_another_group_is_not_the_targets(server) -> None:
+    server.state.put(
+        "horizontalpodautoscalers",
+        "prod",
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"},
+                "minReplicas": 1,
+                "maxReplicas": 10,
+            },
+        },
+    )
+    kube = kube_client(server)
+    kruise = {"apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet", "name": "web"}
+    assert kube.find_hpa("prod", kruise) is None
+    native = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"}
+    assert kube.find_hpa("prod", native)["metadata"]["name"] == "web"
+    assert kube.find_hpa("prod", {"kind": "StatefulSet", "name": "web"}) is not None
