@@ -32,6 +32,8 @@ from forecaster.training import forecast  # noqa: E402
 
 app = typer.Typer()
 CHART_SUFFIXES = (".png", ".html")
+CHART_SERIES = 12
+"""Series charted by default: one panel each, twelve fit a page (see ``--chart-series``)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,12 @@ def outlook_command(
     ),
     chart: Path | None = typer.Option(
         None, "--out", "-o", help="Chart of forecast and capacity: .png, or .html (interactive)."
+    ),
+    chart_series: int = typer.Option(
+        CHART_SERIES,
+        "--chart-series",
+        min=1,
+        help="Chart at most this many series: those with the most hours at risk.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the hours at risk as JSON."),
 ) -> None:
@@ -119,12 +127,31 @@ def outlook_command(
             typer.echo(_table(one, zone, days, capacity, max_replicas, quantile))
     if chart is not None:
         draw = _chart_png if chart.suffix == ".png" else _chart_html
+        charted = _most_at_risk(outlooks, chart_series)
+        if len(charted) < len(outlooks):
+            typer.echo(
+                f"the chart shows the {len(charted)} of {len(outlooks)} series with the most"
+                " hours at risk (--chart-series to change)",
+                err=True,
+            )
         try:
-            draw(outlooks, chart, zone, capacity * max_replicas, quantile)
+            draw(charted, chart, zone, capacity * max_replicas, quantile)
         except OSError as exc:  # no such folder, no permission, a full disk
             fail(f"--out {chart}: {exc.strerror or exc}")
         # On stderr, as the other commands' notes: stdout may be --json for jq.
         typer.echo(f"chart written to {chart}", err=True)
+
+
+def _most_at_risk(outlooks: list[SeriesOutlook], limit: int) -> list[SeriesOutlook]:
+    """The ``limit`` series with the most hours at risk (then the highest peak), in that
+    order: a chart of a whole fleet, one panel per series, took minutes to draw and was
+    too tall to read, and the series worth a look are those at risk."""
+
+    def rank(one: SeriesOutlook) -> tuple[int, float]:
+        peak = one.hours["peak"].dropna()
+        return -len(one.risks), -(float(peak.max()) if len(peak) else 0.0)
+
+    return sorted(outlooks, key=rank)[:limit]
 
 
 def _table(

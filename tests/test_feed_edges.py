@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from controller._cli_outlook import SeriesOutlook, _most_at_risk
 from controller.cli import app
 from controller.feed import respond
 from controller.outlook import (
@@ -231,3 +232,22 @@ def test_a_load_balancer_health_check_gets_200_from_the_feed_port(path: str) -> 
 def test_the_health_paths_do_not_shadow_a_feed() -> None:
     assert respond(lambda key: None, "/feeds/gov/pension", {}, CLOCK).status == 404
     assert respond(lambda key: None, "/healthz/x", {}, CLOCK).status == 404
+
+
+def test_a_fleet_chart_shows_the_series_most_at_risk_first() -> None:
+    """``surgecast outlook -o`` drew one panel per series: 190 series took 200 s and made a
+    picture 68,400 pixels tall, with the series at risk somewhere in it."""
+
+    def one(name: str, level: float, spike: float) -> SeriesOutlook:
+        hours = project(forecast([level] * 6 * 22 + [spike] * 6 * 2), 0.9, NOW, days=1)
+        return SeriesOutlook(name, NOW, hours, risks(hours, spec(3), NOW))
+
+    fleet = [
+        one("quiet", 1.0, 1.0),
+        one("louder", 2.0, 2.5),
+        one("short", 1.0, 9.0),
+        one("shortest", 5.0, 9.0),
+    ]
+    assert [len(o.risks) for o in fleet] == [0, 0, 2, 24]
+    assert [o.unique_id for o in _most_at_risk(fleet, 3)] == ["shortest", "short", "louder"]
+    assert len(_most_at_risk(fleet, 10)) == 4
