@@ -20,6 +20,12 @@ MAX_DAYS = 400
 """The generator holds the whole span in memory, about 6 MB a day at the default peak: ten
 years (the old bound) needed over 20 GB, a year and a month takes under 3 GB."""
 
+MAX_PEAK_RPS = 200.0
+"""The log is written six hours at a time, and a chunk holds every request in it: about
+6 MB per request/s of peak on an ordinary day and 19 MB on a deadline day (4x). At 200 a
+deadline day takes about 4 GB; 2,000 went past 7 GB within a minute of an ordinary day and
+1e9 was a "cannot allocate 6.6 TiB" traceback."""
+
 
 @app.command()
 def generate(
@@ -30,7 +36,9 @@ def generate(
     days: int = typer.Option(28, "--days", help="Number of days."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     peak_rps: float = typer.Option(
-        5.0, "--peak-rps", help="Requests/s at an ordinary working-day peak."
+        5.0,
+        "--peak-rps",
+        help=f"Requests/s at an ordinary working-day peak (at most {MAX_PEAK_RPS:g}).",
     ),
     tz: str = typer.Option("Asia/Shanghai", "--tz", help="Local time zone of the service."),
     service: str = typer.Option(
@@ -59,6 +67,11 @@ def generate(
         fail(f"--days must be between 1 and {MAX_DAYS} (generate longer spans in parts)")
     if not 0 < peak_rps < math.inf:  # NaN and inf were numpy's "lam value too large"
         fail("--peak-rps must be a positive number")
+    if peak_rps > MAX_PEAK_RPS:
+        fail(
+            f"--peak-rps {peak_rps:g} is more than {MAX_PEAK_RPS:g}: the generator holds six"
+            " hours of requests in memory at a time (about 19 MB per request/s on a deadline day)"
+        )
     if seed < 0:  # numpy's own words: "expected non-negative integer"
         fail("--seed must be 0 or more")
     if service not in SERVICES:  # any other name silently wrote the pension portal's paths

@@ -121,3 +121,14 @@ def test_replay_help_shows_the_duration_forms_its_options_accept() -> None:
         assert forms is not None, shown
         for form in forms.groups():
             assert _duration(option, form) > timedelta(0)
+
+
+@pytest.mark.parametrize("peak", ["2000", "1e9"])
+def test_generate_refuses_a_peak_rate_it_has_no_memory_for(tmp_path: Path, peak: str) -> None:
+    """2,000 requests/s grew past 7 GB within a minute of an ordinary day, and 1e9 was a
+    "Unable to allocate 6.63 TiB" traceback: both are now refused before any work."""
+    out = tmp_path / "a.log"
+    result = runner.invoke(app, ["generate", "-o", str(out), "--days", "1", "--peak-rps", peak])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --peak-rps {float(peak):g} is more than 200")
+    assert not out.exists()
