@@ -154,6 +154,14 @@ class Controller:
         shortfall) and count every scaler twice in a ``sum()`` across replicas."""
         leading = self.elector.tick(self.clock())
         metrics = self.reconciler.metrics
+        if leading != self._leading:  # when this replica acted, read from its logs alone
+            elector = self.elector
+            lease = f"Lease {elector.namespace}/{elector.name}"
+            if leading:
+                log.info("leading: this instance (%s) holds %s", elector.identity, lease)
+            else:
+                why = elector.error or "another instance holds it, or it was released"
+                log.warning("no longer leading (%s): %s", lease, why)
         # Under the reconcile lock, or a reconcile still running would export its series
         # again on the standby. Not waiting for it, though: a batch can outlast the lease
         # many times over, and the election must go on ticking. A batch that began leading

@@ -466,3 +466,18 @@ def test_an_hpa_on_a_kind_of_the_same_name_in_another_group_is_not_the_targets(s
     native = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"}
     assert kube.find_hpa("prod", native)["metadata"]["name"] == "web"
     assert kube.find_hpa("prod", {"kind": "StatefulSet", "name": "web"}) is not None
+
+
+def test_taking_and_losing_the_lease_are_logged(fleet, caplog) -> None:  # noqa: F811
+    one, clock = listed(fleet, lambda key: None)
+    with caplog.at_level(logging.INFO, logger="surgecast.controller"):
+        one._elect()
+        one._elect()  # still leading: nothing new to say
+        lose_the_lease(one, clock, fleet)
+        one._elect()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "leading" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert (
+        lines[0][0] == "INFO" and "leading: this instance (a) holds Lease gov/lease" in lines[0][1]
+    )
+    assert lines[1][0] == "WARNING" and "no longer leading (Lease gov/lease)" in lines[1][1]
