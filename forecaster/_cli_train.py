@@ -89,6 +89,7 @@ def train_command(
         "backtest": None if trained.scores is None else trained.scores.to_dict(orient="records"),
         "note": trained.note,
     }
+    previous = _in_force(out)
     try:
         version = store.save(
             trained.models, out, metadata, store.fingerprint(frame), now=datetime.now(UTC)
@@ -97,6 +98,8 @@ def train_command(
         fail(f"cannot write the model store {out}: {exc}")
     if trained.note:
         typer.echo(f"note: {trained.note}", err=True)
+    if previous is not None:
+        _say_what_is_no_longer_in_force(previous, per_series)
     rows = pd.DataFrame([{"unique_id": uid, **info} for uid, info in per_series.items()]).fillna("")
     typer.echo(rows.to_string(index=False))
     typer.echo(f"stored version {version} in {out}")
@@ -115,6 +118,34 @@ def _check_store_url(out: str) -> None:
         fail(f"-o {out}: {exc}")
     if fs.isfile(root):
         fail(f"-o {out} is a file; a model store is a directory")
+
+
+def _in_force(out: str) -> dict[str, Any] | None:
+    """The manifest of the version in force in ``out``, if there is one that can be read."""
+    try:
+        return store.manifest(out)
+    except (store.StoreError, OSError):
+        return None
+
+
+def _say_what_is_no_longer_in_force(previous: dict[str, Any], trained: dict[str, Any]) -> None:
+    """Warn when the version this training replaced had series this one lacks.
+
+    ``surgecast forecast`` reads the version in force, which holds only the last file's
+    series: training a fleet in batches into one store silently left every batch but the
+    last without forecasts.
+    """
+    series = previous.get("series")
+    gone = sorted(set(series) - set(map(str, trained))) if isinstance(series, dict) else []
+    if gone:
+        shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+        typer.echo(
+            f"warning: version {previous['version']}, in force until now, also had models of"
+            f" {len(gone)} series this file lacks ({shown}); forecasts now come from this"
+            f" version only (train them together, or read the old one with --version"
+            f" {previous['version']})",
+            err=True,
+        )
 
 
 def _series_metadata(frame: pd.DataFrame, trained: Trained) -> dict[str, dict[str, Any]]:

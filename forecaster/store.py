@@ -392,20 +392,22 @@ def _order(version: str) -> tuple[str, int]:
     return (name, int(n)) if dot and n.isdigit() else (version, 1)
 
 
+def manifest(url: str, version: str | None = None) -> dict[str, Any]:
+    """The manifest of ``version`` (default: the one in ``LATEST``) without loading its
+    models, which may be large; :class:`StoreError` as from :func:`load`, but neither the
+    signature nor the model files are checked."""
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    version = _resolve(fs, root, url, version)
+    return _read_manifest(fs, f"{root}/{version}", url, version)
+
+
 def load(url: str, version: str | None = None, key: str | None = None) -> StoredModels:
     """The models of ``version`` (default: the one in ``LATEST``), after every check."""
     key = key if key is not None else os.environ.get(KEY_ENV)
     fs, root = fsspec.core.url_to_fs(url)
     root = root.rstrip("/")
-    if version is None:
-        try:
-            version = fs.cat_file(f"{root}/LATEST").decode().strip()
-        except FileNotFoundError:
-            raise StoreError(f"{url}: no model store here (no LATEST file)") from None
-    if version in ("", ".", "..") or "/" in version or "\\" in version:
-        # "../other/…" in --version or in an edited LATEST loaded another store's models,
-        # and reported them as a version of this one.
-        raise StoreError(f"{url}: {version!r} is not the name of a version in this store")
+    version = _resolve(fs, root, url, version)
     folder = f"{root}/{version}"
     manifest = _read_manifest(fs, folder, url, version)
     signature = str(manifest.get("signature", "")).encode()  # bytes: any text compares
@@ -437,6 +439,20 @@ def load(url: str, version: str | None = None, key: str | None = None) -> Stored
         # TypeError: a tag whose body has the wrong shape ({"$dict": 3}) in an edited file.
         raise StoreError(f"{url} {version}: unreadable model files: {exc}") from exc
     return StoredModels(models, manifest)
+
+
+def _resolve(fs: Any, root: str, url: str, version: str | None) -> str:
+    """``version``, or the one ``LATEST`` names, once it is known to be a name in ``root``."""
+    if version is None:
+        try:
+            version = fs.cat_file(f"{root}/LATEST").decode().strip()
+        except FileNotFoundError:
+            raise StoreError(f"{url}: no model store here (no LATEST file)") from None
+    if version in ("", ".", "..") or "/" in version or "\\" in version:
+        # "../other/…" in --version or in an edited LATEST loaded another store's models,
+        # and reported them as a version of this one.
+        raise StoreError(f"{url}: {version!r} is not the name of a version in this store")
+    return version
 
 
 def _read_manifest(fs: Any, folder: str, url: str, version: str) -> dict[str, Any]:

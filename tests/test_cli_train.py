@@ -249,3 +249,25 @@ def test_forecast_with_a_calendar_lacking_a_learnt_event_is_one_line_of_error(
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and "launch" in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_training_part_of_a_fleet_warns_of_the_series_no_longer_in_force(tmp_path: Path) -> None:
+    """A fleet trained in batches into one store: each training replaced the version in
+    force, and ``forecast`` silently lost every batch but the last."""
+    frame = write_series(tmp_path / "both.csv")
+    write_frame(frame[frame["unique_id"] == "tax"], tmp_path / "tax.csv")
+    store_dir = tmp_path / "models"
+    options = ["-o", str(store_dir), "--model", "seasonal_naive", "--horizon", "6"]
+    first = runner.invoke(app, ["train", "--series", str(tmp_path / "both.csv"), *options])
+    assert first.exit_code == 0, first.output
+    assert "warning" not in first.output
+    again = runner.invoke(app, ["train", "--series", str(tmp_path / "both.csv"), *options])
+    assert "warning" not in again.output  # the same series: nothing lost
+    old = (store_dir / "LATEST").read_text().strip()
+    second = runner.invoke(app, ["train", "--series", str(tmp_path / "tax.csv"), *options])
+    assert second.exit_code == 0, second.output
+    assert (
+        f"warning: version {old}, in force until now, also had models of 1 series this file"
+        f" lacks (pension); forecasts now come from this version only (train them together,"
+        f" or read the old one with --version {old})"
+    ) in second.output
