@@ -139,6 +139,8 @@ class ScalerState:
     retrain_due: bool = False
     """The retrain schedule fired; a first model needs no asking (``start`` job)."""
     next_retrain: datetime | None = None
+    retrain_schedule: str | None = None
+    """The schedule ``next_retrain`` was computed from: an edited one is followed at once."""
     last_events: dict[str, str] = field(default_factory=dict)
     training_error: str | None = None
     metric_error: str | None = None
@@ -395,7 +397,12 @@ class Reconciler:
         state.last_events.pop("ScalingDisabled", None)
 
         self._settle_pending(config, state, scale, now)
-        if state.next_retrain is None or now >= state.next_retrain:
+        if state.retrain_schedule != config.retrain_schedule:
+            # A new schedule (weekly made daily) starts now: kept until the old one's next
+            # firing, it would be ignored for up to a week. The edit itself retrains.
+            state.next_retrain = _next_fire(config.retrain_schedule, now)
+            state.retrain_schedule = config.retrain_schedule
+        elif state.next_retrain is None or now >= state.next_retrain:
             state.retrain_due = state.retrain_due or state.next_retrain is not None
             state.next_retrain = _next_fire(config.retrain_schedule, now)
         client = self._client(config.prometheus_url)

@@ -207,3 +207,25 @@ def test_a_load_of_zero_reports_the_forecast_error(prom, tmp_path) -> None:  # n
         value = rec.metrics.registry.get_sample_value
         assert value("surgecast_observed_load", labels) == 0.0
         assert value("surgecast_forecast_error_ratio", labels) == -1.0
+
+
+def test_an_edited_retrain_schedule_is_followed_at_once(prom, tmp_path) -> None:  # noqa: F811
+    """The next firing was kept from the old schedule: made hourly on a Wednesday, a
+    weekly (Sunday) schedule still waited for Sunday before its next retrain."""
+    with FakeKubeServer() as server:
+        put_idle(server, prom.url, 1, retrain={"historyWindow": "3d", "schedule": "0 3 * * 0"})
+        rec = reconciler(server, tmp_path)
+
+        def version(minute: int) -> str:
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, START + timedelta(minutes=minute))
+            status = server.state.get("predictivescalers", "gov", "portal")["status"]
+            return str(status["model"]["version"])
+
+        version(0)
+        server.state.update(
+            "predictivescalers", "gov", "portal", {"spec": {"retrain": {"schedule": "30 * * * *"}}}
+        )
+        edited = version(1)  # the edit retrains, as any spec change does
+        assert version(29) == edited
+        assert version(31) != edited  # 22:30 UTC: the hourly schedule fired
