@@ -1028,6 +1028,12 @@ class Reconciler:
         last = status.get("lastDecision") or {}
         if (last.get("replicas"), last.get("reason")) != (decision.replicas, decision.reason):
             status["lastDecision"] = summary
+            if not state.recent:
+                # A restarted or newly elected controller: the decisions before it are in
+                # status, and replacing them with its first alone would lose them.
+                before = status.get("recentDecisions")
+                kept = before[:RECENT_DECISIONS] if isinstance(before, list) else []
+                state.recent.extend(d for d in kept if isinstance(d, dict))
             state.recent.appendleft(summary)
             status["recentDecisions"] = list(state.recent)
         status["currentReplicas"] = scale.spec_replicas

@@ -229,3 +229,26 @@ def test_an_edited_retrain_schedule_is_followed_at_once(prom, tmp_path) -> None:
         edited = version(1)  # the edit retrains, as any spec change does
         assert version(29) == edited
         assert version(31) != edited  # 22:30 UTC: the hourly schedule fired
+
+
+def test_a_restarted_controller_keeps_the_recent_decisions_in_status(
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    """The recent decisions were kept only in memory: the first decision of a restarted
+    (or newly elected) controller replaced the five in status with itself alone."""
+    with FakeKubeServer() as server:
+        reconcile = idle_scaler(server, prom.url, tmp_path, 3, minReplicas=1)
+        earlier = [
+            {"time": f"2026-03-04T21:5{n}:00Z", "replicas": 3, "from": 2, "reason": f"R{n}"}
+            for n in range(6)
+        ]
+        server.state.update(
+            "predictivescalers",
+            "gov",
+            "portal",
+            {"status": {"lastDecision": earlier[0], "recentDecisions": earlier}},
+        )
+        reconcile(0)  # the idle load: 3 -> 1
+        recent = server.state.get("predictivescalers", "gov", "portal")["status"]["recentDecisions"]
+        assert [d["reason"] for d in recent] == ["ScaleDown/ForecastPeak", "R0", "R1", "R2", "R3"]
