@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import typer
@@ -65,6 +65,12 @@ def generate(
         fail(f"bad date: {exc}")
     if days <= 0 or days > MAX_DAYS:
         fail(f"--days must be between 1 and {MAX_DAYS} (generate longer spans in parts)")
+    last_day = first_day + timedelta(days=days - 1)
+    for day in deadlines:
+        # one outside the span (a typo in the year or month) was left out without a word;
+        # the day after the last still counts, as its eve is in the span
+        if not first_day <= day <= last_day + timedelta(days=1):
+            fail(f"--deadline {day} is outside the {days} days from {first_day} to {last_day}")
     if not 0 < peak_rps < math.inf:  # NaN and inf were numpy's "lam value too large"
         fail("--peak-rps must be a positive number")
     if peak_rps > MAX_PEAK_RPS:

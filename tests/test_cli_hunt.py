@@ -132,3 +132,35 @@ def test_generate_refuses_a_peak_rate_it_has_no_memory_for(tmp_path: Path, peak:
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: --peak-rps {float(peak):g} is more than 200")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("deadline", ["2025-10-20", "2026-10-11", "2026-10-23"])
+def test_generate_refuses_a_deadline_outside_its_days(tmp_path: Path, deadline: str) -> None:
+    """A deadline outside the span (a typo in the year) was left out without a word: the
+    log had no surge and the user was not told."""
+    out = tmp_path / "a.log"
+    args = ["generate", "-o", str(out), "--start", "2026-10-12", "--days", "10"]
+    result = runner.invoke(app, [*args, "--deadline", deadline])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(
+        f"error: --deadline {deadline} is outside the 10 days from 2026-10-12 to 2026-10-21"
+    )
+    assert not out.exists()
+
+
+def test_generate_takes_a_deadline_the_day_after_its_span_for_the_eve(tmp_path: Path) -> None:
+    out = tmp_path / "a.log"
+    args = [
+        "generate",
+        "-o",
+        str(out),
+        "--start",
+        "2026-10-12",
+        "--days",
+        "1",
+        "--peak-rps",
+        "0.01",
+    ]
+    result = runner.invoke(app, [*args, "--deadline", "2026-10-13"])
+    assert result.exit_code == 0, result.output
+    assert out.exists()
