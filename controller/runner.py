@@ -199,7 +199,11 @@ class Controller:
             return
         with self._lock:
             keys, self.urgent = self.urgent, set()
-        self._reconcile_many(keys, "urgent", wake_waiting=True)
+        self._reconcile_many(keys, "urgent", wake_waiting=True, requeue=True)
+
+    def _requeue(self, keys: set[str]) -> None:
+        with self._lock:
+            self.urgent |= keys
 
     def _job_done(self, key: str) -> None:
         with self._lock:
@@ -217,9 +221,13 @@ class Controller:
         label: str,
         wake_waiting: bool = False,
         period: float | None = None,
+        requeue: bool = False,
     ) -> tuple[float, int]:
         """Read the scalers' data in batches, then reconcile each; (seconds, scalers reconciled).
         A batch that takes longer than ``period`` seconds is counted and logged as an overrun.
+        With ``requeue`` (the urgent set's batch) the scalers it leaves for lack of the lease
+        go back in the urgent set, to be reconciled at once when this instance leads again
+        rather than a whole sync period later.
 
         Leadership is checked before every reconcile, not once per batch: a batch can outlast
         the renew deadline, and once it has passed another instance may be scaling too. A
@@ -227,6 +235,7 @@ class Controller:
         by hand now (the watch drops it from ``objects`` at once; ``forget`` waits for us).
         """
         if not self.elector.is_leader():
+            self._requeue(keys if requeue else set())
             return 0.0, 0
         metrics = self.reconciler.metrics
         started = time.monotonic()
@@ -251,11 +260,12 @@ class Controller:
             except Exception:  # each reconcile then asks Prometheus on its own
                 log.exception("batched read of %d scalers failed", len(due))
             done = 0
-            for key, obj in due:
+            for index, (key, obj) in enumerate(due):
                 if not self.elector.is_leader():
                     log.warning(
                         "lost the lease: %d of %d scalers not reconciled", len(due) - done, len(due)
                     )
+                    self._requeue({key for key, _ in due[index:]} if requeue else set())
                     break
                 if self._stopping.is_set():
                     # Shutting down (SIGTERM): finishing a long batch could outlast the pod's

@@ -481,3 +481,14 @@ def test_taking_and_losing_the_lease_are_logged(fleet, caplog) -> None:  # noqa:
         lines[0][0] == "INFO" and "leading: this instance (a) holds Lease gov/lease" in lines[0][1]
     )
     assert lines[1][0] == "WARNING" and "no longer leading (Lease gov/lease)" in lines[1][1]
+
+
+def test_urgent_scalers_left_when_the_lease_is_lost_stay_urgent(fleet) -> None:  # noqa: F811
+    def lease_lost_meanwhile(key: str) -> None:
+        if key == "gov/s1":
+            lose_the_lease(one, clock, fleet)
+
+    one, clock = listed(fleet, lease_lost_meanwhile)
+    one._elect()
+    one.reconcile_urgent()  # every scaler is urgent after the first list
+    assert one.urgent == {f"gov/s{i}" for i in range(2, 6)}  # s0 and s1 were reconciled
