@@ -310,7 +310,8 @@ def cron_trigger(schedule: str) -> BaseTrigger:
     (Sunday too, in cron) was refused; so the weekday field is handed to it as names.
     And with both the day of month and the weekday restricted it fires only on days that
     match both, where cron fires on days that match either (``0 3 1 * mon``: the 1st and
-    every Monday); so such a schedule is two triggers, the earlier firing winning.
+    every Monday); so such a schedule is two triggers, the earlier firing winning. A
+    schedule that never fires is a ``ValueError``, as one cron cannot read.
     """
     fields = schedule.split()
     if len(fields) != 5:
@@ -323,9 +324,16 @@ def cron_trigger(schedule: str) -> BaseTrigger:
             minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week, timezone=UTC
         )
 
-    if day in ("*", "?") or weekday in ("*", "?"):
-        return trigger("*" if day == "?" else day, days)
-    return OrTrigger([trigger(day, "*"), trigger("*", days)])
+    made: BaseTrigger = (
+        trigger("*" if day == "?" else day, days)
+        if day in ("*", "?") or weekday in ("*", "?")
+        else OrTrigger([trigger(day, "*"), trigger("*", days)])
+    )
+    # Cron takes a date that never comes (30 February) and never runs it; for a retrain
+    # that is a typo, where the reconciler retrained daily for want of a next firing.
+    if made.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
+        raise ValueError("it never fires: no day of the year matches it")
+    return made
 
 
 def _weekdays(field: str) -> str:

@@ -369,6 +369,9 @@ def test_a_day_of_month_and_a_weekday_fire_on_either_as_in_cron() -> None:
         ("0 3 * * mon-xyz", "'xyz' is not a day of the week"),
         ("0 3 * *", "Wrong number of fields; got 4"),
         ("0 25 * * *", "higher than the maximum value (23)"),
+        # Cron would take them and never run; the reconciler retrained daily instead.
+        ("0 3 30 2 *", "it never fires: no day of the year matches it"),
+        ("0 3 31 4,6,9,11 *", "it never fires"),
     ],
 )
 def test_a_schedule_cron_would_refuse_is_refused_with_its_field(
