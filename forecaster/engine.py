@@ -47,7 +47,8 @@ class Engine(ABC):
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(item) for item in items]``, computed wherever the engine runs tasks.
 
-        The first exception a task raises is raised here, after the engine's retries.
+        The first exception a task raises is raised here, after the engine's retries; a
+        task whose worker process died at every attempt raises ``ChildProcessError``.
         """
 
     @abstractmethod
@@ -152,6 +153,7 @@ class DaskEngine(Engine):
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         import dask
+        from distributed import KilledWorker
 
         # The items travel inside the tasks rather than being scattered to workers first
         # (which Dask's warning about large graphs suggests): data scattered to a worker
@@ -161,6 +163,15 @@ class DaskEngine(Engine):
             futures = self.client.map(fn, list(items), pure=False, retries=self.retries)
         try:
             return list(self.client.gather(futures))
+        except KilledWorker as exc:
+            self.client.cancel(futures)
+            # An OSError, which the commands report in one line: a traceback ending in
+            # Dask's KilledWorker did not say that the likely cause is memory.
+            raise ChildProcessError(
+                f"{exc} A worker that dies at every attempt has most often run out of memory:"
+                " give each worker more (a LocalCluster divides the machine's among its"
+                " workers)."
+            ) from exc
         except BaseException:
             self.client.cancel(futures)
             raise

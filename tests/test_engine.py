@@ -244,6 +244,22 @@ def test_a_task_whose_worker_died_runs_again(tmp_path: Path, dask_engine: DaskEn
     assert np.isfinite(remote.scores["selection_score"]).all()
 
 
+def _dies(item: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
+@pytest.mark.slow
+def test_a_task_whose_worker_dies_at_every_attempt_is_one_clear_error(
+    dask_engine: DaskEngine,
+) -> None:
+    """Dask's KilledWorker ended a traceback out of every command (which report an OSError
+    in one line) and said nothing of memory, the usual cause with a fleet of long series."""
+    with pytest.raises(ChildProcessError, match="on 4 different workers.*run out of memory"):
+        dask_engine.map(_dies, [1])
+    assert dask_engine.map(abs, [-3]) == [3]  # the cluster is still there
+
+
 @pytest.mark.slow
 def test_cli_train_with_a_scheduler_address(tmp_path: Path, dask_engine: DaskEngine) -> None:
     hourly = fleet().groupby(["unique_id", pd.Grouper(key="ds", freq="1h")])["y"].sum()
