@@ -164,17 +164,23 @@ def run(
         )
         elector = LeaderElector(kube, lease_namespace, lease_name, identity or _identity())
         controller = Controller(kube, reconciler, elector, namespace=namespace)
-        controller.http = ControllerHTTPServer(
-            metrics.registry, controller.healthy, controller.ready, port=port
-        )
+        try:
+            controller.http = ControllerHTTPServer(
+                metrics.registry, controller.healthy, controller.ready, port=port
+            )
+        except OSError as exc:  # in use, or a privileged port: one line, not a traceback
+            fail(f"--port {port}: cannot listen: {exc.strerror or exc}")
         controller.http.routes["/ui"] = review_route(decisions, clock=controller.clock)
         # Its own port, so it can be exposed publicly without /metrics or /ui; every
         # replica serves it from the scalers' status, standbys included.
-        feed = (
-            FeedServer(controller.objects.get, port=feed_port, clock=controller.clock)
-            if feed_port is not None
-            else None
-        )
+        try:
+            feed = (
+                FeedServer(controller.objects.get, port=feed_port, clock=controller.clock)
+                if feed_port is not None
+                else None
+            )
+        except OSError as exc:
+            fail(f"--feed-port {feed_port}: cannot listen: {exc.strerror or exc}")
         controller.start()
         if feed is not None:
             feed.start()

@@ -300,6 +300,24 @@ def test_a_decision_log_that_is_up_but_wrong_still_fails_at_start(tmp_path) -> N
         _open_decision_log("decisions.db")  # a path, not a URL
 
 
+def kubeconfig_for(server: FakeKubeServer, directory: Path) -> Path:
+    """A kubeconfig file for ``surgecast controller run`` to reach the fake API server."""
+    import yaml
+
+    host = f"http://127.0.0.1:{server.server.server_address[1]}"
+    path = directory / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": host}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.mark.slow
 def test_controller_run_with_its_decision_log_unreachable_starts_and_reconciles(tmp_path) -> None:
     """The process itself, as the Deployment runs it, against the fake API server, with a
@@ -309,28 +327,13 @@ def test_controller_run_with_its_decision_log_unreachable_starts_and_reconciles(
     import time
     import urllib.request
 
-    import yaml
-
     from tests.prom_server import free_port
     from tests.test_controller_e2e import DEPLOYMENT
 
     with FakeKubeServer() as server:
         server.state.put("deployments", "gov", DEPLOYMENT)
         server.state.put("predictivescalers", "gov", scaler("http://127.0.0.1:9", "Scale"))
-        host = f"http://127.0.0.1:{server.server.server_address[1]}"
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": host}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "x",
-                }
-            )
-        )
+        kubeconfig = kubeconfig_for(server, tmp_path)
         port = free_port()
         down = f"postgresql+psycopg://surgecast:hunter2@127.0.0.1:{free_port()}/surgecast"
         run = [str(Path(sys.executable).with_name("surgecast")), "controller", "run"]
@@ -492,3 +495,25 @@ def test_urgent_scalers_left_when_the_lease_is_lost_stay_urgent(fleet) -> None: 
     one._elect()
     one.reconcile_urgent()  # every scaler is urgent after the first list
     assert one.urgent == {f"gov/s{i}" for i in range(2, 6)}  # s0 and s1 were reconciled
+
+
+@pytest.mark.parametrize("option", ["--port", "--feed-port"])
+def test_controller_run_on_a_port_in_use_says_so_in_one_line(option, tmp_path) -> None:
+    import socket
+
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    with FakeKubeServer() as server, socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        kubeconfig = kubeconfig_for(server, tmp_path)
+        args = ["controller", "run", f"--kubeconfig={kubeconfig}", f"{option}={port}"]
+        args += [f"--decision-log=sqlite:///{tmp_path / 'd.db'}", f"--model-dir={tmp_path}"]
+        if option == "--feed-port":
+            args.append("--port=0")
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{option} {port}: cannot listen: Address already in use" in result.output
