@@ -177,12 +177,14 @@ class DaskEngine(Engine):
             raise
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        try:
+            if client is not None:
+                client.close()
+        finally:  # a client that timed out closing (a busy scheduler) kept the workers running
+            if cluster is not None:
+                cluster.close()
 
 
 def _connect(address: Any) -> Client:

@@ -12,9 +12,10 @@ from pathlib import Path
 import dask
 import pytest
 from distributed import Client
+from distributed.core import Status
 
 from forecaster import store
-from forecaster.engine import open_engine
+from forecaster.engine import DaskEngine, open_engine
 from forecaster.models import LinearForecaster, SeasonalNaive
 from tests.test_store import fix_checksum, folder, hourly, save_one
 
@@ -113,3 +114,25 @@ def test_metadata_the_store_cannot_keep_is_refused_before_anything_is_written(
     with pytest.raises(error):
         store.save({"m": model}, str(tmp_path), metadata, "f" * 64, NAIVE)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_client_that_fails_to_close_still_stops_the_local_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """close() stopped at the client's error (a scheduler too busy to answer in time), and
+    the LocalCluster's worker processes ran on until the interpreter exited."""
+    engine = DaskEngine(n_workers=1).__enter__()
+    client, cluster = engine.client, engine._cluster
+
+    def times_out(*args: object, **kwargs: object) -> None:
+        raise TimeoutError("timed out after 60 s.")
+
+    monkeypatch.setattr(client, "close", times_out)
+    with pytest.raises(TimeoutError):
+        engine.close()
+    assert cluster.status == Status.closed
+    monkeypatch.undo()
+    client.close()
+    with pytest.raises(RuntimeError, match="not started"):
+        engine.map(abs, [1])
