@@ -55,8 +55,12 @@ def replay_command(
     hpa_target: float = typer.Option(
         0.7, "--hpa-target", help="The HPA's target utilisation, a fraction: 0.7 is 70 %."
     ),
-    min_replicas: int = typer.Option(1, "--min-replicas"),
-    max_replicas: int = typer.Option(10_000, "--max-replicas"),
+    min_replicas: int = typer.Option(
+        1, "--min-replicas", help="The fewest replicas every policy keeps (at least 1)."
+    ),
+    max_replicas: int = typer.Option(
+        10_000, "--max-replicas", help="The most replicas any policy asks for."
+    ),
     unique_id: str | None = typer.Option(
         None, "--id", help="Which series, when the file has several."
     ),

@@ -50,7 +50,9 @@ def generate(
     counts_out: Path | None = typer.Option(
         None, "--counts-out", help="Also write the true counts per --freq (.csv or .parquet)."
     ),
-    freq: str = typer.Option("1min", "--freq", help="Interval of --counts-out."),
+    freq: str = typer.Option(
+        "1min", "--freq", help="Interval of --counts-out: 1s, 10s, 1min, 5min, 1h, ..."
+    ),
 ) -> None:
     """Write a realistic combined-format access log of a public-service portal.
 

@@ -34,12 +34,16 @@ def backtest_command(
     ),
     model: str = typer.Option("auto", "--model", help="auto, or one of the model names."),
     horizon: str = typer.Option("1h", "--horizon", help="Intervals (48) or a duration (2h)."),
-    folds: int = typer.Option(3, "--folds", min=1),
+    folds: int = typer.Option(3, "--folds", min=1, help="Backtest cutoffs per model."),
     every: str | None = typer.Option(
-        None, "--every", help="Between cutoffs (default: the horizon)."
+        None,
+        "--every",
+        help="Between cutoffs: intervals (6) or a duration (6h); default the horizon.",
     ),
     upper: float = typer.Option(0.9, "--quantile", help="The upper quantile scored."),
-    season: str = typer.Option("1D", "--season", help="Season of the MASE scale."),
+    season: str = typer.Option(
+        "1D", "--season", help="Season of the MASE scale, a duration like 1D or 7D."
+    ),
     tz: str | None = typer.Option(None, "--tz", help="Service time zone for day types."),
     country: str | None = typer.Option(None, "--country", help="Holiday calendar, e.g. CN."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),

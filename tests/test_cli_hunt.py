@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from controller._cli_replay import _duration
@@ -164,3 +167,38 @@ def test_generate_takes_a_deadline_the_day_after_its_span_for_the_eve(tmp_path: 
     result = runner.invoke(app, [*args, "--deadline", "2026-10-13"])
     assert result.exit_code == 0, result.output
     assert out.exists()
+
+
+def commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The path of every command under ``group``, nested groups included (typer builds
+    them with its own copy of click, so a group is told by its ``commands``)."""
+    if hasattr(group, "commands"):
+        for name, command in group.commands.items():
+            yield from commands(command, (*path, name))
+    else:
+        yield path
+
+
+OWNED = ("backtest", "generate", "ingest", "replay")
+"""The commands whose options were found without a word of help, or with no unit."""
+
+
+@pytest.mark.parametrize("path", [p for p in commands(get_command(app)) if p[0] in OWNED])
+def test_every_option_says_what_it_takes(path: tuple[str, ...]) -> None:
+    """``replay --min-replicas``/``--max-replicas`` and ``backtest --folds`` showed no help
+    at all, and ``backtest --every``/``--season`` and ``generate --freq`` no unit or form."""
+    command: Any = get_command(app)
+    for name in path:
+        command = command.commands[name]
+    bare = [p.opts[0] for p in command.params if p.name != "help" and not getattr(p, "help", "")]
+    assert bare == []
+    shown = re.sub(
+        r"\s*│\s*", " ", runner.invoke(app, [*path, "--help"], env={"COLUMNS": "1000"}).output
+    )
+    for option, form in {
+        ("backtest", "--every"): "6h",
+        ("backtest", "--season"): "1D",
+        ("generate", "--freq"): "5min",
+    }.items():
+        if option[0] == path[0]:
+            assert re.search(rf"{option[1]} .*?{form}", shown), shown
