@@ -319,12 +319,20 @@ def describe_series(series: pd.DataFrame, freq: str) -> str:
     missing = int(total.isna().sum())
     # A quiet or wholly missing series has no peak (idxmax fails on all-NaN).
     peak = (
-        f"peak {int(total.max()):,} per {freq} at {total.idxmax():%Y-%m-%d %H:%M} UTC"
+        f"peak {_amount(total.max())} per {freq} at {total.idxmax():%Y-%m-%d %H:%M} UTC"
         if total.max() > 0
         else "no peak"
     )
     return (
         f"{series['unique_id'].nunique()} series, {len(total):,} intervals of {freq} from "
         f"{total.index.min():%Y-%m-%d %H:%M} to {total.index.max():%Y-%m-%d %H:%M} UTC; "
-        f"{int(total.sum()):,} requests; {peak}; {missing:,} intervals missing (gaps)"
+        f"{_amount(total.sum())} requests; {peak}; {missing:,} intervals missing (gaps)"
     )
+
+
+def _amount(value: float) -> str:
+    """A count as read: whole with thousands separators, a fraction (a count file of
+    averaged rates keeps them) to two decimals or three digits; ``int`` printed 0.4 as 0."""
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3g}"

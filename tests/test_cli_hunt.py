@@ -202,3 +202,16 @@ def test_every_option_says_what_it_takes(path: tuple[str, ...]) -> None:
     }.items():
         if option[0] == path[0]:
             assert re.search(rf"{option[1]} .*?{form}", shown), shown
+
+
+def test_ingest_summary_keeps_the_fractions_of_a_count_file(tmp_path: Path) -> None:
+    """Fractional counts are kept (README), but the summary printed them through ``int``:
+    a file of averaged rates read "0 requests; peak 0 per 1min"."""
+    counts = tmp_path / "rates.csv"
+    counts.write_text(
+        "timestamp,count\n2026-10-12 08:00:00,0.4\n2026-10-12 08:01:00,0.3\n"
+        "2026-10-12 08:02:00,1250.25\n"
+    )
+    result = runner.invoke(app, ["ingest", str(counts), "--format", "counts"])
+    assert result.exit_code == 0, result.output
+    assert "1,250.95 requests; peak 1,250.25 per 1min at 2026-10-12 08:02 UTC" in result.stderr
