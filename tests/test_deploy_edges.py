@@ -147,7 +147,8 @@ def every_api_call(server: FakeKubeServer) -> set[str]:
         state.update("predictivescalers", "prod", "psc", {"spec": {"mode": "Scale"}})
         for _ in use("watch_scalers", namespace, str(int(version)), timeout_seconds=1):
             break
-    obj = use("get_scaler", "prod", "psc")
+    # As the reconciler does: the object and its version come from the watch, never a get.
+    (obj,) = use("list_scalers", "prod")[0]
     version = obj["metadata"]["resourceVersion"]
     obj = use("set_scaler_finalizers", "prod", "psc", ["surgecast.dev/hpa-floor"], version)
     use("patch_scaler_status", "prod", "psc", {"observedGeneration": 1})
@@ -366,7 +367,13 @@ def test_what_the_spec_reader_refuses_the_crd_refuses_too(change) -> None:
 ACCEPTED_BY_BOTH = [
     ("the example", lambda s: None),
     ("step 1h30m", lambda s: s["spec"]["metric"].update(step="1h30m")),
-    ("step 500ms", lambda s: s["spec"]["metric"].update(step="500ms")),
+    (  # 28d of 500 ms steps is more points than a scaler may fit (spec.MAX_HISTORY_POINTS)
+        "step 500ms",
+        lambda s: (
+            s["spec"]["metric"].update(step="500ms"),
+            s["spec"]["retrain"].update(historyWindow="3d"),
+        ),
+    ),
     ("step 90s", lambda s: s["spec"]["metric"].update(step="90s")),
     ("startupDelay auto", lambda s: s["spec"].update(startupDelay="auto")),
     ("startupDelay 0m45s", lambda s: s["spec"].update(startupDelay="0m45s")),
