@@ -236,17 +236,6 @@ class KubeClient:
         finally:
             stream.stop()
 
-    def get_scaler(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.call_custom(
-            f"get PredictiveScaler {namespace}/{name}",
-            self.custom.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-        )
-
     def set_scaler_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str
     ) -> dict[str, Any]:
