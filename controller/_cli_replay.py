@@ -84,7 +84,10 @@ def replay_command(
         "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB.",
     ),
     scaler: str | None = typer.Option(
-        None, "--scaler", help="Scaler name in the decision log (default: replay/SERIES-ID)."
+        None,
+        "--scaler",
+        help="Scaler name in the decision log, NAMESPACE/NAME (default: replay/SERIES-ID, "
+        "each / in the series id written _).",
     ),
 ) -> None:
     """Replay a series and compare policies on unserved requests and replica-minutes."""
@@ -111,6 +114,10 @@ def replay_command(
         fail(f"unknown --policy {policy!r}; choose predictive, hpa, oracle or all")
     if decision_log is not None and "predictive" not in policies:
         fail("--decision-log records the predictive policy: use --policy predictive or all")
+    if scaler is not None and not _is_scaler_name(scaler):
+        fail(
+            f"--scaler {scaler!r} is not NAMESPACE/NAME, as the decisions and review commands read"
+        )
     try:
         frame = read_series(series)
         if unique_id is not None:
@@ -139,7 +146,9 @@ def replay_command(
         except OSError as exc:
             fail(f"cannot write --decisions-out {decisions_out}: {exc}")
     if decision_log is not None:
-        name = scaler or f"replay/{frame['unique_id'].iloc[0]}"
+        # a series split by path ("path=/api") would name a scaler that `decisions list`,
+        # `explain` and `review` refuse as not NAMESPACE/NAME: its decisions were unreadable
+        name = scaler or f"replay/{str(frame['unique_id'].iloc[0]).replace('/', '_')}"
         records = replay_records(result, frame, name, SeasonalQuantile.__name__)
         try:
             with DecisionLog(decision_log) as log:
@@ -161,6 +170,12 @@ def replay_command(
         typer.echo(json.dumps(summary.to_dict(orient="records"), indent=2, allow_nan=False))
     else:
         typer.echo(summary_table(result.summary))
+
+
+def _is_scaler_name(name: str) -> bool:
+    """``NAMESPACE/NAME``: one slash, with something on both sides."""
+    namespace, _, rest = name.partition("/")
+    return bool(namespace) and bool(rest) and "/" not in rest
 
 
 def _refuse_overlap(log: DecisionLog, scaler: str, records: Sequence[DecisionRecord]) -> None:

@@ -215,3 +215,44 @@ def test_ingest_summary_keeps_the_fractions_of_a_count_file(tmp_path: Path) -> N
     result = runner.invoke(app, ["ingest", str(counts), "--format", "counts"])
     assert result.exit_code == 0, result.output
     assert "1,250.95 requests; peak 1,250.25 per 1min at 2026-10-12 08:02 UTC" in result.stderr
+
+
+def test_replay_of_a_path_series_records_decisions_the_log_readers_can_name(
+    tmp_path: Path,
+) -> None:
+    """A series split by path is named "path=/api": recorded as scaler "replay/path=/api",
+    its decisions were refused by `decisions list`, `explain` and `review` as not
+    NAMESPACE/NAME, so a replay filled a log nobody could read."""
+    ds = pd.date_range("2026-09-01", periods=24 * 3, freq="1h")
+    y = np.random.default_rng(0).poisson(20, len(ds)).astype(float)
+    series = tmp_path / "s.csv"
+    write_frame(pd.DataFrame({"unique_id": "path=/api", "ds": ds, "y": y}), series)
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    args = ["replay", "--series", str(series), "--capacity-per-replica", "10"]
+    window = ["--start", "2026-09-03 12:00", "--policy", "predictive"]
+    result = runner.invoke(app, [*args, *window, "--decision-log", db])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(
+        app, ["decisions", "list", "replay/path=_api", "--since", "2026-09-03", "--db", db]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.startswith("time (UTC)") or " time (UTC) " in listed.stdout
+
+
+@pytest.mark.parametrize("scaler", ["portal", "gov/", "/portal", "gov/api/v1"])
+def test_replay_refuses_a_scaler_name_the_log_readers_refuse(tmp_path: Path, scaler: str) -> None:
+    series = hourly_series(tmp_path / "s.csv")
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    args = [
+        "replay",
+        "--series",
+        str(series),
+        "--capacity-per-replica",
+        "10",
+        "--start",
+        "2026-09-03",
+    ]
+    result = runner.invoke(app, [*args, "--decision-log", db, "--scaler", scaler])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --scaler {scaler!r} is not NAMESPACE/NAME")
+    assert not (tmp_path / "log.db").exists()
