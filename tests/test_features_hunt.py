@@ -143,3 +143,49 @@ def test_one_corrupt_target_does_not_bend_gradient_boostings_next_day(back: int)
     forecast = GradientBoostingForecaster(max_iter=60).fit(spiked).predict(288, quantiles=(0.5,))
     ratio = forecast["q0.5"] / clean["q0.5"]
     assert ratio.between(0.8, 1.25).mean() > 0.9 and ratio.min() > 0.5
+
+
+def test_the_nowcast_at_a_quiet_hour_is_todays_over_yesterdays() -> None:
+    """The nowcast (the last hour over the same hour a day before) divides by a guard
+    against zero; at 10 % of the week's level, the level's floor, it flattened every
+    quiet night hour's nowcast (NASA's linear model lost 7 % at 60 minutes)."""
+    hours = np.arange(24 * 14)
+    y = np.where(hours % 24 < 6, 2.0, 100.0) * (1 + 0.1 * (hours // 24 == 13))
+    ds = pd.date_range("2026-10-05", periods=len(y), freq="1h")
+    origin = 24 * 13 + 3  # 03:00 on the last day: the night 10 % busier than the one before
+    X, _ = design(y, ds, np.array([origin]), np.array([1]), 24, 6, 2, None, None)
+    assert X[0, -1] == pytest.approx(1.1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    spikes=st.lists(st.integers(0, 199), max_size=4),
+    origin=st.integers(48, 198),
+    steps=st.lists(st.sampled_from([1, 5, 24, 30, 48]), min_size=1, max_size=3),
+)
+def test_no_feature_reads_after_the_origin_with_spikes_about(
+    seed: int, spikes: list[int], origin: int, steps: list[int]
+) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.poisson(30, 200).astype(float)
+    y[spikes] *= 1000
+    ds = pd.date_range("2026-10-05", periods=len(y), freq="1h")
+    origins, hours = np.full(len(steps), origin), np.asarray(steps)
+    known = np.concatenate([y[: origin + 1], np.full(len(y) - origin - 1, np.nan)])
+    full = design(y, ds, origins, hours, 24, 6, 2, None, None)
+    cut = design(known, ds, origins, hours, 24, 6, 2, None, None)
+    np.testing.assert_array_equal(full[0], cut[0])
+    np.testing.assert_array_equal(full[1], cut[1])
+
+
+def test_a_corrupt_interval_at_the_origin_does_not_zero_the_linear_forecast() -> None:
+    """Read raw as a recent lag (1000 times the load, clipped at 50 times the level), a
+    counter reset in the last interval put the linear model's whole next day at 0."""
+    frame = poisson_days(21, seed=1)
+    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))
+    spiked = frame.copy()
+    spiked.loc[spiked.index[-1], "y"] *= 1000
+    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))
+    ratio = forecast["q0.5"] / clean["q0.5"]
+    assert ratio.between(0.8, 1.25).mean() > 0.8

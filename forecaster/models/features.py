@@ -174,19 +174,27 @@ def design(
     the mean of the season before the origin, from version 3 the mean absolute value of
     values :func:`capped`, from version 4 with the origin's own value bounded as at
     predict (:func:`origin_level`) and floored at :data:`FLOOR` of the week's level before
-    the origin (version 3's floor read the whole series, the future included).
+    the origin (version 3's floor read the whole series, the future included). From
+    version 4 the values themselves are bounded too, each as the last one seen.
     """
     if version >= 4:
         level = take(origin_level(y, period, period), origins)
         weekly = take(origin_level(y, period, 7 * period), origins)
-        floor = np.where(np.isfinite(weekly), np.maximum(FLOOR * weekly, 1e-6), 1.0)
+        weekly = np.where(np.isfinite(weekly), np.maximum(weekly, 1e-5), 10.0)
+        floor = FLOOR * weekly
+        # only guards the division of the nowcast: the share version 3 used
+        tiny = 0.01 * weekly
+        # A corrupt interval in the last hour, read raw as a recent lag, put the linear
+        # model's next day at 0: the values are bounded as the last one seen (reading
+        # nothing after them), so a lone spike is one in training and at predict alike.
+        y = capped(y, period, last=True)
     else:
         # a level below zero (a net flow) would be floored, and ratios to it clipped
         base = np.abs(capped(y, period)) if version >= 3 else y
         fallback = np.nanmean(base) if np.isfinite(base).any() else 1.0
         known = rolling_mean(base, period)
         level = take(np.where(np.isfinite(known), known, fallback), origins)
-        floor = np.full(len(origins), max(1e-6, 0.01 * abs(fallback)))
+        floor = tiny = np.full(len(origins), max(1e-6, 0.01 * abs(fallback)))
     scale = np.fmax(level, floor)
     half = max(1, period // 96)
     smooth = centred_mean(y, half)
@@ -219,7 +227,7 @@ def design(
     recent = take(rolling_mean(y, max(2, period // 24)), origins)
     before = take(rolling_mean(y, max(2, period // 24)), origins - period)
     with np.errstate(invalid="ignore", divide="ignore"):
-        columns.append(recent / np.maximum(before, floor))
+        columns.append(recent / np.maximum(before, tiny))
     matrix = np.column_stack(columns)
     if calendar is not None:
         matrix = np.hstack([matrix, calendar[target]])
