@@ -49,3 +49,21 @@ def test_controller_run_loads_no_model_or_plot_library() -> None:
 def test_every_command_is_still_reachable(argv: tuple[str, ...], shown: str) -> None:
     out, _ = probe(*argv)
     assert shown in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (("decisions", "list", "--help"), "--since"),
+        (("decisions", "explain", "--help"), "--at"),
+        (("review", "--help"), "Usage: surgecast review"),
+    ],
+)
+def test_the_on_call_commands_load_no_model_or_plot_library(
+    argv: tuple[str, ...], shown: str
+) -> None:
+    """``decisions`` and ``review`` answer "why did it scale?" mid-incident: through the full
+    application they first imported scikit-learn, matplotlib and Prophet, seconds of CPU."""
+    out, heavy = probe(*argv)
+    assert shown in out
+    assert heavy == []
