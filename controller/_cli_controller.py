@@ -62,7 +62,11 @@ def run(
         show_default=False,
     ),
     port: int = typer.Option(
-        8080, "--port", help="Port of /metrics, /healthz, /readyz and the review page /ui."
+        8080,
+        "--port",
+        min=0,
+        max=65535,
+        help="Port of /metrics, /healthz, /readyz and the review page /ui.",
     ),
     model_dir: str = typer.Option(
         "/var/lib/surgecast/models", "--model-dir", help="Model store: a path or fsspec URL."
@@ -92,6 +96,8 @@ def run(
     feed_port: int | None = typer.Option(
         None,
         "--feed-port",
+        min=0,
+        max=65535,
         help="Serve the public busy-hours feed of scalers with spec.feed.public on this port"
         " (/feeds/NS/NAME and /feeds/NS/NAME.json); off by default.",
     ),

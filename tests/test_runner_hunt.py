@@ -517,3 +517,16 @@ def test_controller_run_on_a_port_in_use_says_so_in_one_line(option, tmp_path) -
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert f"{option} {port}: cannot listen: Address already in use" in result.output
+
+
+@pytest.mark.parametrize(("option", "port"), [("--port", "-1"), ("--feed-port", "70000")])
+def test_controller_run_refuses_a_port_no_socket_can_bind(option, port) -> None:
+    """A port outside 0-65535 reached ``bind()`` and was an ``OverflowError`` traceback."""
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    result = CliRunner().invoke(app, ["controller", "run", f"{option}={port}"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output
