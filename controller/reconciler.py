@@ -57,7 +57,7 @@ from controller.modelling import (
     OutlookState,
     run_job,
 )
-from controller.outlook import Ratings, risk_message, risks
+from controller.outlook import Ratings, risk_message, risks, wall_clock
 from controller.policy import (
     FALLBACK_WORDS,
     Decision,
@@ -105,6 +105,12 @@ best on the NASA replay (``benchmarks/replay.py --level-window``)."""
 
 OUTLOOK_EVERY = timedelta(hours=1)
 """How often the days-ahead outlook is forecast again: its unit is the hour."""
+
+OUTLOOK_STALE_AFTER = 3 * OUTLOOK_EVERY
+"""How old an outlook may be before finding no risk in it no longer says the coming days
+fit: its model jobs failing (Prometheus down for days), it covers fewer hours ahead every
+hour, and none once it is ``days`` old. Three missed renewals, so one slow or failed job
+does not flip the condition."""
 
 JOB_RETRY = timedelta(minutes=5)
 """How long after a failed model job the scaler's next one is submitted: a history too
@@ -970,16 +976,28 @@ class Reconciler:
                 outlook.hours, outlook.bands, outlook.made_at, config.feed.show_numbers
             )
             summary.update(rated.to_status())
-        summary["hoursAtRisk"] = len(found)
         was_at_risk = any(
             c["type"] == "CapacityAtRisk" and c["status"] == "True"
             for c in status.get("conditions", [])
         )
+        tz, days = config.feed.time_zone, config.outlook.days
+        age = now - outlook.made_at
+        # Whole hours, as the risk message's "in 4d 9h": the condition's message changes no
+        # faster than the hourly outlook would (each change is a status write).
+        made = f"made at {_iso(outlook.made_at)} ({int(age.total_seconds() // 3600)}h ago)"
+        why = f"not renewed since: {state.training_error}" if state.training_error else ""
+        stale = age > OUTLOOK_STALE_AFTER
+        covered = _covered_until(outlook.hours)
         if found:
-            tz, days = config.feed.time_zone, config.outlook.days
             message = risk_message(found, config.quantile, tz, days)
+            if stale:  # still worth the warning, but the reader should know how old it is
+                message += f"; from an outlook {made}" + (f", {why}" if why else "")
             shortfall = max(r.shortfall for r in found)
-            summary.update(firstRiskAt=_iso(found[0].start), maxShortfallReplicas=shortfall)
+            summary.update(
+                hoursAtRisk=len(found),
+                firstRiskAt=_iso(found[0].start),
+                maxShortfallReplicas=shortfall,
+            )
             _condition(
                 status, "CapacityAtRisk", True, "ForecastExceedsMax", message, now, generation
             )
@@ -990,11 +1008,24 @@ class Reconciler:
             self._event(state, obj, "Warning", "CapacityAtRisk", message, now, key=day)
             m.projected_shortfall.labels(*labels).set(shortfall)
             m.projected_shortfall_ahead.labels(*labels).set(found[0].ahead.total_seconds())
+        elif stale or covered is None or covered <= pd.Timestamp(now):
+            # No risk in an outlook that no longer covers the coming days (or gives no
+            # number for them) says nothing about them: not known, rather than "fits".
+            reason, message = (
+                ("OutlookStale", f"the outlook was {made}" + (f" and {why}" if why else ""))
+                if stale
+                else ("NoForecast", f"the outlook {made} has no forecast for the coming hours")
+            )
+            message += f"; whether the next {days} days fit within the replica bounds is not known"
+            _condition(status, "CapacityAtRisk", None, reason, message, now, generation)
+            m.clear(m.projected_shortfall, *labels)
+            m.clear(m.projected_shortfall_ahead, *labels)
         else:
             message = (
-                f"the q{config.quantile:g} forecast of the next {config.outlook.days} days"
+                f"the q{config.quantile:g} forecast up to {wall_clock(covered, tz)} ({tz})"
                 f" fits within the replica bounds (max {config.max_replicas})"
             )
+            summary["hoursAtRisk"] = 0
             _condition(status, "CapacityAtRisk", False, "WithinCapacity", message, now, generation)
             if was_at_risk:
                 # Once per warned day and generation too: a forecast hovering at the bound
@@ -1323,6 +1354,14 @@ def _zeroed_here(status: dict[str, Any]) -> bool:
     )
 
 
+def _covered_until(hours: pd.DataFrame) -> pd.Timestamp | None:
+    """The end (UTC) of the last hour an outlook's :func:`controller.outlook.project` frame
+    has a forecast for; None for none."""
+    if hours.empty:
+        return None
+    return pd.Timestamp(hours["ds"].max()).tz_localize("UTC") + pd.Timedelta(hours=1)
+
+
 def _copy_status(obj: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(obj.get("status") or {})
 
@@ -1351,15 +1390,19 @@ def _merge_replace(status: dict[str, Any], key: str, value: dict[str, Any] | Non
 def _condition(
     status: dict[str, Any],
     kind: str,
-    ok: bool,
+    ok: bool | None,
     reason: str,
     message: str,
     now: datetime,
     generation: int,
 ) -> None:
-    """Set one standard condition; ``lastTransitionTime`` moves only when status flips."""
+    """Set one standard condition; ``lastTransitionTime`` moves only when status flips.
+
+    ``ok`` None is ``Unknown``, the Kubernetes convention for a condition that cannot be
+    judged (a capacity outlook too old to say whether the coming days fit).
+    """
     conditions = status.setdefault("conditions", [])
-    value = "True" if ok else "False"
+    value = "Unknown" if ok is None else "True" if ok else "False"
     reason = reason.replace("/", "")
     for condition in conditions:
         if condition["type"] == kind:

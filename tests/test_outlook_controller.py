@@ -22,7 +22,7 @@ import pytest
 from controller.kube import KubeClient, RetryPolicy
 from controller.metrics import ControllerMetrics
 from controller.outlook import QUARTER_COLUMNS, Ratings
-from controller.prometheus import Duration, PrometheusClient
+from controller.prometheus import Duration, PrometheusClient, PrometheusUnavailable
 from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer
 from tests.test_controller_e2e import DEPLOYMENT, QUERY
@@ -201,3 +201,75 @@ def test_turning_the_outlook_off_removes_it_from_status(api: FakeKubeServer) -> 
     off = condition(status)
     assert (off["status"], off["reason"]) == ("False", "OutlookDisabled")
     assert "outlook" not in status
+
+
+class FailingPrometheus(MemoryPrometheus):
+    """:class:`MemoryPrometheus` that can go down: every request refused while ``down``."""
+
+    down = False
+
+    def instant(self, query: str, at: datetime | None = None) -> float | None:
+        if self.down:
+            raise PrometheusUnavailable("connection refused")
+        return super().instant(query, at)
+
+    def range(self, query: str, start: datetime, end: datetime, step: Duration) -> pd.Series:
+        if self.down:
+            raise PrometheusUnavailable("connection refused")
+        return super().range(query, start, end, step)
+
+
+def test_an_outlook_too_old_to_cover_the_days_ahead_claims_no_safety(api: FakeKubeServer) -> None:
+    """With Prometheus down for days the hourly outlook could not be made again, and the one
+    kept covered fewer hours ahead every hour (none after 7 days); finding no risk in it, the
+    condition still said the forecast of the next 7 days fitted within the bounds."""
+    history, _ = portal(STEP)
+    obj = scaler(max_replicas=100)
+    obj["spec"]["model"] = {"name": "seasonal_quantile", "params": {"country": "CN", "tz": ZONE}}
+    api.state.put("predictivescalers", "gov", obj)
+    kube = KubeClient(api.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    prometheus = FailingPrometheus("http://prometheus:9090", history.set_index("ds")["y"])
+    metrics = ControllerMetrics()
+    rec = Reconciler(kube, metrics, prometheus=lambda url: prometheus)
+
+    fresh = condition(reconcile(api, rec, 0))
+    assert (fresh["status"], fresh["reason"]) == ("False", "WithinCapacity")
+    # 7 days from the first whole hour, on the feed's clocks (the model's zone)
+    assert "forecast up to 2026-11-22 00:00 (Asia/Shanghai) fits" in fresh["message"]
+    assert gauge(metrics, "surgecast_projected_shortfall_replicas") == 0
+
+    prometheus.down = True
+    # One missed renewal is no reason to doubt it yet.
+    assert condition(reconcile(api, rec, 150))["reason"] == "WithinCapacity"
+    for minutes in (4 * 60, 8 * 24 * 60):
+        status = reconcile(api, rec, minutes)
+        stale = condition(status)
+        assert (stale["status"], stale["reason"]) == ("Unknown", "OutlookStale"), stale
+        assert stale["lastTransitionTime"] == "2026-11-14T20:00:00Z"
+        assert "made at 2026-11-14T16:00:00Z" in stale["message"]
+        assert "connection refused" in stale["message"]
+        assert "not known" in stale["message"] and "fits" not in stale["message"]
+        assert "hoursAtRisk" not in status["outlook"]
+        assert gauge(metrics, "surgecast_projected_shortfall_replicas") is None
+        assert gauge(metrics, "surgecast_projected_shortfall_ahead_seconds") is None
+
+    # A risk still ahead in a stale outlook is worth its warning, with the outlook's age.
+    state = rec.states["gov/portal"]
+    peaks = ["peak", *QUARTER_COLUMNS]
+    state.outlook = replace(
+        state.outlook, hours=state.outlook.hours.assign(**(state.outlook.hours[peaks] * 100))
+    )
+    at_risk = condition(reconcile(api, rec, 5 * 60))
+    assert (at_risk["status"], at_risk["reason"]) == ("True", "ForecastExceedsMax")
+    assert "from an outlook made at 2026-11-14T16:00:00Z (5h ago)" in at_risk["message"]
+    assert "connection refused" in at_risk["message"]
+    reconcile(api, rec, 6 * 60)
+    assert len(events(api, "CapacityAtRisk")) == 1  # once per day at risk, stale or not
+
+    prometheus.down = False  # back: a new outlook, and the condition says so
+    status = reconcile(api, rec, 7 * 60)
+    back = condition(status)
+    assert (back["status"], back["reason"]) == ("False", "WithinCapacity")
+    assert "forecast up to 2026-11-22 07:00 (Asia/Shanghai) fits" in back["message"]
+    assert status["outlook"]["hoursAtRisk"] == 0
+    assert gauge(metrics, "surgecast_projected_shortfall_replicas") == 0
