@@ -73,7 +73,7 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
     same peak per quarter of the hour (:data:`QUARTER_COLUMNS`), which :func:`risks` judges
     against the bounds in force then. An hour without an interval of its own (a series
     coarser than hourly) takes the values of the interval covering it. Intervals the model
-    left without a number (NaN) are skipped; an hour left with none is no row.
+    left without a number (NaN or ±inf) are skipped; an hour left with none is no row.
     """
     start = _naive_utc(now).ceil("h")
     grid = pd.date_range(start, periods=days * 24, freq=HOUR)
@@ -83,8 +83,8 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
         {
             "hour": frame["ds"].dt.floor("h").to_numpy(),
             "ds": frame["ds"].to_numpy(),
-            "yhat": frame["yhat"].to_numpy(dtype=float),
-            "upper": frame[quantile_column(quantile)].to_numpy(dtype=float),
+            "yhat": _finite(frame["yhat"]),
+            "upper": _finite(frame[quantile_column(quantile)]),
         }
     ).dropna()  # an interval without a number says nothing about its hour
     hourly = rows.groupby("hour", sort=True)[["yhat"]].mean().rename(columns={"yhat": "expected"})
@@ -94,6 +94,14 @@ def project(forecast: pd.DataFrame, quantile: float, now: datetime, days: int) -
         hourly = hourly.ffill(limit=cover)
     hourly = hourly.join(_quarter_peaks(rows["ds"], rows["upper"], step))
     return hourly.reindex(grid).rename_axis("ds").reset_index().dropna(subset=["expected", "peak"])
+
+
+def _finite(values: pd.Series) -> np.ndarray:
+    """``values`` as floats, with ±inf as NaN: a model's infinite forecast is no number
+    either, and kept it reached ``status.outlook.expected``, which the API server refuses
+    (JSON has no Infinity) at every reconcile, and rated its hour busy."""
+    array = values.to_numpy(dtype=float)
+    return np.where(np.isfinite(array), array, np.nan)
 
 
 def _quarter_peaks(starts: pd.Series, upper: pd.Series, step: pd.Timedelta) -> pd.DataFrame:

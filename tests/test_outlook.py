@@ -3,6 +3,7 @@ properties, and the synthetic portal with a filing deadline five days ahead."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -130,6 +131,20 @@ def test_project_spreads_a_coarse_interval_over_its_hours_and_stops_where_the_fo
 ):
     hours = project(forecast([4, 8, 2], freq="2h"), 0.9, NOW, days=1)
     assert list(hours["peak"]) == [4, 4, 8, 8, 2, 2]  # then nothing: no invented hours
+
+
+def test_an_infinite_forecast_is_no_number_for_its_hour() -> None:
+    """``dropna`` kept ±inf: an infinite ``yhat`` reached ``status.outlook.expected`` (with
+    ``feed.showNumbers``), which the API server refuses at every reconcile (JSON has no
+    Infinity), and an infinite upper quantile was judged as the hour's peak."""
+    frame = forecast([1.0] * 24)
+    frame.loc[7, "yhat"] = np.inf  # 17:10
+    frame.loc[14, "q0.9"] = -np.inf  # 18:20
+    hours = project(frame, 0.9, NOW, days=1)
+    assert np.isfinite(hours[["expected", "peak", *QUARTER_COLUMNS]].to_numpy()).all()
+    assert list(hours["expected"]) == [0.5] * 4  # the other intervals of each hour remain
+    status = Ratings.of(hours, Bands(0.2, 0.8), NOW, numbers=True).to_status()
+    assert json.loads(json.dumps(status, allow_nan=False))["expected"] == [0.5] * 4
 
 
 def test_project_starts_at_the_next_whole_hour() -> None:
