@@ -337,6 +337,9 @@ class Reconciler:
         except SpecError as exc:
             message = "; ".join(exc.problems)
             _condition(status, "Ready", False, "InvalidSpec", message, now, generation)
+            # It scales nothing now, and says so: a ScalingActive=True kept from before
+            # would also count as holding its target (:func:`shared_targets`) once fixed.
+            _condition(status, "ScalingActive", False, "InvalidSpec", message, now, generation)
             self._event(state, obj, "Warning", "InvalidSpec", message, now)
             self._count_error(obj, "InvalidSpec")
             self._write_status(obj, status)
@@ -1431,19 +1434,42 @@ def shared_targets(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
     Two scalers writing one Deployment's scale undo each other every cycle (4, 10, 4, ...),
     as two HPAs would; like the HPA controller (``AmbiguousSelector``), only the first, by
     creation time then name, may scale it. ``ForecastOnly`` scalers write nothing and claim
-    nothing, so a shadow scaler may watch a target another one scales.
+    nothing, so a shadow scaler may watch a target another one scales; nor does a scaler
+    whose spec is invalid, which scales nothing (it left the target to no one).
+
+    A claimant whose status says it holds the target (:func:`_holds_target`) comes before
+    those that do not: an older scaler that was invalid while a newer one took the target
+    over does not take it back when it is fixed, which would move the target between two
+    sets of bounds behind the user's back.
     """
-    claims: dict[tuple[object, ...], list[tuple[str, str]]] = {}
+    claims: dict[tuple[object, ...], list[tuple[bool, str, str]]] = {}
     for obj in objects:
-        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-        ref = spec.get("scaleTargetRef") if isinstance(spec, dict) else None
-        if not isinstance(ref, dict) or spec.get("mode", "ForecastOnly") == "ForecastOnly":
+        try:
+            config = _parse(obj)
+        except SpecError:
             continue
-        target = (meta.get("namespace"), ref.get("kind"), ref.get("name"))
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
-        claims.setdefault(target, []).append((str(meta.get("creationTimestamp") or ""), key))
+        if config.mode == "ForecastOnly":
+            continue
+        meta = obj.get("metadata") or {}
+        target = (config.namespace, config.target.get("kind"), config.target.get("name"))
+        created = str(meta.get("creationTimestamp") or "")
+        key = f"{meta.get('namespace')}/{meta.get('name')}"  # as :meth:`Reconciler.reconcile`
+        claims.setdefault(target, []).append((not _holds_target(obj), created, key))
     later: dict[str, str] = {}
     for claimants in claims.values():
-        (_, first), *rest = sorted(claimants)
-        later.update({key: first for _, key in rest})
+        (*_, first), *rest = sorted(claimants)
+        later.update({key: first for *_, key in rest})
     return later
+
+
+def _holds_target(obj: dict[str, Any]) -> bool:
+    """Whether the scaler's status says it scales its target (or would, but for the target
+    being at 0, an HPA, a failed write): it has a ``ScalingActive`` condition, and not one
+    saying it leaves the target to another scaler, only forecasts, or has an invalid spec."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(
+        isinstance(c, dict)
+        and c.get("type") == "ScalingActive"
+        and c.get("reason") not in ("AmbiguousTarget", "ForecastOnly", "InvalidSpec")
+        for c in conditions
+    )
