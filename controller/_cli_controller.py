@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -258,11 +259,18 @@ def _identity() -> str:
 
 
 def _shown(url: str) -> str:
-    """``url`` with any password masked: the message goes to logs and terminals."""
+    """``url`` with any password masked: the message goes to logs and terminals.
+
+    A URL SQLAlchemy cannot parse is shown masked too: a typo elsewhere in it
+    (``postgresql+psycopg//u:PASSWORD@db``, a port that is no number) leaves the password
+    in place, and the refusal of that very typo is where it would be printed. libpq also
+    takes the password as a ``?password=`` parameter, which SQLAlchemy shows as it is.
+    """
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:  # not a URL at all; then it holds no password either
-        return url
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):  # a port that is no number is a ValueError
+        shown = re.sub(r"(//[^/:@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
 
 
 def _retention(text: str) -> timedelta | None:

@@ -170,3 +170,24 @@ def test_replay_refuses_to_record_the_same_intervals_twice_under_one_name(tmp_pa
     assert runner.invoke(app, [*args, "--scaler", "replay/s-again"]).exit_code == 0
     with DecisionLog(db) as log:
         assert log.counts() == {"replay/s": 60, "replay/s-again": 60}
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        "postgresql+psycopg://oncall:s3cret@127.0.0.1:1/surgecast",
+        "postgresql+psycopg://oncall@127.0.0.1:1/surgecast?password=s3cret",
+        "postgresql+psycopg://oncall:s3cret@127.0.0.1:notaport/surgecast",
+    ],
+)
+def test_replay_never_prints_the_decision_logs_password(tmp_path: Path, db: str) -> None:
+    """A log that cannot be written was named with its URL as given: the password went to
+    the terminal, and from there to tickets and CI logs."""
+    ds = pd.date_range("2026-09-01", periods=24 * 3, freq="1h")
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 20.0}), tmp_path / "s.csv")
+    args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+    window = ["--start", "2026-09-03 12:00", "--policy", "predictive"]
+    result = runner.invoke(app, [*args, *window, "--decision-log", db])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: cannot write the decision log postgresql+psycopg://")
+    assert "s3cret" not in result.output and "***" in result.stderr

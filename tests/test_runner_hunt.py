@@ -530,3 +530,27 @@ def test_controller_run_refuses_a_port_no_socket_can_bind(option, port) -> None:
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert f"Invalid value for '{option}'" in result.output
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        "postgresql+psycopg://oncall:s3cret@127.0.0.1:notaport/surgecast",  # a ValueError
+        "postgresql+psycopg//oncall:s3cret@127.0.0.1/surgecast",  # no URL to SQLAlchemy
+        "sqlite+nodriver://oncall@127.0.0.1/surgecast?sslmode=disable&password=s3cret",
+    ],
+)
+def test_controller_run_never_prints_the_decision_logs_password(db, tmp_path) -> None:
+    """A port that is no number made the masking itself raise, a traceback that carried the
+    URL; a URL SQLAlchemy cannot parse, or a ``?password=``, was printed as given."""
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    with FakeKubeServer() as server:
+        kubeconfig = kubeconfig_for(server, tmp_path)
+        args = ["controller", "run", f"--kubeconfig={kubeconfig}", f"--decision-log={db}"]
+        result = CliRunner().invoke(app, [*args, f"--model-dir={tmp_path}", "--port=0"])
+    assert result.exit_code == 2, result.output
+    assert "cannot open the decision log" in result.output
+    assert "s3cret" not in result.output and "***" in result.output
