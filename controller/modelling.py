@@ -48,6 +48,9 @@ log = logging.getLogger("surgecast.modelling")
 DEFAULT_STARTUP_DELAY = timedelta(minutes=3)
 STORED_MODEL_MAX_AGE = timedelta(days=1)
 """A stored model older than this is not reused at start-up: the scaler trains again."""
+CLOCK_SKEW = timedelta(minutes=1)
+"""How far ahead of this controller's clock a stored model's ``created_at`` may be before
+it is logged as written by a clock that runs ahead (NTP keeps nodes well within this)."""
 
 JobKind = Literal["start", "train", "refit"]
 """``start``: reuse the stored model of this object and spec generation if recent, else train;
@@ -313,6 +316,20 @@ def _load_stored(
         )
         return None
     trained_at = datetime.fromisoformat(manifest["created_at"])
+    if trained_at > now:
+        # Written by a replica whose clock runs ahead: kept as written, the model would
+        # count as fresh until the clocks agree, status show a future trainedAt and the
+        # model-age metric go negative. As of now, it is at most as old as it really is.
+        if trained_at - now > CLOCK_SKEW:
+            log.warning(
+                "stored model %s of %s was made at %s, %s after now: the clock of the"
+                " controller that trained it runs ahead; taken as made now",
+                stored.version,
+                config.key,
+                trained_at.isoformat(),
+                trained_at - now,
+            )
+        trained_at = now
     if now - trained_at > STORED_MODEL_MAX_AGE:
         return None
     info = ModelInfo(

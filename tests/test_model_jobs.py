@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -263,3 +264,26 @@ def test_a_query_that_returns_nothing_trains_no_model(tmp_path) -> None:
     history = flat_history(config, 0.0).assign(y=np.nan)
     with pytest.raises(ValueError, match="the query returned no data in the history window"):
         run_job(ModelJob("train", config, history, START, model_store=str(tmp_path)))
+
+
+def test_a_model_stored_by_a_clock_that_runs_ahead_is_taken_as_made_now(tmp_path, caplog) -> None:
+    """Its ``created_at`` an hour ahead, it counted as fresh until the clocks agreed: status
+    showed a future ``trainedAt``, the model-age metric went negative, and it was reused
+    for a day and an hour."""
+    config = portal_config("3c1f", PORTAL)
+    ahead = START + timedelta(hours=1)  # the replica that trained it
+    run_job(ModelJob("train", config, flat_history(config, 40.0), ahead, model_store=str(tmp_path)))
+    with caplog.at_level(logging.WARNING, logger="surgecast.modelling"):
+        result = run_job(start_job(config, 40.0, tmp_path))
+    now = START + timedelta(minutes=5)
+    assert not result.trained and result.model.trained_at == now
+    assert "runs ahead" in caplog.text and "0:55:00 after now" in caplog.text
+
+    # Seconds ahead are the clocks' usual disagreement: made now, and nothing to say.
+    caplog.clear()
+    run_job(ModelJob("train", config, flat_history(config, 40.0), now, model_store=str(tmp_path)))
+    with caplog.at_level(logging.WARNING, logger="surgecast.modelling"):
+        result = run_job(
+            replace(start_job(config, 40.0, tmp_path), now=now - timedelta(seconds=20))
+        )
+    assert result.model.trained_at == now - timedelta(seconds=20) and not caplog.text
