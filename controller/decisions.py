@@ -104,6 +104,11 @@ class DecisionRecord:
     backtest_score: float | None = None
     applied: bool = False
     applied_at: datetime | None = None
+    not_applied: str | None = None
+    """Why the decision was not applied, ``Reason: words`` (``ConflictingHPA: HPA portal
+    also scales ...``, ``ScaleFailed: ...``); None when it was, or when no one knows (the
+    controller stopped before making it, or the log predates the column)."""
+
     id: int | None = None
     """Assigned by the log; None until recorded."""
 
@@ -221,8 +226,16 @@ _decisions = sa.Table(
     sa.Column("backtest_score", sa.Double),
     sa.Column("applied", sa.Boolean, nullable=False),
     sa.Column("applied_at", _UTCDateTime),
+    sa.Column("not_applied", sa.Text),
     sa.Index("ix_decisions_scaler_at", "scaler", "at"),
 )
+
+
+ADDED_COLUMNS = ("not_applied",)
+"""Columns added to the table after its first release, in place and without a new schema
+version (as :func:`_widen_names` widens): an older surgecast reading or writing the same
+log (a rolling upgrade of a highly available controller) never names them, and a log whose
+role may not add them is read and written without them."""
 
 
 class DecisionLog:
@@ -241,10 +254,12 @@ class DecisionLog:
         self.url = url
         self._engine = _engine(url)
         try:
-            _open_schema(self._engine, create)
+            have = _open_schema(self._engine, create)
         except BaseException:
             self._engine.dispose()
             raise
+        self._columns = [c for c in _decisions.columns if c.name in have]
+        """The table's columns that this log has (not an added one it may not add)."""
 
     def close(self) -> None:
         """Release the connections."""
@@ -268,7 +283,7 @@ class DecisionLog:
             return []
         insert = _decisions.insert().returning(_decisions.c.id, sort_by_parameter_order=True)
         with self._engine.begin() as conn:
-            result = conn.execute(insert, [_to_row(rec) for rec in recs])
+            result = conn.execute(insert, [self._row(rec) for rec in recs])
             return [int(row.id) for row in result]
 
     def mark_applied(self, record_id: int, at: datetime) -> None:
@@ -278,6 +293,20 @@ class DecisionLog:
             _decisions.update()
             .where(_decisions.c.id == record_id, _decisions.c.applied.is_(False))
             .values(applied=True, applied_at=at)
+        )
+        with self._engine.begin() as conn:
+            if conn.execute(update).rowcount == 0 and not _exists(conn, record_id):
+                raise KeyError(f"no decision {record_id} in the log")
+
+    def mark_not_applied(self, record_id: int, reason: str) -> None:
+        """Note why decision ``record_id`` was not applied (:attr:`DecisionRecord.not_applied`);
+        a log without the column (:data:`ADDED_COLUMNS`) keeps the record as it is."""
+        if not self._has("not_applied"):
+            return
+        update = (
+            _decisions.update()
+            .where(_decisions.c.id == record_id, _decisions.c.applied.is_(False))
+            .values(not_applied=reason)
         )
         with self._engine.begin() as conn:
             if conn.execute(update).rowcount == 0 and not _exists(conn, record_id):
@@ -299,7 +328,7 @@ class DecisionLog:
         pending (they are never applied) and ``HPAFloor`` ones re-apply harmlessly.
         """
         query = (
-            sa.select(_decisions)
+            sa.select(*self._columns)
             .where(_decisions.c.scaler == scaler)
             .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
             .limit(1)
@@ -314,7 +343,7 @@ class DecisionLog:
         """The decision in force at ``when``: the scaler's last one at or before it."""
         _require_aware(when, "when")
         query = (
-            sa.select(_decisions)
+            sa.select(*self._columns)
             .where(_decisions.c.scaler == scaler, _decisions.c.at <= when)
             .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
             .limit(1)
@@ -363,7 +392,7 @@ class DecisionLog:
         ignores case and PostgreSQL's does not, so ``scaleup`` found the family on one
         backend and nothing on the other; no two codes differ only in case.
         """
-        query = sa.select(_decisions)
+        query = sa.select(*self._columns)
         if scaler is not None:
             query = query.where(_decisions.c.scaler == scaler)
         if since is not None:
@@ -377,6 +406,14 @@ class DecisionLog:
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [_from_row(row) for row in reversed(rows)]
+
+    def _has(self, column: str) -> bool:
+        return any(c.name == column for c in self._columns)
+
+    def _row(self, rec: DecisionRecord) -> dict[str, Any]:
+        """:func:`_to_row` with only the columns this log has."""
+        row = _to_row(rec)
+        return {c.name: row[c.name] for c in self._columns if c.name in row}
 
 
 CONNECT_TIMEOUT = 5
@@ -411,34 +448,42 @@ create them: the slower one fails on the other's table or version row, which a s
 try, finding them, reads instead."""
 
 
-def _open_schema(engine: Engine, create: bool) -> None:
-    """Create or check the schema, trying again when a concurrent open created it first.
+def _open_schema(engine: Engine, create: bool) -> set[str]:
+    """Create or check the schema, trying again when a concurrent open created it first;
+    the names of the table's columns.
 
     Only a failure after connecting is tried again: an unreachable database fails at once.
     """
+    attempt = 0
     with engine.connect() as conn:
-        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        while True:
+            attempt += 1
             try:
                 with conn.begin():
                     if not create and not sa.inspect(conn).has_table(_decisions.name):
                         raise LookupError(f"{engine.url.render_as_string()} holds no decision log")
-                    _create_schema(conn)
-                return
+                    return _create_schema(conn)
             except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
                 if attempt == SCHEMA_ATTEMPTS:
                     raise
                 time.sleep(0.05 * attempt)
 
 
-def _create_schema(conn: Connection) -> None:
-    """Create the tables if missing and check the stored schema version."""
+def _create_schema(conn: Connection) -> set[str]:
+    """Create the tables if missing, add the :data:`ADDED_COLUMNS` an older log lacks, and
+    check the stored schema version; the names of the table's columns."""
     _metadata.create_all(conn)
     _widen_names(conn)
+    _add_columns(conn)
     # create_all leaves an existing table as it is: one missing a column (made by hand, or
     # by a build that never shipped) failed at every read and write with the SQL of a
     # statement, instead of once, here, saying what is missing.
     have = {column["name"] for column in sa.inspect(conn).get_columns(_decisions.name)}
-    missing = [column.name for column in _decisions.columns if column.name not in have]
+    missing = [
+        column.name
+        for column in _decisions.columns
+        if column.name not in have and column.name not in ADDED_COLUMNS
+    ]
     if missing:
         raise RuntimeError(
             f"the decision log's table lacks the columns {', '.join(missing)}: it was not "
@@ -452,6 +497,24 @@ def _create_schema(conn: Connection) -> None:
             f"the decision log has schema version {found}; this surgecast reads version "
             f"{SCHEMA_VERSION}"
         )
+    return have
+
+
+def _add_columns(conn: Connection) -> None:
+    """Add the :data:`ADDED_COLUMNS` a log made by an older surgecast lacks (all nullable:
+    its rows know nothing of them). A role that may not alter the table (a reader, a
+    controller granted only reads and writes) uses the log without them."""
+    have = {column["name"] for column in sa.inspect(conn).get_columns(_decisions.name)}
+    for name in ADDED_COLUMNS:
+        if name in have:
+            continue
+        column = _decisions.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text(f'ALTER TABLE {_decisions.name} ADD COLUMN "{name}" {kind}'))
+        except sa.exc.DBAPIError:
+            pass
 
 
 def _widen_names(conn: Connection) -> None:
@@ -495,7 +558,8 @@ def _to_row(rec: DecisionRecord) -> dict[str, Any]:
 
 
 def _from_row(row: RowMapping) -> DecisionRecord:
-    values = {name: row[name] for name in _RECORD_COLUMNS}
+    # A log without an added column (:data:`ADDED_COLUMNS`) has no value for it.
+    values: dict[str, Any] = {name: row.get(name) for name in _RECORD_COLUMNS}
     return DecisionRecord(
         **values,
         id=int(row["id"]),

@@ -7,8 +7,9 @@ have asked for, e.g.::
     scaled 12 → 30 at 09:41 because the p90 forecast for 09:41–09:45 peaks at 2,950 rps,
     each pod serves 100 rps, pods take 3 min to start; HPA alone would have asked for 14.
 
-A decision that was not applied says so in a second sentence. Pure: the record in, text
-out, so the account can be tested sentence by sentence.
+A decision that was not applied says so in a second sentence, with the reason the
+controller recorded (an HPA scaling the same target, a failed write) when there is one.
+Pure: the record in, text out, so the account can be tested sentence by sentence.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def _not_applied(r: DecisionRecord) -> str:
         return ""
     if r.mode == "ForecastOnly":
         return " Recorded only: the scaler is in ForecastOnly mode."
+    if r.not_applied:
+        # ``Reason: words``, as the controller recorded it (the ScalingActive condition's).
+        reason, _, words = r.not_applied.partition(": ")
+        return f" Not applied ({reason}): {words.rstrip('.') or 'no details recorded'}."
     return " Not marked applied: the change failed or the controller stopped before making it."
 
 

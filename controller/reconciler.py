@@ -234,7 +234,8 @@ class Reconciler:
     unlogged: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=UNLOGGED_MAX))
     """What the decision log missed while it was down, oldest first, written when it is back
     (:meth:`_flush_unlogged`): a record without an id is a decision to store, one with an id
-    a decision stored but not yet marked applied (at its ``applied_at``)."""
+    a decision stored but not yet marked applied (at its ``applied_at``), or not yet given
+    the reason it was not (its ``not_applied``)."""
 
     # -- the loop's entry points -----------------------------------------------------------
 
@@ -690,7 +691,8 @@ class Reconciler:
                 self._event(state, obj, "Warning", "ConflictingHPA", state.scaling_error, now)
                 self._count_error(obj, "ConflictingHPA")
             state.failed_record = record_id
-            self._log_outcome(state, record, record_id, None)
+            why = f"ConflictingHPA: {state.scaling_error}" if state.scaling_error else None
+            self._log_outcome(state, record, record_id, None, why)
             return False
         try:
             if write:
@@ -704,7 +706,7 @@ class Reconciler:
             state.scaling_reason = "ScaleFailed"
             self._event(state, obj, "Warning", "ScaleFailed", state.scaling_error, now)
             self._count_error(obj, "ScaleFailed")
-            self._log_outcome(state, record, record_id, None)
+            self._log_outcome(state, record, record_id, None, f"ScaleFailed: {state.scaling_error}")
             return False
         state.scaling_error, state.scaling_reason = None, "ScaleFailed"
         state.last_events.pop("ScaleFailed", None)
@@ -736,21 +738,28 @@ class Reconciler:
         record: DecisionRecord | None,
         record_id: int | None,
         applied_at: datetime | None,
+        not_applied: str | None = None,
     ) -> None:
-        """Mark the decision applied at ``applied_at`` (None: it was not), or keep what the
-        log could not take for :meth:`_flush_unlogged`, so no decision is lost to an outage."""
+        """Mark the decision applied at ``applied_at`` (None: it was not, for the reason
+        ``not_applied`` when one is known), or keep what the log could not take for
+        :meth:`_flush_unlogged`, so no decision is lost to an outage."""
         if record is None:
             return
         done = (
-            record if applied_at is None else replace(record, applied=True, applied_at=applied_at)
+            replace(record, not_applied=not_applied)
+            if applied_at is None
+            else replace(record, applied=True, applied_at=applied_at)
         )
         if record_id is None:
             self._keep_unlogged(done)
             return
-        if self.decisions is None or applied_at is None:
+        if self.decisions is None or (applied_at is None and not_applied is None):
             return
         try:
-            self.decisions.mark_applied(record_id, applied_at)
+            if applied_at is not None:
+                self.decisions.mark_applied(record_id, applied_at)
+            elif not_applied is not None:
+                self.decisions.mark_not_applied(record_id, not_applied)
         except SQLAlchemyError as exc:
             state.log_error = _db_error(exc)
             self._keep_unlogged(replace(done, id=record_id))
@@ -786,6 +795,8 @@ class Reconciler:
                 marked = self.unlogged[0]
                 if marked.id is not None and marked.applied_at is not None:  # by construction
                     self.decisions.mark_applied(marked.id, marked.applied_at)
+                elif marked.id is not None and marked.not_applied is not None:
+                    self.decisions.mark_not_applied(marked.id, marked.not_applied)
                 self.unlogged.popleft()
             log.info("decision log back: the decisions made while it was down are written")
         finally:

@@ -407,3 +407,54 @@ def test_reading_a_database_without_a_log_neither_creates_one_nor_reads_empty(
         DecisionLog(url, create=False)
     DecisionLog(url).close()  # a writer creates it
     DecisionLog(url, create=False).close()
+
+
+def test_a_log_made_before_not_applied_gains_it_on_open(tmp_path: Path) -> None:
+    """The reason a decision was not applied is a column added in place: an older log
+    gains it when a writer opens it; a reader that may not write reads the log without it."""
+    path = tmp_path / "decisions.db"
+    db = f"sqlite:///{path}"
+    with DecisionLog(db) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:  # as the surgecast before the column made it
+        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN not_applied"))
+    engine.dispose()
+    with DecisionLog(f"sqlite:///file:{path}?mode=ro&uri=true", create=False) as log:
+        assert [r.not_applied for r in log.list()] == [None]
+    with DecisionLog(db) as log:
+        record_id = log.record(sample(1))
+        log.mark_not_applied(record_id, "ConflictingHPA: HPA portal also scales it")
+        assert [r.not_applied for r in log.list()] == [
+            None,
+            "ConflictingHPA: HPA portal also scales it",
+        ]
+
+
+def test_a_writer_that_may_not_alter_an_older_log_writes_without_not_applied(
+    postgres: pg_server.PgServer,
+) -> None:
+    old = postgres.new_database()
+    with DecisionLog(old) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(old)
+    writer = f"writer_{old.rsplit('/', 1)[1]}"
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN not_applied"))
+        conn.execute(sa.text(f"CREATE ROLE {writer} LOGIN"))
+        conn.execute(
+            sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, schema_version TO {writer}"
+            )
+        )
+        conn.execute(sa.text(f"GRANT USAGE ON SEQUENCE decisions_id_seq TO {writer}"))
+    engine.dispose()
+    as_writer = old.replace(f"//{postgres.user}@", f"//{writer}@")
+    with DecisionLog(as_writer) as log:
+        record_id = log.record(sample(1))
+        log.mark_not_applied(record_id, "ScaleFailed: could not apply 11 replicas")
+        assert [(r.current_replicas, r.not_applied) for r in log.list()] == [(10, None), (11, None)]
+    with DecisionLog(old) as log:  # its owner adds the column
+        record_id = log.record(sample(2))
+        log.mark_not_applied(record_id, "ScaleFailed: could not apply 12 replicas")
+        assert [r.not_applied for r in log.list()][-1] == "ScaleFailed: could not apply 12 replicas"

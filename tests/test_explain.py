@@ -217,6 +217,17 @@ CASES = [
         "making it.",
     ),
     (
+        "left to an HPA",
+        dict(
+            applied=False,
+            applied_at=None,
+            not_applied="ConflictingHPA: HPA portal also scales Deployment portal",
+        ),
+        None,
+        f"would have scaled 12 → 30 at 09:41 because {FORECAST}; HPA alone would have asked "
+        "for 14. Not applied (ConflictingHPA): HPA portal also scales Deployment portal.",
+    ),
+    (
         "HPA floor",
         dict(mode="HPAFloor"),
         None,

@@ -8,10 +8,12 @@ import copy
 from datetime import timedelta
 from typing import Any
 
+from controller.decisions import DecisionLog
+from controller.explain import explain
 from controller.reconciler import Reconciler, shared_targets
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
-from tests.test_controller_e2e import DEPLOYMENT, START, reconciler, scaler
+from tests.test_controller_e2e import DEPLOYMENT, HPA, START, reconciler, scaler
 
 FAST = {"model": {"name": "last_value", "minBacktestScore": 0.0}, "outlook": {"enabled": False}}
 
@@ -83,3 +85,31 @@ def test_with_no_claimant_holding_it_the_first_created_scales_the_target() -> No
         body["metadata"].update(name=name, namespace="gov", creationTimestamp=created)
         objs.append(body)
     assert shared_targets(objs) == {"gov/a": "gov/b", "gov/c": "gov/b"}
+
+
+def test_a_decision_left_to_an_hpa_says_so_in_the_log_and_its_account(tmp_path) -> None:
+    """Left unapplied because an HPA scales the target too, the decision was told by
+    ``surgecast decisions explain`` as "the change failed or the controller stopped before
+    making it": the record had nothing saying why it was not applied."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put("horizontalpodautoscalers", "gov", copy.deepcopy(HPA))
+        # Prometheus a closed port: the minimum of 3 alone asks for a change.
+        body = scaler("http://127.0.0.1:9", "Scale", minReplicas=3, **FAST)
+        server.state.put("predictivescalers", "gov", body)
+        rec = reconciler(server, tmp_path)
+        rec.decisions = DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}")
+        for minute in range(2):
+            obj = copy.deepcopy(server.state.get("predictivescalers", "gov", "portal"))
+            rec.reconcile(obj, START + timedelta(minutes=minute))
+        assert not server.state.calls("PATCH", "/scale")
+        records = rec.decisions.list("gov/portal")
+        rec.decisions.close()
+    assert len(records) == 2 and not any(r.applied for r in records)
+    for record in records:
+        assert (record.not_applied or "").startswith(
+            "ConflictingHPA: HPA portal also scales Deployment portal"
+        )
+        told = explain(record)
+        assert "Not applied (ConflictingHPA): HPA portal also scales Deployment portal" in told
+        assert "the controller stopped" not in told
