@@ -22,6 +22,9 @@ from forecaster.models import SeasonalQuantile
 
 app = typer.Typer()
 
+MAX_REPLICAS = 2**31 - 1
+"""The most replicas Kubernetes can hold (an int32): no scaler asks for more."""
+
 
 @app.command("replay")
 def replay_command(
@@ -217,6 +220,9 @@ def _settings(
         fail(f"--quantile {quantile:g} is not a quantile in (0, 1)")
     if min_replicas < 1:
         fail(f"--min-replicas {min_replicas} is less than 1")
+    for option, value in (("--min-replicas", min_replicas), ("--max-replicas", max_replicas)):
+        if value > MAX_REPLICAS:
+            fail(f"{option} {value} is more than Kubernetes' {MAX_REPLICAS:,} (an int32)")
     if min_replicas > max_replicas:
         fail(f"--min-replicas {min_replicas} is greater than --max-replicas {max_replicas}")
     return ReplaySettings(

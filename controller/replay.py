@@ -83,22 +83,45 @@ ModelFactory = Callable[[], ReplayModel]
 
 @dataclass
 class _Fleet:
-    """Pods as the intervals at which each becomes ready, oldest first."""
+    """Pods as runs of ``[ready_at, count]``: ``count`` pods that become ready at interval
+    ``ready_at``, oldest first.
+
+    One entry per pod made a million-replica replay crawl and a larger one run out of
+    memory; runs stay few, since ready ones are merged as they are counted.
+    """
 
     delay_steps: int
-    ready_at: list[int] = field(default_factory=list)
+    runs: list[list[int]] = field(default_factory=list)
+    total: int = 0
 
     def set(self, desired: int, step: int) -> None:
-        if desired > len(self.ready_at):
-            self.ready_at += [step + self.delay_steps] * (desired - len(self.ready_at))
-        elif desired < len(self.ready_at):
-            del self.ready_at[desired:]  # the newest (still booting) go first
+        if desired > self.total:
+            at = step + self.delay_steps
+            if self.runs and self.runs[-1][0] == at:
+                self.runs[-1][1] += desired - self.total
+            else:
+                self.runs.append([at, desired - self.total])
+        excess = self.total - desired
+        while excess > 0:  # the newest (still booting) go first
+            removed = min(excess, self.runs[-1][1])
+            self.runs[-1][1] -= removed
+            excess -= removed
+            if not self.runs[-1][1]:
+                self.runs.pop()
+        self.total = desired
 
     def ready(self, step: int) -> int:
-        return sum(1 for at in self.ready_at if at <= step)
+        """Pods ready at ``step``; steps only move forward, so the ready runs become one."""
+        done = 0
+        while done < len(self.runs) and self.runs[done][0] <= step:
+            done += 1
+        if done > 1:
+            self.runs[:done] = [[self.runs[done - 1][0], sum(n for _, n in self.runs[:done])]]
+            done = 1
+        return self.runs[0][1] if done else 0
 
     def __len__(self) -> int:
-        return len(self.ready_at)
+        return self.total
 
 
 @dataclass

@@ -191,3 +191,24 @@ def test_replay_never_prints_the_decision_logs_password(tmp_path: Path, db: str)
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: cannot write the decision log postgresql+psycopg://")
     assert "s3cret" not in result.output and "***" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bounds", "said"),
+    [
+        (("999999999999", "1000000000000"), "--min-replicas 999999999999"),
+        (("1", "2147483648"), "--max-replicas 2147483648"),
+    ],
+)
+def test_replay_refuses_more_replicas_than_kubernetes_holds(
+    tmp_path: Path, bounds: tuple[str, str], said: str
+) -> None:
+    """Replicas are an int32 in Kubernetes; a trillion was a MemoryError traceback."""
+    ds = pd.date_range("2026-09-01", periods=24 * 3, freq="1h")
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 20.0}), tmp_path / "s.csv")
+    args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+    window = ["--start", "2026-09-03 12:00", "--policy", "hpa"]
+    limits = ["--min-replicas", bounds[0], "--max-replicas", bounds[1]]
+    result = runner.invoke(app, [*args, *window, *limits])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {said} is more than Kubernetes' 2,147,483,647 (an int32)\n"

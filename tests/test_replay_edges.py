@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.hpa import HPASettings, HPASimulator
 from controller.policy import Forecast, Override, PolicySpec, decide
-from controller.replay import ReplaySettings, replay
+from controller.replay import ReplaySettings, _Fleet, replay
 from controller.report import summary_table, write_report
 
 START = pd.Timestamp("2026-11-02 00:00")
@@ -269,3 +271,33 @@ def test_a_window_with_no_known_load_scores_nothing_rather_than_perfect() -> Non
     assert summary.loc["oracle", "replica_minutes"] == 60  # the cost is still counted
     table = summary_table(result.summary)
     assert "nan" not in table and "0.000%" not in table
+
+
+@pytest.mark.timeout(20)
+def test_a_fleet_of_millions_of_replicas_replays_in_moments() -> None:
+    """One list entry per pod: ten million replicas took a second of counting per interval
+    and ``--min-replicas 999999999999`` was a MemoryError. Pods are now kept as runs that
+    became ready together."""
+    many = 10_000_000
+    settings = replace(SETTINGS, min_replicas=many, max_replicas=many + 5)
+    load = [many * 10.0] * 100 + [(many + 5) * 10.0] * 20  # the last 5 pods boot for 2 min
+    result = replay(series(load), START + timedelta(minutes=60), settings, ["hpa", "oracle"])
+    oracle = result.decisions[result.decisions["policy"] == "oracle"]
+    assert oracle["replicas"].tolist() == [many] * 38 + [many + 5] * 22
+    assert oracle["ready"].tolist() == [many] * 40 + [many + 5] * 20
+    assert (result.summary.set_index("policy").loc["oracle", "unserved_requests"]) == 0
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=40),
+    st.integers(min_value=0, max_value=4),
+)
+def test_the_fleet_counts_ready_pods_as_one_entry_per_pod_did(desired, delay) -> None:
+    """Runs of pods give exactly the counts of the per-pod list they replaced: new pods
+    ready ``delay`` steps after they were asked for, the newest removed first."""
+    fleet, pods = _Fleet(delay), []
+    for step, want in enumerate(desired):
+        fleet.set(want, step)
+        pods = pods[:want] + [step + delay] * (want - len(pods))
+        assert len(fleet) == len(pods)
+        assert fleet.ready(step) == sum(at <= step for at in pods)
