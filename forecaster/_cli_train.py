@@ -26,6 +26,15 @@ from forecaster.training import Trained, forecast, train
 
 app = typer.Typer()
 
+MAX_HORIZON = pd.Timedelta(days=400)
+"""The furthest ``forecast`` reaches, as ``generate --days`` is capped: no sizing question
+needs more, and a typo of a few digits more asked for years of intervals, minutes of CPU and
+gigabytes of memory before the first line was written."""
+
+MAX_HORIZON_STEPS = 576_000
+"""The most intervals ``forecast`` computes per series: 400 days of minutes, a few seconds
+and under 1 GB for one series; a 1-second series would otherwise get 34 million."""
+
 
 @app.command("train")
 def train_command(
@@ -204,6 +213,11 @@ def forecast_command(
     if stored.step is None:
         fail(f"{model_dir}: the model store records no interval (step), and its models know none")
     h = steps("--horizon", horizon, stored.step)
+    if h > MAX_HORIZON_STEPS or h * stored.step > MAX_HORIZON:
+        fail(
+            f"--horizon {horizon!r} is {h:,} intervals ({h * stored.step}); forecast reaches"
+            f" at most {MAX_HORIZON.days} days and {MAX_HORIZON_STEPS:,} intervals"
+        )
     try:
         frame = forecast(stored.models, h, levels, events)
         write_frame(frame, out)

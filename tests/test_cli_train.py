@@ -271,3 +271,22 @@ def test_training_part_of_a_fleet_warns_of_the_series_no_longer_in_force(tmp_pat
         f" lacks (pension); forecasts now come from this version only (train them together,"
         f" or read the old one with --version {old})"
     ) in second.output
+
+
+def test_forecast_refuses_a_horizon_beyond_400_days_in_one_line(tmp_path: Path) -> None:
+    """``--horizon 9999999`` (a few digits too many) ran for minutes and past 1.3 GB before
+    writing anything; now the furthest a forecast reaches is 400 days, as generate's."""
+    store_dir = trained_store(tmp_path, "--model", "last_value", "--horizon", "24")
+    out = tmp_path / "f.csv"
+    args = ["forecast", "--model", str(store_dir), "-o", str(out)]
+    for horizon, span in [("9601", "400 days 01:00:00"), ("401d", "401 days 00:00:00")]:
+        result = runner.invoke(app, [*args, "--horizon", horizon])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (
+            f"error: --horizon {horizon!r} is {int(pd.Timedelta(span) / pd.Timedelta('1h')):,}"
+            f" intervals ({span}); forecast reaches at most 400 days and 576,000 intervals\n"
+        )
+        assert not out.exists()
+    result = runner.invoke(app, [*args, "--horizon", "400d"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out).groupby("unique_id").size().to_dict() == {"pension": 9600, "tax": 9600}
