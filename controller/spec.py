@@ -39,8 +39,9 @@ AUTO_PARAMS = frozenset({"country", "tz"})
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 MAX_HISTORY = timedelta(days=400)
 MAX_HISTORY_POINTS = 576_000
-"""Most steps of history a scaler may keep (``retrain.historyWindow / metric.step``): 400
-days of the default 1-minute step, so every window allowed at that step stays allowed.
+"""Most steps of history a scaler may keep (``retrain.historyWindow / metric.step``), and
+of forecast each refit makes (``horizon / metric.step``): 400 days of the default 1-minute
+step, so every window allowed at that step stays allowed.
 Prometheus's own limit (11,000 points per series per query) is no bound here, since range
 queries are chunked under it; memory and fitting time are. Each step is 8 bytes in the
 shared cache, a row in every model job's copy and a sample for every candidate model: on
@@ -223,19 +224,13 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             cron_trigger(schedule)
         except ValueError as exc:
             problems.append(f"spec.retrain.schedule: {schedule!r} is not a cron expression ({exc})")
-    if history is not None and history > MAX_HISTORY:
-        problems.append(
-            f"spec.retrain.historyWindow: {reader.get('retrain.historyWindow', '')} is longer"
-            " than 400d"
-        )
-    elif history is not None and step is not None and history // step > MAX_HISTORY_POINTS:
-        problems.append(
-            f"spec.retrain.historyWindow: {reader.get('retrain.historyWindow', '')} of"
-            f" {reader.get('metric.step', '')} steps (spec.metric.step) is"
-            f" {history // step:,} points, more than {MAX_HISTORY_POINTS:,}: make the step"
-            f" longer or the window shorter (at most {_days(step * MAX_HISTORY_POINTS)}"
-            " at this step)"
-        )
+    for path, span, what in (
+        ("retrain.historyWindow", history, "window"),
+        # every refit predicts (and builds the event calendar for) horizon / step points: a
+        # typo of 9999d was 14 million of them at 1 m, every 30 minutes
+        ("horizon", horizon, "horizon"),
+    ):
+        problems += _too_many_points(reader, path, span, step, what)
     max_age = reader.duration("retrain.maxForecastAge", "26h")
     tolerance = reader.number("behavior.tolerance", 0.1, minimum=0.0, maximum=1.0)
     up_step = reader.integer("behavior.scaleUpMaxStep", 100, minimum=1)
@@ -374,6 +369,24 @@ def _weekday(text: str) -> int:
     if name not in WEEKDAYS:
         raise ValueError(f"{text!r} is not a day of the week (sun-sat, or 0-7)")
     return WEEKDAYS.index(name)
+
+
+def _too_many_points(
+    reader: _Reader, field: str, span: timedelta | None, step: timedelta | None, what: str
+) -> list[str]:
+    """The problem with a ``span`` of ``field`` beyond 400 days or ``MAX_HISTORY_POINTS``
+    steps, if any: the memory and fitting time it would take grow with its points."""
+    given = reader.get(field, "")
+    if span is not None and span > MAX_HISTORY:
+        return [f"spec.{field}: {given} is longer than 400d"]
+    if span is not None and step is not None and span // step > MAX_HISTORY_POINTS:
+        return [
+            f"spec.{field}: {given} of {reader.get('metric.step', '')} steps (spec.metric.step)"
+            f" is {span // step:,} points, more than {MAX_HISTORY_POINTS:,}: make the step"
+            f" longer or the {what} shorter (at most {_days(step * MAX_HISTORY_POINTS)}"
+            " at this step)"
+        ]
+    return []
 
 
 def _days(span: timedelta) -> str:

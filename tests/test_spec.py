@@ -416,3 +416,34 @@ def test_a_history_of_millions_of_steps_is_refused(
         p.startswith(f"spec.retrain.historyWindow: {window} of {step} steps") and refused in p
         for p in caught.value.problems
     ), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("step", "horizon", "refused"),
+    [
+        ("1m", "6h", None),
+        ("1m", "400d", None),
+        ("1m", "9999d", "spec.horizon: 9999d is longer than 400d"),
+        (
+            "1s",
+            "7d",
+            "spec.horizon: 7d of 1s steps (spec.metric.step) is 604,800 points, more than"
+            " 576,000: make the step longer or the horizon shorter (at most 6d at this step)",
+        ),
+    ],
+)
+def test_a_horizon_of_millions_of_steps_is_refused(
+    step: str, horizon: str, refused: str | None
+) -> None:
+    """A typo such as ``9999d`` was accepted: every refit predicted 14 million steps (and
+    built an event calendar twice as long), minutes of CPU and gigabytes each time."""
+    scaler = copy.deepcopy(EXAMPLE)
+    scaler["spec"]["metric"]["step"] = step
+    scaler["spec"]["horizon"] = horizon
+    scaler["spec"]["retrain"] = {"historyWindow": "1d"}
+    if refused is None:
+        assert parse_scaler(scaler).horizon == parse_duration(horizon)
+        return
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler)
+    assert caught.value.problems == [refused]
