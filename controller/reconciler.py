@@ -973,12 +973,14 @@ class Reconciler:
         generation, labels, m = config.generation, (config.namespace, config.name), self.metrics
         outlook = state.outlook
         if outlook is None:
-            reason, why = (
-                ("NoForecast", state.training_error or "waiting for a model")
+            # Without an outlook the coming days' risk is not known (Unknown), unless no one
+            # asked for one: False, as a disabled check finds nothing.
+            ok, reason, why = (
+                (None, "NoForecast", state.training_error or "waiting for a model")
                 if config.outlook.enabled
-                else ("OutlookDisabled", "spec.outlook.enabled is false")
+                else (False, "OutlookDisabled", "spec.outlook.enabled is false")
             )
-            _condition(status, "CapacityAtRisk", False, reason, why, now, generation)
+            _condition(status, "CapacityAtRisk", ok, reason, why, now, generation)
             _merge_replace(status, "outlook", None)
             m.clear(m.projected_shortfall, *labels)
             m.clear(m.projected_shortfall_ahead, *labels)

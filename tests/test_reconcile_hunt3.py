@@ -113,3 +113,17 @@ def test_a_decision_left_to_an_hpa_says_so_in_the_log_and_its_account(tmp_path) 
         told = explain(record)
         assert "Not applied (ConflictingHPA): HPA portal also scales Deployment portal" in told
         assert "the controller stopped" not in told
+
+
+def test_without_an_outlook_the_risk_is_unknown_not_absent(tmp_path) -> None:
+    """No model yet (or its training failing for good): CapacityAtRisk was False, "not at
+    risk", for a week nothing had looked at."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        body = scaler("http://127.0.0.1:9", "Scale", model=FAST["model"])  # outlook on
+        server.state.put("predictivescalers", "gov", body)
+        rec = reconciler(server, tmp_path)
+        rec.reconcile(copy.deepcopy(server.state.get("predictivescalers", "gov", "portal")), START)
+        risk = condition(server, "portal", "CapacityAtRisk")
+    assert (risk["status"], risk["reason"]) == ("Unknown", "NoForecast")
+    assert risk["message"].startswith("no history: ")
