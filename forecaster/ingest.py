@@ -210,10 +210,7 @@ def iter_line_chunks(
     rest = b""
     skipping = False  # inside an over-long line whose head was already yielded
     start = True
-    while True:
-        block = stream.read(chunk_bytes)
-        if not block:
-            break
+    for block in _blocks(stream, chunk_bytes):
         if start:  # a byte-order mark (Windows tools write one) is not part of a record
             block, start = block.removeprefix(b"\xef\xbb\xbf"), False
         if skipping:
@@ -233,6 +230,32 @@ def iter_line_chunks(
             yield block[:cut]
     if rest:
         yield rest
+
+
+def _blocks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """Blocks of about ``size`` bytes; on a read error, the bytes read before it, then it.
+
+    ``read(size)`` of a gzip or bzip2 stream cut short raises and drops everything it had
+    decompressed: on a truncated ``.gz`` the lines before the break (tens of thousands in
+    one 8 MB block) were never counted and the error said "cannot read past line 0".
+    ``read1`` hands back each decompressed piece as it comes.
+    """
+    read = getattr(stream, "read1", stream.read)
+    pieces: list[bytes] = []
+    have = 0
+    try:
+        while piece := read(size - have):
+            pieces.append(piece)
+            have += len(piece)
+            if have >= size:
+                yield b"".join(pieces)
+                pieces, have = [], 0
+    except (OSError, EOFError):
+        if pieces:
+            yield b"".join(pieces)
+        raise
+    if pieces:
+        yield b"".join(pieces)
 
 
 def lines_column(chunk: bytes, max_line_bytes: int = MAX_LINE_BYTES) -> pl.Series:
@@ -436,7 +459,8 @@ class _FileJob:
         stream = _open(path)
         try:
             with stream if path != STDIN else _nullcontext(stream):
-                chunks = iter_line_chunks(stream, self.chunk_bytes)
+                unreadable: list[OSError | EOFError] = []
+                chunks = _until_unreadable(iter_line_chunks(stream, self.chunk_bytes), unreadable)
                 fmt = self.fmt
                 if fmt is None or _undecided(fmt):
                     chunks, fmt = _detect(chunks, fmt)
@@ -458,11 +482,27 @@ class _FileJob:
                     first_line_no += parsed.lines
                     if self.progress is not None:
                         self.progress(chunk_size)
+                if unreadable:  # the lines before it counted, so the message says where
+                    raise unreadable[0]
                 if repeated is not None:
                     repeated.settle(report)
         except (OSError, EOFError) as exc:
-            raise IngestError(f"{path}: cannot read past line {first_line_no - 1}: {exc}") from None
+            raise IngestError(
+                f"{path}: cannot read past line {first_line_no - 1:,}: {exc}"
+            ) from None
         return _FileCounts(fmt, report, counter.total())
+
+
+def _until_unreadable(
+    chunks: Iterator[bytes], unreadable: list[OSError | EOFError]
+) -> Iterator[bytes]:
+    """``chunks`` up to a read error, which is put in ``unreadable`` rather than raised: raised
+    through the read-ahead pipeline, it dropped the chunks still being parsed, and with them
+    the count of the lines that were read."""
+    try:
+        yield from chunks
+    except (OSError, EOFError) as exc:
+        unreadable.append(exc)
 
 
 def _sum_reports(sources: list[str], parts: list[IngestReport]) -> IngestReport:

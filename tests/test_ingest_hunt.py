@@ -380,3 +380,31 @@ def test_series_frame_with_unix_time_stamps(tmp_path: Path) -> None:
     frame = read_series(csv)
     assert frame["ds"].iloc[0] == pd.Timestamp("2024-10-12 02:40")
     assert series_freq(frame) == pd.Timedelta("1min")
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress])
+@pytest.mark.parametrize("chunk_bytes", [8 * 1024 * 1024, 64 * 1024])
+def test_a_compressed_log_cut_short_says_how_many_lines_were_read(
+    tmp_path: Path, compress: Callable[[bytes], bytes], chunk_bytes: int
+) -> None:
+    """A truncated ``.gz`` said "cannot read past line 0" with tens of thousands of lines
+    readable: the failed read dropped what it had decompressed, and the error, raised
+    through the read-ahead pipeline, dropped the chunks still being parsed."""
+    lines = [
+        f'h - - [12/Oct/2026:08:{i // 60 % 60:02d}:{i % 60:02d} +0000] "GET /{i} HTTP/1.1" 200 5\n'
+        for i in range(60_000)
+    ]
+    packed = compress("".join(lines).encode())
+    log = tmp_path / "access.log.gz"
+    log.write_bytes(packed[: len(packed) * 2 // 3])
+    readable = 0
+    with gzip.open(log) if compress is gzip.compress else bz2.open(log) as stream:
+        try:
+            for _ in stream:
+                readable += 1
+        except EOFError:
+            pass
+    assert readable > 10_000
+    with pytest.raises(IngestError) as caught:
+        ingest_logs(log, chunk_bytes=chunk_bytes)
+    assert str(caught.value).startswith(f"{log}: cannot read past line {readable:,}: ")
