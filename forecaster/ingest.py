@@ -854,8 +854,10 @@ def load_counts(
     they fall in a run of at least ``gap`` with no row, which is missing data (NaN): the
     NASA file omits zero minutes but also spans a hurricane outage. ``freq`` (checked as by
     :func:`parse_freq`) defaults to the most common step in the file, so a 5-minute file
-    stays 5-minute; ``unique_id`` defaults to the file's stem. Only rows in [``since``,
-    ``until``) count (naive bounds are UTC), as for :func:`ingest_logs`.
+    stays 5-minute, and is told from the whole file; ``unique_id`` defaults to the file's
+    stem. Only rows in [``since``, ``until``) count (naive bounds are UTC), as for
+    :func:`ingest_logs`. The frame's ``attrs["freq"]`` is the interval (``1min``), which a
+    window of one row cannot show.
     """
     path = Path(path)
     if not path.is_file():
@@ -873,6 +875,11 @@ def load_counts(
         )
     if stamps.dt.tz is None:
         stamps = _localize_rows(stamps, tz, raw, path)
+    ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    # The interval is the whole file's: told from the rows left by --since/--until, one row
+    # asked for --freq and a few rows could tell another interval than the file's own.
+    bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
+    _check_not_finer(ds, bucket_seconds, path)
     kept = pd.Series(True, index=stamps.index)
     if since is not None:
         kept &= stamps >= _utc(since)
@@ -880,10 +887,7 @@ def load_counts(
         kept &= stamps < _utc(until)
     if not kept.any():
         raise IngestError(f"{path}: no row between --since and --until")
-    stamps, counts = stamps[kept], counts[kept]
-    ds = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    bucket_seconds = parse_freq(freq) if freq else _file_interval(ds, path)
-    _check_not_finer(ds, bucket_seconds, path)
+    ds, counts = ds[kept], counts[kept]
     step = pd.Timedelta(seconds=bucket_seconds)
     counts_pl = (
         pl.DataFrame(
@@ -896,7 +900,9 @@ def load_counts(
         .agg(pl.col("y").sum())
     )
     gap_seconds = parse_gap(gap)
-    return counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+    series = counts_to_series(counts_pl, bucket_seconds, gap_seconds, [], unique_id or path.stem)
+    series.attrs["freq"] = freq_alias(bucket_seconds)  # a one-row window cannot tell it
+    return series
 
 
 def _read_count_rows(path: Path) -> pd.DataFrame:

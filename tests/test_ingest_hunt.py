@@ -408,3 +408,35 @@ def test_a_compressed_log_cut_short_says_how_many_lines_were_read(
     with pytest.raises(IngestError) as caught:
         ingest_logs(log, chunk_bytes=chunk_bytes)
     assert str(caught.value).startswith(f"{log}: cannot read past line {readable:,}: ")
+
+
+def test_since_cutting_a_count_file_to_one_row_keeps_its_interval(tmp_path: Path) -> None:
+    """--since was applied before the interval was inferred: a per-minute file cut to its
+    last row said "one timestamp only, so no interval to infer; pass --freq"."""
+    counts = tmp_path / "counts.csv"
+    counts.write_text(
+        "timestamp,count\n2026-10-12 08:00,4\n2026-10-12 08:01,5\n2026-10-12 08:02,6\n"
+    )
+    series = load_counts(counts, since=pd.Timestamp("2026-10-12 08:02"))
+    assert series.to_dict("list") == {
+        "unique_id": ["counts"],
+        "ds": [pd.Timestamp("2026-10-12 08:02")],
+        "y": [6.0],
+    }
+    assert series.attrs["freq"] == "1min"
+
+
+def test_since_keeps_the_interval_of_the_whole_count_file(tmp_path: Path) -> None:
+    """A per-minute file that omits quiet minutes, cut by --since to rows 3 and 5 minutes
+    apart, was read as a 3-minute series: 08:05's count landed in 08:03-08:06."""
+    counts = tmp_path / "counts.csv"
+    rows = ["08:00,4", "08:01,5", "08:02,6", "08:05,1", "08:10,2"]
+    counts.write_text("timestamp,count\n" + "".join(f"2026-10-12 {r}\n" for r in rows))
+    args = ["ingest", str(counts), "--format", "counts", "--since", "2026-10-12 08:02"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    series = pd.read_csv(io.StringIO(result.stdout), parse_dates=["ds"])
+    assert series["ds"].tolist() == list(
+        pd.date_range("2026-10-12 08:02", "2026-10-12 08:10", freq="1min")
+    )
+    assert series["y"].tolist() == [6.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0]
