@@ -325,7 +325,10 @@ class DecisionLog:
            one; being newer, it supersedes the old, which stays unapplied in the history.
 
         Either way the change is never applied twice. ``ForecastOnly`` decisions are never
-        pending (they are never applied) and ``HPAFloor`` ones re-apply harmlessly.
+        pending (they are never applied) and ``HPAFloor`` ones re-apply harmlessly. Nor is
+        a decision known not to have been applied (``not_applied``: an HPA on the target, a
+        failed write): after a restart, the same count set by someone else would otherwise
+        mark it applied.
         """
         query = (
             sa.select(*self._columns)
@@ -335,7 +338,7 @@ class DecisionLog:
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        if row is None or row["mode"] != "Scale" or row["applied"]:
+        if row is None or row["mode"] != "Scale" or row["applied"] or row.get("not_applied"):
             return None
         return _from_row(row)
 

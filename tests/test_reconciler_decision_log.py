@@ -130,11 +130,15 @@ def test_a_failed_apply_is_never_marked_applied(api, prom, tmp_path, log) -> Non
     rec = with_log(api, tmp_path, log)
     api.state.faults.append(Fault("PATCH", "/scale", 500, times=3))  # every retry fails
     reconcile(api, rec, 0)
-    failed = log.pending(KEY)
-    assert failed is not None and not failed.applied
-    # Somebody else sets the same count by hand; the failed decision still did not apply.
+    failed = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    assert not failed.applied and failed.not_applied and "ScaleFailed" in failed.not_applied
+    assert log.pending(KEY) is None  # known not applied: nothing to settle after a restart
+    # Somebody else sets the same count by hand; the failed decision still did not apply,
+    # whether this process goes on or a new one (which has only the log) takes over.
     set_replicas(api, failed.replicas)
-    reconcile(api, rec, 1)
+    reconcile(api, with_log(api, tmp_path, log), 1)
+    assert log.at(KEY, failed.at).applied is False
+    reconcile(api, rec, 2)
     assert log.at(KEY, failed.at).applied is False
 
 
