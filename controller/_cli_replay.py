@@ -15,7 +15,7 @@ from controller._cli_controller import _shown
 from controller.decisions import DecisionLog, DecisionRecord
 from controller.replay import POLICIES, ReplaySettings, replay, replay_records
 from controller.report import summary_table, write_report
-from controller.spec import parse_duration
+from controller.spec import MAX_HISTORY, parse_duration
 from forecaster._cli_common import check_model_options, fail
 from forecaster.frames import read_series, write_frame
 from forecaster.models import SeasonalQuantile
@@ -248,13 +248,19 @@ def _writable(option: str, path: Path | None, suffixes: tuple[str, ...]) -> None
 
 
 def _duration(option: str, text: str) -> timedelta:
-    """A positive duration: a zero startup delay or retrain interval is a typo, not a plan."""
+    """A positive duration: a zero startup delay or retrain interval is a typo, not a plan.
+
+    At most 400 days, as a scaler's history window: far longer ones (999999999d) were an
+    OverflowError traceback or "Python int too large to convert to C long".
+    """
     try:
         value = parse_duration(text)
     except ValueError as exc:
         fail(f"{option} {exc}")
     if value <= timedelta(0):
         fail(f"{option} {text} is not positive")
+    if value > MAX_HISTORY:
+        fail(f"{option} {text} is longer than {MAX_HISTORY.days}d")
     return value
 
 

@@ -212,3 +212,19 @@ def test_replay_refuses_more_replicas_than_kubernetes_holds(
     result = runner.invoke(app, [*args, *window, *limits])
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: {said} is more than Kubernetes' 2,147,483,647 (an int32)\n"
+
+
+@pytest.mark.parametrize("option", ["--startup-delay", "--retrain-every"])
+def test_replay_refuses_a_duration_of_millions_of_days_in_one_line(
+    tmp_path: Path, option: str
+) -> None:
+    """999999999d parses, but a retrain interval that long was an OverflowError traceback
+    and a startup delay "Python int too large to convert to C long"."""
+    ds = pd.date_range("2026-09-01", periods=24 * 3, freq="1h")
+    write_frame(pd.DataFrame({"unique_id": "a", "ds": ds, "y": 20.0}), tmp_path / "s.csv")
+    args = ["replay", "--series", str(tmp_path / "s.csv"), "--capacity-per-replica", "10"]
+    window = ["--start", "2026-09-03 12:00"]
+    result = runner.invoke(app, [*args, *window, option, "999999999d"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {option} 999999999d is longer than 400d\n"
+    assert runner.invoke(app, [*args, *window, option, "400d"]).exit_code == 0
