@@ -273,12 +273,23 @@ def _shown(url: str) -> str:
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
 
 
+MAX_RETENTION = timedelta(days=36_500)
+"""A century: a few zeros more (1000000d) put the hourly prune's cut-off before year 1,
+and the subtraction raised OverflowError in every reconcile, before its decision, so no
+scaler scaled; 0 is the way to keep every decision."""
+
+
 def _retention(text: str) -> timedelta | None:
     """``--decision-retention``: None (keep every decision) for any zero, ``0s`` and ``0d``
     as well as ``0``; kept as a zero duration, the hourly prune would delete the whole log."""
     if text.strip() == "0":
         return None
-    return parse_duration(text) or None
+    retention = parse_duration(text)
+    if retention > MAX_RETENTION:
+        raise ValueError(
+            f"{text} is longer than {MAX_RETENTION.days}d; give 0 to keep every decision"
+        )
+    return retention or None
 
 
 def _workers(engine: Engine, local: int) -> int:

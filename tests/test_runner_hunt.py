@@ -554,3 +554,17 @@ def test_controller_run_never_prints_the_decision_logs_password(db, tmp_path) ->
     assert result.exit_code == 2, result.output
     assert "cannot open the decision log" in result.output
     assert "s3cret" not in result.output and "***" in result.output
+
+
+def test_a_decision_retention_beyond_a_century_is_refused_at_start() -> None:
+    """1000000d parsed, and the hourly prune's cut-off (now - retention) fell before year 1:
+    an OverflowError in every reconcile, before its decision, so no scaler ever scaled."""
+    from typer.testing import CliRunner
+
+    from controller._cli_controller import _retention
+    from controller.cli import app
+
+    assert _retention("36500d") == timedelta(days=36_500)
+    result = CliRunner().invoke(app, ["controller", "run", "--decision-retention", "1000000d"])
+    assert result.exit_code == 2, result.output
+    assert "--decision-retention: 1000000d is longer than 36500d" in result.output
