@@ -374,11 +374,9 @@ def _weekday(text: str) -> int:
 def _too_many_points(
     reader: _Reader, field: str, span: timedelta | None, step: timedelta | None, what: str
 ) -> list[str]:
-    """The problem with a ``span`` of ``field`` beyond 400 days or ``MAX_HISTORY_POINTS``
-    steps, if any: the memory and fitting time it would take grow with its points."""
+    """The problem with a ``span`` of ``field`` beyond ``MAX_HISTORY_POINTS`` steps, if any:
+    the memory and fitting time it would take grow with its points."""
     given = reader.get(field, "")
-    if span is not None and span > MAX_HISTORY:
-        return [f"spec.{field}: {given} is longer than 400d"]
     if span is not None and step is not None and span // step > MAX_HISTORY_POINTS:
         return [
             f"spec.{field}: {given} of {reader.get('metric.step', '')} steps (spec.metric.step)"
@@ -524,6 +522,12 @@ class _Reader:
             return None
         if value < timedelta(0) or (value == timedelta(0) and not zero):
             self.problems.append(f"{self.prefix}{path}: must be positive")
+            return None
+        if value > MAX_HISTORY:
+            # Nothing a scaler waits for or looks at spans more than its longest history;
+            # and a window of 999999999d put now - window before year 1, an OverflowError
+            # in every reconcile instead of an InvalidSpec.
+            self.problems.append(f"{self.prefix}{path}: {text} is longer than 400d")
             return None
         return value
 

@@ -447,3 +447,26 @@ def test_a_horizon_of_millions_of_steps_is_refused(
     with pytest.raises(SpecError) as caught:
         parse_scaler(scaler)
     assert caught.value.problems == [refused]
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        (None, "startupDelay"),
+        ("metric", "step"),
+        ("retrain", "maxForecastAge"),
+        ("behavior", "scaleDownStabilization"),
+        ("behavior", "syncPeriod"),
+    ],
+)
+def test_a_duration_of_millions_of_days_is_an_invalid_spec(section: str | None, field: str) -> None:
+    """999999999d parses (the CRD's pattern bounds no number), and now minus a stabilisation
+    window that long, or now plus such a startup delay or sync period, is before year 1 or
+    after 9999: an OverflowError in every reconcile rather than ``InvalidSpec``."""
+    scaler = copy.deepcopy(EXAMPLE)
+    where = scaler["spec"] if section is None else scaler["spec"].setdefault(section, {})
+    where[field] = "999999999d"
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler)
+    path = field if section is None else f"{section}.{field}"
+    assert f"spec.{path}: 999999999d is longer than 400d" in caught.value.problems
