@@ -9,7 +9,9 @@ minutes, where the recent lags matter most, get their own coefficients) learns t
 across all series at once (``global_model``) or per series. Steps are drawn log-uniformly,
 so every bin gets about the same number of samples. A least-squares fit chases outliers,
 so origins whose level is measured on less than half a season (just after an outage) are
-not learned from, and ratios to the level are bounded by :data:`CLIP`.
+not learned from, ratios to the level are bounded by :data:`CLIP`, and a lone corrupt
+interval as a target is bounded as the level bounds it
+(:func:`~forecaster.models.features.capped`).
 
 Quantiles are cross-conformal: the origins of each series are cut into ``folds``
 contiguous blocks of time, each block is forecast by a fit on the other blocks, and the
@@ -46,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.models.direct import DirectForecaster, error_table, samples_per_series
-from forecaster.models.features import rolling_mean
+from forecaster.models.features import capped, rolling_mean
 
 MAX_TOTAL_SAMPLES = 1_000_000
 """Samples of a fit over a whole fleet, at most: the 200 per series stop here."""
@@ -208,9 +210,12 @@ class LinearForecaster(DirectForecaster):
         spread = (rng.permutation(count) % self.bins + rng.random(count)) / self.bins
         steps = np.clip(np.floor(np.exp(spread * np.log(room + 1))).astype(int), 1, room)
         X, scale = self._design(uid, values, pd.DatetimeIndex(y.index), origins, steps, events)
-        # a single corrupt interval would otherwise be a target of millions, which the
-        # least-squares fit and the error quantiles chase
-        target = np.clip(values[origins + steps] / scale, -CLIP, CLIP)
+        # A lone corrupt interval (a counter reset of 1000 times the load) is bounded as
+        # the level bounds it (capped), as gradient boosting's targets are: clipped at
+        # CLIP alone it was still a target of 50 that the least-squares fit chased, and a
+        # spike ten intervals back put the whole next day at a third of its load.
+        capped_values = capped(values, self.period_)
+        target = np.clip(capped_values[origins + steps] / scale, -CLIP, CLIP)
         folds = max(1, self.folds)
         first, last = candidates.min(), candidates.max()
         block = np.minimum((origins - first) * folds // (last - first + 1), folds - 1)
