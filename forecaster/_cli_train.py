@@ -20,7 +20,13 @@ from forecaster._cli_common import (
     steps,
 )
 from forecaster.engine import open_engine
-from forecaster.frames import read_events, read_series, series_freq, write_frame
+from forecaster.frames import (
+    quantile_columns,
+    read_events,
+    read_series,
+    series_freq,
+    write_frame,
+)
 from forecaster.models import registry
 from forecaster.training import Trained, forecast, train
 
@@ -209,6 +215,15 @@ def forecast_command(
         fail(f"--quantiles {quantiles!r} is not a comma-separated list of numbers")
     if not all(0 < q < 1 for q in levels):
         fail(f"--quantiles {quantiles!r}: every level must be strictly between 0 and 1")
+    columns = quantile_columns(sorted(set(levels)))
+    if len(set(columns)) < len(columns) or "q1" in columns:
+        # 0.99999999999 was written as column q1, and 0.1 and 0.100000000001 as one q0.1
+        # column: one level's forecast lost without a word
+        fail(
+            f"--quantiles {quantiles!r} would be columns {', '.join(columns)}: a level is"
+            " named to 10 significant digits, so it must differ from the others and from 1"
+            " within them"
+        )
     stored, events = load_models(model_dir, version, events_path)
     if stored.step is None:
         fail(f"{model_dir}: the model store records no interval (step), and its models know none")

@@ -290,3 +290,20 @@ def test_forecast_refuses_a_horizon_beyond_400_days_in_one_line(tmp_path: Path) 
     result = runner.invoke(app, [*args, "--horizon", "400d"])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(out).groupby("unique_id").size().to_dict() == {"pension": 9600, "tax": 9600}
+
+
+@pytest.mark.parametrize(
+    ("levels", "columns"), [("0.99999999999", "q1"), ("0.1,0.100000000001", "q0.1, q0.1")]
+)
+def test_forecast_refuses_levels_its_columns_cannot_tell_apart(
+    tmp_path: Path, levels: str, columns: str
+) -> None:
+    """Columns are named to 10 significant digits: 0.99999999999 was written as q1 (read as
+    the 100 % quantile) and two close levels as one q0.1 column, a forecast lost unsaid."""
+    store_dir = trained_store(tmp_path, "--model", "last_value", "--horizon", "24")
+    out = tmp_path / "f.csv"
+    args = ["forecast", "--model", str(store_dir), "--horizon", "6", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--quantiles", levels])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --quantiles {levels!r} would be columns {columns}:")
+    assert not out.exists()
