@@ -76,3 +76,46 @@ def test_a_corrupt_interval_as_a_target_does_not_move_the_next_day(seed: int) ->
     spiked.loc[spiked.index[-50], "y"] *= 1000
     forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))["q0.5"]
     assert (forecast / clean).between(0.8, 1.25).mean() >= 0.95
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("back", [2, 5])
+def test_a_corrupt_interval_in_the_last_hour_does_not_move_the_next_day(
+    seed: int, back: int
+) -> None:
+    """A counter reset a few intervals before the end is read by the recent lags, bounded
+    at ten times the level: the linear model extrapolated it, and 31 to 79 % of the next day
+    moved by over 25 %. A forecast reads each ratio within its range in training."""
+    frame = poisson_days(21, seed=seed)
+    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))["q0.5"]
+    spiked = frame.copy()
+    spiked.loc[spiked.index[-back], "y"] *= 1000
+    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))["q0.5"]
+    assert (forecast / clean).between(0.8, 1.25).mean() >= 0.75
+
+
+def test_a_model_stored_before_ratios_were_bounded_reads_them_unbounded() -> None:
+    frame = poisson_days(21, seed=1)
+    spiked = frame.copy()
+    spiked.loc[spiked.index[-2], "y"] *= 1000
+    model = LinearForecaster().fit(spiked)
+    bounded = model.predict(288, quantiles=(0.5, 0.9))
+    state = model.models_["s"]
+    state["bounds"] = np.tile(np.array([[-np.inf], [np.inf]]), (1, state["bounds"].shape[1]))
+    unbounded = model.predict(288, quantiles=(0.5, 0.9))
+    assert not np.allclose(unbounded["q0.5"], bounded["q0.5"])
+    del state["bounds"]
+    pd.testing.assert_frame_equal(model.predict(288, quantiles=(0.5, 0.9)), unbounded)
+
+
+def test_events_and_the_calendar_are_not_bounded() -> None:
+    """A rare event (one hour in three weeks) is still read at its value when forecast."""
+    frame = poisson_days(21, seed=1, freq="1h")
+    events = pd.DataFrame({"ds": pd.date_range(frame["ds"].min(), periods=21 * 24 + 48, freq="1h")})
+    events["launch"] = 0.0
+    events.loc[events.index[-10], "launch"] = 1.0
+    model = LinearForecaster().fit(frame, events=events)
+    bounds = model.models_["s"]["bounds"]
+    width = bounds.shape[1]
+    assert np.isinf(bounds[:, 0]).all() and np.isinf(bounds[:, width - 11 :]).all()
+    assert np.isfinite(bounds[:, 1 : width - 11]).all()
