@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from forecaster.models.direct import DirectForecaster, error_table, samples_per_series
-from forecaster.models.features import calendar_features, capped, rolling_mean
+from forecaster.models.features import capped, rolling_mean
 
 MAX_TOTAL_SAMPLES = 1_000_000
 """Samples of a fit over a whole fleet, at most: the 200 per series stop here."""
@@ -66,14 +66,6 @@ it the feature is read as missing in fit and predict alike. A least-squares fit 
 column seen in a handful of rows whatever coefficients fit those rows (-0.7 and -0.96 on
 the second seasonal lag of a 49-hour series, seen in 12 % of them), and predict, where the
 column is present, multiplied them in: the next day came out near 0."""
-
-
-TAIL = 0.001
-"""A forecast reads each ratio to the level within its ``TAIL`` and ``1 - TAIL`` quantiles
-in training. A lone corrupt interval in the last hour is bounded by the features at ten
-times the level (a real peak can reach fourteen), and the linear model extrapolated it
-into every step: the next day came out at 0.64 to 1.89 times the clean one. A handful
-of training rows read it too, too few to move these quantiles; trees never extrapolate."""
 
 
 def moments(Z: np.ndarray, target: np.ndarray, bins: np.ndarray, count: int) -> np.ndarray:
@@ -240,7 +232,6 @@ class LinearForecaster(DirectForecaster):
         # is present, put the forecast at about 0: it is read as missing everywhere.
         rare = np.flatnonzero(np.isfinite(X).mean(axis=0) < RARE)
         X[:, rare] = np.nan
-        bounds = self._ratio_range(X)
         missing = np.isnan(X)
         seen = (~missing).any(axis=0)
         with np.errstate(invalid="ignore"):
@@ -267,7 +258,6 @@ class LinearForecaster(DirectForecaster):
         table, level_edges = error_table(steps, point, target - point, self.step_edges_)
         return {
             "rare": rare,
-            "bounds": bounds,
             "fill": fill,
             "flagged": flagged,
             "coef": final[0],
@@ -275,18 +265,6 @@ class LinearForecaster(DirectForecaster):
             "errors": table,
             "level_edges": level_edges,
         }
-
-    def _ratio_range(self, X: np.ndarray) -> np.ndarray:
-        """Per column, the range a forecast reads it in: the :data:`TAIL` quantiles of its
-        training values for the ratios to the level, unbounded for the step, the calendar
-        and the events (a rare event is still an event)."""
-        calendar = calendar_features(pd.DatetimeIndex([0]), pd.Timedelta(self.season), None, None)
-        ratios = np.arange(1, X.shape[1] - calendar.shape[1] - len(self.event_names_))
-        bounds = np.tile(np.array([[-np.inf], [np.inf]]), (1, X.shape[1]))
-        observed = ratios[np.isfinite(X[:, ratios]).any(axis=0)]
-        if len(observed):
-            bounds[:, observed] = np.nanquantile(X[:, observed], [TAIL, 1 - TAIL], axis=0)
-        return bounds
 
     def _solve(self, moment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients per step bin; a bin with too few samples shares the pooled fit."""
@@ -312,8 +290,6 @@ class LinearForecaster(DirectForecaster):
         if "rare" in state:  # a model stored before rare columns were found has none
             X = X.copy()
             X[:, state["rare"]] = np.nan
-        if "bounds" in state:  # nor one stored before the ratios were bounded
-            X = np.where(np.isnan(X), X, np.clip(X, state["bounds"][0], state["bounds"][1]))
         Z = complete(X, state["fill"], state["flagged"])
         return _apply((state["coef"], state["intercept"]), Z, step_bins(steps, self.step_edges_))
 
