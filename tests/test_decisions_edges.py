@@ -342,13 +342,19 @@ def test_explain_at_a_second_is_the_decision_in_force_then(tmp_path: Path) -> No
     )
 
 
-def told(spec: PolicySpec, current: int, load: float, peak: float, *history: int) -> str:
-    """explain() of the policy's decision under a flat forecast of ``peak``; ``history``
-    holds recommendations made one minute ago."""
+def told(
+    spec: PolicySpec, current: int, load: float | None, peak: float | None, *history: int
+) -> str:
+    """explain() of the policy's decision under a flat forecast of ``peak`` (None: no
+    forecast); ``history`` holds recommendations made one minute ago."""
     times = np.array(
         [np.datetime64((NOW + timedelta(minutes=m)).replace(tzinfo=None)) for m in range(-5, 30)]
     )
-    forecast = Forecast(NOW, times, np.full(len(times), peak), 0.9, model_version="m1")
+    forecast = (
+        Forecast(NOW, times, np.full(len(times), peak), 0.9, model_version="m1")
+        if peak is not None
+        else None
+    )
     recent = [Recommendation(NOW - timedelta(minutes=1), count) for count in history]
     decision = decide(spec, NOW, current, load, forecast, recent)
     record = record_from_decision(

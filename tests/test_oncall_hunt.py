@@ -20,6 +20,7 @@ from controller.policy import Forecast, PolicySpec, decide
 from controller.review import review_page, review_route
 from tests import pg_server
 from tests.test_decisions import SCALER, T0, sample, url  # noqa: F401 (a fixture)
+from tests.test_decisions_edges import told
 from tests.test_review import figure
 
 postgres = pg_server.postgres
@@ -77,31 +78,6 @@ SMALL = PolicySpec(
     startup_delay=timedelta(seconds=200),
 )
 """An inference service: a quarter of a request a second per pod, 200 s to start."""
-
-
-def told(spec: PolicySpec, current: int, load: float | None, peak: float | None) -> str:
-    """explain() of the policy's decision under a flat forecast of ``peak`` (None: none)."""
-    times = np.array(
-        [np.datetime64((MINUTE + timedelta(minutes=m)).replace(tzinfo=None)) for m in range(-5, 30)]
-    )
-    forecast = (
-        Forecast(MINUTE, times, np.full(len(times), peak), 0.9, model_version="m1")
-        if peak is not None
-        else None
-    )
-    decision = decide(spec, MINUTE, current, load, forecast)
-    record = record_from_decision(
-        decision,
-        scaler="prod/infer",
-        target="Deployment/infer",
-        mode="Scale",
-        ready_replicas=current,
-        spec=spec,
-        forecast=forecast,
-        hpa_replicas=None,
-        at=MINUTE,
-    )
-    return explain(replace(record, applied=True))
 
 
 def test_the_account_gives_a_small_capacity_and_load_as_they_are() -> None:
