@@ -11,10 +11,10 @@ import uuid
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import typer
-from sqlalchemy.engine import Engine as SQLEngine
 
 from controller.decisions import DecisionLog
 from controller.feed import FeedServer
@@ -232,13 +232,17 @@ class _DeferredDecisionLog(DecisionLog):
         self._opened: DecisionLog | None = None
         self._opening = threading.Lock()  # the review page's thread and the reconciles'
 
-    # Every DecisionLog method works through _engine; read-only here, set by no one.
-    @property
-    def _engine(self) -> SQLEngine:  # type: ignore[override]
+    def __getattr__(self, name: str) -> Any:
+        """What DecisionLog's ``__init__`` sets (``_engine``, the table's ``_columns``...),
+        from the log opened now if it is not yet: every method works through those. Named
+        one by one, the next one added (``_columns``) was an AttributeError in every
+        reconcile, and no scaler scaled."""
+        if name.startswith("__") or name in ("url", "_opened", "_opening"):
+            raise AttributeError(name)  # not set yet (copy, pickle): never a database call
         with self._opening:
             if self._opened is None:
                 self._opened = DecisionLog(self.url)
-            return self._opened._engine
+        return getattr(self._opened, name)
 
     def close(self) -> None:
         if self._opened is not None:
