@@ -220,20 +220,35 @@ def test_an_older_postgresql_log_is_widened_on_open(postgres: pg_server.PgServer
     assert all(getattr(types[name], "length", None) is None for name in types)
 
 
-def test_a_reader_that_may_not_alter_still_reads_an_older_log(
-    postgres: pg_server.PgServer,
-) -> None:
+def older_log_for_role(
+    postgres: pg_server.PgServer, change: str, kind: str, *grants: str
+) -> tuple[str, str]:
+    """A PostgreSQL log with one decision, then ``change``d as an older version left it,
+    and the URLs of its owner and of a new role given only ``grants`` (``{role}`` in them
+    names it)."""
     old = postgres.new_database()
     with DecisionLog(old) as log:
         log.record(sample(0))
     engine = sa.create_engine(old)
-    reader = f"reader_{old.rsplit('/', 1)[1]}"
+    role = f"{kind}_{old.rsplit('/', 1)[1]}"
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN scaler TYPE VARCHAR(253)"))
-        conn.execute(sa.text(f"CREATE ROLE {reader} LOGIN"))
-        conn.execute(sa.text(f"GRANT SELECT ON decisions, schema_version TO {reader}"))
+        conn.execute(sa.text(change))
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        for grant in grants:
+            conn.execute(sa.text(grant.format(role=role)))
     engine.dispose()
-    as_reader = old.replace(f"//{postgres.user}@", f"//{reader}@")
+    return old, old.replace(f"//{postgres.user}@", f"//{role}@")
+
+
+def test_a_reader_that_may_not_alter_still_reads_an_older_log(
+    postgres: pg_server.PgServer,
+) -> None:
+    _, as_reader = older_log_for_role(
+        postgres,
+        "ALTER TABLE decisions ALTER COLUMN scaler TYPE VARCHAR(253)",
+        "reader",
+        "GRANT SELECT ON decisions, schema_version TO {role}",
+    )
     with DecisionLog(as_reader) as log:
         assert [r.current_replicas for r in log.list("prod/portal")] == [10]
 
@@ -440,22 +455,13 @@ def test_a_log_made_before_not_applied_gains_it_on_open(tmp_path: Path) -> None:
 def test_a_writer_that_may_not_alter_an_older_log_writes_without_not_applied(
     postgres: pg_server.PgServer,
 ) -> None:
-    old = postgres.new_database()
-    with DecisionLog(old) as log:
-        log.record(sample(0))
-    engine = sa.create_engine(old)
-    writer = f"writer_{old.rsplit('/', 1)[1]}"
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN not_applied"))
-        conn.execute(sa.text(f"CREATE ROLE {writer} LOGIN"))
-        conn.execute(
-            sa.text(
-                f"GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, schema_version TO {writer}"
-            )
-        )
-        conn.execute(sa.text(f"GRANT USAGE ON SEQUENCE decisions_id_seq TO {writer}"))
-    engine.dispose()
-    as_writer = old.replace(f"//{postgres.user}@", f"//{writer}@")
+    old, as_writer = older_log_for_role(
+        postgres,
+        "ALTER TABLE decisions DROP COLUMN not_applied",
+        "writer",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON decisions, schema_version TO {role}",
+        "GRANT USAGE ON SEQUENCE decisions_id_seq TO {role}",
+    )
     with DecisionLog(as_writer) as log:
         record_id = log.record(sample(1))
         log.mark_not_applied(record_id, "ScaleFailed: could not apply 11 replicas")
