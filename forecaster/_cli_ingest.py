@@ -22,6 +22,7 @@ from forecaster.ingest import (
     freq_alias,
     ingest_logs,
     load_counts,
+    parse_freq,
 )
 from forecaster.logs import (
     CLF_TIME_FORMAT,
@@ -158,8 +159,9 @@ def ingest(
                     since=start,
                     until=end,
                 )
-                series = pd.concat(engine.map(load, files))
-                freq = freq or _common_interval(series)
+                loaded = engine.map(load, files)
+                freq = freq or _common_interval(loaded)
+                series = pd.concat(loaded)
                 report = None
             else:
                 freq = freq or "1min"
@@ -244,19 +246,21 @@ def _check_series_labels(files: list[str]) -> None:
         seen[label] = name
 
 
-def _common_interval(series: pd.DataFrame) -> str:
+def _common_interval(loaded: list[pd.DataFrame]) -> str:
     """The interval shared by the series of several count files, each kept at its own.
 
-    Series at different intervals in one frame would be forecast as if they were alike, so
-    the user is asked to choose one with --freq instead.
+    Each file's interval is told from the whole file (``attrs["freq"]``), not from the rows
+    --since/--until leave: a window of one row has no step to read. Series at different
+    intervals in one frame would be forecast as if they were alike, so the user is asked to
+    choose one with --freq instead.
     """
-    steps = sorted(series.groupby("unique_id")["ds"].diff().dropna().unique())
+    steps = sorted({parse_freq(one.attrs["freq"]) for one in loaded})
     if len(steps) > 1:
-        shown = ", ".join(freq_alias(pd.Timedelta(s).total_seconds()) for s in steps)
+        shown = ", ".join(freq_alias(s) for s in steps)
         raise IngestError(
             f"the count files have different intervals ({shown}); pass --freq to count them on one"
         )
-    return freq_alias(pd.Timedelta(steps[0]).total_seconds())
+    return freq_alias(steps[0])
 
 
 def _choose_format(name: str, pattern: str | None, time_format: str, tz: str) -> LogFormat | None:

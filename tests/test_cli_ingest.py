@@ -198,3 +198,17 @@ def test_pattern_log_report_shows_unplaceable_local_times(tmp_path: Path) -> Non
         result.stderr
     )
     assert pd.read_csv(io.StringIO(result.stdout))["y"].sum() == 2
+
+
+def test_a_window_of_one_row_keeps_the_files_interval(tmp_path: Path) -> None:
+    """``--since`` at the last row left one row per file: the common interval was read from
+    the rows left, and a one-row series has no step (an IndexError traceback)."""
+    five = write_counts(tmp_path / "five.csv", "2026-10-12", 12, "5min")
+    also = write_counts(tmp_path / "also.csv", "2026-10-12", 12, "5min")
+    for files in ([five], [five, also]):
+        result = runner.invoke(
+            app, ["ingest", *map(str, files), "--format", "counts", "--since", "2026-10-12 00:55"]
+        )
+        assert result.exit_code == 0, result.output
+        frame = pd.read_csv(io.StringIO(result.stdout))
+        assert len(frame) == len(files) and "per 5min" in result.stderr, result.stderr
