@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import uuid
@@ -16,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 import typer
 
-from controller.decisions import DecisionLog
+from controller.decisions import DecisionLog, shown_url
 from controller.feed import FeedServer
 from controller.http import ControllerHTTPServer
 from controller.kube import KubeClient, api_client
@@ -155,7 +154,7 @@ def run(
     try:
         decisions = _open_decision_log(decision_log)
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        fail(f"cannot open the decision log {_shown(decision_log)}: {exc}")
+        fail(f"cannot open the decision log {shown_url(decision_log)}: {exc}")
     with engine:
         executor = _model_executor(engine, model_workers)
         reconciler = Reconciler(
@@ -214,7 +213,7 @@ def _open_decision_log(url: str) -> DecisionLog:
         log.warning(
             "decision log %s unavailable at start (%s): scaling goes on without it, and the"
             " decisions made meanwhile are written when it is back",
-            _shown(url),
+            shown_url(url),
             exc.orig if exc.orig is not None else exc,
         )
         return _DeferredDecisionLog(url)
@@ -260,21 +259,6 @@ def _identity() -> str:
     """
     pod = os.environ.get("POD_NAME")
     return pod if pod else f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-
-
-def _shown(url: str) -> str:
-    """``url`` with any password masked: the message goes to logs and terminals.
-
-    A URL SQLAlchemy cannot parse is shown masked too: a typo elsewhere in it
-    (``postgresql+psycopg//u:PASSWORD@db``, a port that is no number) leaves the password
-    in place, and the refusal of that very typo is where it would be printed. libpq also
-    takes the password as a ``?password=`` parameter, which SQLAlchemy shows as it is.
-    """
-    try:
-        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):  # a port that is no number is a ValueError
-        shown = re.sub(r"(//[^/:@]*:)[^/]*@", r"\1***@", url)
-    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
 
 
 MAX_RETENTION = timedelta(days=36_500)

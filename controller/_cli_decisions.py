@@ -16,7 +16,7 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from controller.decisions import DecisionLog, DecisionRecord
+from controller.decisions import DecisionLog, DecisionRecord, shown_url
 from controller.explain import explain, format_number
 from controller.review import count_back, wall_time
 from controller.spec import parse_duration
@@ -137,15 +137,15 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         scaler.count("/") != 1 or scaler.startswith("/") or scaler.endswith("/")
     ):
         fail(f"{scaler!r} is not NAMESPACE/NAME")
-    try:
-        url = make_url(db)
-    except ArgumentError:
-        fail(f"--db {db!r} is not a database URL like {DEFAULT_DB}")
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
     # The URL may carry a password (postgresql+psycopg://oncall:PASSWORD@db/surgecast),
     # and these lines end up in terminals, tickets and CI logs.
-    shown = url.render_as_string(hide_password=True)
+    shown = shown_url(db)
+    try:
+        url = make_url(db)
+    except (ArgumentError, ValueError):  # a port that is no number is a ValueError
+        fail(f"--db {shown!r} is not a database URL like {DEFAULT_DB}")
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
     try:
         log = DecisionLog(db, create=False)
         known = log.scalers()

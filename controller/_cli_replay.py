@@ -11,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from controller._cli_controller import _shown
-from controller.decisions import DecisionLog, DecisionRecord
+from controller.decisions import DecisionLog, DecisionRecord, shown_url
 from controller.replay import POLICIES, ReplaySettings, replay, replay_records
 from controller.report import summary_table, write_report
 from controller.spec import MAX_HISTORY, parse_duration
@@ -161,7 +160,7 @@ def replay_command(
         except typer.Exit:
             raise
         except Exception as exc:  # SQLAlchemy and the drivers raise many kinds; all mean this
-            fail(f"cannot write the decision log {_shown(decision_log)}: {exc}")
+            fail(f"cannot write the decision log {shown_url(decision_log)}: {exc}")
     if html_out is not None:
         try:
             write_report(result, html_out, f"Replay of {series.name}")

@@ -23,6 +23,7 @@ restarted controller does with a decision recorded but not marked applied).
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -586,3 +587,18 @@ def _require_aware(moment: datetime, name: str) -> datetime:
 def _as_utc(moment: datetime) -> datetime:
     """Aware UTC; a naive time is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any password masked: the message goes to logs and terminals.
+
+    A URL SQLAlchemy cannot parse is shown masked too: a typo elsewhere in it
+    (``postgresql+psycopg//u:PASSWORD@db``, a port that is no number) leaves the password
+    in place, and the refusal of that very typo is where it would be printed. libpq also
+    takes the password as a ``?password=`` parameter, which SQLAlchemy shows as it is.
+    """
+    try:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):  # a port that is no number is a ValueError
+        shown = re.sub(r"(//[^/:@]*:)[^/]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)

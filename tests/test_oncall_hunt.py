@@ -392,3 +392,18 @@ def test_a_log_missing_a_column_is_refused_once_and_clearly(url: str) -> None:  
         "the decision log's table lacks the columns ready_replicas: it was not made by "
         "surgecast (schema version 1)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        "postgresql+psycopg://oncall:s3cret@db:notaport/surgecast",
+        "postgresql+psycopg://oncall@127.0.0.1:1/surgecast?password=s3cret",
+    ],
+)
+def test_a_database_url_is_never_shown_with_its_password(db: str) -> None:
+    # A port that is no number made make_url raise ValueError: a traceback whose last line
+    # held the whole URL; a password given as libpq's ?password= was printed as typed.
+    code, out = cli("decisions", "list", "prod/portal", "--db", db)
+    assert code == 2 and out.startswith("error: ") and out.count("\n") == 1, out
+    assert "s3cret" not in out and "***" in out
