@@ -87,12 +87,14 @@ def fold_cutoffs(
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     step = series_freq(frame)
     every = every or horizon
-    points = cutoffs(frame["ds"].max(), step, horizon, folds, every)
-    if points[0] < frame["ds"].min() + step:
+    # Checked in whole steps before any timestamp is made: 10 million folds built 10
+    # million cutoffs first, and a horizon of 10 million hours overflowed pandas' int64.
+    span = (frame["ds"].max() - frame["ds"].min()) // step
+    if horizon + every * (folds - 1) + 1 > span:
         raise ShortHistoryError(
             f"{folds} folds of {horizon} steps every {every} need more history than the series has"
         )
-    return points
+    return cutoffs(frame["ds"].max(), step, horizon, folds, every)
 
 
 def backtest_at(

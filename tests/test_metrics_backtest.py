@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator
 
-from forecaster.backtest import ShortHistoryError, backtest, by_horizon, cutoffs, score
+from forecaster.backtest import (
+    ShortHistoryError,
+    backtest,
+    by_horizon,
+    cutoffs,
+    fold_cutoffs,
+    score,
+)
 from forecaster.metrics import (
     coverage,
     mae,
@@ -150,6 +157,28 @@ def test_score_and_horizon_bins() -> None:
 def test_backtest_needs_enough_history() -> None:
     with pytest.raises(ValueError, match="need more history"):
         backtest(SeasonalNaive(), hourly(days=2), horizon=24, folds=5)
+
+
+@pytest.mark.parametrize(
+    ("horizon", "folds", "every"),
+    [(9_999_999_999_999, 3, None), (24, 10**8, None), (24, 3, 10**17), (24, 2, 455)],
+)
+def test_far_too_many_folds_or_steps_are_short_history_not_an_overflow(
+    horizon: int, folds: int, every: int | None
+) -> None:
+    """A horizon of 10 million hours overflowed pandas' int64 ('Overflow in int64
+    multiplication') and 100 million folds built 100 million cutoffs before finding out."""
+    with pytest.raises(ShortHistoryError, match="need more history"):
+        backtest(SeasonalNaive(), hourly(days=20), horizon=horizon, folds=folds, every=every)
+
+
+def test_folds_that_just_fit_are_kept() -> None:
+    frame = hourly(days=20)  # 480 hours: 479 steps from the first to the last
+    points = fold_cutoffs(frame, horizon=24, folds=2, every=454)  # 24 + 454 + 1 = 479
+    assert points == [
+        frame["ds"].min() + pd.Timedelta(hours=1),
+        frame["ds"].max() - pd.Timedelta(hours=24),
+    ]
 
 
 @pytest.mark.parametrize(
