@@ -429,3 +429,17 @@ class FakeKubeServer:
         made = api_client(host=f"http://127.0.0.1:{self.server.server_address[1]}")
         made.user_agent = agent
         return made
+
+
+def hpa(name: str, kind: str = "Deployment", max_replicas: int = 10) -> dict[str, Any]:
+    """An autoscaling/v2 HPA named ``name`` on the ``apps/v1`` ``kind`` of the same name."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+        },
+    }

@@ -22,7 +22,7 @@ from controller.kube import KubeClient, RetryPolicy
 from controller.metrics import ControllerMetrics
 from controller.prometheus import PrometheusClient
 from controller.reconciler import Reconciler
-from tests.kubefake import FakeKubeServer, Fault
+from tests.kubefake import FakeKubeServer, Fault, hpa
 from tests.prom_server import PromServer, prom  # noqa: F401 (the session fixture)
 
 START = datetime(2026, 3, 4, 22, 0, tzinfo=UTC)  # Thursday 06:00 in Shanghai
@@ -36,16 +36,7 @@ DEPLOYMENT = {
     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "portal"}}},
     "status": {"replicas": 1},
 }
-HPA = {
-    "apiVersion": "autoscaling/v2",
-    "kind": "HorizontalPodAutoscaler",
-    "metadata": {"name": "portal"},
-    "spec": {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "portal"},
-        "minReplicas": 1,
-        "maxReplicas": 20,
-    },
-}
+HPA = hpa("portal", max_replicas=20)
 
 
 def scaler(url: str, mode: str, **spec: Any) -> dict[str, Any]:

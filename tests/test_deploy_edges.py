@@ -22,7 +22,7 @@ import yaml
 
 from controller.kube import KubeClient
 from controller.leader import LeaderElector
-from tests.kubefake import COLLECTION, Call, FakeKubeServer
+from tests.kubefake import COLLECTION, Call, FakeKubeServer, hpa
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 T0 = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
@@ -104,20 +104,7 @@ def every_api_call(server: FakeKubeServer) -> set[str]:
                 "status": {"replicas": 2},
             },
         )
-    state.put(
-        "horizontalpodautoscalers",
-        "prod",
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                "minReplicas": 1,
-                "maxReplicas": 10,
-            },
-        },
-    )
+    state.put("horizontalpodautoscalers", "prod", hpa("web"))
     state.put(
         "pods",
         "prod",

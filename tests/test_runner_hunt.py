@@ -18,7 +18,7 @@ from controller.decisions import DecisionLog
 from controller.kube import KubeClient, KubeError, RetryPolicy
 from controller.leader import LeaderElector
 from tests import pg_server
-from tests.kubefake import FakeKubeServer, Fault
+from tests.kubefake import FakeKubeServer, Fault, hpa
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import api, scaler  # noqa: F401 (fixture)
 from tests.test_controller_runner import fleet, listed  # noqa: F401 (fixture)
@@ -449,20 +449,7 @@ def test_a_target_of_another_api_group_is_not_taken_for_the_apps_kind_of_its_nam
 
 
 def test_an_hpa_on_a_kind_of_the_same_name_in_another_group_is_not_the_targets(server) -> None:
-    server.state.put(
-        "horizontalpodautoscalers",
-        "prod",
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "web"},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web"},
-                "minReplicas": 1,
-                "maxReplicas": 10,
-            },
-        },
-    )
+    server.state.put("horizontalpodautoscalers", "prod", hpa("web", "StatefulSet"))
     kube = kube_client(server)
     kruise = {"apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet", "name": "web"}
     assert kube.find_hpa("prod", kruise) is None
