@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from controller.decisions import DecisionLog, DecisionRecord, shown_url
-from controller.explain import explain, format_number
+from controller.explain import applied_status, explain, format_number
 from controller.review import count_back, wall_time
 from controller.spec import parse_duration
 from forecaster._cli_common import fail, zone_option
@@ -276,7 +276,7 @@ def _table(records: Sequence[DecisionRecord], zone: tzinfo) -> str:
             "load": format_number(r.observed_load),
             "forecast peak": format_number(r.forecast_peak),
             "HPA": "-" if r.hpa_replicas is None else str(r.hpa_replicas),
-            "applied": "yes" if r.applied else ("recorded" if r.mode == "ForecastOnly" else "no"),
+            "applied": applied_status(r),
         }
         for r in records
     ]

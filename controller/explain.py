@@ -49,6 +49,17 @@ def _action(r: DecisionRecord) -> str:
     return done if r.applied else f"would have {done}"
 
 
+def applied_status(r: DecisionRecord) -> str:
+    """The "applied" column of the list and the page: ``yes``, ``recorded only``
+    (ForecastOnly), or ``no`` with the recorded reason (``no (ConflictingHPA)``), so a
+    decision an HPA overrode stands out from one a crash interrupted without opening it."""
+    if r.applied:
+        return "yes"
+    if r.mode == "ForecastOnly":
+        return "recorded only"
+    return f"no ({r.not_applied.partition(':')[0]})" if r.not_applied else "no"
+
+
 def _not_applied(r: DecisionRecord) -> str:
     if r.applied:
         return ""

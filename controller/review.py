@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from controller.decisions import DecisionLog, DecisionRecord
-from controller.explain import explain, format_number
+from controller.explain import applied_status, explain, format_number
 from controller.http import Route
 from controller.spec import parse_duration
 
@@ -594,7 +594,6 @@ def _table(
             if r.replicas != r.current_replicas
             else f"{r.replicas:,}"
         )
-        applied = "yes" if r.applied else ("recorded only" if r.mode == "ForecastOnly" else "no")
         rows.append(
             f'<tr id="{row_id}" data-reason="{html.escape(r.reason)}" '
             f'data-applied="{"yes" if r.applied else "no"}" '
@@ -605,7 +604,7 @@ def _table(
             f'<td class="num">{format_number(r.forecast_peak)}</td>'
             f'<td class="num">{format_number(r.replicas * r.capacity_per_replica)}</td>'
             f'<td class="num">{"-" if r.hpa_replicas is None else f"{r.hpa_replicas:,}"}</td>'
-            f'<td>{applied}</td><td class="explain">{html.escape(sentence)}</td></tr>'
+            f'<td>{applied_status(r)}</td><td class="explain">{html.escape(sentence)}</td></tr>'
         )
     return f"""<table id="{table}" class="decisions"><thead><tr>
 <th>time ({html.escape(str(zone))})</th><th>replicas</th><th>reason</th><th>load ({unit})</th>

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.decisions import DecisionRecord
-from controller.explain import explain
+from controller.explain import applied_status, explain
 
 AT = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
 SCALE_UP = DecisionRecord(
@@ -308,3 +308,22 @@ def test_explain_never_fails_and_names_the_count(record: DecisionRecord, tz: str
     text = explain(record, tz)
     first_clause = text.split(" because ")[0]
     assert f"{record.replicas:,}" in first_clause
+
+
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({"applied": True}, "yes"),
+        ({"applied": False, "mode": "ForecastOnly"}, "recorded only"),
+        ({"applied": False}, "no"),  # the controller stopped between recording and applying
+        (
+            {"applied": False, "not_applied": "ConflictingHPA: HPA portal also scales it"},
+            "no (ConflictingHPA)",
+        ),
+        ({"applied": False, "not_applied": "ScaleFailed: 500 InternalError"}, "no (ScaleFailed)"),
+    ],
+)
+def test_the_applied_column_names_why_a_decision_was_not_applied(changes: dict, shown: str) -> None:
+    """The list and the page said only "no", so a decision an HPA overrode every cycle read
+    as one a crash had interrupted until each row's account was opened."""
+    assert applied_status(replace(SCALE_UP, **changes)) == shown
