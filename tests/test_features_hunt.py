@@ -18,6 +18,7 @@ from forecaster.models.features import (
     rolling_mean,
 )
 from tests.synthetic import poisson_days
+from tests.test_models_sklearn import linear_forecast_after_a_spike
 
 
 def hourly_counts(n: int = 400, seed: int = 0) -> tuple[np.ndarray, pd.DatetimeIndex]:
@@ -182,10 +183,5 @@ def test_no_feature_reads_after_the_origin_with_spikes_about(
 def test_a_corrupt_interval_at_the_origin_does_not_zero_the_linear_forecast() -> None:
     """Read raw as a recent lag (1000 times the load, clipped at 50 times the level), a
     counter reset in the last interval put the linear model's whole next day at 0."""
-    frame = poisson_days(21, seed=1)
-    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))
-    spiked = frame.copy()
-    spiked.loc[spiked.index[-1], "y"] *= 1000
-    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))
-    ratio = forecast["q0.5"] / clean["q0.5"]
+    ratio = linear_forecast_after_a_spike(1)
     assert ratio.between(0.8, 1.25).mean() > 0.8

@@ -148,17 +148,23 @@ def test_a_cold_start_with_a_season_shorter_than_the_interval_repeats_the_last_v
     assert "last value" in fitted.fallback_reason_["new"]
 
 
+def linear_forecast_after_a_spike(back: int) -> pd.Series:
+    """The linear model's next day (median) with the value ``back`` intervals before the
+    end multiplied by 1000 (a counter reset), relative to its forecast without it."""
+    frame = poisson_days(21, seed=1)
+    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))
+    spiked = frame.copy()
+    spiked.loc[spiked.index[-back], "y"] *= 1000
+    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))
+    return forecast["q0.5"] / clean["q0.5"]
+
+
 def test_one_corrupt_interval_in_the_last_day_does_not_scale_the_next_day() -> None:
     """A counter reset of 1000 times the load 200 intervals before the end: the level (the
     mean of the day before the origin) divides every feature and multiplies every forecast
     back, and with it the whole next day came out three times too high. Only the forecasts
     whose seasonal lag reads the spike itself may move."""
-    frame = poisson_days(21, seed=1)
-    clean = LinearForecaster().fit(frame).predict(288, quantiles=(0.5,))
-    spiked = frame.copy()
-    spiked.loc[spiked.index[-200], "y"] *= 1000
-    forecast = LinearForecaster().fit(spiked).predict(288, quantiles=(0.5,))
-    ratio = forecast["q0.5"] / clean["q0.5"]
+    ratio = linear_forecast_after_a_spike(200)
     assert 0.9 < ratio.median() < 1.1
     assert (ratio.between(0.8, 1.25)).mean() > 0.95
 
