@@ -604,7 +604,8 @@ def _table(
             f'<td class="num">{format_number(r.forecast_peak)}</td>'
             f'<td class="num">{format_number(r.replicas * r.capacity_per_replica)}</td>'
             f'<td class="num">{"-" if r.hpa_replicas is None else f"{r.hpa_replicas:,}"}</td>'
-            f'<td>{applied_status(r)}</td><td class="explain">{html.escape(sentence)}</td></tr>'
+            f"<td>{html.escape(applied_status(r))}</td>"
+            f'<td class="explain">{html.escape(sentence)}</td></tr>'
         )
     return f"""<table id="{table}" class="decisions"><thead><tr>
 <th>time ({html.escape(str(zone))})</th><th>replicas</th><th>reason</th><th>load ({unit})</th>
