@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 import typer
@@ -216,36 +214,7 @@ def _open_decision_log(url: str) -> DecisionLog:
             shown_url(url),
             exc.orig if exc.orig is not None else exc,
         )
-        return _DeferredDecisionLog(url)
-
-
-class _DeferredDecisionLog(DecisionLog):
-    """A :class:`DecisionLog` opened (schema created) at its first use that succeeds.
-
-    Until then every use tries to open it and raises the database's error, as a log that
-    went down mid-run does; the reconciler already handles that.
-    """
-
-    def __init__(self, url: str) -> None:  # not DecisionLog's: that connects at once
-        self.url = url
-        self._opened: DecisionLog | None = None
-        self._opening = threading.Lock()  # the review page's thread and the reconciles'
-
-    def __getattr__(self, name: str) -> Any:
-        """What DecisionLog's ``__init__`` sets (``_engine``, the table's ``_columns``...),
-        from the log opened now if it is not yet: every method works through those. Named
-        one by one, the next one added (``_columns``) was an AttributeError in every
-        reconcile, and no scaler scaled."""
-        if name.startswith("__") or name in ("url", "_opened", "_opening"):
-            raise AttributeError(name)  # not set yet (copy, pickle): never a database call
-        with self._opening:
-            if self._opened is None:
-                self._opened = DecisionLog(self.url)
-        return getattr(self._opened, name)
-
-    def close(self) -> None:
-        if self._opened is not None:
-            self._opened.close()
+        return DecisionLog(url, connect=False)
 
 
 def _identity() -> str:

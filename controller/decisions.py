@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -245,22 +246,33 @@ class DecisionLog:
     Each method runs in its own transaction and has committed when it returns.
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, connect: bool = True) -> None:
         """Open (and on first use create) the log at ``url``; see the module docstring.
 
         Readers pass ``create=False``: a database without a decision log then raises
         :class:`LookupError` rather than gaining its tables, so a mistyped database name
         neither reads as "no decisions" nor is written to by a command that only reads.
+
+        With ``connect=False`` nothing is opened yet: the first method called opens the
+        schema, and while the database is down each call raises the database's error (as
+        a log that went down mid-run does) and the next one tries again. The controller
+        opens its log so when the database is down at start: the reconciler rides that
+        outage out as it does one mid-run, where a refusal would crash-loop every replica.
+        A URL that is no database (no driver, no such scheme) is refused here either way.
         """
         self.url = url
+        self._create = create
         self._engine = _engine(url)
-        try:
-            have = _open_schema(self._engine, create)
-        except BaseException:
-            self._engine.dispose()
-            raise
-        self._columns = [c for c in _decisions.columns if c.name in have]
-        """The table's columns that this log has (not an added one it may not add)."""
+        self._columns: tuple[sa.Column[Any], ...] | None = None
+        """The table's columns that this log has (not an added one it may not add); None
+        until the schema is opened."""
+        self._opening = threading.Lock()  # the review page's thread and the reconciles'
+        if connect:
+            try:
+                self._open()
+            except BaseException:
+                self._engine.dispose()
+                raise
 
     def close(self) -> None:
         """Release the connections."""
@@ -282,14 +294,16 @@ class DecisionLog:
             raise ValueError("a record read from the log cannot be recorded again")
         if not recs:
             return []
+        rows = [self._row(rec) for rec in recs]
         insert = _decisions.insert().returning(_decisions.c.id, sort_by_parameter_order=True)
         with self._engine.begin() as conn:
-            result = conn.execute(insert, [self._row(rec) for rec in recs])
+            result = conn.execute(insert, rows)
             return [int(row.id) for row in result]
 
     def mark_applied(self, record_id: int, at: datetime) -> None:
         """Note that decision ``record_id`` took effect at ``at``; the first time counts."""
         _require_aware(at, "at")
+        self._open()
         update = (
             _decisions.update()
             .where(_decisions.c.id == record_id, _decisions.c.applied.is_(False))
@@ -332,7 +346,7 @@ class DecisionLog:
         mark it applied.
         """
         query = (
-            sa.select(*self._columns)
+            sa.select(*self._open())
             .where(_decisions.c.scaler == scaler)
             .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
             .limit(1)
@@ -347,7 +361,7 @@ class DecisionLog:
         """The decision in force at ``when``: the scaler's last one at or before it."""
         _require_aware(when, "when")
         query = (
-            sa.select(*self._columns)
+            sa.select(*self._open())
             .where(_decisions.c.scaler == scaler, _decisions.c.at <= when)
             .order_by(_decisions.c.at.desc(), _decisions.c.id.desc())
             .limit(1)
@@ -358,6 +372,7 @@ class DecisionLog:
 
     def scalers(self) -> list[str]:
         """Every scaler with at least one decision, sorted (for "did you mean" errors)."""
+        self._open()
         query = sa.select(_decisions.c.scaler).distinct().order_by(_decisions.c.scaler)
         with self._engine.connect() as conn:
             return [str(name) for name in conn.execute(query).scalars()]
@@ -367,6 +382,7 @@ class DecisionLog:
     ) -> dict[str, int]:
         """How many decisions each scaler has in ``[since, until)`` (those with none are
         left out), so a page can share its room between scalers before reading them."""
+        self._open()
         query = sa.select(_decisions.c.scaler, sa.func.count()).group_by(_decisions.c.scaler)
         if since is not None:
             query = query.where(_decisions.c.at >= _require_aware(since, "since"))
@@ -378,6 +394,7 @@ class DecisionLog:
     def prune(self, older_than: datetime) -> int:
         """Delete the decisions made before ``older_than`` (retention); how many went."""
         _require_aware(older_than, "older_than")
+        self._open()
         with self._engine.begin() as conn:
             return conn.execute(_decisions.delete().where(_decisions.c.at < older_than)).rowcount
 
@@ -396,7 +413,7 @@ class DecisionLog:
         ignores case and PostgreSQL's does not, so ``scaleup`` found the family on one
         backend and nothing on the other; no two codes differ only in case.
         """
-        query = sa.select(*self._columns)
+        query = sa.select(*self._open())
         if scaler is not None:
             query = query.where(_decisions.c.scaler == scaler)
         if since is not None:
@@ -411,13 +428,22 @@ class DecisionLog:
             rows = conn.execute(query).mappings().all()
         return [_from_row(row) for row in reversed(rows)]
 
+    def _open(self) -> tuple[sa.Column[Any], ...]:
+        """The table's columns this log has, opening the schema first if it is not yet
+        (see ``connect`` in :meth:`__init__`); raises the database's error while it is down."""
+        with self._opening:
+            if self._columns is None:
+                have = _open_schema(self._engine, self._create)
+                self._columns = tuple(c for c in _decisions.columns if c.name in have)
+            return self._columns
+
     def _has(self, column: str) -> bool:
-        return any(c.name == column for c in self._columns)
+        return any(c.name == column for c in self._open())
 
     def _row(self, rec: DecisionRecord) -> dict[str, Any]:
         """:func:`_to_row` with only the columns this log has."""
         row = _to_row(rec)
-        return {c.name: row[c.name] for c in self._columns if c.name in row}
+        return {c.name: row[c.name] for c in self._open() if c.name in row}
 
 
 CONNECT_TIMEOUT = 5
