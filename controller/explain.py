@@ -15,6 +15,7 @@ Pure: the record in, text out, so the account can be tested sentence by sentence
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,26 @@ def explain(record: DecisionRecord, tz: str | None = None) -> str:
     clauses += [_adjustment(record, clamp) for clamp in record.clamps]
     if record.hpa_replicas is not None:
         clauses.append(f"HPA alone would have asked for {record.hpa_replicas:,}")
-    return "; ".join(clauses) + "." + _not_applied(record)
+    return printable("; ".join(clauses) + "." + _not_applied(record))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line and without terminal controls: a line break or tab reads as a
+    space, any other control character as its ``\\x1b`` escape.
+
+    The account quotes words others wrote: an admission webhook's refusal (``ScaleFailed:
+    ... denied the request:`` and a list, one violation a line), an override's name. Printed
+    as they were, their line breaks split the one sentence over lines a log reader or a
+    ``grep`` takes for others, and an escape sequence in them (``ESC[2J``, ``ESC]0;...``)
+    was obeyed by the terminal of whoever ran ``surgecast decisions explain``.
+    """
+    return _CONTROL.sub(
+        lambda m: " " if m[0] in _SPACES else m[0].encode("unicode_escape").decode(), text
+    )
 
 
 def _action(r: DecisionRecord) -> str:
@@ -57,7 +77,7 @@ def applied_status(r: DecisionRecord) -> str:
         return "yes"
     if r.mode == "ForecastOnly":
         return "recorded only"
-    return f"no ({r.not_applied.partition(':')[0]})" if r.not_applied else "no"
+    return f"no ({printable(r.not_applied.partition(':')[0])})" if r.not_applied else "no"
 
 
 def _not_applied(r: DecisionRecord) -> str:

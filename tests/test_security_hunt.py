@@ -5,7 +5,9 @@ the public feed and the controller's HTTP endpoints."""
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
+from controller.explain import applied_status, explain
 from controller.review import review_page
 from tests.test_decisions import T0, sample
 
@@ -19,3 +21,28 @@ def test_review_table_escapes_the_recorded_reason_a_decision_was_not_applied() -
     text = review_page([record.scaler], {record.scaler: [record]}, since=T0)
     assert EVIL not in text
     assert f"<td>no (Conflicting{html.escape(EVIL)})</td>" in text
+
+
+def test_explain_keeps_quoted_words_on_one_line_and_disarms_terminal_escapes() -> None:
+    # A validating webhook's refusal, one violation a line, with an escape sequence in it
+    # (clear the screen, retitle the terminal), and an override named with a colour code.
+    refusal = (
+        'ScaleFailed: could not apply 30 replicas: admission webhook "policy.example.com" '
+        "denied the request:\n- [replicas] above the quota\r\n\x1b[2J\x1b]0;owned\x07- done"
+    )
+    record = sample(
+        0,
+        applied=False,
+        not_applied=refusal,
+        clamps=("ScheduledOverride/launch\x1b[31m\nday",),
+        override="launch\x1b[31m\nday",
+    )
+    text = explain(record)
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\x07" not in text
+    assert "scheduled override launch\\x1b[31m day sets the bounds" in text
+    assert (
+        "denied the request: - [replicas] above the quota  \\x1b[2J\\x1b]0;owned\\x07- done."
+        in text
+    )
+    odd = replace(record, not_applied="Scale\x1b[2JFailed: words")
+    assert applied_status(odd) == "no (Scale\\x1b[2JFailed)"
