@@ -10,11 +10,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import typer
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.util import asbool
 
 from controller.decisions import DecisionLog, DecisionRecord, shown_url
 from controller.explain import applied_status, explain, format_number
@@ -144,8 +146,8 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         url = make_url(db)
     except (ArgumentError, ValueError):  # a port that is no number is a ValueError
         fail(f"--db {shown!r} is not a database URL like {DEFAULT_DB}")
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        fail(f"no decision log at {url.database!r}: set --db or {DB_ENV}")
+    if url.get_backend_name() == "sqlite" and not Path(_sqlite_path(url)).is_file():
+        fail(f"no decision log at {_sqlite_path(url)!r}: set --db or {DB_ENV}")
     try:
         log = DecisionLog(db, create=False)
         known = log.scalers()
@@ -162,6 +164,16 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         log.close()
         fail(f"no decisions of {scaler} in {shown}; {_others(scaler, known)}")
     return log
+
+
+def _sqlite_path(url: URL) -> str:
+    """The file a SQLite URL opens. In the URI form (``sqlite:///file:PATH?mode=ro&uri=true``,
+    how a read-only copy or a file one may not write is opened) it is the URI's path, not
+    the URL's database, ``file:PATH``, which is never a file."""
+    database = url.database or ""
+    if asbool(url.query.get("uri", False)) and database.startswith("file:"):
+        return unquote(urlsplit(database).path)
+    return database
 
 
 MOST_NAMED = 10

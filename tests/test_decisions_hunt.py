@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from controller.cli import app
 from controller.decisions import DecisionLog
 from tests.test_decisions import T0, sample
 
@@ -36,3 +38,25 @@ def test_a_log_opened_later_creates_its_schema_at_the_first_use_that_succeeds(
 def test_a_url_that_is_no_database_is_refused_even_when_opened_later() -> None:
     with pytest.raises(sa.exc.ArgumentError):
         DecisionLog("decisions.db", connect=False)
+
+
+# -- the commands that read it -----------------------------------------------------------
+
+runner = CliRunner()
+
+
+def test_list_reads_a_log_opened_read_only_through_a_sqlite_uri(tmp_path: Path) -> None:
+    # sqlite:///file:PATH?mode=ro&uri=true is how SQLite opens a file read-only; the check
+    # that the file exists looked for a file named "file:PATH" and refused it.
+    path = tmp_path / "decisions.db"
+    with DecisionLog(f"sqlite:///{path}") as log:
+        log.record(sample(0))
+    since = ["--since", "2026-11-20 08:00"]
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    result = runner.invoke(app, ["decisions", "list", "prod/portal", *since, "--db", read_only])
+    assert result.exit_code == 0, result.output
+    assert "ScaleUp/ForecastPeak" in result.stdout
+    typo = f"sqlite:///file:{tmp_path / 'decisons.db'}?mode=ro&uri=true"
+    result = runner.invoke(app, ["decisions", "list", "prod/portal", *since, "--db", typo])
+    assert result.exit_code == 2
+    assert f"no decision log at '{tmp_path / 'decisons.db'}'" in result.output
