@@ -215,7 +215,9 @@ def count_back(now: datetime, back: timedelta, text: str) -> datetime:
 def _check_zone(name: str) -> None:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a region alone (``Europe``) is a directory of the zone database, and a
+        # name too long for a file name is refused by the file system, not by zoneinfo.
         raise ValueError(
             f"{name!r} is not a time zone like Europe/Berlin or Asia/Shanghai"
         ) from None

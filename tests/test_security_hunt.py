@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import html
 from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
 
+import pytest
+
+from controller.decisions import DecisionLog
 from controller.explain import applied_status, explain
-from controller.review import review_page
+from controller.review import review_page, review_route
 from tests.test_decisions import T0, sample
 
 EVIL = '</script><script>alert(1)</script><img src=x onerror="alert(1)">'
@@ -46,3 +51,18 @@ def test_explain_keeps_quoted_words_on_one_line_and_disarms_terminal_escapes() -
     )
     odd = replace(record, not_applied="Scale\x1b[2JFailed: words")
     assert applied_status(odd) == "no (Scale\\x1b[2JFailed)"
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "a" * 300])
+def test_review_route_answers_400_to_a_region_or_an_overlong_zone(
+    tmp_path: Path, zone: str
+) -> None:
+    # ?tz=Europe (a region, no city) is a directory of the zone database and a 300-letter
+    # name too long for a file name: zoneinfo raises OSError for both, which the page took
+    # for a failure of its own (500, and a traceback in the controller's log).
+    with DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}") as log:
+        log.record(sample(0))
+        route = review_route(log, clock=lambda: T0 + timedelta(hours=1))
+        status, kind, body = route(f"/ui?tz={zone}")
+    assert (status, kind) == (400, "text/plain; charset=utf-8")
+    assert body.decode() == f"{zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai\n"
