@@ -109,6 +109,16 @@ def api_client(kubeconfig: str | None = None, host: str | None = None) -> client
     return client.ApiClient(configuration)
 
 
+@dataclass(frozen=True)
+class _Resource:
+    """One kind an API group version serves, as its discovery document lists it."""
+
+    plural: str
+    namespaced: bool
+    scale: bool
+    """Whether it has a scale subresource (``<plural>/scale``)."""
+
+
 @dataclass
 class KubeClient:
     """The controller's only door to the API server; build its client with :func:`api_client`.
@@ -120,6 +130,10 @@ class KubeClient:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    _resources: dict[str, dict[str, _Resource]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    """Discovery's answer per apiVersion: the kinds served there (see :meth:`_scale_plural`)."""
 
     def __post_init__(self) -> None:
         self.custom = client.CustomObjectsApi(self.api_client)
@@ -329,9 +343,14 @@ class KubeClient:
     def _custom_scale_methods(
         self, group: str, version: str, kind: str
     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        # Any other kind with a scale subresource: a custom resource whose plural is the
-        # lower-case kind plus "s" (true of Argo Rollouts and most operators' kinds).
-        plural = kind.lower() + "s"
+        """The scale subresource's read and patch of any other kind, by the plural that API
+        discovery gives for it (a ReplicationController's through the core API)."""
+        plural = self._scale_plural(group, version, kind)
+        if not group:
+            return (
+                self.core.read_namespaced_replication_controller_scale,
+                self.core.patch_namespaced_replication_controller_scale,
+            )
 
         def read(name: str, namespace: str, **kw: Any) -> Any:
             return self.custom.get_namespaced_custom_object_scale(
@@ -344,6 +363,95 @@ class KubeClient:
             )
 
         return read, patch
+
+    def _scale_plural(self, group: str, version: str, kind: str) -> str:
+        """The resource name (plural) under which ``group/version`` serves ``kind``'s scale
+        subresource, found by API discovery as kubectl and the HPA controller find it.
+
+        A CRD chooses its plural freely (``Policy`` is ``policies``, ``Proxy`` ``proxies``),
+        so the kind plus "s" was a guess that sent such targets to a path that does not
+        exist. Discovery is cached per group version, and a kind it did not find there
+        (or found without a scale subresource) is asked for again: a CRD installed, or given
+        a scale subresource, after the controller started is found at the next reconcile.
+        The core group has only ReplicationControllers to scale.
+        """
+        api_version = f"{group}/{version}" if group else version
+        action = f"find the scale subresource of {kind} in {api_version}"
+        found = self._resources.get(api_version, {}).get(kind)
+        if found is None or not found.scale:
+            self._resources[api_version] = self._discover(group, version, kind, action)
+            found = self._resources[api_version].get(kind)
+        scalable = sorted(k for k, r in self._resources[api_version].items() if r.scale)
+        if found is None or (not group and kind != "ReplicationController"):
+            hint = f"; its kinds with one: {', '.join(scalable)}" if scalable else ""
+            raise KubeError(
+                action, 404, "NotFound", f"{api_version} serves no kind {kind} to scale{hint}"
+            )
+        if not found.scale:
+            raise KubeError(
+                action,
+                404,
+                "NotFound",
+                f"{kind} ({found.plural} in {api_version}) has no scale subresource, which"
+                " surgecast reads and writes replicas through, as the HPA does",
+            )
+        if not found.namespaced:
+            raise KubeError(
+                action,
+                404,
+                "NotFound",
+                f"{kind} ({found.plural} in {api_version}) is cluster-scoped: a scale target"
+                " lives in the scaler's namespace",
+            )
+        return found.plural
+
+    def _discover(self, group: str, version: str, kind: str, action: str) -> dict[str, _Resource]:
+        """The kinds ``group/version`` serves, by API discovery (``GET /apis/<group>/<version>``,
+        or ``/api/v1`` for the core group), which every authenticated user may read."""
+        api_version = f"{group}/{version}" if group else version
+        missing = KubeError(
+            action,
+            404,
+            "NotFound",
+            f"the API server does not serve {api_version}: is the CustomResourceDefinition of"
+            f" {kind} installed, with {version} among its served versions?"
+            if group
+            else f"the core group has no version {version}, only v1",
+        )
+        if not group and version != "v1":
+            raise missing
+        try:
+            # Read raw: the client's strict model of the list refuses a server's document
+            # that lacks a field it requires, where only name, kind and namespaced matter.
+            response = cast(
+                urllib3.BaseHTTPResponse,
+                self.call(
+                    f"discover {api_version}",
+                    self.custom.get_api_resources if group else self.core.get_api_resources,
+                    *((group, version) if group else ()),
+                    _preload_content=False,
+                ),
+            )
+        except KubeError as exc:
+            if exc.not_found:
+                raise missing from None
+            raise
+        try:
+            listed = json.loads(response.data).get("resources") or []
+        except (ValueError, AttributeError) as exc:
+            raise KubeError(
+                action, 0, "BadResponse", f"discovery of {api_version}: {exc}"
+            ) from None
+        names = {str(r.get("name", "")) for r in listed if isinstance(r, dict)}
+        return {
+            str(r["kind"]): _Resource(
+                plural=str(r["name"]),
+                namespaced=bool(r.get("namespaced")),
+                scale=f"{r['name']}/scale" in names,
+            )
+            for r in listed
+            if isinstance(r, dict) and r.get("kind") and "/" not in str(r.get("name", "/"))
+        }
 
     # -- HPAFloor mode --------------------------------------------------------------------
 

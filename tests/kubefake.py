@@ -3,7 +3,9 @@
 It keeps objects with resourceVersions and generations (bumped on spec changes only),
 serves the scale subresource of Deployments, Leases with optimistic concurrency (409 on a
 stale resourceVersion), Events, HPAs, Pods, and PredictiveScalers with a status
-subresource; lists (namespaced and cluster-wide, with equality label selectors) and
+subresource; API discovery (``GET /api/v1`` and ``/apis/<group>/<version>``, listing each
+served kind with its plural and subresources); lists (namespaced and cluster-wide, with
+equality label selectors) and
 watches (from a resourceVersion, ``410 Gone`` once it is compacted away); answers with
 real ``Status`` bodies; refuses a body with a NaN or an infinity (400 ``BadRequest``: JSON has
 neither, though Python's json writes them); and injects faults (a status code, optionally with
@@ -32,6 +34,44 @@ COLLECTION = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>scale|status))?$"
 )
+
+
+DISCOVERY = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/?$")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One resource an API group version serves, as discovery lists it."""
+
+    plural: str
+    kind: str
+    scale: bool = False
+    status: bool = False
+    namespaced: bool = True
+
+
+def _builtin_resources() -> dict[str, list[Served]]:
+    """What a plain cluster with surgecast's CRD installed serves, of what the tests touch."""
+    return {
+        "v1": [
+            Served("pods", "Pod", status=True),
+            Served("events", "Event"),
+            Served("replicationcontrollers", "ReplicationController", scale=True, status=True),
+            Served("namespaces", "Namespace", status=True, namespaced=False),
+        ],
+        "apps/v1": [
+            Served("deployments", "Deployment", scale=True, status=True),
+            Served("statefulsets", "StatefulSet", scale=True, status=True),
+            Served("replicasets", "ReplicaSet", scale=True, status=True),
+            Served("daemonsets", "DaemonSet", status=True),
+            Served("controllerrevisions", "ControllerRevision"),
+        ],
+        "autoscaling/v2": [
+            Served("horizontalpodautoscalers", "HorizontalPodAutoscaler", status=True)
+        ],
+        "coordination.k8s.io/v1": [Served("leases", "Lease")],
+        "surgecast.dev/v1alpha1": [Served("predictivescalers", "PredictiveScaler", status=True)],
+    }
 
 
 @dataclass
@@ -78,9 +118,86 @@ class FakeKube:
     """Watches from a resourceVersion below this get ``410 Gone`` (etcd compaction)."""
 
     changed: threading.Condition = field(default_factory=threading.Condition)
+    resources: dict[str, list[Served]] = field(default_factory=_builtin_resources)
+    """What discovery lists, by apiVersion; see :meth:`serve`."""
+
+    def serve(
+        self,
+        api_version: str,
+        plural: str,
+        kind: str,
+        scale: bool = True,
+        namespaced: bool = True,
+    ) -> None:
+        """Serve ``kind`` as ``plural`` in ``api_version`` from now on, as installing (or
+        updating) its CustomResourceDefinition does; by default with a scale subresource."""
+        with self.lock:
+            served = [r for r in self.resources.get(api_version, []) if r.kind != kind]
+            self.resources[api_version] = [
+                *served,
+                Served(plural, kind, scale=scale, status=True, namespaced=namespaced),
+            ]
+
+    def discovery(self, api_version: str) -> dict[str, Any] | None:
+        """The APIResourceList of ``api_version`` (None: not served), as the API server's.
+
+        Subresources are listed as ``<plural>/<sub>``; a scale's kind is autoscaling/v1's
+        Scale, whatever the group of the resource it scales.
+        """
+        served = self.resources.get(api_version)
+        if served is None:
+            return None
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        listed: list[dict[str, Any]] = []
+        for r in served:
+            listed.append(
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": verbs,
+                }
+            )
+            if r.scale:
+                listed.append(
+                    {
+                        "name": f"{r.plural}/scale",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+            if r.status:
+                listed.append(
+                    {
+                        "name": f"{r.plural}/status",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": api_version,
+            "resources": listed,
+        }
 
     def put(self, plural: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store ``obj`` as the API server would on create (uid, resourceVersion, generation)."""
+        """Store ``obj`` as the API server would on create (uid, resourceVersion, generation).
+
+        An object of an apiVersion and kind not served yet is served from now on under
+        ``plural``, as if its CRD had been installed (with a scale subresource when its spec
+        has replicas); :meth:`serve` declares one explicitly."""
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        served = self.resources.get(str(api_version), [])
+        if api_version and kind and not any(r.kind == kind for r in served):
+            self.serve(str(api_version), plural, str(kind), "replicas" in obj.get("spec", {}))
         with self.lock:
             return self._store(plural, namespace, copy.deepcopy(obj), new=True)
 
@@ -207,6 +324,17 @@ class FakeKube:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             return fault.status, status_body(fault.status, "injected fault"), headers
         with self.lock:
+            discovery = DISCOVERY.match(path.split("?")[0])
+            if method == "GET" and discovery:
+                api_version = discovery["core"] or f"{discovery['group']}/{discovery['version']}"
+                listed = self.discovery(api_version)
+                if listed is None:
+                    return (
+                        404,
+                        status_body(404, "the server could not find the requested resource"),
+                        {},
+                    )
+                return 200, listed, {}
             match = COLLECTION.match(path.split("?")[0])
             if not match:
                 return 404, status_body(404, f"no route {path}"), {}

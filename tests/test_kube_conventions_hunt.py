@@ -1,0 +1,121 @@
+"""Kubernetes API conventions a platform engineer expects of the controller's API calls:
+scale targets found by API discovery, Lease times in the API's MicroTime format, Events
+the API server accepts. Each test drives the real client against ``tests/kubefake.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.kube import KubeClient, KubeError
+from tests.kubefake import FakeKubeServer
+
+
+@pytest.fixture()
+def server():
+    with FakeKubeServer() as running:
+        yield running
+
+
+def kube_client(server: FakeKubeServer) -> KubeClient:
+    return KubeClient(server.api_client(), sleep=lambda _: None)
+
+
+def workload(api_version: str, kind: str, replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"replicas": replicas},
+    }
+
+
+def paths(server: FakeKubeServer) -> list[str]:
+    return [c.path for c in server.state.journal]
+
+
+# -- scale targets by API discovery -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural"),
+    [("Policy", "policies"), ("Proxy", "proxies"), ("Cactus", "cacti"), ("Pool", "workerpools")],
+)
+def test_a_custom_target_is_scaled_under_the_plural_its_crd_chose(server, kind, plural) -> None:
+    # kind + "s" made policys, proxys, cactuss and pools: paths that do not exist (404,
+    # TargetNotFound for a workload that is there)
+    server.state.serve("example.com/v1", plural, kind)
+    server.state.put(plural, "prod", workload("example.com/v1", kind))
+    kube = kube_client(server)
+    target = {"apiVersion": "example.com/v1", "kind": kind, "name": "web"}
+    scale = kube.get_scale("prod", target)
+    assert (scale.spec_replicas, scale.selector) == (2, "app=web")
+    assert kube.set_scale("prod", target, 5).spec_replicas == 5
+    assert server.state.get(plural, "prod", "web")["spec"]["replicas"] == 5
+    scale_path = f"/apis/example.com/v1/namespaces/prod/{plural}/web/scale"
+    # discovery once; the second call uses what it learnt
+    assert paths(server) == ["/apis/example.com/v1", scale_path, scale_path]
+
+
+def test_a_crd_installed_after_a_failed_lookup_is_found_without_a_restart(server) -> None:
+    kube = kube_client(server)
+    target = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "web"}
+    with pytest.raises(KubeError) as missing:
+        kube.get_scale("prod", target)
+    assert missing.value.not_found
+    assert "does not serve argoproj.io/v1alpha1" in str(missing.value)
+    assert "CustomResourceDefinition of Rollout installed" in str(missing.value)
+
+    server.state.serve("argoproj.io/v1alpha1", "rollouts", "Rollout")
+    server.state.put("rollouts", "prod", workload("argoproj.io/v1alpha1", "Rollout", 3))
+    assert kube.get_scale("prod", target).spec_replicas == 3
+
+
+def test_a_scale_subresource_added_to_a_crd_later_is_found(server) -> None:
+    server.state.serve("example.com/v1", "widgets", "Widget", scale=False)
+    server.state.put("widgets", "prod", workload("example.com/v1", "Widget"))
+    kube = kube_client(server)
+    target = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "web"}
+    with pytest.raises(KubeError) as refused:
+        kube.get_scale("prod", target)
+    assert refused.value.not_found
+    assert "Widget (widgets in example.com/v1) has no scale subresource" in str(refused.value)
+    assert not server.state.calls(contains="/scale")  # never sent to a path that is not there
+
+    server.state.serve("example.com/v1", "widgets", "Widget", scale=True)
+    assert kube.get_scale("prod", target).spec_replicas == 2
+
+
+def test_a_kind_of_the_apps_group_without_a_scale_subresource_is_named_so(server) -> None:
+    kube = kube_client(server)
+    with pytest.raises(KubeError, match=r"DaemonSet \(daemonsets in apps/v1\) has no scale"):
+        kube.get_scale("prod", {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "web"})
+
+
+def test_a_cluster_scoped_kind_is_no_scale_target(server) -> None:
+    server.state.serve("example.com/v1", "fleets", "Fleet", namespaced=False)
+    kube = kube_client(server)
+    with pytest.raises(KubeError, match="is cluster-scoped"):
+        kube.get_scale("prod", {"apiVersion": "example.com/v1", "kind": "Fleet", "name": "web"})
+
+
+def test_apiversion_v1_is_the_core_group(server) -> None:
+    # "v1" went to /apis//v1/..., a 404 for a Deployment that exists; a ReplicationController
+    # (the core group's one kind with a scale subresource) could not be scaled at all
+    server.state.put("replicationcontrollers", "prod", workload("v1", "ReplicationController"))
+    kube = kube_client(server)
+    target = {"apiVersion": "v1", "kind": "ReplicationController", "name": "web"}
+    assert kube.get_scale("prod", target).spec_replicas == 2
+    kube.set_scale("prod", target, 4)
+    assert server.state.get("replicationcontrollers", "prod", "web")["spec"]["replicas"] == 4
+    assert server.state.calls("PATCH") and all(
+        c.path == "/api/v1/namespaces/prod/replicationcontrollers/web/scale"
+        for c in server.state.calls("PATCH")
+    )
+    with pytest.raises(KubeError) as wrong:
+        kube.get_scale("prod", {"apiVersion": "v1", "kind": "Deployment", "name": "web"})
+    assert wrong.value.not_found
+    assert "v1 serves no kind Deployment to scale" in str(wrong.value)
+    assert "ReplicationController" in str(wrong.value)
