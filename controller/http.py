@@ -119,12 +119,21 @@ class RouteServer(ThreadedServer):
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                self._answer(with_body=True)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                # RFC 9110 asks every server for HEAD as well as GET; uptime checkers and
+                # `curl -I` send it, and got 501 Unsupported method from every endpoint.
+                self._answer(with_body=False)
+
+            def _answer(self, with_body: bool) -> None:
                 status, content_type, body = _answer(routes, self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if with_body:
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return None  # probes every few seconds would drown the JSON logs

@@ -5,14 +5,17 @@ the public feed and the controller's HTTP endpoints."""
 from __future__ import annotations
 
 import html
+import http.client
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from controller.decisions import DecisionLog
 from controller.explain import applied_status, explain
+from controller.http import ControllerHTTPServer
 from controller.review import review_page, review_route
 from tests.test_decisions import T0, sample
 
@@ -66,3 +69,21 @@ def test_review_route_answers_400_to_a_region_or_an_overlong_zone(
         status, kind, body = route(f"/ui?tz={zone}")
     assert (status, kind) == (400, "text/plain; charset=utf-8")
     assert body.decode() == f"{zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai\n"
+
+
+def test_controller_endpoints_answer_head_as_get_without_a_body() -> None:
+    # RFC 9110: a server supports HEAD wherever it supports GET. Uptime checkers and
+    # `curl -I` send it; every endpoint answered 501 Unsupported method.
+    server = ControllerHTTPServer(
+        CollectorRegistry(), lambda: (True, "ok"), lambda: (False, "not leading"), "127.0.0.1", 0
+    ).start()
+    try:
+        for path, status, length in (("/healthz", 200, 3), ("/readyz", 503, 12), ("/x", 404, 10)):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            connection.request("HEAD", path)
+            response = connection.getresponse()
+            assert (response.status, response.getheader("Content-Length")) == (status, str(length))
+            assert response.read() == b""
+            connection.close()
+    finally:
+        server.stop()
