@@ -90,6 +90,24 @@ class ScaleTarget:
     shows only the Events whose ``involvedObject.uid`` is the object's."""
 
 
+class _ApiClient(client.ApiClient):
+    """The ``kubernetes`` client, writing times in the form the API server reads.
+
+    The client writes a time with ``isoformat()``, which leaves out the fraction when the
+    microseconds are 0, and it turns every body into its model first, so even a Lease
+    stamped ``...T09:41:00.000000+00:00`` went out as ``...T09:41:00+00:00``. The API
+    server reads a Lease's ``acquireTime`` and ``renewTime`` (MicroTime) only with exactly
+    six digits of fraction and refused that write with 400: a leader whose acquireTime
+    fell on a whole second could renew no more and lost the lease. Six digits always are
+    also a valid RFC 3339 time, for every other time field.
+    """
+
+    def sanitize_for_serialization(self, obj: Any) -> Any:
+        if isinstance(obj, datetime):
+            return obj.isoformat(timespec="microseconds")
+        return super().sanitize_for_serialization(obj)
+
+
 def api_client(kubeconfig: str | None = None, host: str | None = None) -> client.ApiClient:
     """An ApiClient from a kubeconfig, the in-cluster service account, or a plain ``host``.
 
@@ -106,7 +124,7 @@ def api_client(kubeconfig: str | None = None, host: str | None = None) -> client
     else:
         config.load_incluster_config(client_configuration=configuration)
     configuration.retries = False
-    return client.ApiClient(configuration)
+    return _ApiClient(configuration)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,10 @@
 
 It keeps objects with resourceVersions and generations (bumped on spec changes only),
 serves the scale subresource of Deployments, Leases with optimistic concurrency (409 on a
-stale resourceVersion), Events, HPAs, Pods, and PredictiveScalers with a status
-subresource; API discovery (``GET /api/v1`` and ``/apis/<group>/<version>``, listing each
-served kind with its plural and subresources); lists (namespaced and cluster-wide, with
-equality label selectors) and
-watches (from a resourceVersion, ``410 Gone`` once it is compacted away); answers with
+stale resourceVersion; 400 for a time not in MicroTime's form), Events, HPAs, Pods, and
+PredictiveScalers with a status subresource; API discovery (``GET /api/v1`` and
+``/apis/<group>/<version>``, listing each served kind with its plural and subresources);
+lists (namespaced and cluster-wide, with equality label selectors) and watches (from a resourceVersion, ``410 Gone`` once it is compacted away); answers with
 real ``Status`` bodies; refuses a body with a NaN or an infinity (400 ``BadRequest``: JSON has
 neither, though Python's json writes them); and injects faults (a status code, optionally with
 ``Retry-After``, for the next N matching requests). Every request is journalled with the
@@ -343,6 +342,9 @@ class FakeKube:
             if method == "GET" and name is None:
                 return 200, self._list(plural, ns, query), {}
             key = (plural, ns, name or "")
+            undecodable = _undecodable(plural, body)
+            if method in ("POST", "PUT", "PATCH") and undecodable:
+                return 400, status_body(400, undecodable, "BadRequest"), {}
             if method == "POST":
                 if (plural, ns, body["metadata"]["name"]) in self.objects:
                     return (
@@ -411,6 +413,27 @@ def _invalid(plural: str, obj: dict[str, Any]) -> str | None:
     low = obj.get("spec", {}).get("minReplicas")
     if plural == "horizontalpodautoscalers" and low is not None and low < 1:
         return f"spec.minReplicas: Invalid value: {low}: must be greater than or equal to 1"
+    return None
+
+
+MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(?:Z|[+-]\d\d:\d\d)$")
+"""Go's RFC3339Micro, the only form the API server reads a MicroTime in: exactly six digits
+of fraction (Python's ``isoformat()`` writes none when the microseconds are 0)."""
+
+
+def _undecodable(plural: str, body: Any) -> str | None:
+    """Why the API server cannot decode ``body`` as a ``plural`` object, of the little the
+    fake checks: a Lease's ``acquireTime`` or ``renewTime`` (MicroTime) in another form."""
+    spec = (body or {}).get("spec") if isinstance(body, dict) else None
+    if plural != "leases" or not isinstance(spec, dict):
+        return None
+    for field_name in ("acquireTime", "renewTime"):
+        value = spec.get(field_name)
+        if value is not None and not MICRO_TIME.match(str(value)):
+            return (
+                f'Lease in version "v1" cannot be handled as a Lease: parsing time "{value}"'
+                ' as "2006-01-02T15:04:05.000000Z07:00": cannot parse as ".000000"'
+            )
     return None
 
 

@@ -4,12 +4,16 @@ the API server accepts. Each test drives the real client against ``tests/kubefak
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from controller.kube import KubeClient, KubeError
+from controller.leader import LeaderElector
 from tests.kubefake import FakeKubeServer
+
+T0 = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
 
 
 @pytest.fixture()
@@ -119,3 +123,24 @@ def test_apiversion_v1_is_the_core_group(server) -> None:
     assert wrong.value.not_found
     assert "v1 serves no kind Deployment to scale" in str(wrong.value)
     assert "ReplicationController" in str(wrong.value)
+
+
+# -- Leases -----------------------------------------------------------------------------------
+
+
+def test_a_lease_stamped_on_a_whole_second_is_written_and_renewed(server) -> None:
+    # The client wrote 09:41:00.000000 as 09:41:00+00:00, which the API server does not read
+    # as a MicroTime (400): acquired on a whole second, a leader could not renew.
+    clock = iter(range(100))
+    elector = LeaderElector(
+        kube_client(server), "ns", "lease", "a", monotonic=lambda: float(next(clock))
+    )
+    assert elector.tick(T0)
+    assert elector.tick(T0 + timedelta(seconds=2))
+    assert elector.error is None
+    spec = server.state.get("leases", "ns", "lease")["spec"]
+    assert spec["acquireTime"] == "2026-11-20T09:41:00.000000+00:00"
+    assert spec["renewTime"] == "2026-11-20T09:41:02.000000+00:00"
+    assert [c.status for c in server.state.journal] == [404, 201, 200, 200]
+    elector.release(T0 + timedelta(seconds=3))
+    assert server.state.get("leases", "ns", "lease")["spec"].get("holderIdentity") is None
