@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -182,6 +183,13 @@ def review_route(
     and ``since=DURATION`` (``6h``, ``2d``), in place of these defaults.
     """
 
+    # One page at a time. DEFAULT_LIMIT bounds what one page takes while it renders (about
+    # 100 MB at the cap), but the server gives every request a thread of its own, and
+    # reloads and tabs during an incident rendered side by side (ten took 500 MB more,
+    # towards the controller's 1 GiB limit). Rendering holds the GIL, so side by side was
+    # no faster: a request now waits for the one before it, and memory stays one page's.
+    rendering = threading.Lock()
+
     def route(target: str) -> tuple[int, str, bytes]:
         query = parse_qs(urlsplit(target).query)
         chosen = query.get("scaler", [scaler])[-1] or None
@@ -196,7 +204,8 @@ def review_route(
                 _check_zone(zone)
         except ValueError as exc:
             return 400, "text/plain; charset=utf-8", f"{exc}\n".encode()
-        page = render_review(log, since=start, until=until, scaler=chosen, tz=zone)
+        with rendering:
+            page = render_review(log, since=start, until=until, scaler=chosen, tz=zone)
         return 200, "text/html; charset=utf-8", page.encode()
 
     return route

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import html
 import http.client
+import threading
+import time
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,43 @@ def test_controller_endpoints_answer_head_as_get_without_a_body() -> None:
             connection.close()
     finally:
         server.stop()
+
+
+class _Watched(DecisionLog):
+    """A log that notes how many pages read it at once (each page counts first)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.lock = threading.Lock()
+        self.reading = self.most = 0
+
+    def counts(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, int]:
+        with self.lock:
+            self.reading += 1
+            self.most = max(self.most, self.reading)
+        time.sleep(0.2)  # a page being rendered
+        try:
+            return super().counts(since, until)
+        finally:
+            with self.lock:
+                self.reading -= 1
+
+
+def test_review_route_renders_one_page_at_a_time(tmp_path: Path) -> None:
+    # Each request has a thread of its own; pages rendered side by side each took their
+    # memory (ten at the cap: 500 MB more), which the per-page cap was there to bound.
+    with _Watched(f"sqlite:///{tmp_path / 'decisions.db'}") as log:
+        log.record(sample(0))
+        route = review_route(log, clock=lambda: T0 + timedelta(hours=1))
+        answers: list[int] = []
+        readers = [
+            threading.Thread(target=lambda: answers.append(route("/ui")[0])) for _ in range(4)
+        ]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+    assert answers == [200] * 4
+    assert log.most == 1
