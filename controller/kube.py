@@ -28,6 +28,8 @@ PLURAL = "predictivescalers"
 KIND = "PredictiveScaler"
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "surgecast-controller"
+MAX_NAME = 253
+"""The longest object name the API server takes (a DNS subdomain)."""
 
 T = TypeVar("T")
 
@@ -576,8 +578,11 @@ class KubeClient:
         """
         meta = involved["metadata"]
         # Unique like the API server's own names: the time, then random bits, so two Events
-        # in the same instant (about the scaler and about its target) never collide.
-        name = f"{meta['name']}.{int(now.timestamp() * 1e6):x}{uuid.uuid4().hex[:8]}"
+        # in the same instant (about the scaler and about its target) never collide. A name
+        # is at most 253 characters, as the object's may be: its end makes room for them
+        # (and a name cut after a "." or "-" would not be a DNS subdomain).
+        unique = f".{int(now.timestamp() * 1e6):x}{uuid.uuid4().hex[:8]}"
+        name = meta["name"][: MAX_NAME - len(unique)].rstrip(".-") + unique
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -346,6 +346,13 @@ class FakeKube:
             if method in ("POST", "PUT", "PATCH") and undecodable:
                 return 400, status_body(400, undecodable, "BadRequest"), {}
             if method == "POST":
+                if len(body["metadata"]["name"]) > 253:
+                    message = f"metadata.name: Invalid value: {body['metadata']['name']!r}:"
+                    return (
+                        422,
+                        status_body(422, f"{message} must be no more than 253 characters"),
+                        {},
+                    )
                 if (plural, ns, body["metadata"]["name"]) in self.objects:
                     return (
                         409,

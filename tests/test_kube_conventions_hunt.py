@@ -4,6 +4,7 @@ the API server accepts. Each test drives the real client against ``tests/kubefak
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -144,3 +145,29 @@ def test_a_lease_stamped_on_a_whole_second_is_written_and_renewed(server) -> Non
     assert [c.status for c in server.state.journal] == [404, 201, 200, 200]
     elector.release(T0 + timedelta(seconds=3))
     assert server.state.get("leases", "ns", "lease")["spec"].get("holderIdentity") is None
+
+
+# -- Events -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a" * 253, "a" * 235 + "-" + "b" * 17, "web.v2." + "c" * 240])
+def test_an_event_about_an_object_with_a_long_name_is_accepted(server, name) -> None:
+    # name + ".<time><random>" passed 253 characters for an object named with more than
+    # 232: the API server refused the Event (422), so kubectl describe showed nothing
+    kube = kube_client(server)
+    involved = {
+        "apiVersion": "surgecast.dev/v1alpha1",
+        "kind": "PredictiveScaler",
+        "metadata": {"name": name, "namespace": "prod", "uid": "u-1"},
+    }
+    kube.emit_event(involved, "Normal", "Scaled", "2 → 3 replicas", T0)
+    kube.emit_event(involved, "Normal", "Scaled", "3 → 4 replicas", T0)
+    events = [obj for (plural, _, _), obj in server.state.objects.items() if plural == "events"]
+    assert len(events) == 2
+    for event in events:
+        event_name = event["metadata"]["name"]
+        assert len(event_name) <= 253
+        assert re.fullmatch(
+            r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", event_name
+        )
+        assert event["involvedObject"]["name"] == name
