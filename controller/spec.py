@@ -48,6 +48,12 @@ shared cache, a row in every model job's copy and a sample for every candidate m
 1.2 million points (28 days at 2 s) one seasonal model took 1.5 minutes of CPU and 600 MB,
 and 28 days at 1 s is 2.4 million points, 242 requests to fill, for every retrain."""
 MAX_OUTLOOK_DAYS = 14
+_API_VERSION = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*"
+    r"/[a-z](?:[-a-z0-9]*[a-z0-9])?|v1)$"
+)
+"""An apiVersion: a group (a DNS subdomain) and a version (a DNS label), or the core
+group's only version, v1."""
 MIN_SYNC = timedelta(seconds=1)
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 """Cron's weekday numbers: Sunday is 0 (and 7), as in crontab(5) and Kubernetes CronJobs."""
@@ -186,6 +192,14 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     api_version = reader.string("scaleTargetRef.apiVersion", "")
     if "" in (kind, target_name):
         problems.append("spec.scaleTargetRef: needs kind and name")
+    if api_version and not _API_VERSION.match(api_version):
+        # Split at its last "/", "apps/v1/" was group "apps/v1" of version "" and "apps"
+        # version "apps" of the core group: requests to paths that do not exist, each
+        # reported as a target not found.
+        problems.append(
+            f"spec.scaleTargetRef.apiVersion: {api_version!r} is not a group/version such as"
+            " apps/v1 or argoproj.io/v1alpha1 (or v1, the core group)"
+        )
     min_replicas = reader.integer("minReplicas", 1, minimum=0)
     max_replicas = reader.integer("maxReplicas", None, minimum=1)
     if min_replicas is not None and max_replicas is not None and min_replicas > max_replicas:

@@ -12,6 +12,7 @@ import pytest
 
 from controller.kube import KubeClient, KubeError
 from controller.leader import LeaderElector
+from controller.spec import SpecError, parse_scaler
 from tests.kubefake import FakeKubeServer
 
 T0 = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
@@ -171,3 +172,44 @@ def test_an_event_about_an_object_with_a_long_name_is_accepted(server, name) -> 
             r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", event_name
         )
         assert event["involvedObject"]["name"] == name
+
+
+# -- scaleTargetRef.apiVersion ----------------------------------------------------------------
+
+
+def scaler_with_target(target: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "prod", "name": "web", "uid": "u-1", "generation": 1},
+        "spec": {
+            "scaleTargetRef": target,
+            "maxReplicas": 5,
+            "metric": {"prometheusUrl": "http://prom:9090", "query": "sum(rate(x[1m]))"},
+            "capacityPerReplica": 50,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "api_version", ["apps", "apps/v1/", "/v1", "Apps/V1", "apps/v1/extra", "v2", "apps/1"]
+)
+def test_an_apiversion_that_names_no_group_version_is_a_spec_problem(api_version) -> None:
+    # "apps/v1/" was read as group "apps/v1" of version "", "apps" as version "apps" of the
+    # core group: paths that do not exist, reported as a target not found
+    target = {"apiVersion": api_version, "kind": "Deployment", "name": "web"}
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler_with_target(target))
+    assert caught.value.problems == [
+        f"spec.scaleTargetRef.apiVersion: {api_version!r} is not a group/version such as"
+        " apps/v1 or argoproj.io/v1alpha1 (or v1, the core group)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "api_version",
+    ["apps/v1", "v1", "argoproj.io/v1alpha1", "apps.kruise.io/v1beta1", "x.io/stable"],
+)
+def test_every_form_of_apiversion_kubernetes_takes_is_read(api_version) -> None:
+    target = {"apiVersion": api_version, "kind": "Deployment", "name": "web"}
+    assert parse_scaler(scaler_with_target(target)).target["apiVersion"] == api_version
+    no_version = parse_scaler(scaler_with_target({"kind": "Deployment", "name": "web"}))
+    assert no_version.target == {"kind": "Deployment", "name": "web"}  # apps/v1, the default
