@@ -3,15 +3,20 @@ retention, and the commands that read it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from controller import decisions
 from controller.cli import app
 from controller.decisions import DecisionLog
-from tests.test_decisions import T0, sample
+from tests import pg_server
+from tests.test_decisions import T0, sample, url  # noqa: F401 (a fixture)
+
+postgres = pg_server.postgres
 
 # -- a log opened at its first use -------------------------------------------------------
 
@@ -60,3 +65,52 @@ def test_list_reads_a_log_opened_read_only_through_a_sqlite_uri(tmp_path: Path) 
     result = runner.invoke(app, ["decisions", "list", "prod/portal", *since, "--db", typo])
     assert result.exit_code == 2
     assert f"no decision log at '{tmp_path / 'decisons.db'}'" in result.output
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+def test_an_older_log_gains_the_time_index_when_a_writer_opens_it(url: str) -> None:  # noqa: F811
+    # Without an index on the time alone, every hourly prune read the whole table.
+    with DecisionLog(url) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as the surgecast before the index left it
+        conn.execute(sa.text("DROP INDEX ix_decisions_at"))
+
+    def indexes() -> set[str]:
+        with engine.connect() as conn:
+            return {index["name"] for index in sa.inspect(conn).get_indexes("decisions")}
+
+    with DecisionLog(url, create=False) as log:  # a reader builds nothing
+        assert [r.current_replicas for r in log.list()] == [10]
+    assert "ix_decisions_at" not in indexes()
+    with DecisionLog(url) as log:
+        assert log.prune(T0 + timedelta(minutes=1)) == 1
+    assert {"ix_decisions_at", "ix_decisions_scaler_at"} <= indexes()
+    engine.dispose()
+
+
+def test_prune_deletes_a_long_backlog_in_short_transactions(
+    url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One DELETE of everything held SQLite's write lock throughout, and grew the WAL file
+    # by the size of all that was deleted.
+    monkeypatch.setattr(decisions, "PRUNE_BATCH", 4)
+    with DecisionLog(url) as log:
+        log.record_many([sample(n) for n in range(11)])
+        deleted: list[int] = []
+        sa.event.listen(
+            log._engine,
+            "after_cursor_execute",
+            lambda conn, cursor, statement, *rest: (
+                deleted.append(cursor.rowcount) if statement.startswith("DELETE") else None
+            ),
+        )
+        assert log.prune(T0 + timedelta(minutes=10)) == 10
+        assert deleted == [4, 4, 2]
+        assert [r.current_replicas for r in log.list()] == [20]
+        deleted.clear()
+        assert log.prune(T0 + timedelta(minutes=10)) == 0
+        assert deleted == [0]
