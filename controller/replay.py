@@ -255,7 +255,7 @@ def _simulate(
         ready = fleet.ready(n)
         load = loads[n]
         capacity = ready * settings.capacity_per_replica
-        unserved = max(0.0, load - capacity) if np.isfinite(load) else np.nan
+        unserved = _unserved(load, ready, settings.capacity_per_replica)
         rows.append(
             {
                 "ds": now,
@@ -270,6 +270,21 @@ def _simulate(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _unserved(load: float, ready: int, capacity_per_replica: float) -> float:
+    """Requests the ready pods could not serve; NaN when the load is unknown.
+
+    Nothing is unserved while the ready pods are as many as :func:`needed_replicas` asks
+    for: a load a rounding error above their capacity (40.00000000001 requests on two
+    20-request pods, as a ``rate()`` often reads) counted a minute over capacity, even
+    for the oracle, whose pods are exactly the ones needed.
+    """
+    if not np.isfinite(load):
+        return np.nan
+    if needed_replicas(load, capacity_per_replica) <= ready:
+        return 0.0
+    return load - ready * capacity_per_replica
 
 
 def _run_hpa(
