@@ -442,6 +442,7 @@ def test_a_target_of_another_api_group_is_not_taken_for_the_apps_kind_of_its_nam
         kube.get_scale("prod", deployment)
     paths = [c.path for c in server.state.journal]
     assert paths == [
+        "/apis/apps.kruise.io/v1beta1",  # discovery: the kind's plural
         "/apis/apps.kruise.io/v1beta1/namespaces/prod/statefulsets/web/scale",
         "/apis/apps.kruise.io/v1beta1/namespaces/prod/statefulsets/web/scale",
         "/apis/apps/v1/namespaces/prod/deployments/web/scale",
