@@ -526,7 +526,13 @@ def _open_schema(engine: Engine, create: bool) -> set[str]:
 def _create_schema(conn: Connection, create: bool) -> set[str]:
     """Create the tables if missing, add the :data:`ADDED_COLUMNS` an older log lacks (and,
     when ``create``, its missing indexes), and check the stored schema version; the names
-    of the table's columns."""
+    of the table's columns.
+
+    The version is checked first: a log of another version is left as it is, and a newer
+    surgecast's table (a column renamed, say) is refused for its version rather than as a
+    table "not made by surgecast"."""
+    if sa.inspect(conn).has_table(_schema_version.name):
+        _check_version(conn.execute(sa.select(_schema_version.c.version)).scalar())
     _metadata.create_all(conn)
     _widen_names(conn)
     _add_columns(conn)
@@ -546,15 +552,24 @@ def _create_schema(conn: Connection, create: bool) -> set[str]:
             f"the decision log's table lacks the columns {', '.join(missing)}: it was not "
             f"made by surgecast (schema version {SCHEMA_VERSION})"
         )
-    found = conn.execute(sa.select(_schema_version.c.version)).scalar()
-    if found is None:
+    if conn.execute(sa.select(_schema_version.c.version)).scalar() is None:
         conn.execute(_schema_version.insert().values(version=SCHEMA_VERSION))
-    elif found != SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the decision log has schema version {found}; this surgecast reads version "
-            f"{SCHEMA_VERSION}"
-        )
     return have
+
+
+def _check_version(found: int | None) -> None:
+    """Refuse a log of another schema version (None: none stored yet, a new log)."""
+    if found is None or found == SCHEMA_VERSION:
+        return
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the decision log has schema version {found}, from a newer surgecast; this one "
+            f"reads version {SCHEMA_VERSION}: upgrade it to use the log"
+        )
+    raise RuntimeError(
+        f"the decision log has schema version {found}; this surgecast reads version "
+        f"{SCHEMA_VERSION}"
+    )
 
 
 def _add_columns(conn: Connection) -> None:

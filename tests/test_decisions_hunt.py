@@ -114,3 +114,33 @@ def test_prune_deletes_a_long_backlog_in_short_transactions(
         deleted.clear()
         assert log.prune(T0 + timedelta(minutes=10)) == 0
         assert deleted == [0]
+
+
+# -- logs of other versions -----------------------------------------------------------------
+
+
+def test_a_log_of_a_newer_version_is_refused_for_its_version_and_left_alone(
+    url: str,  # noqa: F811
+) -> None:
+    # The column check ran first: a newer surgecast's table (a column renamed) was "not made
+    # by surgecast"; and the indexes and columns this version knows were added (on SQLite,
+    # committed) to a log it then refused.
+    with DecisionLog(url) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE schema_version SET version = 2"))
+        conn.execute(sa.text("ALTER TABLE decisions RENAME COLUMN hpa_replicas TO hpa_alone"))
+        conn.execute(sa.text("DROP INDEX ix_decisions_at"))
+    for create in (True, False):
+        with pytest.raises(RuntimeError) as refused:
+            DecisionLog(url, create=create)
+        assert str(refused.value) == (
+            "the decision log has schema version 2, from a newer surgecast; this one reads "
+            "version 1: upgrade it to use the log"
+        )
+    with engine.connect() as conn:
+        assert [i["name"] for i in sa.inspect(conn).get_indexes("decisions")] == [
+            "ix_decisions_scaler_at"
+        ]
+    engine.dispose()
