@@ -8,13 +8,15 @@ review page, :func:`controller.review.review_route`) are added to its ``routes``
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -24,11 +26,53 @@ Route = Callable[[str], tuple[int, str, bytes]]
 """A handler: the request path with query in, (status, content type, body) out."""
 
 REQUEST_TIMEOUT = 10.0
-"""Seconds a connection may sit without sending or taking a byte before it is closed.
+"""Seconds a connection may sit without sending or taking a byte before it is closed, and
+the most it may take to send its request line and headers.
 
 The standard library waits forever, and each connection holds a thread: a few thousand
 clients that connect and stay silent (on the public feed port, anyone) would exhaust the
-process's threads, and the controller's own jobs could then not start one."""
+process's threads, and the controller's own jobs could then not start one. A wait for
+each byte alone is not enough: a client sending its headers a byte every few seconds
+(slowloris) held its thread for as long as it liked."""
+
+
+class _HeadReader(io.RawIOBase):
+    """A connection's reading side that waits for bytes only until ``deadline``
+    (``time.monotonic``), however they trickle in; then ``TimeoutError``, which the
+    standard library's handler answers by closing the connection."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        self._connection = connection
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request head took too long")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
+class _HeadInTime(BaseHTTPRequestHandler):
+    """A handler whose request line and headers must all arrive within ``timeout``
+    seconds of the connection (see :data:`REQUEST_TIMEOUT`)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the socket stays open: this is only the standard reader
+        deadline = time.monotonic() + (self.timeout or REQUEST_TIMEOUT)
+        self.rfile = io.BufferedReader(_HeadReader(self.connection, deadline))
+
+    def parse_request(self) -> bool:
+        try:
+            return super().parse_request()
+        finally:
+            # The answer is written at the usual pace: a 20 MB review page to a slow
+            # reader must not meet what is left of the head's deadline.
+            self.connection.settimeout(self.timeout)
 
 
 class _Server(ThreadingHTTPServer):
@@ -73,7 +117,8 @@ class ThreadedServer:
     """A stdlib HTTP server run in a daemon thread: the lifecycle the controller's servers
     share. ``port=0`` picks a free port (see :attr:`port`); host ``0.0.0.0`` listens on
     every IPv4 and IPv6 address (see :func:`_listen`); a connection idle for
-    ``request_timeout`` seconds is closed (:data:`REQUEST_TIMEOUT`)."""
+    ``request_timeout`` seconds, or still sending its request head after that long, is
+    closed (:data:`REQUEST_TIMEOUT`)."""
 
     def __init__(
         self,
@@ -83,7 +128,7 @@ class ThreadedServer:
         name: str,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        timed = type(handler.__name__, (handler,), {"timeout": request_timeout})
+        timed = type(handler.__name__, (_HeadInTime, handler), {"timeout": request_timeout})
         self.server = _listen(host, port, timed)
         self._thread = threading.Thread(target=self.server.serve_forever, name=name, daemon=True)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import html
 import http.client
+import socket
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from controller.decisions import DecisionLog
 from controller.explain import applied_status, explain
-from controller.http import ControllerHTTPServer
+from controller.feed import FeedServer
+from controller.http import ControllerHTTPServer, ThreadedServer
 from controller.review import review_page, review_route
 from tests.test_decisions import T0, sample
 
@@ -129,3 +132,47 @@ def test_review_route_renders_one_page_at_a_time(tmp_path: Path) -> None:
             reader.join()
     assert answers == [200] * 4
     assert log.most == 1
+
+
+def _dripped_until_closed(port: int, seconds: float) -> float | None:
+    """Send a request head a byte every 0.1 s; when the server closed the connection
+    (seconds after connecting), or None if it was still open after ``seconds``."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 1000
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=0.1) as sock:
+        for byte in head:
+            if time.monotonic() - start > seconds:
+                return None
+            try:
+                sock.sendall(bytes([byte]))
+                if sock.recv(1024) == b"":
+                    return time.monotonic() - start
+            except TimeoutError:
+                pass
+            except OSError:  # reset: closed too
+                return time.monotonic() - start
+            time.sleep(0.1)
+    return None
+
+
+@pytest.mark.parametrize("kind", ["controller", "feed"])
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(kind: str) -> None:
+    # Slowloris: each byte well within the idle timeout, the head never finished. Each
+    # connection holds a thread (and a file descriptor), for as long as the client liked:
+    # on the public feed port, anyone could exhaust them.
+    server: ThreadedServer
+    if kind == "controller":
+        server = ControllerHTTPServer(
+            CollectorRegistry(), lambda: (True, "ok"), lambda: (True, "ok"), "127.0.0.1", 0, 0.5
+        )
+    else:
+        server = FeedServer(lambda key: None, host="127.0.0.1", port=0)
+        server.server.RequestHandlerClass.timeout = 0.5
+    server.start()
+    try:
+        closed = _dripped_until_closed(server.port, 4.0)
+        assert closed is not None and closed < 2.0
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as r:
+            assert r.status == 200  # and the server serves the next client as before
+    finally:
+        server.stop()
