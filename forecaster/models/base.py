@@ -10,7 +10,10 @@ of every series, as ``unique_id, ds, yhat`` plus one column per quantile named b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +39,74 @@ def check_predict(model: BaseEstimator, horizon: int) -> int:
         raise ValueError(f"horizon must be a positive number of intervals, got {horizon!r}")
     check_is_fitted(model)
     return int(horizon)
+
+
+Rule = tuple[Callable[[Any], bool], str]
+"""A parameter's test and what it must be, for :func:`check_params`."""
+
+
+def whole(minimum: int, optional: bool = False) -> Rule:
+    """A whole number of at least ``minimum`` (``None`` too when ``optional``)."""
+
+    def ok(value: Any) -> bool:
+        if value is None:
+            return optional
+        return number(value) and int(value) == value and value >= minimum
+
+    what = "a positive whole number" if minimum == 1 else f"a whole number of at least {minimum}"
+    return ok, what + (" or None" if optional else "")
+
+
+def at_least(minimum: float, below: float | None = None) -> Rule:
+    """A number of at least ``minimum`` (and under ``below``, when given)."""
+
+    def ok(value: Any) -> bool:
+        return number(value) and value >= minimum and (below is None or value < below)
+
+    return ok, f"a number of at least {minimum}" + (
+        f" and under {below}" if below is not None else ""
+    )
+
+
+def positive() -> Rule:
+    """A number above 0."""
+    return (lambda value: number(value) and value > 0), "a positive number"
+
+
+def duration(optional: bool = False) -> Rule:
+    """A positive duration, a ``pd.Timedelta`` or text such as ``"1D"``."""
+
+    def ok(value: Any) -> bool:
+        if value is None:
+            return optional
+        return bool(pd.Timedelta(value) > pd.Timedelta(0))
+
+    return ok, "a positive duration such as '1D'" + (" or None" if optional else "")
+
+
+def number(value: Any) -> bool:
+    """A real number, not a bool (``True`` is an int to Python, never a count to a user)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_params(model: BaseEstimator, rules: Mapping[str, Rule]) -> None:
+    """Refuse at ``fit`` parameters a model cannot use, naming each, as scikit-learn does.
+
+    ``__init__`` stores whatever it is given (``clone`` and ``set_params`` rely on it), so
+    this is the first place a value can be refused; left unchecked, ``max_horizon=-3``
+    gave forecasts at half the load and ``per_origin=0`` forecasts of NaN, without a word.
+    """
+    problems = []
+    for name, (ok, expected) in rules.items():
+        value = getattr(model, name)
+        try:
+            good = ok(value)
+        except (TypeError, ValueError):  # pd.Timedelta("bogus"), a comparison with text
+            good = False
+        if not good:
+            problems.append(f"{name} must be {expected}, got {value!r}")
+    if problems:
+        raise ValueError(f"{type(model).__name__}: {'; '.join(problems)}")
 
 
 def sort_quantiles(by_quantile: dict[float, np.ndarray]) -> dict[float, np.ndarray]:

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 
 from forecaster.frames import series_freq, validate_series
-from forecaster.models.base import PerSeriesModel, is_nonnegative, regular
+from forecaster.models.base import (
+    PerSeriesModel,
+    check_params,
+    duration,
+    is_nonnegative,
+    regular,
+    whole,
+)
 
 
 class LastValue(PerSeriesModel):
@@ -27,6 +34,7 @@ class LastValue(PerSeriesModel):
         self.freq = freq
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LastValue:
+        check_params(self, {"window": whole(1), "freq": duration(optional=True)})
         frame = validate_series(df)
         self.step_ = pd.Timedelta(self.freq) if self.freq is not None else series_freq(frame)
         self.last_ds_ = {}

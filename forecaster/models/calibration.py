@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_predict, sort_quantiles
+from forecaster.models.base import check_params, check_predict, sort_quantiles, whole
 from forecaster.models.direct import GRID
 
 
@@ -65,6 +65,15 @@ class ConformalCalibrator(BaseEstimator):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> ConformalCalibrator:
         from forecaster.backtest import ShortHistoryError, backtest
 
+        check_params(
+            self,
+            {
+                "model": (lambda m: hasattr(m, "fit") and hasattr(m, "predict"), "a forecaster"),
+                "horizon": whole(1),
+                "folds": whole(1),
+                "every": whole(1, optional=True),
+            },
+        )
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         self.step_edges_ = np.unique(np.round(np.geomspace(1, self.horizon + 1, 5)).astype(int))

@@ -25,11 +25,14 @@ from sklearn.base import BaseEstimator
 
 from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import (
+    Rule,
     check_predict,
+    duration,
     future_index,
     is_nonnegative,
     regular,
     sort_quantiles,
+    whole,
 )
 from forecaster.models.baselines import LastValue
 from forecaster.models.features import (
@@ -121,6 +124,16 @@ def samples_per_series(series: int, max_samples: int, floor: int, max_total: int
     within ``max_total`` (the memory and time of a fit over a whole fleet).
     """
     return max(min(floor, max_total // series), max_samples // series)
+
+
+DIRECT_PARAMS: dict[str, Rule] = {
+    "season": duration(),
+    # max_horizon=-3 trained on no step ahead and forecast half the load; 0 was read as None
+    "max_horizon": whole(1, optional=True),
+    "lags": whole(0),
+    "seasonal_lags": whole(0),
+}
+"""What the parameters every direct model has must be (:func:`check_params`)."""
 
 
 def event_names(events: pd.DataFrame) -> list[str]:

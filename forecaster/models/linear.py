@@ -47,7 +47,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecaster.models.direct import DirectForecaster, error_table, samples_per_series
+from forecaster.models.base import check_params, positive, whole
+from forecaster.models.direct import (
+    DIRECT_PARAMS,
+    DirectForecaster,
+    error_table,
+    samples_per_series,
+)
 from forecaster.models.features import capped, rolling_mean
 
 MAX_TOTAL_SAMPLES = 1_000_000
@@ -179,6 +185,20 @@ class LinearForecaster(DirectForecaster):
         self.random_state = random_state
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LinearForecaster:
+        # per_origin=0 forecast NaN, bins=0 was an IndexError, a negative alpha was used
+        check_params(
+            self,
+            {
+                **DIRECT_PARAMS,
+                "max_samples": whole(1),
+                "per_origin": whole(1),
+                "bins": whole(1),
+                # the normal equations of collinear columns (two missing indicators, a
+                # constant calendar column) need a penalty: alpha=0 was a LinAlgError
+                "alpha": positive(),
+                "folds": whole(1),
+            },
+        )
         series = self._start(df, events, step_bins=self.bins)
         if not series:
             return self

@@ -25,7 +25,14 @@ from sklearn.base import BaseEstimator
 
 from forecaster.calendar import HOLIDAY, WORKING, day_types
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_predict, future_index, is_nonnegative, sort_quantiles
+from forecaster.models.base import (
+    check_params,
+    check_predict,
+    duration,
+    future_index,
+    is_nonnegative,
+    sort_quantiles,
+)
 from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
 
@@ -119,6 +126,7 @@ class ProphetForecaster(BaseEstimator):
             raise ValueError(
                 f"quantile_method must be residuals or uncertainty, not {self.quantile_method!r}"
             )
+        check_params(self, {"season": duration()})
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         self.event_names_ = (

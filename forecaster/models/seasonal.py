@@ -17,7 +17,7 @@ from pandas.tseries.frequencies import to_offset
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import series_freq, validate_series
-from forecaster.models.base import PerSeriesModel
+from forecaster.models.base import PerSeriesModel, check_params, duration, whole
 from forecaster.models.baselines import LastValue, clip_at_zero
 
 
@@ -59,6 +59,7 @@ class SeasonalNaive(PerSeriesModel):
         self.season = season
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalNaive:
+        check_params(self, {"season": duration()})
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         self.period_ = int(pd.Timedelta(self.season) / self.step_)
@@ -155,6 +156,8 @@ class SeasonalQuantile(PerSeriesModel):
         self.normalize = normalize
 
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalQuantile:
+        # weeks=0 pooled nothing and repeated the last value without a word
+        check_params(self, {"weeks": whole(1), "window": whole(0, optional=True)})
         frame = validate_series(df)
         self.step_ = series_freq(frame)
         if pd.Timedelta("1D") % self.step_:

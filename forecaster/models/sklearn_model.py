@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 
+from forecaster.models.base import at_least, check_params, whole
 from forecaster.models.direct import (
+    DIRECT_PARAMS,
     MIN_CELL,
     DirectForecaster,
     error_table,
@@ -124,6 +126,16 @@ class GradientBoostingForecaster(DirectForecaster):
     def fit(
         self, df: pd.DataFrame, events: pd.DataFrame | None = None
     ) -> GradientBoostingForecaster:
+        check_params(
+            self,
+            {
+                **DIRECT_PARAMS,
+                "max_samples": whole(1),
+                "min_samples_per_series": whole(0),
+                "max_total_samples": whole(1),
+                "holdout": at_least(0.0, below=1.0),
+            },
+        )
         series = self._start(df, events, step_bins=4)
         if not series:
             return self

@@ -1,0 +1,69 @@
+"""The forecasters against scikit-learn's and pandas' conventions, as an analyst in Jupyter
+uses them: parameters refused at fit, frames of every shape, outputs that keep their
+promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from forecaster.models import (
+    ConformalCalibrator,
+    GradientBoostingForecaster,
+    LastValue,
+    LinearForecaster,
+    ProphetForecaster,
+    SeasonalNaive,
+    SeasonalQuantile,
+)
+from tests.test_models_contract import hourly
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        (LastValue(window=-5), "window"),
+        (LastValue(freq="bogus"), "freq"),
+        (SeasonalNaive(season="-1D"), "season"),
+        (SeasonalQuantile(weeks=0, country=None, tz=None), "weeks"),
+        (SeasonalQuantile(window=-1, country=None, tz=None), "window"),
+        (GradientBoostingForecaster(max_horizon=-3), "max_horizon"),
+        (GradientBoostingForecaster(max_horizon=0), "max_horizon"),
+        (GradientBoostingForecaster(holdout=1.5), "holdout"),
+        (GradientBoostingForecaster(lags=-1), "lags"),
+        (LinearForecaster(per_origin=0), "per_origin"),
+        (LinearForecaster(bins=0), "bins"),
+        (LinearForecaster(alpha=-1.0), "alpha"),
+        (LinearForecaster(alpha=0.0), "alpha"),
+        (LinearForecaster(folds=0), "folds"),
+        (LinearForecaster(max_samples=True), "max_samples"),
+        (ProphetForecaster(season="soon"), "season"),
+        (ConformalCalibrator(), "model"),
+        (ConformalCalibrator(SeasonalNaive(), horizon=-2), "horizon"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_a_parameter_out_of_range_is_refused_at_fit_by_name(model, name: str) -> None:
+    """As in scikit-learn, __init__ stores anything and fit refuses it, naming the
+    parameter. Unchecked, max_horizon=-3 forecast half the load, per_origin=0 NaN, weeks=0
+    the last value, and holdout=1.5 or alpha=-1 were used as given, all without a word."""
+    unchecked = clone(model)  # storing, cloning and set_params never refuse
+    assert unchecked.set_params(**model.get_params()) is unchecked
+    with pytest.raises(ValueError, match=rf"{type(model).__name__}: {name} must be"):
+        model.fit(hourly(days=3))
+
+
+def test_parameters_in_range_still_fit() -> None:
+    """The edges of every range are usable values."""
+    frame = hourly(days=3)
+    for model in (
+        LastValue(window=1, freq=pd.Timedelta("1h")),
+        SeasonalQuantile(weeks=1, window=0, country=None, tz=None),
+        GradientBoostingForecaster(max_horizon=1, lags=0, seasonal_lags=0, holdout=0.0),
+        LinearForecaster(per_origin=1, bins=1, alpha=1e-6, folds=1, max_samples=4e4),
+        ConformalCalibrator(LastValue(), horizon=3, folds=1, every=None),
+    ):
+        forecast = model.fit(frame).predict(3)
+        assert np.isfinite(forecast[["yhat", "q0.5", "q0.9"]].to_numpy()).all()
