@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from controller.http import ThreadedServer
+from controller.http import ThreadedServer, write_body
 from controller.outlook import (
     RATINGS,
     TEXT,
@@ -270,7 +270,7 @@ class FeedServer(ThreadedServer):
                 self.send_header("Content-Length", str(len(response.body)))
                 self.end_headers()
                 if with_body:
-                    self.wfile.write(response.body)
+                    write_body(self, response.body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return None  # public traffic would drown the controller's JSON logs

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from controller.decisions import DecisionLog
 from controller.explain import applied_status, explain
 from controller.feed import FeedServer
-from controller.http import ControllerHTTPServer, ThreadedServer
+from controller.http import ControllerHTTPServer, RouteServer, ThreadedServer
 from controller.review import review_page, review_route
 from tests.test_decisions import T0, sample
 
@@ -176,3 +176,29 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(kind: str) -> None:
             assert r.status == 200  # and the server serves the next client as before
     finally:
         server.stop()
+
+
+def test_a_large_answer_to_a_steady_slow_reader_is_sent_whole() -> None:
+    # The socket's timeout bounds a whole sendall: a review page (5-20 MB) to a reader
+    # taking it steadily at 2 MB/s was cut off once the timeout had passed, mid-page.
+    body = bytes(range(256)) * 12_000  # 3 MB
+    server = RouteServer(
+        {"/big": lambda _: (200, "text/plain", body)}, "127.0.0.1", 0, request_timeout=0.5
+    )
+    # Small buffers both ends (connections inherit the listener's), so the kernel cannot
+    # take the whole answer at once and the reader's pace is what the server meets.
+    server.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    server.start()
+    try:
+        with socket.socket(server.server.address_family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+                time.sleep(0.03)  # about 2 MB/s: 1.5 s in all, three times the timeout
+    finally:
+        server.stop()
+    assert received.endswith(b"\r\n\r\n" + body)
