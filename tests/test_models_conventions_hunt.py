@@ -67,3 +67,12 @@ def test_parameters_in_range_still_fit() -> None:
     ):
         forecast = model.fit(frame).predict(3)
         assert np.isfinite(forecast[["yhat", "q0.5", "q0.9"]].to_numpy()).all()
+
+
+def test_a_calibrated_level_asked_for_twice_is_one_column() -> None:
+    """Every model gives a level asked for twice as one column; the calibrator gave two
+    q0.9 columns, so ``forecast["q0.9"]`` was a frame and every metric of it failed."""
+    model = ConformalCalibrator(SeasonalNaive(), horizon=12, folds=3).fit(hourly())
+    forecast = model.predict(6, quantiles=(0.9, 0.5, 0.9))
+    assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.9", "q0.5"]
+    assert forecast["q0.9"].ndim == 1

@@ -148,5 +148,8 @@ class ConformalCalibrator(BaseEstimator):
             one["yhat"] = corrected[0.5]
             for q in quantiles:
                 one[quantile_column(q)] = corrected[q]
-            parts.append(one[["unique_id", "ds", "yhat", *[quantile_column(q) for q in quantiles]]])
+            # each column once, as every model gives it: a level asked for twice was two
+            # q0.9 columns, and one[q0.9] a frame where a column was expected
+            columns = dict.fromkeys(quantile_column(q) for q in quantiles)
+            parts.append(one[["unique_id", "ds", "yhat", *columns]])
         return pd.concat(parts, ignore_index=True)
