@@ -10,7 +10,9 @@ Policies:
 - ``predictive``: :func:`controller.policy.decide` on a forecast from a model retrained
   every ``retrain_every`` on the data before that moment only (no look-ahead), observing
   the load of the last complete interval;
-- ``hpa``: :class:`controller.hpa.HPASimulator`, four 15 s syncs per minute;
+- ``hpa``: :class:`controller.hpa.HPASimulator`, four 15 s syncs per minute; pods asked
+  for at a sync within an interval serve from the first interval that starts once they
+  are ready;
 - ``oracle``: perfect foresight, the fewest pods with nothing unserved: at each interval
   the largest need within the next ``startup_delay`` (pods needed then must boot now).
 
@@ -94,9 +96,11 @@ class _Fleet:
     runs: list[list[int]] = field(default_factory=list)
     total: int = 0
 
-    def set(self, desired: int, step: int) -> None:
+    def set(self, desired: int, step: int, ready_at: int | None = None) -> None:
+        """Scale to ``desired`` at interval ``step``; new pods are ready at ``ready_at``
+        (default: ``delay_steps`` later), never earlier than pods asked for before them."""
         if desired > self.total:
-            at = step + self.delay_steps
+            at = step + self.delay_steps if ready_at is None else ready_at
             if self.runs and self.runs[-1][0] == at:
                 self.runs[-1][1] += desired - self.total
             else:
@@ -233,15 +237,24 @@ def _clamp(replicas: int, settings: ReplaySettings) -> int:
     return max(settings.min_replicas, min(settings.max_replicas, replicas))
 
 
+Requests = Sequence[tuple[int, int]]
+"""The counts a policy asks for within one interval, in order: (desired replicas, the
+interval from which the pods it adds serve)."""
+
+
 def _simulate(
     name: str,
     y: pd.Series,
     index: pd.DatetimeIndex,
     delay_steps: int,
     settings: ReplaySettings,
-    choose: Callable[[int, pd.Timestamp, int], tuple[int, dict[str, object]]],
+    choose: Callable[[int, pd.Timestamp, int], tuple[Requests, dict[str, object]]],
 ) -> pd.DataFrame:
-    """Drive one policy: ``choose(step, now, current)`` gives (desired, extra columns)."""
+    """Drive one policy: ``choose(step, now, current)`` gives (requests, extra columns).
+
+    A policy deciding at the start of an interval makes one request, its pods ready
+    ``delay_steps`` later; the HPA, syncing within the interval, may make several.
+    """
     fleet = _Fleet(delay_steps)
     fleet.set(
         _initial_replicas(y, index, delay_steps, settings), -delay_steps
@@ -249,9 +262,11 @@ def _simulate(
     loads = y.reindex(index).to_numpy(dtype=float)
     rows = []
     for n, now in enumerate(index):
-        desired, extra = choose(n, now, len(fleet))
-        changed = desired != len(fleet)
-        fleet.set(desired, n)
+        requests, extra = choose(n, now, len(fleet))
+        before = len(fleet)
+        for desired, ready_at in requests:
+            fleet.set(desired, n, ready_at)
+        changed = len(fleet) != before
         ready = fleet.ready(n)
         load = loads[n]
         capacity = ready * settings.capacity_per_replica
@@ -303,19 +318,26 @@ def _run_hpa(
         )
     )
     every = hpa.settings.sync_seconds
+    step_seconds = step.total_seconds()
+    delay_seconds = settings.startup_delay.total_seconds()
 
-    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[Requests, dict[str, object]]:
         previous = y.get(now - step, np.nan)
         load = None if not np.isfinite(previous) else float(previous)
-        desired = current
+        desired, requests = current, []
         # The HPA syncs every 15 s whatever the series' step: on a 10 s series some
         # intervals see no sync, on a 40 s one two or three (not one sync per interval).
         begin = now.timestamp()
         at = math.ceil(begin / every) * every
-        while at < begin + step.total_seconds():
+        while at < begin + step_seconds:
             desired = hpa.sync(at, desired, load)
+            # Pods asked for at this sync serve from the first interval that starts once
+            # they are ready; counted from the interval's start, those of its :45 sync
+            # served up to 45 s before they existed.
+            ready = n + math.ceil((at - begin + delay_seconds) / step_seconds - 1e-9)
+            requests.append((desired, ready))
             at += every
-        return desired, {"reason": "HPA"}
+        return requests, {"reason": "HPA"}
 
     return _simulate("hpa", y, index, delay_steps, settings, choose)
 
@@ -327,8 +349,8 @@ def _run_oracle(
     need = np.ceil(future / settings.capacity_per_replica - 1e-9).astype(int)
     ahead = pd.Series(need[::-1]).rolling(delay_steps + 1, min_periods=1).max().to_numpy()[::-1]
 
-    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
-        return _clamp(int(ahead[n]), settings), {"reason": "Oracle"}
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[Requests, dict[str, object]]:
+        return [(_clamp(int(ahead[n]), settings), n + delay_steps)], {"reason": "Oracle"}
 
     return _simulate("oracle", y, index, delay_steps, settings, choose)
 
@@ -390,7 +412,7 @@ def _run_predictive(
     values = y.to_numpy(dtype=float)
     offset = int(y.index.get_loc(index[0]))
 
-    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[int, dict[str, object]]:
+    def choose(n: int, now: pd.Timestamp, current: int) -> tuple[Requests, dict[str, object]]:
         if now >= state.next_fit:
             state.forecast = _fit_and_forecast(y, now, hold_out, settings, factory, horizon)
             state.next_fit = now + settings.retrain_every
@@ -407,7 +429,7 @@ def _run_predictive(
         if isinstance(forecast, Forecast) and forecast.median is not None:
             i = int(np.searchsorted(forecast.times, np.datetime64(now), side="right")) - 1
             median = float(forecast.median[i]) if 0 <= i < len(forecast.median) else np.nan
-        return decision.replicas, {
+        return [(decision.replicas, n + delay_steps)], {
             "reason": decision.reason,
             "forecast_peak": decision.forecast_peak,
             "forecast_median": median,

@@ -1,15 +1,35 @@
-"""The replay, its HPA baseline and its oracle against slow, obviously correct references."""
+"""The replay, its HPA baseline and its oracle against slow, obviously correct references.
+
+Each reference is written from the rule it checks, not from the code under test:
+
+- the fleet: a list of pods with the second each becomes ready; a pod serves an interval
+  when it is ready at the interval's start (the startup delay rounded up to whole
+  intervals) and still there at its end (removing pods is immediate, the newest first);
+- the HPA: ``pkg/controller/podautoscaler`` for an External metric with an ``AverageValue``
+  target, read from ``horizontal.go`` and ``replica_calculator.go`` (milli-value integers,
+  the tolerance, the up and down stabilisation limits,
+  ``calculateScaleUpLimitWithScalingRules`` over the scale-up and scale-down events of the
+  15 s policy period, then min/max), synced every 15 s on the metric of the last complete
+  interval;
+- the oracle: every schedule of a tiny series, brute force.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from controller.replay import ReplaySettings, replay
 
 ORIGIN = pd.Timestamp("2026-11-02 00:00")
+SYNC = 15  # seconds between HPA syncs
 
 
 def frame(values: list[float], step: pd.Timedelta) -> pd.DataFrame:
@@ -20,6 +40,176 @@ def frame(values: list[float], step: pd.Timedelta) -> pd.DataFrame:
             "y": np.asarray(values, float),
         }
     )
+
+
+@dataclass
+class Pods:
+    """Pods in the order they were asked for, each with the second it becomes ready."""
+
+    ready_at: list[float] = field(default_factory=list)
+
+    def scale(self, desired: int, at: float, delay: float) -> None:
+        if desired >= len(self.ready_at):
+            self.ready_at += [at + delay] * (desired - len(self.ready_at))
+        else:
+            del self.ready_at[desired:]  # the newest go first
+
+    def ready(self, at: float) -> int:
+        return sum(r <= at for r in self.ready_at)
+
+
+def needed(load: float, capacity: float) -> int:
+    return math.ceil(load / capacity - 1e-9)
+
+
+def warm_start(loads: list[float], delay_steps: int, capacity: float, low: int, high: int) -> int:
+    """The replay's warm start: ready pods for the first lead window's largest load."""
+    first = [x for x in loads[: delay_steps + 1] if not math.isnan(x)]
+    return max(low, min(high, needed(max(first, default=0.0), capacity)))
+
+
+@dataclass
+class ReferenceHPA:
+    """One HPA object in the upstream controller: autoscaling/v2 default behaviour."""
+
+    min_replicas: int
+    max_replicas: int
+    target_milli: int
+    tolerance: float = 0.1
+    recommendations: list[tuple[float, int]] | None = None
+    up_events: list[tuple[float, int]] = field(default_factory=list)
+    down_events: list[tuple[float, int]] = field(default_factory=list)
+
+    def reconcile(self, now: float, current: int, usage_milli: int | None) -> int:
+        if self.recommendations is None:
+            # Upstream records the count found at the first sync (recordInitialRecommendation);
+            # the replay's HPA starts with an empty window instead, as if it had been
+            # running on a load that needed no more than its warm start.
+            self.recommendations = []
+        if current > self.max_replicas:
+            desired = self.max_replicas
+        elif current < self.min_replicas:
+            desired = self.min_replicas
+        else:
+            if usage_milli is None:
+                return current  # FailedComputeMetricsReplicas: no scale, nothing recorded
+            ratio = usage_milli / (self.target_milli * current)
+            metric = current
+            if abs(1.0 - ratio) > self.tolerance:
+                metric = math.ceil(usage_milli / self.target_milli)
+            # stabilizeRecommendationWithBehaviors: up window 0 s, down window 300 s
+            up = metric
+            down = max([metric] + [r for t, r in self.recommendations if t > now - 300])
+            stabilized = current
+            if stabilized < up:
+                stabilized = up
+            if stabilized > down:
+                stabilized = down
+            self.recommendations.append((now, metric))
+            desired = self._rate_limited(now, current, stabilized)
+        if desired > current:
+            self.up_events.append((now, desired - current))
+        elif desired < current:
+            self.down_events.append((now, current - desired))
+        return desired
+
+    def _rate_limited(self, now: float, current: int, desired: int) -> int:
+        """convertDesiredReplicasWithBehaviorRate with the default policies."""
+        added = sum(c for t, c in self.up_events if t > now - 15)
+        deleted = sum(c for t, c in self.down_events if t > now - 15)
+        start = current - added + deleted
+        if desired > current:
+            limit = max(math.ceil(start * 2.0), start + 4)  # 100 % and 4 pods, selectPolicy Max
+            limit = max(limit, current)
+            return min(desired, min(self.max_replicas, limit))
+        if desired < current:
+            limit = min(int(start * 0.0), current)  # 100 % per 15 s
+            return max(desired, max(self.min_replicas, limit))
+        return desired
+
+
+def reference_hpa_run(
+    loads: list[float],
+    first: int,
+    step: pd.Timedelta,
+    capacity: float,
+    target: float,
+    delay: timedelta,
+    low: int,
+    high: int,
+) -> tuple[list[int], list[int]]:
+    """Replicas and ready pods per interval from ``first`` on, syncing every 15 s."""
+    step_s = step.total_seconds()
+    delay_steps = math.ceil(delay.total_seconds() / step_s)
+    hpa = ReferenceHPA(low, high, round(target * capacity * 1000))
+    pods = Pods()
+    start = warm_start(loads[first:], delay_steps, capacity, low, high)
+    pods.scale(start, -math.inf, 0.0)
+    origin = ORIGIN.timestamp()
+    replicas, ready = [], []
+    for n in range(first, len(loads)):
+        begin = origin + n * step_s
+        seen = loads[n - 1]
+        usage = None if math.isnan(seen) else round(seen * 1000)
+        at = math.ceil(begin / SYNC) * SYNC
+        while at < begin + step_s:
+            pods.scale(hpa.reconcile(at, len(pods.ready_at), usage), at, delay.total_seconds())
+            at += SYNC
+        replicas.append(len(pods.ready_at))
+        ready.append(pods.ready(begin))
+    return replicas, ready
+
+
+STEPS = st.sampled_from(["10s", "15s", "20s", "30s", "40s", "1min", "2min"]).map(pd.Timedelta)
+DELAYS = st.sampled_from([0, 10, 30, 45, 60, 90, 150, 180, 600]).map(lambda s: timedelta(seconds=s))
+CAPACITIES = st.sampled_from([1.0, 2.0, 2.5, 5.0, 10.0, 20.0])
+TARGETS = st.sampled_from([0.5, 0.6, 0.7, 0.8, 1.0])
+LOAD = st.one_of(st.integers(0, 300).map(float), st.just(math.nan))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    loads=st.lists(LOAD, min_size=3, max_size=40),
+    first=st.integers(1, 2),
+    step=STEPS,
+    delay=DELAYS,
+    capacity=CAPACITIES,
+    target=TARGETS,
+    low=st.integers(1, 3),
+    span=st.integers(0, 60),
+)
+def test_the_replayed_hpa_is_the_upstream_controller(
+    loads, first, step, delay, capacity, target, low, span
+) -> None:
+    high = low + span
+    replay_settings = ReplaySettings(
+        capacity_per_replica=capacity,
+        startup_delay=delay,
+        min_replicas=low,
+        max_replicas=high,
+        hpa_target=target,
+    )
+    run = replay(frame(loads, step), ORIGIN + first * step, replay_settings, ["hpa"]).decisions
+    replicas, ready = reference_hpa_run(loads, first, step, capacity, target, delay, low, high)
+    assert run["replicas"].tolist() == replicas
+    assert run["ready"].tolist() == ready
+
+
+def test_pods_the_hpa_asks_for_within_an_interval_serve_once_they_are_ready() -> None:
+    """The HPA's syncs at :15, :30 and :45 ask for pods later than the interval's start:
+    with a 3 min delay those pods serve from the interval 4 min on, not 3 (counted from
+    the interval's start, 35 pods served up to 45 s before they were ready)."""
+    loads = [10.0] * 5 + [400.0] * 10
+    replay_settings = ReplaySettings(
+        capacity_per_replica=10, startup_delay=timedelta(minutes=3), hpa_target=1.0
+    )
+    step = pd.Timedelta("1min")
+    run = replay(frame(loads, step), ORIGIN + step, replay_settings, ["hpa"]).decisions
+    surge = run[run["ds"] >= ORIGIN + 6 * step]
+    # the syncs of 00:06 ask for 5, 10, 20 and 40 pods: 5 ready at 00:09, all at 00:10
+    assert surge["replicas"].tolist()[:5] == [40] * 5
+    assert surge["ready"].tolist()[:5] == [1, 1, 1, 5, 40]
+    assert surge["unserved"].tolist()[:5] == [390, 390, 390, 350, 0]
 
 
 def test_a_load_a_rounding_error_above_the_capacity_is_served() -> None:
@@ -34,3 +224,69 @@ def test_a_load_a_rounding_error_above_the_capacity_is_served() -> None:
     assert oracle["minutes_over_capacity_share"] == 0
     assert oracle["unserved_requests"] == 0
     assert (result.decisions["unserved"] == 0).all()
+
+
+def reference_run(
+    loads: list[float],
+    first: int,
+    schedule: tuple[int, ...],
+    capacity: float,
+    delay: float,
+    start: int,
+    step_s: float = 60.0,
+) -> tuple[float, int]:
+    """(unserved requests, replica-intervals) of a schedule of replica counts, one per
+    interval from ``first`` on, starting from ``start`` ready pods."""
+    pods = Pods()
+    pods.scale(start, -math.inf, 0.0)
+    unserved, cost = 0.0, 0
+    for n, desired in enumerate(schedule, start=first):
+        pods.scale(desired, n * step_s, delay)
+        ready, load = pods.ready(n * step_s), loads[n]
+        if not math.isnan(load) and needed(load, capacity) > ready:
+            unserved += load - ready * capacity
+        cost += len(pods.ready_at)
+    return unserved, cost
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    loads=st.lists(
+        st.one_of(st.integers(0, 30).map(float), st.just(math.nan)), min_size=3, max_size=6
+    ),
+    capacity=st.sampled_from([5.0, 10.0]),
+    delay=st.sampled_from([0, 45, 60, 90, 120, 180]),
+    low=st.integers(1, 2),
+    span=st.integers(0, 4),
+)
+def test_the_oracle_is_the_cheapest_schedule_that_serves_everything(
+    loads, capacity, delay, low, span
+) -> None:
+    """Brute force over every schedule: the oracle leaves the fewest requests unserved
+    (none while max allows) and, among the schedules that do, costs the least."""
+    high = low + span
+    step = pd.Timedelta("1min")
+    delay_steps = math.ceil(delay / 60)
+    replay_settings = ReplaySettings(
+        capacity_per_replica=capacity,
+        startup_delay=timedelta(seconds=delay),
+        min_replicas=low,
+        max_replicas=high,
+    )
+    result = replay(frame(loads, step), ORIGIN + step, replay_settings, ["oracle"])
+    oracle = result.summary.iloc[0]
+    start = warm_start(loads[1:], delay_steps, capacity, low, high)
+    runs = [
+        reference_run(loads, 1, schedule, capacity, float(delay), start)
+        for schedule in itertools.product(range(low, high + 1), repeat=len(loads) - 1)
+    ]
+    fewest = min(unserved for unserved, _ in runs)
+    cheapest = min(cost for unserved, cost in runs if unserved == fewest)
+    known = [x for x in loads[1:] if not math.isnan(x)]
+    if known:
+        assert oracle["unserved_requests"] == fewest
+    else:
+        assert np.isnan(oracle["unserved_requests"])  # nothing to score
+    assert oracle["replica_minutes"] == cheapest
+    if all(needed(x, capacity) <= high for x in known):
+        assert fewest == 0
