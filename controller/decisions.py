@@ -516,17 +516,20 @@ def _open_schema(engine: Engine, create: bool) -> set[str]:
                 with conn.begin():
                     if not create and not sa.inspect(conn).has_table(_decisions.name):
                         raise LookupError(f"{engine.url.render_as_string()} holds no decision log")
-                    return _create_schema(conn, create)
+                    have = _create_schema(conn)
+                break
             except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
                 if attempt == SCHEMA_ATTEMPTS:
                     raise
                 time.sleep(0.05 * attempt)
+    if create:
+        _add_indexes(engine)
+    return have
 
 
-def _create_schema(conn: Connection, create: bool) -> set[str]:
-    """Create the tables if missing, add the :data:`ADDED_COLUMNS` an older log lacks (and,
-    when ``create``, its missing indexes), and check the stored schema version; the names
-    of the table's columns.
+def _create_schema(conn: Connection) -> set[str]:
+    """Create the tables if missing, add the :data:`ADDED_COLUMNS` an older log lacks, and
+    check the stored schema version; the names of the table's columns.
 
     The version is checked first: a log of another version is left as it is, and a newer
     surgecast's table (a column renamed, say) is refused for its version rather than as a
@@ -536,8 +539,6 @@ def _create_schema(conn: Connection, create: bool) -> set[str]:
     _metadata.create_all(conn)
     _widen_names(conn)
     _add_columns(conn)
-    if create:
-        _add_indexes(conn)
     # create_all leaves an existing table as it is: one missing a column (made by hand, or
     # by a build that never shipped) failed at every read and write with the SQL of a
     # statement, instead of once, here, saying what is missing.
@@ -589,20 +590,44 @@ def _add_columns(conn: Connection) -> None:
             pass
 
 
-def _add_indexes(conn: Connection) -> None:
-    """Create the indexes a log made by an older surgecast lacks (``create_all`` leaves an
-    existing table's alone). Only a writer does: on a big log the build takes a while,
-    which a read command should not spend, and a role that may not create them uses the
-    log without them."""
-    have = {index["name"] for index in sa.inspect(conn).get_indexes(_decisions.name)}
-    for index in _decisions.indexes:
-        if index.name in have:
-            continue
-        try:
-            with conn.begin_nested():
-                index.create(conn)
-        except sa.exc.DBAPIError:
-            pass
+def _add_indexes(engine: Engine) -> None:
+    """Create the indexes a log made by an older surgecast lacks (``create_all`` makes them
+    only with the table). Only a writer does: on a big log the build takes a while, which a
+    read command should not spend, and a role that may not create them uses the log
+    without them.
+
+    On PostgreSQL the build is ``CONCURRENTLY``, outside any transaction: a plain one
+    blocks every write to the table until it ends, minutes on a big log, and in a rolling
+    upgrade the old leader, still writing its decisions, would stall its reconciles. A
+    build cut short (the pod killed) leaves an invalid index, unused by every query; it
+    is built again.
+    """
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if postgres:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        have = {index["name"] for index in sa.inspect(conn).get_indexes(_decisions.name)}
+        for index in _decisions.indexes:
+            columns = ", ".join(f'"{column.name}"' for column in index.columns)
+            build = f"CREATE INDEX IF NOT EXISTS {index.name} ON {_decisions.name} ({columns})"
+            try:
+                if postgres:
+                    if index.name in have and _valid_pg_index(conn, str(index.name)):
+                        continue
+                    conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"))
+                    conn.execute(sa.text(build.replace("INDEX", "INDEX CONCURRENTLY", 1)))
+                elif index.name not in have:
+                    conn.execute(sa.text(build))
+                    conn.commit()
+            except sa.exc.DBAPIError:
+                if not postgres:
+                    conn.rollback()
+
+
+def _valid_pg_index(conn: Connection, name: str) -> bool:
+    """Whether PostgreSQL index ``name`` was built to the end (see :func:`_add_indexes`)."""
+    query = sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
+    return bool(conn.execute(query, {"name": name}).scalar())
 
 
 def _widen_names(conn: Connection) -> None:

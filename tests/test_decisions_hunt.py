@@ -144,3 +144,29 @@ def test_a_log_of_a_newer_version_is_refused_for_its_version_and_left_alone(
             "ix_decisions_scaler_at"
         ]
     engine.dispose()
+
+
+def test_an_index_build_cut_short_on_postgresql_is_built_again(
+    postgres: pg_server.PgServer,
+) -> None:
+    # CREATE INDEX CONCURRENTLY (so the build blocks no writer) leaves an invalid index,
+    # which no query uses, when its process is killed mid-way.
+    db = postgres.new_database()
+    DecisionLog(db).close()
+    engine = sa.create_engine(db)
+    validity = sa.text(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_decisions_at'::regclass"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_decisions_at'::regclass"
+            )
+        )
+    DecisionLog(db, create=False).close()  # a reader builds nothing
+    with engine.connect() as conn:
+        assert conn.execute(validity).scalar() is False
+    DecisionLog(db).close()
+    with engine.connect() as conn:
+        assert conn.execute(validity).scalar() is True
+    engine.dispose()
