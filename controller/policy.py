@@ -162,29 +162,41 @@ def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | N
     """min, max and the override responsible, at ``now``.
 
     An override starting within the lead time already raises the minimum or the maximum,
-    so its pods are ready when its window opens; one that lowers either waits for its
+    so its pods are ready when its window opens (the maximum to the one in force then, as
+    other overrides still active may cap it); one that lowers either waits for its
     window, or the pods would go before the load they serve does.
     """
     lead = lead_time(spec)
-    low, high = spec.min_replicas, spec.max_replicas
+    low, high = spec.min_replicas, _max_at(spec, now)
     active = [o for o in spec.overrides if o.start <= now < o.end]
     mins = [o.min_replicas for o in active if o.min_replicas is not None]
-    maxes = [o.max_replicas for o in active if o.max_replicas is not None]
     if mins:
         low = max(mins)
-    if maxes:
-        high = min(maxes)
     upcoming = [o for o in spec.overrides if now < o.start <= now + lead]
     raising = [o for o in upcoming if o.min_replicas is not None and o.min_replicas > low]
     if raising:
         low = max(o.min_replicas for o in raising if o.min_replicas is not None)
     # The same holds for a higher maximum: capped until its window opened, the pods a
     # forecast surge at the window's start needs were ready only a startup delay into it.
-    widening = [o for o in upcoming if o.max_replicas is not None and o.max_replicas > high]
+    # It widens to the maximum in force when the window opens, which another override
+    # active then may cap: widened to the new window's own maximum, the count rose during
+    # the lead time only to be cut back to the other's cap as the window opened.
+    widening = [o for o in upcoming if o.max_replicas is not None and _max_at(spec, o.start) > high]
     if widening:
-        high = max(o.max_replicas for o in widening if o.max_replicas is not None)
+        high = max(_max_at(spec, o.start) for o in widening)
     names = [o.name for o in active + raising + widening]
     return low, max(low, high), (", ".join(dict.fromkeys(names)) or None)
+
+
+def _max_at(spec: PolicySpec, moment: datetime) -> int:
+    """The maximum in force at ``moment``: the lowest of the active overrides' maxima, or
+    the spec's."""
+    maxes = [
+        o.max_replicas
+        for o in spec.overrides
+        if o.start <= moment < o.end and o.max_replicas is not None
+    ]
+    return min(maxes) if maxes else spec.max_replicas
 
 
 def forecast_problem(

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from controller.policy import Override, PolicySpec, decide, effective_bounds
 from controller.replay import ReplaySettings, replay
 
 ORIGIN = pd.Timestamp("2026-11-02 00:00")
@@ -290,3 +291,92 @@ def test_the_oracle_is_the_cheapest_schedule_that_serves_everything(
     assert oracle["replica_minutes"] == cheapest
     if all(needed(x, capacity) <= high for x in known):
         assert fewest == 0
+
+
+NOW = datetime(2026, 11, 2, 12, 0)
+
+
+def reference_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int]:
+    """min and max at ``now``: those of the overrides active now, each raised to what it
+    will be when an override starting within the lead time opens its window (that one's
+    minimum, and the maximum in force then), so the pods are ready when it does."""
+
+    def active(at: datetime) -> list[Override]:
+        return [o for o in spec.overrides if o.start <= at < o.end]
+
+    def maximum(at: datetime) -> int:
+        maxes = [o.max_replicas for o in active(at) if o.max_replicas is not None]
+        return min(maxes) if maxes else spec.max_replicas
+
+    mins = [o.min_replicas for o in active(now) if o.min_replicas is not None]
+    low, high = (max(mins) if mins else spec.min_replicas), maximum(now)
+    lead_end = now + spec.startup_delay + spec.sync_period
+    for o in spec.overrides:
+        if now < o.start <= lead_end:
+            if o.min_replicas is not None:
+                low = max(low, o.min_replicas)
+            if o.max_replicas is not None:
+                high = max(high, maximum(o.start))
+    return low, max(low, high)
+
+
+overrides = st.lists(
+    st.builds(
+        lambda name, start, minutes, low, high: Override(
+            name,
+            NOW + timedelta(minutes=start),
+            NOW + timedelta(minutes=start + minutes),
+            low,
+            high,
+        ),
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(-20, 20),
+        st.integers(1, 40),
+        st.one_of(st.none(), st.integers(0, 60)),
+        st.one_of(st.none(), st.integers(0, 60)),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    overrides,
+    st.integers(0, 10),
+    st.integers(0, 40),
+    st.integers(0, 600),
+    st.integers(-5, 5),
+)
+def test_bounds_are_those_in_force_when_each_upcoming_window_opens(
+    windows, low, span, delay, minutes
+) -> None:
+    spec = PolicySpec(
+        min_replicas=low,
+        max_replicas=low + span,
+        capacity_per_replica=10,
+        startup_delay=timedelta(seconds=delay),
+        overrides=tuple(windows),
+    )
+    now = NOW + timedelta(minutes=minutes)
+    assert effective_bounds(spec, now)[:2] == reference_bounds(spec, now)
+
+
+def test_an_upcoming_higher_maximum_capped_by_an_active_freeze_does_not_widen_early() -> None:
+    """A release freeze (max 3) runs for the next hour; a sale (max 50) opens in 2 min:
+    when it does, the freeze still caps the count at 3, yet the sale's 50 applied through
+    the lead time before, scaling to 40 and back to 3 two minutes later."""
+    freeze = Override("freeze", NOW - timedelta(hours=1), NOW + timedelta(hours=1), None, 3)
+    sale = Override("sale", NOW + timedelta(minutes=2), NOW + timedelta(hours=3), None, 50)
+    spec = PolicySpec(
+        min_replicas=1,
+        max_replicas=10,
+        capacity_per_replica=10,
+        startup_delay=timedelta(minutes=3),
+        overrides=(freeze, sale),
+    )
+    before = decide(spec, NOW, 3, 400.0, None)
+    assert (before.replicas, before.max_replicas, before.override) == (3, 3, "freeze")
+    assert decide(spec, NOW + timedelta(minutes=2), 3, 400.0, None).replicas == 3
+    # once the freeze is over, the sale's maximum applies a lead time early as before
+    later = replace(spec, overrides=(replace(freeze, end=NOW + timedelta(minutes=2)), sale))
+    assert decide(later, NOW, 3, 400.0, None).replicas == 40
