@@ -97,6 +97,10 @@ class _Server(ThreadingHTTPServer):
     (the controller's logs are JSON lines)."""
 
     daemon_threads = True
+    # socketserver's default backlog is 5 connections waiting to be accepted: in a burst
+    # (readers of the public feed, a load balancer's checks among them) the kernel dropped
+    # the rest, and their clients waited 1 to 7 s to try again, past a probe's timeout.
+    request_queue_size = socket.SOMAXCONN
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         error = sys.exc_info()[1]

@@ -202,3 +202,29 @@ def test_a_large_answer_to_a_steady_slow_reader_is_sent_whole() -> None:
     finally:
         server.stop()
     assert received.endswith(b"\r\n\r\n" + body)
+
+
+def test_a_burst_of_connections_is_queued_not_dropped() -> None:
+    # The standard library's listen backlog is 5: of 300 readers connecting at once, 92
+    # were dropped by the kernel and waited 1 to 4.5 s to try again (past a probe's 1 s).
+    server = FeedServer(lambda key: None, host="127.0.0.1", port=0).start()
+    waits: list[float] = []
+
+    def read() -> None:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 200")
+        waits.append(time.monotonic() - start)
+
+    readers = [threading.Thread(target=read) for _ in range(200)]
+    try:
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+    finally:
+        server.stop()
+    assert len(waits) == 200
+    # A connection the kernel dropped waits at least a second for its first retry.
+    assert sum(wait > 0.9 for wait in waits) <= 2
