@@ -266,7 +266,7 @@ class DecisionLog:
         """
         self.url = url
         self._create = create
-        self._engine = _engine(url)
+        self._engine = _engine(url, writer=create)
         self._columns: tuple[sa.Column[Any], ...] | None = None
         """The table's columns that this log has (not an added one it may not add); None
         until the schema is opened."""
@@ -476,14 +476,19 @@ every reconcile, also while it is down: an unreachable host would otherwise hold
 reconcile for the operating system's TCP timeout (minutes), and scaling with it."""
 
 
-def _engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite connections get WAL and ``synchronous=NORMAL``, and
-    PostgreSQL ones a connect timeout (:data:`CONNECT_TIMEOUT`)."""
+def _engine(url: str, writer: bool) -> Engine:
+    """An engine for ``url``; a writer's SQLite connections get WAL and
+    ``synchronous=NORMAL``, and PostgreSQL ones a connect timeout (:data:`CONNECT_TIMEOUT`).
+
+    A reader leaves the journal mode alone: WAL is a lasting property of the file, and
+    ``surgecast decisions`` pointed at another program's SQLite file (a wrong ``--db``) had
+    switched it to WAL before finding no log in it. It reads a log in WAL mode all the same.
+    """
     postgres = sa.engine.make_url(url).get_backend_name() == "postgresql"
     engine = sa.create_engine(
         url, connect_args={"connect_timeout": CONNECT_TIMEOUT} if postgres else {}
     )
-    if engine.dialect.name == "sqlite":
+    if engine.dialect.name == "sqlite" and writer:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -170,3 +170,20 @@ def test_an_index_build_cut_short_on_postgresql_is_built_again(
     with engine.connect() as conn:
         assert conn.execute(validity).scalar() is True
     engine.dispose()
+
+
+def test_reading_another_programs_sqlite_file_leaves_its_journal_mode(tmp_path: Path) -> None:
+    # The pragmas a writer sets ran for readers too: a wrong --db switched that file to WAL
+    # (a lasting change) before saying it held no decision log.
+    other = tmp_path / "app.db"
+    engine = sa.create_engine(f"sqlite:///{other}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE accounts (id INTEGER)"))
+    engine.dispose()  # an open connection would keep the mode from changing
+    args = ["--since", "24h", "--db", f"sqlite:///{other}"]
+    result = runner.invoke(app, ["decisions", "list", "prod/portal", *args])
+    assert result.exit_code == 2 and "no decision log in" in result.output
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "delete"
+        assert sa.inspect(conn).get_table_names() == ["accounts"]
+    engine.dispose()
