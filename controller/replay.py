@@ -346,7 +346,9 @@ def _run_oracle(
     y: pd.Series, index: pd.DatetimeIndex, delay_steps: int, settings: ReplaySettings
 ) -> pd.DataFrame:
     future = y.reindex(index).fillna(0.0).to_numpy()
-    need = np.ceil(future / settings.capacity_per_replica - 1e-9).astype(int)
+    # needed_replicas bounds an absurd need (a corrupt 1e20 reading): cast to int as it
+    # was, it overflowed to a negative count and the oracle kept minReplicas for it
+    need = np.array([needed_replicas(x, settings.capacity_per_replica) for x in future])
     ahead = pd.Series(need[::-1]).rolling(delay_steps + 1, min_periods=1).max().to_numpy()[::-1]
 
     def choose(n: int, now: pd.Timestamp, current: int) -> tuple[Requests, dict[str, object]]:

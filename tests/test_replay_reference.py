@@ -380,3 +380,17 @@ def test_an_upcoming_higher_maximum_capped_by_an_active_freeze_does_not_widen_ea
     # once the freeze is over, the sale's maximum applies a lead time early as before
     later = replace(spec, overrides=(replace(freeze, end=NOW + timedelta(minutes=2)), sale))
     assert decide(later, NOW, 3, 400.0, None).replicas == 40
+
+
+def test_the_oracle_asks_for_the_maximum_ahead_of_an_absurd_load() -> None:
+    """A corrupt 1e20 reading overflowed the oracle's need when cast to int: it kept
+    minReplicas (1) before it instead of maxReplicas (50), as every brute-force schedule
+    that leaves the fewest requests unserved does."""
+    loads = [10.0] * 5 + [1e20] + [10.0] * 5
+    replay_settings = ReplaySettings(
+        capacity_per_replica=10, startup_delay=timedelta(minutes=1), max_replicas=50
+    )
+    step = pd.Timedelta("1min")
+    run = replay(frame(loads, step), ORIGIN + step, replay_settings, ["oracle"]).decisions
+    assert run["replicas"].tolist() == [1, 1, 1, 50, 50, 1, 1, 1, 1, 1]
+    assert run["ready"].tolist()[4] == 50
