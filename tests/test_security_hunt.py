@@ -1,6 +1,6 @@
-"""Hostile text in what people read: names, reasons and messages that hold markup, quotes,
-control characters or spreadsheet formulas, in the review page, the plain-language account,
-the public feed and the controller's HTTP endpoints."""
+"""Hostile input in what people read: reasons and messages that hold markup or control
+characters in the review page and the plain-language account, bad queries, and clients
+that trickle, read slowly or arrive all at once on the controller's and the feed's ports."""
 
 from __future__ import annotations
 
