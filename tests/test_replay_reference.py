@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -190,10 +191,22 @@ def test_the_replayed_hpa_is_the_upstream_controller(
         max_replicas=high,
         hpa_target=target,
     )
-    run = replay(frame(loads, step), ORIGIN + first * step, replay_settings, ["hpa"]).decisions
+    result = replay(frame(loads, step), ORIGIN + first * step, replay_settings, ["hpa"])
+    run = result.decisions
     replicas, ready = reference_hpa_run(loads, first, step, capacity, target, delay, low, high)
     assert run["replicas"].tolist() == replicas
     assert run["ready"].tolist() == ready
+    # the summary, from the reference's counts
+    known = [(x, r) for x, r in zip(loads[first:], ready, strict=True) if not math.isnan(x)]
+    short = [x - r * capacity if needed(x, capacity) > r else 0.0 for x, r in known]
+    start = warm_start(loads[first:], math.ceil(delay / step), capacity, low, high)
+    summary = result.summary.iloc[0]
+    if known:
+        assert summary["unserved_requests"] == pytest.approx(sum(short))
+        assert summary["minutes_over_capacity_share"] == sum(x > 0 for x in short) / len(known)
+    assert summary["replica_minutes"] == pytest.approx(sum(replicas) * step.total_seconds() / 60)
+    changes = sum(a != b for a, b in zip([start, *replicas], replicas, strict=False))
+    assert summary["scaling_changes"] == changes
 
 
 def test_pods_the_hpa_asks_for_within_an_interval_serve_once_they_are_ready() -> None:
