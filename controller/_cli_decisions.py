@@ -97,13 +97,17 @@ def explain_command(
 ) -> None:
     """Explain in plain language the decision in force at a minute.
 
-    That is the last decision made up to the end of that minute, or up to that second
-    when --at has seconds (a time copied from an alert or a log line).
+    That is the last decision made up to the end of that minute, or of that second when
+    --at has seconds (a time copied from an alert, a log line or decisions list).
     """
     zone = zone_option(tz)
     asked = moment = _time("--at", at, zone)
     if not _SECONDS.search(at):
         moment += timedelta(minutes=1, microseconds=-1)  # the end of the minute
+    elif not _FRACTION.search(at):
+        # The end of the second: the list shows 09:41:30 for a decision made at
+        # 09:41:30.412, which that very time typed back must reach.
+        moment += timedelta(seconds=1, microseconds=-1)
     with _open(db, scaler) as log:
         record = log.at(scaler, moment)
     if record is None:
@@ -126,7 +130,10 @@ def explain_command(
 
 _SECONDS = re.compile(r"\d:\d\d:\d\d|[T ]\d{6}")
 """Seconds in an ISO time (``09:41:00``, ``T094100``). What was typed decides, not the
-value: ``09:41:00`` copied from an alert is that instant, not the minute it starts."""
+value: ``09:41:00`` copied from an alert is that second, not the minute it starts."""
+
+_FRACTION = re.compile(r"\d:\d\d:\d\d[.,]\d|[T ]\d{6}[.,]\d")
+"""A fraction of a second typed (``09:41:30.5``): the time is then that very instant."""
 
 
 def _open(db: str, scaler: str | None) -> DecisionLog:

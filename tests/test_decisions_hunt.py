@@ -187,3 +187,28 @@ def test_reading_another_programs_sqlite_file_leaves_its_journal_mode(tmp_path: 
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "delete"
         assert sa.inspect(conn).get_table_names() == ["accounts"]
     engine.dispose()
+
+
+def test_explain_at_a_second_shown_by_list_reaches_the_decision_listed(tmp_path: Path) -> None:
+    # The controller stamps decisions to the microsecond and list shows them to the second:
+    # explain --at 09:00:30, typed from the list, stopped at 09:00:30.000000 and explained
+    # the decision before the one listed at that second.
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    with DecisionLog(db) as log:
+        log.record_many(
+            [sample(k, at=T0 + timedelta(seconds=30 * k, microseconds=412_345)) for k in range(3)]
+        )
+    listed = runner.invoke(
+        app, ["decisions", "list", "prod/portal", "--since", "2026-11-20", "--db", db]
+    )
+    assert [line.split()[1] for line in listed.stdout.splitlines()[1:]] == [
+        "09:00:00",
+        "09:00:30",
+        "09:01:00",
+    ]
+    for at, current in (("09:00:30", 11), ("09:00:30.4", 10), ("09:00:30.5", 11), ("09:00:29", 10)):
+        result = runner.invoke(
+            app, ["decisions", "explain", "prod/portal", "--at", f"2026-11-20 {at}", "--db", db]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"would have scaled {current} → "), (at, result.stdout)
