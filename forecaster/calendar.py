@@ -17,17 +17,26 @@ import numpy as np
 WORKING, WEEKEND, HOLIDAY = 0, 1, 2
 DAY_TYPE_NAMES = ("working", "weekend", "holiday")
 
+LONGEST_BREAK = 31
+"""Days looked back for the holiday a working day follows: China's longest break (Spring
+Festival with its weekends) is nine days."""
+
 
 @lru_cache(maxsize=32)
 def _calendar(country: str, years: tuple[int, ...]) -> holidays.HolidayBase:
     return holidays.country_holidays(country, years=list(years))
 
 
-def day_types(days: Iterable[date], country: str = "CN") -> np.ndarray:
-    """``WORKING``, ``WEEKEND`` or ``HOLIDAY`` for each date (make-up days are working)."""
+def day_types(days: Iterable[date], country: str | None = "CN") -> np.ndarray:
+    """``WORKING``, ``WEEKEND`` or ``HOLIDAY`` for each date (make-up days are working).
+
+    With no ``country``, Saturdays and Sundays are the weekend and no day is a holiday.
+    """
     days = list(days)
     if not days:
         return np.zeros(0, dtype=np.int8)
+    if not country:
+        return np.array([WEEKEND if d.weekday() >= 5 else WORKING for d in days], dtype=np.int8)
     cal = _calendar(country, tuple(sorted({d.year for d in days})))
     out = np.empty(len(days), dtype=np.int8)
     for n, day in enumerate(days):
@@ -40,18 +49,41 @@ def day_types(days: Iterable[date], country: str = "CN") -> np.ndarray:
     return out
 
 
-def last_working_days_of_month(days: Iterable[date], country: str = "CN") -> set[date]:
+def _span(first: int, last: int) -> list[date]:
+    return [date.fromordinal(o) for o in range(first, last + 1)]
+
+
+def last_working_days_of_month(days: Iterable[date], country: str | None = "CN") -> set[date]:
     """The last working day of every month touched by ``days`` (month-end surges fall there)."""
-    days = sorted(set(days))
+    days = sorted({date.fromordinal(d.toordinal()) for d in days})
     if not days:
         return set()
-    span = [
-        date.fromordinal(o)
-        for o in range(days[0].replace(day=1).toordinal(), days[-1].toordinal() + 40)
-    ]
+    span = _span(days[0].replace(day=1).toordinal(), days[-1].toordinal() + 40)
     types = day_types(span, country)
     last: dict[tuple[int, int], date] = {}
     for day, kind in zip(span, types, strict=True):
         if kind == WORKING:
             last[(day.year, day.month)] = day
     return {last[(d.year, d.month)] for d in days if (d.year, d.month) in last}
+
+
+def first_working_days_after_holidays(
+    days: Iterable[date], country: str | None = "CN"
+) -> set[date]:
+    """Those of ``days`` that are the first working day after a break with a public holiday
+    in it (the backlog of a closure lands there: a card-replacement service after a
+    holiday). An ordinary weekend is no such break; a holiday on a Monday is."""
+    days = sorted({date.fromordinal(d.toordinal()) for d in days})
+    if not days:
+        return set()
+    span = _span(days[0].toordinal() - LONGEST_BREAK, days[-1].toordinal())
+    found = set()
+    after_holiday = False
+    for day, kind in zip(span, day_types(span, country), strict=True):
+        if kind == WORKING:
+            if after_holiday:
+                found.add(day)
+            after_holiday = False
+        elif kind == HOLIDAY:
+            after_holiday = True
+    return found.intersection(days)
