@@ -2,8 +2,9 @@
 
 A series frame has columns ``unique_id`` (str), ``ds`` (timezone-naive datetime64, UTC) and
 ``y`` (finite float, NaN where data is missing). A forecast frame has ``unique_id, ds,
-yhat`` plus one column per quantile named by :func:`quantile_column`. Backtest frames add
-``cutoff``.
+yhat`` plus one column per quantile named by :func:`quantile_column`, its ``ds`` in the time
+zone of the frame the model was fitted on (naive UTC when that was naive, as every frame
+the command line and the controller build is). Backtest frames add ``cutoff``.
 """
 
 from __future__ import annotations

@@ -76,3 +76,39 @@ def test_a_calibrated_level_asked_for_twice_is_one_column() -> None:
     forecast = model.predict(6, quantiles=(0.9, 0.5, 0.9))
     assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.9", "q0.5"]
     assert forecast["q0.9"].ndim == 1
+
+
+EVERY_MODEL = {
+    "last_value": LastValue,
+    "seasonal_naive": SeasonalNaive,
+    "seasonal_quantile": lambda: SeasonalQuantile(country=None, tz=None, normalize=True),
+    "gradient_boosting": lambda: GradientBoostingForecaster(max_iter=20),
+    "linear": LinearForecaster,
+    "prophet": lambda: ProphetForecaster(country=None),
+    "conformal": lambda: ConformalCalibrator(SeasonalNaive(), horizon=12, folds=3),
+}
+
+
+@pytest.mark.parametrize("make", EVERY_MODEL.values(), ids=list(EVERY_MODEL))
+def test_a_forecast_comes_out_in_the_zone_the_series_came_in(make, tmp_path) -> None:
+    """Fitted on Shanghai stamps, every model forecast naive UTC ones: they printed eight
+    hours early, and neither merged nor concatenated with the analyst's frame. The cold
+    start of a short second series (a baseline fitted inside the model) too. Naive stamps
+    stay naive, and a stored model keeps the zone."""
+    from datetime import datetime
+
+    from forecaster import store
+
+    frame = pd.concat([hourly(uid="a"), hourly(seed=1, uid="b").iloc[:30]], ignore_index=True)
+    local = frame.assign(ds=frame["ds"].dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai"))
+    naive = make().fit(frame).predict(3)
+    model = make().fit(local)
+    aware = model.predict(3)
+    assert str(aware["ds"].dt.tz) == "Asia/Shanghai" and naive["ds"].dt.tz is None
+    assert (aware["ds"].dt.tz_convert("UTC").dt.tz_localize(None) == naive["ds"]).all()
+    last = local.groupby("unique_id")["ds"].max() + pd.Timedelta("1h")
+    assert (aware.groupby("unique_id")["ds"].min() == last).all()
+    pd.testing.assert_frame_equal(aware.drop(columns="ds"), naive.drop(columns="ds"))
+    store.save({"m": model}, str(tmp_path), {}, "x", datetime(2026, 9, 21))
+    loaded = store.load(str(tmp_path)).models["m"]
+    pd.testing.assert_frame_equal(loaded.predict(3), aware)

@@ -109,6 +109,33 @@ def check_params(model: BaseEstimator, rules: Mapping[str, Rule]) -> None:
         raise ValueError(f"{type(model).__name__}: {'; '.join(problems)}")
 
 
+def ds_zone(df: pd.DataFrame) -> str | None:
+    """The time zone of a frame's ``ds`` column, by a name pandas reads back; ``None`` when
+    the stamps are naive (naive UTC, the frames' convention) or text.
+
+    A forecast comes out in the zone the series came in (:func:`in_zone`): fitted on
+    Shanghai stamps, it gave naive UTC ones, which neither merged nor concatenated with
+    the analyst's own frame and, printed, looked eight hours early.
+    """
+    dtype = df["ds"].dtype if "ds" in df.columns else None
+    if not isinstance(dtype, pd.DatetimeTZDtype):
+        return None
+    zone = getattr(dtype.tz, "key", None) or str(dtype.tz)
+    try:
+        pd.Timestamp(0, tz="UTC").tz_convert(zone)
+    except (ValueError, KeyError):  # a zone with no name pandas reads (dateutil's files)
+        return None
+    return zone
+
+
+def in_zone(forecast: pd.DataFrame, model: BaseEstimator) -> pd.DataFrame:
+    """``forecast`` (naive UTC stamps) with ``ds`` in the zone ``model`` was fitted in."""
+    zone = getattr(model, "ds_zone_", None)  # none in artefacts saved before: naive UTC
+    if zone is not None:
+        forecast["ds"] = forecast["ds"].dt.tz_localize("UTC").dt.tz_convert(zone)
+    return forecast
+
+
 def sort_quantiles(by_quantile: dict[float, np.ndarray]) -> dict[float, np.ndarray]:
     """Make quantiles non-decreasing in the level (a crossing is always an estimation error)."""
     levels = sorted(by_quantile)
@@ -161,7 +188,7 @@ class PerSeriesModel(BaseEstimator):
             for q in quantiles:
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        return in_zone(pd.concat(frames, ignore_index=True), self)
 
     def _forecast_one(
         self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]

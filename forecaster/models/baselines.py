@@ -11,6 +11,7 @@ from forecaster.frames import series_freq, validate_series
 from forecaster.models.base import (
     PerSeriesModel,
     check_params,
+    ds_zone,
     duration,
     is_nonnegative,
     regular,
@@ -36,6 +37,7 @@ class LastValue(PerSeriesModel):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LastValue:
         check_params(self, {"window": whole(1), "freq": duration(optional=True)})
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)
         self.step_ = pd.Timedelta(self.freq) if self.freq is not None else series_freq(frame)
         self.last_ds_ = {}
         self.last_value_: dict[str, float] = {}

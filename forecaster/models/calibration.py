@@ -18,7 +18,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
 from forecaster.frames import quantile_column, series_freq, validate_series
-from forecaster.models.base import check_params, check_predict, sort_quantiles, whole
+from forecaster.models.base import (
+    check_params,
+    check_predict,
+    ds_zone,
+    in_zone,
+    sort_quantiles,
+    whole,
+)
 from forecaster.models.direct import GRID
 
 
@@ -75,6 +82,7 @@ class ConformalCalibrator(BaseEstimator):
             },
         )
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)  # model_ is fitted on naive UTC, this puts it back
         self.step_ = series_freq(frame)
         self.step_edges_ = np.unique(np.round(np.geomspace(1, self.horizon + 1, 5)).astype(int))
         self.corrections_: dict[str, np.ndarray] = {}
@@ -152,4 +160,4 @@ class ConformalCalibrator(BaseEstimator):
             # q0.9 columns, and one[q0.9] a frame where a column was expected
             columns = dict.fromkeys(quantile_column(q) for q in quantiles)
             parts.append(one[["unique_id", "ds", "yhat", *columns]])
-        return pd.concat(parts, ignore_index=True)
+        return in_zone(pd.concat(parts, ignore_index=True), self)

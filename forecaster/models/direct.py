@@ -27,8 +27,10 @@ from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import (
     Rule,
     check_predict,
+    ds_zone,
     duration,
     future_index,
+    in_zone,
     is_nonnegative,
     regular,
     sort_quantiles,
@@ -165,6 +167,7 @@ class DirectForecaster(BaseEstimator):
         geometric in the step, each get their own error quantiles.
         """
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
         self.period_ = max(1, int(pd.Timedelta(self.season) / self.step_))
         self.max_horizon_ = int(self.max_horizon or self.period_)
@@ -288,4 +291,4 @@ class DirectForecaster(BaseEstimator):
             for q in quantiles:
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        return in_zone(pd.concat(frames, ignore_index=True), self)

@@ -28,8 +28,10 @@ from forecaster.frames import quantile_column, series_freq, validate_series
 from forecaster.models.base import (
     check_params,
     check_predict,
+    ds_zone,
     duration,
     future_index,
+    in_zone,
     is_nonnegative,
     sort_quantiles,
 )
@@ -128,6 +130,7 @@ class ProphetForecaster(BaseEstimator):
             )
         check_params(self, {"season": duration()})
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
         self.event_names_ = (
             [] if events is None else [c for c in events.columns if c not in ("unique_id", "ds")]
@@ -210,4 +213,4 @@ class ProphetForecaster(BaseEstimator):
             for q in quantiles:
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
+        return in_zone(pd.concat(frames, ignore_index=True), self)

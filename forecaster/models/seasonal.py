@@ -17,7 +17,7 @@ from pandas.tseries.frequencies import to_offset
 
 from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
 from forecaster.frames import series_freq, validate_series
-from forecaster.models.base import PerSeriesModel, check_params, duration, whole
+from forecaster.models.base import PerSeriesModel, check_params, ds_zone, duration, whole
 from forecaster.models.baselines import LastValue, clip_at_zero
 
 
@@ -61,6 +61,7 @@ class SeasonalNaive(PerSeriesModel):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalNaive:
         check_params(self, {"season": duration()})
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
         self.period_ = int(pd.Timedelta(self.season) / self.step_)
         if self.period_ < 1:  # nothing a season back to repeat: the forecast was all zeros
@@ -159,6 +160,7 @@ class SeasonalQuantile(PerSeriesModel):
         # weeks=0 pooled nothing and repeated the last value without a word
         check_params(self, {"weeks": whole(1), "window": whole(0, optional=True)})
         frame = validate_series(df)
+        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
         if pd.Timedelta("1D") % self.step_:
             raise ValueError(
