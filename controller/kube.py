@@ -440,24 +440,25 @@ class KubeClient:
         )
         if not group and version != "v1":
             raise missing
+        fetch: Callable[..., Any] = (
+            self.custom.get_api_resources if group else self.core.get_api_resources
+        )
+
+        def read(**kw: Any) -> bytes:
+            # Raw, and the body read inside the retry loop: the client's strict model of
+            # the list refuses a document without a field it requires (only name, kind and
+            # namespaced matter here), and a body cut off is a transport error to retry.
+            response = fetch(*((group, version) if group else ()), _preload_content=False, **kw)
+            return cast(bytes, response.data)
+
         try:
-            # Read raw: the client's strict model of the list refuses a server's document
-            # that lacks a field it requires, where only name, kind and namespaced matter.
-            response = cast(
-                urllib3.BaseHTTPResponse,
-                self.call(
-                    f"discover {api_version}",
-                    self.custom.get_api_resources if group else self.core.get_api_resources,
-                    *((group, version) if group else ()),
-                    _preload_content=False,
-                ),
-            )
+            body = self.call(f"discover {api_version}", read)
         except KubeError as exc:
             if exc.not_found:
                 raise missing from None
             raise
         try:
-            listed = json.loads(response.data).get("resources") or []
+            listed = json.loads(body).get("resources") or []
         except (ValueError, AttributeError) as exc:
             raise KubeError(
                 action, 0, "BadResponse", f"discovery of {api_version}: {exc}"

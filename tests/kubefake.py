@@ -82,6 +82,8 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     """Seconds to wait before answering: longer than the client's timeout is a timeout."""
+    truncate: bool = False
+    """Close the connection before the whole body is sent (a connection dropped mid-answer)."""
 
 
 @dataclass
@@ -321,7 +323,10 @@ class FakeKube:
         if fault is not None:
             time.sleep(fault.delay)  # outside the lock: other requests go on meanwhile
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-            return fault.status, status_body(fault.status, "injected fault"), headers
+            payload = status_body(fault.status, "injected fault")
+            if fault.truncate:  # a length the body does not reach
+                headers["Content-Length"] = str(2 * len(json.dumps(payload).encode()))
+            return fault.status, payload, headers
         with self.lock:
             discovery = DISCOVERY.match(path.split("?")[0])
             if method == "GET" and discovery:
@@ -525,13 +530,15 @@ class FakeKubeServer:
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
                 data = json.dumps(payload).encode()
+                declared = int(headers.pop("Content-Length", len(data)))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(declared))
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
+                self.close_connection = self.close_connection or declared > len(data)
 
             def _watch(self, query: dict[str, str]) -> None:
                 """Stream changes as JSON lines until the watch's timeout, then close."""

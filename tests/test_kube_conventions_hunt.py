@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from controller.kube import KubeClient, KubeError
+from controller.kube import KubeClient, KubeError, RetryPolicy
 from controller.leader import LeaderElector
 from controller.spec import SpecError, parse_scaler
-from tests.kubefake import FakeKubeServer
+from tests.kubefake import FakeKubeServer, Fault
 
 T0 = datetime(2026, 11, 20, 9, 41, tzinfo=UTC)
 
@@ -213,3 +213,27 @@ def test_every_form_of_apiversion_kubernetes_takes_is_read(api_version) -> None:
     assert parse_scaler(scaler_with_target(target)).target["apiVersion"] == api_version
     no_version = parse_scaler(scaler_with_target({"kind": "Deployment", "name": "web"}))
     assert no_version.target == {"kind": "Deployment", "name": "web"}  # apps/v1, the default
+
+
+def test_discovery_cut_off_or_refused_for_a_while_is_retried(server) -> None:
+    # Discovery's body is read raw; read outside the retry loop, a connection dropped
+    # mid-answer raised urllib3's ProtocolError out of the reconcile instead of a retry.
+    server.state.serve("example.com/v1", "policies", "Policy")
+    server.state.put("policies", "prod", workload("example.com/v1", "Policy"))
+    server.state.faults += [
+        Fault("GET", "/apis/example.com/v1", 200, truncate=True),
+        Fault("GET", "/apis/example.com/v1", 503),
+    ]
+    kube = kube_client(server)
+    target = {"apiVersion": "example.com/v1", "kind": "Policy", "name": "web"}
+    assert kube.get_scale("prod", target).spec_replicas == 2
+    assert [c.status for c in server.state.calls("GET")] == [200, 503, 200, 200]
+
+
+def test_discovery_cut_off_for_good_is_a_kube_error(server) -> None:
+    server.state.faults.append(Fault("GET", "/apis/example.com/v1", 200, truncate=True, times=9))
+    kube = KubeClient(server.api_client(), RetryPolicy(attempts=2), sleep=lambda _: None)
+    with pytest.raises(KubeError) as caught:
+        kube.get_scale("prod", {"apiVersion": "example.com/v1", "kind": "Policy", "name": "web"})
+    assert caught.value.reason == "Unreachable"
+    assert caught.value.action == "discover example.com/v1"
