@@ -209,31 +209,39 @@ def _chart_png(
     outlooks: list[SeriesOutlook], path: Path, tz: str, capacity: float, quantile: float
 ) -> None:
     """Per series: the band from the hourly median to the hourly peak, the capacity line,
-    and each hour at risk shaded red."""
-    fig, axes = plt.subplots(len(outlooks), 1, figsize=(12, 3.6 * len(outlooks)), squeeze=False)
-    for ax, one in zip(axes[:, 0], outlooks, strict=True):
-        x, values = _stairs(one, tz)
-        ax.fill_between(
-            x,
-            values["expected"],
-            values["peak"],
-            step="post",
-            alpha=0.35,
-            label=f"forecast: hourly mean of the median to the highest q{quantile:g}",
-        )
-        ax.step(x, values["peak"], where="post", linewidth=0.8)
-        ax.axhline(capacity, color="black", linestyle="--", linewidth=1, label="max × capacity")
-        for n, (start, end) in enumerate(_risk_spans(one, tz)):
-            ax.axvspan(start, end, color="red", alpha=0.3, label="hour at risk" if n == 0 else None)
-        ax.set_title(f"{one.unique_id}: {len(one.risks)} hour(s) at risk")
-        ax.set_ylabel("load per interval")
-        ax.set_xlabel(f"local time ({tz})")
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
-        ax.legend(loc="upper left", fontsize="small")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    and each hour at risk shaded red.
+
+    Series ids are URL paths and vhosts, drawn as text: matplotlib read a pair of ``$`` in
+    one as mathematics (``/odata/$metadata/$batch`` came out a formula, and ``/a/$\\evil$``
+    made the save raise).
+    """
+    with plt.rc_context({"text.parse_math": False}):
+        fig, axes = plt.subplots(len(outlooks), 1, figsize=(12, 3.6 * len(outlooks)), squeeze=False)
+        for ax, one in zip(axes[:, 0], outlooks, strict=True):
+            x, values = _stairs(one, tz)
+            ax.fill_between(
+                x,
+                values["expected"],
+                values["peak"],
+                step="post",
+                alpha=0.35,
+                label=f"forecast: hourly mean of the median to the highest q{quantile:g}",
+            )
+            ax.step(x, values["peak"], where="post", linewidth=0.8)
+            ax.axhline(capacity, color="black", linestyle="--", linewidth=1, label="max × capacity")
+            for n, (start, end) in enumerate(_risk_spans(one, tz)):
+                ax.axvspan(
+                    start, end, color="red", alpha=0.3, label="hour at risk" if n == 0 else None
+                )
+            ax.set_title(f"{one.unique_id}: {len(one.risks)} hour(s) at risk")
+            ax.set_ylabel("load per interval")
+            ax.set_xlabel(f"local time ({tz})")
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+            ax.legend(loc="upper left", fontsize="small")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
 
 
 def _chart_html(

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from controller._cli_outlook import SeriesOutlook, _chart_png
 from controller.cli import app
 from controller.outlook import HOUR, QUARTER_COLUMNS, project, risk_message, risks, wall_clock
 from controller.policy import Override, PolicySpec, effective_bounds, needed_replicas
@@ -179,3 +180,15 @@ def test_the_hour_the_clocks_show_twice_is_told_apart_by_its_zone() -> None:
         "Sun 02:00",
         "Sun 03:00",
     ]
+
+
+def test_a_series_id_with_dollar_signs_is_drawn_as_text(tmp_path: Path) -> None:
+    """Ids are URL paths (OData's ``$batch``, ``$filter``): matplotlib read a pair of ``$``
+    in a title as mathematics, and one it could not parse made the PNG's save raise."""
+    from tests.test_outlook import NOW, forecast, spec
+
+    hours = project(forecast([1.0] * 6 * 22 + [9.0] * 6 * 2), 0.9, NOW, days=1)
+    odd = SeriesOutlook("/odata/a/$\\evil$", NOW, hours, risks(hours, spec(3), NOW))
+    chart = tmp_path / "outlook.png"
+    _chart_png([odd], chart, "UTC", 10.0, 0.9)
+    assert chart.read_bytes().startswith(b"\x89PNG")
