@@ -112,3 +112,19 @@ def test_a_forecast_comes_out_in_the_zone_the_series_came_in(make, tmp_path) -> 
     store.save({"m": model}, str(tmp_path), {}, "x", datetime(2026, 9, 21))
     loaded = store.load(str(tmp_path)).models["m"]
     pd.testing.assert_frame_equal(loaded.predict(3), aware)
+
+
+def test_prophets_own_interval_is_the_same_at_every_predict() -> None:
+    """Prophet draws its uncertainty interval from NumPy's global generator: two predicts
+    of one fitted model gave different quantiles. Seeded by random_state, they are equal
+    (and equal for a refitted clone), and the caller's global draws are left alone."""
+    frame = hourly(days=7)
+    model = ProphetForecaster(country=None, quantile_method="uncertainty", uncertainty_samples=50)
+    first = model.fit(frame).predict(6, quantiles=(0.1, 0.9))
+    np.random.seed(1)
+    expected = np.random.random()
+    np.random.seed(1)
+    again = model.predict(6, quantiles=(0.1, 0.9))
+    assert np.random.random() == expected
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(clone(model).fit(frame).predict(6, quantiles=(0.1, 0.9)), first)

@@ -62,6 +62,23 @@ def calendar_regressors(ds: pd.Series, country: str) -> pd.DataFrame:
     )
 
 
+def _seeded_predict(model: Any, inputs: pd.DataFrame, seed: int | None) -> pd.DataFrame:
+    """``model.predict(inputs)`` with its trend and noise draws seeded by ``seed``.
+
+    Prophet draws them from NumPy's global generator, so two predicts of one model gave
+    different ``uncertainty`` quantiles (and a backtest different scores at every run);
+    the global state is put back after, so no one else's draws change.
+    """
+    if seed is None:
+        return model.predict(inputs)
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return model.predict(inputs)
+    finally:
+        np.random.set_state(state)
+
+
 class ProphetForecaster(BaseEstimator):
     """Prophet per series behind ``fit(df, events)`` / ``predict(horizon, quantiles, events)``.
 
@@ -75,6 +92,8 @@ class ProphetForecaster(BaseEstimator):
         quantile_method: ``residuals`` (default) or ``uncertainty`` (see the module doc).
         interval_width, uncertainty_samples: Prophet's, used by ``uncertainty`` only.
         season: for cold start: fewer than two seasons of data falls back to a baseline.
+        random_state: seed of the draws Prophet's ``uncertainty`` interval is made of
+            (``None``: a new interval at every predict).
     """
 
     def __init__(
@@ -89,6 +108,7 @@ class ProphetForecaster(BaseEstimator):
         interval_width: float = 0.8,
         uncertainty_samples: int = 300,
         season: str = "1D",
+        random_state: int | None = 0,
     ) -> None:
         self.seasonality_mode = seasonality_mode
         self.daily_seasonality = daily_seasonality
@@ -100,6 +120,7 @@ class ProphetForecaster(BaseEstimator):
         self.interval_width = interval_width
         self.uncertainty_samples = uncertainty_samples
         self.season = season
+        self.random_state = random_state
 
     def _local(self, ds: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
         index = pd.DatetimeIndex(ds)
@@ -193,7 +214,7 @@ class ProphetForecaster(BaseEstimator):
             model = self.models_[uid]
             inputs = self._inputs(uid, index, events)
             inputs = inputs[["ds", *model.extra_regressors]]
-            raw = model.predict(inputs)
+            raw = _seeded_predict(model, inputs, self.random_state)
             point = raw["yhat"].to_numpy()
             nonnegative = is_nonnegative(self, uid)
             by_quantile = {}
