@@ -16,7 +16,9 @@ Policies:
 - ``oracle``: perfect foresight, the fewest pods with nothing unserved: at each interval
   the largest need within the next ``startup_delay`` (pods needed then must boot now).
 
-Metrics skip intervals whose load is missing (NaN): nothing is known about them.
+Metrics skip intervals whose load is missing (NaN) or negative (a broken reading, a counter
+reset through ``deriv()``, which the policy counts as unknown too): nothing is known about
+them.
 """
 
 from __future__ import annotations
@@ -287,6 +289,12 @@ def _simulate(
     return pd.DataFrame(rows)
 
 
+def _known(load: float | pd.Series) -> bool | pd.Series:
+    """Whether a load is known: a negative reading is as unknown as NaN. Scored, one
+    broken minute of -1000 requests made the unserved share negative."""
+    return np.isfinite(load) & (load >= 0)
+
+
 def _unserved(load: float, ready: int, capacity_per_replica: float) -> float:
     """Requests the ready pods could not serve; NaN when the load is unknown.
 
@@ -295,7 +303,7 @@ def _unserved(load: float, ready: int, capacity_per_replica: float) -> float:
     20-request pods, as a ``rate()`` often reads) counted a minute over capacity, even
     for the oracle, whose pods are exactly the ones needed.
     """
-    if not np.isfinite(load):
+    if not _known(load):
         return np.nan
     if needed_replicas(load, capacity_per_replica) <= ready:
         return 0.0
@@ -476,7 +484,7 @@ def summarize(decisions: pd.DataFrame, step: pd.Timedelta) -> pd.DataFrame:
     minutes_per_step = step.total_seconds() / 60
     rows = []
     for name, run in decisions.groupby("policy", sort=False):
-        known = run[np.isfinite(run["load"])]
+        known = run[_known(run["load"])]
         requests = known["load"].sum()
         unknown = len(known) == 0
         rows.append(

@@ -408,3 +408,22 @@ def test_the_oracle_asks_for_the_maximum_ahead_of_an_absurd_load() -> None:
     run = replay(frame(loads, step), ORIGIN + step, replay_settings, ["oracle"]).decisions
     assert run["replicas"].tolist() == [1, 1, 1, 50, 50, 1, 1, 1, 1, 1]
     assert run["ready"].tolist()[4] == 50
+
+
+def test_a_negative_reading_is_not_scored() -> None:
+    """A broken reading of -1000 requests counted as known load: it cut the requests
+    served from 450 to -550, and the policies' unserved shares came out negative (-39 %).
+    The policy counts such a reading as unknown; the replay's metrics now skip it as a gap."""
+    loads = [10.0] * 5 + [-1000.0] + [100.0] * 5
+    replay_settings = ReplaySettings(capacity_per_replica=10, startup_delay=timedelta(minutes=1))
+    step = pd.Timedelta("1min")
+    result = replay(frame(loads, step), ORIGIN + step, replay_settings)
+    summary = result.summary.set_index("policy")
+    gap = frame([10.0] * 5 + [math.nan] + [100.0] * 5, step)
+    expected = replay(gap, ORIGIN + step, replay_settings).summary.set_index("policy")
+    for metric in ("unserved_share", "unserved_requests", "minutes_over_capacity_share"):
+        assert summary.loc["oracle", metric] == expected.loc["oracle", metric] == 0
+        assert summary.loc["predictive", metric] > 0
+    assert (summary["unserved_share"] >= 0).all()
+    broken = result.decisions[result.decisions["ds"] == ORIGIN + 5 * step]
+    assert broken["unserved"].isna().all()
