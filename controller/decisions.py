@@ -375,9 +375,19 @@ class DecisionLog:
         return _from_row(row) if row is not None else None
 
     def scalers(self) -> list[str]:
-        """Every scaler with at least one decision, sorted (for "did you mean" errors)."""
+        """Every scaler with at least one decision, sorted (for "did you mean" errors).
+
+        Found one after the other through the index (a loose index scan: the next name
+        after each), not by ``SELECT DISTINCT``, which reads the whole index: every
+        ``surgecast decisions`` command and review page asks, and on a fleet's log (30 days
+        of 1,000 scalers, 86 million decisions) that read took longer than the rest.
+        """
         self._open()
-        query = sa.select(_decisions.c.scaler).distinct().order_by(_decisions.c.scaler)
+        scaler = _decisions.c.scaler
+        found = sa.select(sa.func.min(scaler).label("name")).cte("found", recursive=True)
+        after = sa.select(sa.func.min(scaler)).where(scaler > found.c.name).scalar_subquery()
+        found = found.union_all(sa.select(after).where(found.c.name.is_not(None)))
+        query = sa.select(found.c.name).where(found.c.name.is_not(None)).order_by(found.c.name)
         with self._engine.connect() as conn:
             return [str(name) for name in conn.execute(query).scalars()]
 
