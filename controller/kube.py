@@ -315,23 +315,39 @@ class KubeClient:
     def get_scale(self, namespace: str, target: dict[str, Any]) -> ScaleTarget:
         kind, name = target["kind"], target["name"]
         action = f"get scale of {kind} {namespace}/{name}"
-        read, _ = self._scale_methods(target)
-        scale = self.call(action, read, name, namespace)
+        scale = self._scale_call(target, action, 0, name, namespace)
         return _scale_target(kind, namespace, scale)
 
     def set_scale(self, namespace: str, target: dict[str, Any], replicas: int) -> ScaleTarget:
         """Set ``spec.replicas`` through the scale subresource (never the whole object)."""
         kind, name = target["kind"], target["name"]
-        _, patch = self._scale_methods(target)
-        scale = self.call(
+        scale = self._scale_call(
+            target,
             f"scale {kind} {namespace}/{name} to {replicas}",
-            patch,
+            1,
             name,
             namespace,
             {"spec": {"replicas": int(replicas)}},
             _content_type=MERGE_PATCH,
         )
         return _scale_target(kind, namespace, scale)
+
+    def _scale_call(
+        self, target: dict[str, Any], action: str, method: int, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call the target's scale read (``method`` 0) or patch (1).
+
+        A 404 for a kind found by discovery may mean the kind itself is gone since (its CRD
+        deleted, or this version no longer served): discovery is asked again, so that the
+        error says so, instead of "the server could not find the requested resource".
+        """
+        try:
+            return self.call(action, self._scale_methods(target)[method], *args, **kwargs)
+        except KubeError as exc:
+            api_version = target.get("apiVersion") or "apps/v1"
+            if exc.not_found and self._resources.pop(api_version, None) is not None:
+                self._scale_methods(target)  # raises when the kind is no longer served
+            raise
 
     def _scale_methods(
         self, target: dict[str, Any]

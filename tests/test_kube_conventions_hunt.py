@@ -237,3 +237,23 @@ def test_discovery_cut_off_for_good_is_a_kube_error(server) -> None:
         kube.get_scale("prod", {"apiVersion": "example.com/v1", "kind": "Policy", "name": "web"})
     assert caught.value.reason == "Unreachable"
     assert caught.value.action == "discover example.com/v1"
+
+
+def test_a_crd_deleted_after_discovery_is_named_as_gone(server) -> None:
+    server.state.serve("example.com/v1", "policies", "Policy")
+    server.state.put("policies", "prod", workload("example.com/v1", "Policy"))
+    kube = kube_client(server)
+    target = {"apiVersion": "example.com/v1", "kind": "Policy", "name": "web"}
+    assert kube.get_scale("prod", target).spec_replicas == 2
+
+    server.state.delete("policies", "prod", "web")  # a workload deleted: not found, as said
+    with pytest.raises(KubeError, match='policies "web" not found'):
+        kube.get_scale("prod", target)
+    # The CRD deleted (with its objects): the 404 of the scale path said "not found", as if
+    # the workload alone were missing; discovery, asked again, says what is gone.
+    server.state.put("policies", "prod", workload("example.com/v1", "Policy"))
+    assert kube.get_scale("prod", target).spec_replicas == 2
+    del server.state.resources["example.com/v1"]
+    server.state.delete("policies", "prod", "web")
+    with pytest.raises(KubeError, match="does not serve example.com/v1"):
+        kube.set_scale("prod", target, 3)
