@@ -179,9 +179,10 @@ LOAD = st.one_of(st.integers(0, 300).map(float), st.just(math.nan))
     target=TARGETS,
     low=st.integers(1, 3),
     span=st.integers(0, 60),
+    between=st.sampled_from([0.0, 0.25, 0.5, 0.99]),
 )
 def test_the_replayed_hpa_is_the_upstream_controller(
-    loads, first, step, delay, capacity, target, low, span
+    loads, first, step, delay, capacity, target, low, span, between
 ) -> None:
     high = low + span
     replay_settings = ReplaySettings(
@@ -191,7 +192,8 @@ def test_the_replayed_hpa_is_the_upstream_controller(
         max_replicas=high,
         hpa_target=target,
     )
-    result = replay(frame(loads, step), ORIGIN + first * step, replay_settings, ["hpa"])
+    begin = ORIGIN + (first - between) * step  # between samples: from the next one on
+    result = replay(frame(loads, step), begin, replay_settings, ["hpa"])
     run = result.decisions
     replicas, ready = reference_hpa_run(loads, first, step, capacity, target, delay, low, high)
     assert run["replicas"].tolist() == replicas
