@@ -136,6 +136,10 @@ def backtest_at(
         )
         forecast["cutoff"] = cutoff
         forecast["h"] = ((forecast["ds"] - cutoff) / step).astype(int)
+        # A series whose data ended before the cutoff (a retired service) is forecast from
+        # its own end: the rows up to the cutoff are no step ahead of it (h of 0 or less,
+        # never an actual value to score) and are left out.
+        forecast = forecast[forecast["h"] >= 1]
         actual = frame[["unique_id", "ds", "y"]]
         return forecast.merge(actual, on=["unique_id", "ds"], how="left")
 

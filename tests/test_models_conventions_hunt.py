@@ -128,3 +128,20 @@ def test_prophets_own_interval_is_the_same_at_every_predict() -> None:
     assert np.random.random() == expected
     pd.testing.assert_frame_equal(first, again)
     pd.testing.assert_frame_equal(clone(model).fit(frame).predict(6, quantiles=(0.1, 0.9)), first)
+
+
+def test_a_series_that_ended_before_a_cutoff_has_no_rows_before_it() -> None:
+    """A series ending 10 hours before the other was forecast, from the last cutoff, from
+    its own end: rows at or before the cutoff, with h from -3 to 0 and no actual value,
+    which a groupby("h") of the results showed as steps ahead."""
+    from forecaster.backtest import backtest
+
+    ended = hourly(seed=1, uid="b")
+    frame = pd.concat(
+        [hourly(uid="a"), ended[ended["ds"] <= ended["ds"].max() - pd.Timedelta("10h")]]
+    )
+    results = backtest(LastValue(), frame, horizon=6, folds=2, every=6)
+    assert (results["h"] >= 1).all() and (results["ds"] > results["cutoff"]).all()
+    late = results[(results["unique_id"] == "b") & (results["cutoff"] == results["cutoff"].max())]
+    assert list(late["h"]) == [1, 2] and late["y"].isna().all()
+    assert len(results[results["unique_id"] == "a"]) == 12
