@@ -54,6 +54,8 @@ _API_VERSION = re.compile(
 )
 """An apiVersion: a group (a DNS subdomain) and a version (a DNS label), or the core
 group's only version, v1."""
+_KIND = re.compile(r"^[A-Za-z](?:[-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+"""A kind, as a CustomResourceDefinition may name one: lower-cased, a DNS label."""
 MIN_SYNC = timedelta(seconds=1)
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 """Cron's weekday numbers: Sunday is 0 (and 7), as in crontab(5) and Kubernetes CronJobs."""
@@ -192,6 +194,12 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
     api_version = reader.string("scaleTargetRef.apiVersion", "")
     if "" in (kind, target_name):
         problems.append("spec.scaleTargetRef: needs kind and name")
+    if kind and not _KIND.match(kind):
+        # A space copied along ("Deployment ") is invisible in the not-found message of
+        # every reconcile; no kind of any API group has one.
+        problems.append(
+            f"spec.scaleTargetRef.kind: {kind!r} is not a kind such as Deployment or Rollout"
+        )
     if api_version and not _API_VERSION.match(api_version):
         # Split at its last "/", "apps/v1/" was group "apps/v1" of version "" and "apps"
         # version "apps" of the core group: requests to paths that do not exist, each

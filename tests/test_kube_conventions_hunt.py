@@ -257,3 +257,21 @@ def test_a_crd_deleted_after_discovery_is_named_as_gone(server) -> None:
     server.state.delete("policies", "prod", "web")
     with pytest.raises(KubeError, match="does not serve example.com/v1"):
         kube.set_scale("prod", target, 3)
+
+
+@pytest.mark.parametrize(
+    "kind", ["Deployment ", " Rollout", "Stateful Set", "apps/Deployment", "9Lives"]
+)
+def test_a_kind_no_api_group_could_serve_is_a_spec_problem(kind) -> None:
+    # "Deployment " (a space copied along) went to discovery and came back, every reconcile,
+    # as "apps/v1 serves no kind Deployment  to scale", the space invisible
+    with pytest.raises(SpecError) as caught:
+        parse_scaler(scaler_with_target({"kind": kind, "name": "web"}))
+    assert caught.value.problems == [
+        f"spec.scaleTargetRef.kind: {kind!r} is not a kind such as Deployment or Rollout"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "ReplicationController", "Rollout", "X", "Kind-2"])
+def test_kinds_as_kubernetes_names_them_are_read(kind) -> None:
+    assert parse_scaler(scaler_with_target({"kind": kind, "name": "web"})).target["kind"] == kind
