@@ -10,12 +10,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 import typer
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.util import asbool
 
 from controller.decisions import DecisionLog, DecisionRecord, shown_url
@@ -156,7 +156,7 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
     if url.get_backend_name() == "sqlite" and not Path(_sqlite_path(url)).is_file():
         fail(f"no decision log at {_sqlite_path(url)!r}: set --db or {DB_ENV}")
     try:
-        log = DecisionLog(db, create=False)
+        log = _read(db, url)
         known = log.scalers()
     except LookupError:
         fail(f"no decision log in {shown} (it has no decisions table): set --db or {DB_ENV}")
@@ -171,6 +171,32 @@ def _open(db: str, scaler: str | None) -> DecisionLog:
         log.close()
         fail(f"no decisions of {scaler} in {shown}; {_others(scaler, known)}")
     return log
+
+
+def _read(db: str, url: URL) -> DecisionLog:
+    """The log at ``db``, opened to read.
+
+    SQLite reads a log in WAL mode through a ``-shm`` file it creates beside it, so one in
+    a directory that cannot be written (a volume mounted read-only, a snapshot) failed with
+    "unable to open database file". With no ``-wal`` file there, no writer has the log open
+    and everything is in the file itself: it is then read as immutable.
+    """
+    try:
+        return DecisionLog(db, create=False)
+    except OperationalError:
+        if url.get_backend_name() != "sqlite":
+            raise
+        path = Path(_sqlite_path(url)).resolve()
+        if Path(f"{path}-wal").exists():
+            raise
+        immutable = URL.create(
+            "sqlite", database=f"file:{quote(str(path))}", query={"immutable": "1", "uri": "true"}
+        )
+        try:
+            return DecisionLog(immutable.render_as_string(hide_password=False), create=False)
+        except OperationalError:
+            pass
+        raise
 
 
 def _sqlite_path(url: URL) -> str:

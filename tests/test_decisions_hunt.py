@@ -3,6 +3,7 @@ retention, and the commands that read it."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,24 @@ def test_the_scalers_of_a_big_log_are_found_without_reading_all_of_it(tmp_path: 
         sa.event.listen(log._engine, "connect", count)
         assert log.scalers() == sorted(names)
     assert steps[0] * 100 < 8_000  # SQLite virtual machine instructions: fewer than rows
+
+
+def test_a_log_in_a_directory_that_cannot_be_written_is_read(tmp_path: Path) -> None:
+    # SQLite reads a WAL log through a -shm file it creates beside it: a log on a volume
+    # mounted read-only (or a snapshot) failed with "unable to open database file".
+    shelf = tmp_path / "snapshot"
+    shelf.mkdir()
+    db = f"sqlite:///{shelf / 'decisions.db'}"
+    with DecisionLog(db) as log:
+        log.record(sample(0))
+    shelf.chmod(0o555)
+    try:
+        if os.access(shelf, os.W_OK):
+            pytest.skip("this user writes a directory whatever its mode (root)")
+        args = ["--since", "2026-11-20", "--db", db]
+        result = runner.invoke(app, ["decisions", "list", "prod/portal", *args])
+        assert result.exit_code == 0, result.output
+        assert "ScaleUp/ForecastPeak" in result.stdout
+        assert sorted(path.name for path in shelf.iterdir()) == ["decisions.db"]
+    finally:
+        shelf.chmod(0o755)
