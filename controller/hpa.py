@@ -25,6 +25,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from controller.policy import needed_replicas
+
 
 @dataclass(frozen=True)
 class HPASettings:
@@ -50,9 +52,12 @@ class HPASimulator:
     _events: deque[tuple[float, int]] = field(default_factory=deque)
 
     def recommend(self, load: float) -> int:
-        """Replicas the HPA's formula asks for before behaviour rules (``ceil(load/target)``)."""
+        """Replicas the HPA's formula asks for before behaviour rules (``ceil(load/target)``),
+        bounded as :func:`~controller.policy.needed_replicas` bounds the policy's: an absurd
+        load over a tiny target overflowed to infinity, and rounding it up raised
+        OverflowError out of the replay."""
         target = self.settings.target_utilization * self.settings.capacity_per_replica
-        return max(0, math.ceil(load / target - 1e-9))
+        return needed_replicas(load, target)
 
     def sync(self, at_seconds: float, current: int, load: float | None) -> int:
         """One HPA sync at time ``at_seconds``: the new desired replica count."""

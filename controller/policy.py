@@ -154,8 +154,9 @@ def needed_replicas(load: float, capacity: float) -> int:
     The ratio is bounded at ``MOST_REPLICAS``, far above any ``maxReplicas`` (which clamps the
     result anyway): an absurd load over a tiny capacity overflows to infinity, and rounding
     infinity up raised OverflowError out of the decision instead of asking for the maximum.
+    Divided as Python floats: a NumPy load (a replay's) warned of the overflow on stderr.
     """
-    return max(0, math.ceil(min(load / capacity, MOST_REPLICAS) - 1e-9))
+    return max(0, math.ceil(min(float(load) / float(capacity), MOST_REPLICAS) - 1e-9))
 
 
 def effective_bounds(spec: PolicySpec, now: datetime) -> tuple[int, int, str | None]:

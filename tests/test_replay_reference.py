@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -429,3 +430,20 @@ def test_a_negative_reading_is_not_scored() -> None:
     assert (summary["unserved_share"] >= 0).all()
     broken = result.decisions[result.decisions["ds"] == ORIGIN + 5 * step]
     assert broken["unserved"].isna().all()
+
+
+def test_an_absurd_load_over_a_tiny_capacity_asks_the_hpa_for_the_maximum() -> None:
+    """``--capacity-per-replica 1e-300`` on a load of 1e9: the HPA's ``ceil(load /
+    target)`` overflowed to infinity and raised OverflowError out of the replay (the
+    policy's needed_replicas was bounded for this already); with the NumPy loads of a
+    replay the division also warned on stderr."""
+    loads = [1e9] * 20
+    replay_settings = ReplaySettings(
+        capacity_per_replica=1e-300, startup_delay=timedelta(minutes=1), max_replicas=50
+    )
+    step = pd.Timedelta("1min")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = replay(frame(loads, step), ORIGIN + 5 * step, replay_settings)
+    runs = result.decisions.groupby("policy")["replicas"].max()
+    assert runs.to_dict() == {"hpa": 50, "oracle": 50, "predictive": 50}
