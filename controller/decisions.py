@@ -495,8 +495,14 @@ def _engine(url: str, writer: bool) -> Engine:
     switched it to WAL before finding no log in it. It reads a log in WAL mode all the same.
     """
     postgres = sa.engine.make_url(url).get_backend_name() == "postgresql"
+    # PostgreSQL's connections are tried before use (pool_pre_ping) and replaced if the
+    # server dropped them: after a restart or a failover, however brief and long over,
+    # the next write otherwise failed on its dead pooled connection, and the reconciler
+    # reported an outage (DecisionLogged=False, a Warning Event) for the scaler it was on.
     engine = sa.create_engine(
-        url, connect_args={"connect_timeout": CONNECT_TIMEOUT} if postgres else {}
+        url,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT} if postgres else {},
+        pool_pre_ping=postgres,
     )
     if engine.dialect.name == "sqlite" and writer:
 

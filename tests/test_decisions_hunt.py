@@ -268,3 +268,28 @@ def test_a_log_in_a_directory_that_cannot_be_written_is_read(tmp_path: Path) -> 
         assert sorted(path.name for path in shelf.iterdir()) == ["decisions.db"]
     finally:
         shelf.chmod(0o755)
+
+
+# -- outages --------------------------------------------------------------------------------
+
+
+def test_a_write_after_postgresql_dropped_the_connections_succeeds(
+    postgres: pg_server.PgServer,
+) -> None:
+    # A restart or failover, long over: the next write failed on its dead pooled connection,
+    # and the reconciler reported an outage (DecisionLogged=False, a Warning Event).
+    db = postgres.new_database()
+    with DecisionLog(db) as log:
+        log.record(sample(0))
+        admin = sa.create_engine(postgres.url())
+        with admin.begin() as conn:
+            dropped = conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+                ),
+                {"name": db.rsplit("/", 1)[1]},
+            )
+            assert dropped.scalars().all() == [True]
+        admin.dispose()
+        assert log.record(sample(1)) == 2
+        assert [r.current_replicas for r in log.list()] == [10, 11]
