@@ -28,7 +28,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.policy import Override, PolicySpec, decide, effective_bounds
+from controller.policy import (
+    Forecast,
+    Override,
+    PolicySpec,
+    Recommendation,
+    decide,
+    effective_bounds,
+)
 from controller.replay import ReplaySettings, replay
 
 ORIGIN = pd.Timestamp("2026-11-02 00:00")
@@ -447,3 +454,136 @@ def test_an_absurd_load_over_a_tiny_capacity_asks_the_hpa_for_the_maximum() -> N
         result = replay(frame(loads, step), ORIGIN + 5 * step, replay_settings)
     runs = result.decisions.groupby("policy")["replicas"].max()
     assert runs.to_dict() == {"hpa": 50, "oracle": 50, "predictive": 50}
+
+
+@dataclass
+class Foresight:
+    """A model that knows the whole series: its forecast of an interval is the load there
+    (median) and 1.2 times it (the quantile), from the end of what it was fitted on."""
+
+    truth: pd.Series
+    quantile: float = 0.9
+    end: pd.Timestamp | None = None
+
+    def fit(self, df: pd.DataFrame) -> Foresight:
+        self.end = df["ds"].max()
+        return self
+
+    def predict(self, horizon: int, quantiles: tuple[float, ...]) -> pd.DataFrame:
+        assert self.end is not None
+        step = self.truth.index[1] - self.truth.index[0]
+        ds = pd.date_range(self.end + step, periods=horizon, freq=step)
+        median = self.truth.reindex(ds).fillna(0.0).to_numpy()
+        out = pd.DataFrame({"unique_id": "replay", "ds": ds, "yhat": median})
+        for q in quantiles:
+            out[f"q{q:g}"] = median * (1.2 if q > 0.5 else 1.0)
+        return out
+
+
+def reference_predictive_run(
+    loads: list[float], first: int, replay_settings: ReplaySettings
+) -> tuple[list[int], list[int]]:
+    """The predictive policy driven interval by interval: a refit every ``retrain_every``
+    on the data before its level window, the load of the last interval, the recent load,
+    the recommendations of the stabilisation window, and its pods in the reference fleet."""
+    s = replay_settings
+    step = pd.Timedelta("1min")
+    spec = PolicySpec(
+        min_replicas=s.min_replicas,
+        max_replicas=s.max_replicas,
+        capacity_per_replica=s.capacity_per_replica,
+        startup_delay=s.startup_delay,
+        sync_period=step,
+        quantile=s.quantile,
+        tolerance=s.tolerance,
+        scale_up_max_step=s.max_replicas,
+        scale_down_max_step=s.max_replicas,
+        scale_down_stabilization=s.scale_down_stabilization,
+        max_forecast_age=s.retrain_every * 2,
+        level_window=s.level_window,
+    )
+    times = [ORIGIN + n * step for n in range(len(loads))]
+    delay_steps = math.ceil(s.startup_delay / step)
+    pods = Pods()
+    warm = warm_start(
+        loads[first:], delay_steps, s.capacity_per_replica, s.min_replicas, s.max_replicas
+    )
+    pods.scale(warm, -math.inf, 0.0)
+    forecast, next_fit, history = None, times[first], []
+    replicas, ready = [], []
+    for n in range(first, len(loads)):
+        now = times[n]
+        if now >= next_fit:
+            cutoff = n - s.level_window
+            fitted = [x for x in loads[max(0, cutoff - 40320) : max(0, cutoff)]]
+            if sum(not math.isnan(x) for x in fitted) >= 2:
+                ahead = [x if not math.isnan(x) else 0.0 for x in loads[cutoff:]]
+                horizon = 10_000
+                ahead = (ahead + [0.0] * horizon)[:horizon]
+                forecast = Forecast(
+                    made_at=now.to_pydatetime(),
+                    times=np.array(
+                        [np.datetime64(ORIGIN + (cutoff + i) * step) for i in range(horizon)]
+                    ),
+                    upper=np.array(ahead) * 1.2,
+                    quantile=s.quantile,
+                    median=np.array(ahead),
+                )
+            else:
+                forecast = None
+            next_fit = now + s.retrain_every
+        seen = loads[n - 1]
+        recent = loads[max(0, n - s.level_window) : n]
+        history = [r for r in history if r.at > now - s.scale_down_stabilization]
+        d = decide(
+            spec,
+            now.to_pydatetime(),
+            len(pods.ready_at),
+            None if math.isnan(seen) else seen,
+            forecast,
+            history,
+            recent,
+        )
+        history.append(Recommendation(now.to_pydatetime(), d.recommendation))
+        pods.scale(d.replicas, now.timestamp(), s.startup_delay.total_seconds())
+        replicas.append(len(pods.ready_at))
+        ready.append(pods.ready(now.timestamp()))
+    return replicas, ready
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    loads=st.lists(LOAD, min_size=3, max_size=40),
+    first=st.integers(1, 12),
+    delay=st.sampled_from([0, 30, 60, 90, 180]),
+    capacity=CAPACITIES,
+    retrain=st.integers(1, 15),
+    level_window=st.integers(0, 5),
+    stabilization=st.integers(0, 5),
+    tolerance=st.sampled_from([0.0, 0.1]),
+    low=st.integers(1, 3),
+    span=st.integers(0, 60),
+)
+def test_the_replayed_predictive_policy_decides_as_a_loop_over_decide_would(
+    loads, first, delay, capacity, retrain, level_window, stabilization, tolerance, low, span
+) -> None:
+    first = min(first, len(loads) - 1)
+    replay_settings = ReplaySettings(
+        capacity_per_replica=capacity,
+        startup_delay=timedelta(seconds=delay),
+        min_replicas=low,
+        max_replicas=low + span,
+        retrain_every=timedelta(minutes=retrain),
+        level_window=level_window,
+        scale_down_stabilization=timedelta(minutes=stabilization),
+        tolerance=tolerance,
+    )
+    step = pd.Timedelta("1min")
+    series = frame(loads, step)
+    truth = series.set_index("ds")["y"]
+    result = replay(
+        series, ORIGIN + first * step, replay_settings, ["predictive"], lambda: Foresight(truth)
+    )
+    replicas, ready = reference_predictive_run(loads, first, replay_settings)
+    assert result.decisions["replicas"].tolist() == replicas
+    assert result.decisions["ready"].tolist() == ready
