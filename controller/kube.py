@@ -356,7 +356,7 @@ class KubeClient:
         # The group decides as much as the kind: OpenKruise's Advanced StatefulSet is kind
         # StatefulSet in apps.kruise.io, and taken for apps' it would scale the native
         # StatefulSet of the same name, if any.
-        group, version = _group(target), _version(target)
+        group, version = api_group(target), _version(target)
         if group != "apps":
             return self._custom_scale_methods(group, version, kind)
         if kind == "Deployment":
@@ -514,7 +514,7 @@ class KubeClient:
             if (
                 ref.get("kind") == target["kind"]
                 and ref.get("name") == target["name"]
-                and _group(ref) == _group(target)  # a kind of the same name in another group
+                and api_group(ref) == api_group(target)  # a kind of the same name in another group
             ):
                 return hpa
         return None
@@ -661,7 +661,7 @@ class KubeClient:
         return self.api_client.sanitize_for_serialization(lease)
 
 
-def _group(ref: dict[str, Any]) -> str:
+def api_group(ref: dict[str, Any]) -> str:
     """The API group of a scale target or an HPA's ``scaleTargetRef``; no apiVersion is the
     CRD's default, apps/v1."""
     return str(ref.get("apiVersion") or "apps/v1").rpartition("/")[0]

@@ -45,7 +45,7 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
-from controller.kube import KubeClient, KubeError, ScaleTarget
+from controller.kube import KubeClient, KubeError, ScaleTarget, api_group
 from controller.metrics import ControllerMetrics
 from controller.modelling import (
     DEFAULT_STARTUP_DELAY,
@@ -1464,7 +1464,9 @@ def shared_targets(objects: Iterable[dict[str, Any]]) -> dict[str, str]:
         if config.mode == "ForecastOnly":
             continue
         meta = obj.get("metadata") or {}
-        target = (config.namespace, config.target.get("kind"), config.target.get("name"))
+        # The group too: OpenKruise's StatefulSet "web" is not apps/v1's StatefulSet "web".
+        ref = config.target
+        target = (config.namespace, api_group(ref), ref.get("kind"), ref.get("name"))
         created = str(meta.get("creationTimestamp") or "")
         key = f"{meta.get('namespace')}/{meta.get('name')}"  # as :meth:`Reconciler.reconcile`
         claims.setdefault(target, []).append((not _holds_target(obj), created, key))

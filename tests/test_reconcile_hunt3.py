@@ -87,6 +87,25 @@ def test_with_no_claimant_holding_it_the_first_created_scales_the_target() -> No
     assert shared_targets(objs) == {"gov/a": "gov/b", "gov/c": "gov/b"}
 
 
+def test_kinds_of_one_name_in_two_api_groups_are_two_targets() -> None:
+    """OpenKruise's Advanced StatefulSet ``web`` and the native StatefulSet ``web`` kept
+    beside it during a migration are two workloads: the claims keyed them by kind and name
+    alone, and the second scaler was told AmbiguousTarget and scaled neither."""
+    objs = []
+    for name, api_version, created in (
+        ("native", "apps/v1", "2026-01-01T00:00:00Z"),
+        ("kruise", "apps.kruise.io/v1beta1", "2026-01-02T00:00:00Z"),
+        ("default", None, "2026-01-03T00:00:00Z"),  # no apiVersion: apps/v1
+    ):
+        body = scaler("http://prometheus:9090", "Scale")
+        body["metadata"].update(name=name, namespace="gov", creationTimestamp=created)
+        body["spec"]["scaleTargetRef"] = {"kind": "StatefulSet", "name": "web"}
+        if api_version:
+            body["spec"]["scaleTargetRef"]["apiVersion"] = api_version
+        objs.append(body)
+    assert shared_targets(objs) == {"gov/default": "gov/native"}
+
+
 def test_a_decision_left_to_an_hpa_says_so_in_the_log_and_its_account(tmp_path) -> None:
     """Left unapplied because an HPA scales the target too, the decision was told by
     ``surgecast decisions explain`` as "the change failed or the controller stopped before
