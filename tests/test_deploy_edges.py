@@ -339,6 +339,10 @@ REFUSED_BY_THE_READER = [
         lambda s: s["spec"]["events"][0].update(end=s["spec"]["events"][0]["start"]),
     ),
     ("min above max", lambda s: s["spec"].update(minReplicas=41)),
+    ("kind with a space", lambda s: s["spec"]["scaleTargetRef"].update(kind="Deployment ")),
+    ("apiVersion ending in /", lambda s: s["spec"]["scaleTargetRef"].update(apiVersion="apps/v1/")),
+    ("apiVersion of a group only", lambda s: s["spec"]["scaleTargetRef"].update(apiVersion="apps")),
+    ("apiVersion in capitals", lambda s: s["spec"]["scaleTargetRef"].update(apiVersion="Apps/V1")),
 ]
 
 
@@ -363,6 +367,16 @@ ACCEPTED_BY_BOTH = [
     ),
     ("step 90s", lambda s: s["spec"]["metric"].update(step="90s")),
     ("startupDelay auto", lambda s: s["spec"].update(startupDelay="auto")),
+    (
+        "a Rollout",
+        lambda s: s["spec"]["scaleTargetRef"].update(
+            apiVersion="argoproj.io/v1alpha1", kind="Rollout"
+        ),
+    ),
+    (
+        "the core group",
+        lambda s: s["spec"]["scaleTargetRef"].update(apiVersion="v1", kind="ReplicationController"),
+    ),
     ("startupDelay 0m45s", lambda s: s["spec"].update(startupDelay="0m45s")),
     ("syncPeriod 1m30s", lambda s: s["spec"]["behavior"].update(syncPeriod="1m30s")),
     # The HPA's own "scale down at once".
