@@ -60,15 +60,17 @@ def plot_series(
 
 def _shade_missing(ax: plt.Axes, missing: pd.Series) -> None:
     """Grey bands over the runs of ``missing`` (by time stamp), each up to the next
-    stamp drawn."""
+    stamp drawn, or one interval past the last: a run at the end (the last hour of logs
+    lost) ended at its own first stamp, and one missing interval there had no band."""
     flags = missing.to_numpy(dtype=bool)
     if not flags.any():
         return
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     index = missing.index
+    after = index[-1] + (index[-1] - index[-2] if len(index) > 1 else pd.Timedelta(0))
     for n, (start, stop) in enumerate(zip(starts, stops, strict=True)):
-        end = index[min(stop, len(index) - 1)]
+        end = index[stop] if stop < len(index) else after
         ax.axvspan(
             index[start], end, color="grey", alpha=0.25, label="missing data" if n == 0 else None
         )

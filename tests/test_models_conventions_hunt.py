@@ -18,6 +18,7 @@ from forecaster.models import (
     SeasonalNaive,
     SeasonalQuantile,
 )
+from tests.test_analyst_api import _bands, drawn  # noqa: F401 (the fixture drawn)
 from tests.test_models_contract import hourly
 
 
@@ -145,3 +146,21 @@ def test_a_series_that_ended_before_a_cutoff_has_no_rows_before_it() -> None:
     late = results[(results["unique_id"] == "b") & (results["cutoff"] == results["cutoff"].max())]
     assert list(late["h"]) == [1, 2] and late["y"].isna().all()
     assert len(results[results["unique_id"] == "a"]) == 12
+
+
+@pytest.mark.parametrize("lost", [1, 5])
+def test_missing_intervals_at_the_end_are_shaded_in_full(lost: int, tmp_path, request) -> None:
+    """A band ended at the last stamp drawn: the last hour of logs lost had no band at all
+    (from its stamp to itself), and the last five hours a band of four."""
+    from matplotlib.dates import date2num
+
+    from forecaster import plots
+
+    frame = hourly(days=2)
+    frame.loc[frame.index[-lost:], "y"] = np.nan
+    figures = request.getfixturevalue("drawn")
+    plots.plot_series(frame, tmp_path / "end.png")
+    (band,) = _bands(figures[0])
+    first_lost = frame["ds"].iloc[-lost]
+    expected = (date2num(first_lost), date2num(first_lost + pd.Timedelta(hours=lost)))
+    assert band == pytest.approx(expected)
