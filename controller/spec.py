@@ -84,15 +84,20 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(str(text).strip())
     if not match or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration like 30s, 3m, 1h30m or 28d")
+    shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+    too_long = ValueError(f"{shown} is too long a duration (at most {timedelta.max.days}d)")
+    # Python reads no integer of over 4,300 digits (its own limit, with a message about
+    # sys.set_int_max_str_digits that a user of /ui?since= cannot act on); none over 15
+    # fits a timedelta anyway.
+    if any(g and len(g) > 15 for g in match.groups()):
+        raise too_long
     days, hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
     try:
         return timedelta(
             days=days, hours=hours, minutes=minutes, seconds=seconds, milliseconds=millis
         )
     except OverflowError:
-        raise ValueError(
-            f"{text!r} is too long a duration (at most {timedelta.max.days}d)"
-        ) from None
+        raise too_long from None
 
 
 @dataclass(frozen=True)

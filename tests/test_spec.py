@@ -190,6 +190,13 @@ def test_parse_duration_rejects_what_a_timedelta_cannot_hold(text: str) -> None:
         parse_duration(text)
 
 
+def test_a_duration_of_thousands_of_digits_is_too_long_not_beyond_pythons_reading() -> None:
+    """``/ui?since=999…9d`` with 5,000 nines was refused with Python's own limit on reading
+    integers, which names ``sys.set_int_max_str_digits``; the text is quoted cut short."""
+    with pytest.raises(ValueError, match=r"^'9{40}'\.\.\. is too long a duration \(at most"):
+        parse_duration("9" * 5000 + "d")
+
+
 def _set(scaler: dict, path: str, value: object) -> None:
     """Put ``value`` at a dotted ``path`` (list indices as numbers) of a copied scaler."""
     *parents, last = [int(part) if part.isdigit() else part for part in path.split(".")]
