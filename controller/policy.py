@@ -337,8 +337,12 @@ def decide(
         window_start = now - spec.scale_down_stabilization
         stabilized = max([replicas] + [r.replicas for r in history if r.at > window_start])
         if predictive is not None and forecast is not None:
+            # A NaN ahead (past the lead window, which was checked) leaves the rest in
+            # force: skipping the whole window for it let a peak the forecast shows just
+            # before the gap go unheeded, and the count drop to the floor.
             ahead = _window(forecast, now, ahead_end)
-            if ahead.size and np.all(np.isfinite(ahead)):
+            ahead = ahead[np.isfinite(ahead)]
+            if ahead.size:
                 stabilized = max(
                     stabilized, needed_replicas(float(ahead.max()), spec.capacity_per_replica)
                 )

@@ -587,3 +587,21 @@ def test_the_replayed_predictive_policy_decides_as_a_loop_over_decide_would(
     replicas, ready = reference_predictive_run(loads, first, replay_settings)
     assert result.decisions["replicas"].tolist() == replicas
     assert result.decisions["ready"].tolist() == ready
+
+
+def test_a_gap_in_the_forecast_ahead_does_not_release_a_scale_down() -> None:
+    """The forecast ahead shows 500 requests in 3 min, then one NaN: the whole window was
+    skipped for it and 50 pods dropped to 1, where a 0 in place of the NaN held them.
+    Missing data damps a change; it never amplifies one."""
+    values = [10.0] * 3 + [500.0, math.nan] + [10.0] * 10
+    times = np.array([np.datetime64(NOW) + np.timedelta64(i, "m") for i in range(len(values))])
+    gap = Forecast(made_at=NOW, times=times, upper=np.array(values), quantile=0.9)
+    spec = PolicySpec(
+        min_replicas=1,
+        max_replicas=100,
+        capacity_per_replica=10,
+        startup_delay=timedelta(minutes=1),
+        scale_down_max_step=100,
+    )
+    d = decide(spec, NOW, 50, 10.0, gap)
+    assert (d.replicas, d.clamps) == (50, ("Hold/Stabilizing",))
