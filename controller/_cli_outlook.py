@@ -99,7 +99,7 @@ def outlook_command(
     zone = tz or stored.manifest.get("training", {}).get("tz") or "UTC"
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a folder
         fail(f"--tz {zone!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
     step = stored.step
     if step is None:

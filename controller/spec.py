@@ -576,7 +576,7 @@ class _Reader:
             return None
         try:
             ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a folder
             self.problems.append(f"{self.prefix}{path}: {name!r} is not an IANA time zone")
             return None
         return name

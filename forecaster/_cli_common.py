@@ -43,7 +43,7 @@ def zone_option(tz: str | None) -> tzinfo:
         return UTC
     try:
         return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe", a folder
         fail(f"--tz {tz!r} is not a time zone like Europe/Berlin or Asia/Shanghai")
 
 

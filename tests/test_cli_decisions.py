@@ -164,6 +164,10 @@ def test_errors(replayed: Replayed, tmp_path: Path) -> None:
             ["explain", SCALER, "--at", "2026-11-09 10:00", "--tz", "Mars/Base", *db],
             "not a time zone",
         ),
+        (  # a region alone is a folder of the zone database: an IsADirectoryError traceback
+            ["list", SCALER, "--tz", "Europe", *db],
+            "--tz 'Europe' is not a time zone",
+        ),
         (
             ["explain", SCALER, "--at", "2026-11-01 00:00", *db],
             "no decision of replay/pension at or before 2026-11-01 00:00 UTC",

@@ -101,6 +101,7 @@ def test_the_chart_shows_forecast_capacity_and_risky_hours(trained: Path, suffix
     [
         (["--max-replicas", "10", "-o", "chart.pdf"], "the chart is written as .png or .html"),
         (["--max-replicas", "10", "--tz", "Mars/Olympus"], "is not a time zone"),
+        (["--max-replicas", "10", "--tz", "Europe"], "--tz 'Europe' is not a time zone"),
         (["--max-replicas", "0"], "--max-replicas"),
         (["--max-replicas", "10", "--days", "30"], "--days"),
     ],
