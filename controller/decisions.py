@@ -22,6 +22,7 @@ restarted controller does with a decision recorded but not marked applied).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -35,6 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
 
 from controller.policy import Decision, Forecast, PolicySpec
+
+log = logging.getLogger("surgecast.decisions")
 
 SCHEMA_VERSION = 1
 
@@ -271,6 +274,9 @@ class DecisionLog:
         """The table's columns that this log has (not an added one it may not add); None
         until the schema is opened."""
         self._opening = threading.Lock()  # the review page's thread and the reconciles'
+        self.indexing: threading.Thread | None = None
+        """Builds the indexes an older log lacks, when a writer opened one
+        (:func:`_build_indexes`)."""
         if connect:
             try:
                 self._open()
@@ -463,7 +469,18 @@ class DecisionLog:
         with self._opening:
             if self._columns is None:
                 have = _open_schema(self._engine, self._create)
+                # A writer builds what an older log lacks; a reader, which should not
+                # spend that time, reads without.
+                missing = _missing_indexes(self._engine) if self._create else []
                 self._columns = tuple(c for c in _decisions.columns if c.name in have)
+                if missing:
+                    self.indexing = threading.Thread(
+                        target=_build_indexes,
+                        args=(self._engine, missing),
+                        name="decision-log-indexes",
+                        daemon=True,
+                    )
+                    self.indexing.start()
             return self._columns
 
     def _has(self, column: str) -> bool:
@@ -537,15 +554,11 @@ def _open_schema(engine: Engine, create: bool) -> set[str]:
                 with conn.begin():
                     if not create and not sa.inspect(conn).has_table(_decisions.name):
                         raise LookupError(f"{engine.url.render_as_string()} holds no decision log")
-                    have = _create_schema(conn)
-                break
+                    return _create_schema(conn)
             except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
                 if attempt == SCHEMA_ATTEMPTS:
                     raise
                 time.sleep(0.05 * attempt)
-    if create:
-        _add_indexes(engine)
-    return have
 
 
 def _create_schema(conn: Connection) -> set[str]:
@@ -611,42 +624,55 @@ def _add_columns(conn: Connection) -> None:
             pass
 
 
-def _add_indexes(engine: Engine) -> None:
-    """Create the indexes a log made by an older surgecast lacks (``create_all`` makes them
-    only with the table). Only a writer does: on a big log the build takes a while, which a
-    read command should not spend, and a role that may not create them uses the log
-    without them.
+def _missing_indexes(engine: Engine) -> list[sa.Index]:
+    """The indexes a log made by an older surgecast lacks (``create_all`` makes them only
+    with the table), or has but cut short (see :func:`_build_indexes`)."""
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        have = {index["name"] for index in sa.inspect(conn).get_indexes(_decisions.name)}
+        return [
+            index
+            for index in _decisions.indexes
+            if index.name not in have or (postgres and not _valid_pg_index(conn, str(index.name)))
+        ]
 
-    On PostgreSQL the build is ``CONCURRENTLY``, outside any transaction: a plain one
-    blocks every write to the table until it ends, minutes on a big log, and in a rolling
-    upgrade the old leader, still writing its decisions, would stall its reconciles. A
-    build cut short (the pod killed) leaves an invalid index, unused by every query; it
-    is built again.
+
+def _build_indexes(engine: Engine, indexes: Sequence[sa.Index]) -> None:
+    """Build ``indexes`` (from :func:`_missing_indexes`), in a thread of their own.
+
+    On a big log that takes minutes, and the controller opens its log before serving its
+    probes: built in the open, the liveness probe killed the pod mid-build, at every
+    restart. Meanwhile the log is used without them. On PostgreSQL the build is
+    ``CONCURRENTLY``, outside any transaction: a plain one blocks every write to the table
+    until it ends, and in a rolling upgrade the old leader, still writing its decisions,
+    would stall its reconciles. A build cut short (the pod killed) leaves an invalid index,
+    unused by every query, which the next writer builds again. On SQLite the build holds
+    the write lock, and the controller meanwhile holds its decisions as in any outage. A
+    role that may not create indexes uses the log without them.
     """
     postgres = engine.dialect.name == "postgresql"
     with engine.connect() as conn:
         if postgres:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        have = {index["name"] for index in sa.inspect(conn).get_indexes(_decisions.name)}
-        for index in _decisions.indexes:
+        for index in indexes:
             columns = ", ".join(f'"{column.name}"' for column in index.columns)
             build = f"CREATE INDEX IF NOT EXISTS {index.name} ON {_decisions.name} ({columns})"
+            log.info("building index %s of the decision log", index.name)
             try:
                 if postgres:
-                    if index.name in have and _valid_pg_index(conn, str(index.name)):
-                        continue
                     conn.execute(sa.text(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"))
                     conn.execute(sa.text(build.replace("INDEX", "INDEX CONCURRENTLY", 1)))
-                elif index.name not in have:
+                else:
                     conn.execute(sa.text(build))
                     conn.commit()
-            except sa.exc.DBAPIError:
+            except sa.exc.DBAPIError as exc:
+                log.warning("index %s of the decision log not built: %s", index.name, exc.orig)
                 if not postgres:
                     conn.rollback()
 
 
 def _valid_pg_index(conn: Connection, name: str) -> bool:
-    """Whether PostgreSQL index ``name`` was built to the end (see :func:`_add_indexes`)."""
+    """Whether PostgreSQL index ``name`` was built to the end (see :func:`_build_indexes`)."""
     query = sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
     return bool(conn.execute(query, {"name": name}).scalar())
 

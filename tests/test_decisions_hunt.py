@@ -4,6 +4,7 @@ retention, and the commands that read it."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,42 @@ def test_an_older_log_gains_the_time_index_when_a_writer_opens_it(url: str) -> N
 
     with DecisionLog(url, create=False) as log:  # a reader builds nothing
         assert [r.current_replicas for r in log.list()] == [10]
+        assert log.indexing is None
     assert "ix_decisions_at" not in indexes()
     with DecisionLog(url) as log:
+        assert log.indexing is not None
+        log.indexing.join()
         assert log.prune(T0 + timedelta(minutes=1)) == 1
     assert {"ix_decisions_at", "ix_decisions_scaler_at"} <= indexes()
     engine.dispose()
+
+
+def test_the_index_an_older_log_lacks_is_built_after_the_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Built in the open, on a big log it kept the controller from serving its probes for
+    # minutes, and the liveness probe killed the pod mid-build at every restart.
+    db = f"sqlite:///{tmp_path / 'decisions.db'}"
+    with DecisionLog(db) as log:
+        log.record(sample(0))
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_decisions_at"))
+    engine.dispose()
+    opened, building = threading.Event(), []
+    build = decisions._build_indexes
+
+    def slow_build(*args: Any) -> None:
+        building.append(opened.wait(timeout=5))  # a big log's build, done once opened
+        build(*args)
+
+    monkeypatch.setattr(decisions, "_build_indexes", slow_build)
+    with DecisionLog(db) as log:
+        opened.set()
+        assert log.record(sample(1)) == 2
+        assert log.indexing is not None
+        log.indexing.join()
+    assert building == [True]
 
 
 def test_prune_deletes_a_long_backlog_in_short_transactions(
@@ -168,7 +200,9 @@ def test_an_index_build_cut_short_on_postgresql_is_built_again(
     DecisionLog(db, create=False).close()  # a reader builds nothing
     with engine.connect() as conn:
         assert conn.execute(validity).scalar() is False
-    DecisionLog(db).close()
+    with DecisionLog(db) as log:
+        assert log.indexing is not None
+        log.indexing.join()
     with engine.connect() as conn:
         assert conn.execute(validity).scalar() is True
     engine.dispose()
