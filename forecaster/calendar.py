@@ -24,7 +24,15 @@ Festival with its weekends) is nine days."""
 
 @lru_cache(maxsize=32)
 def _calendar(country: str, years: tuple[int, ...]) -> holidays.HolidayBase:
-    return holidays.country_holidays(country, years=list(years))
+    try:
+        return holidays.country_holidays(country, years=list(years))
+    except NotImplementedError:
+        # the package's "Country cn not available" read as a feature surgecast lacked,
+        # raised from deep in a model's fit (and each retrain of a scaler)
+        raise ValueError(
+            f"country {country!r} has no holiday calendar: use a code of the holidays"
+            " package such as CN or US, or None for Saturday and Sunday weekends only"
+        ) from None
 
 
 def day_types(days: Iterable[date], country: str | None = "CN") -> np.ndarray:

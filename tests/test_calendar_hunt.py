@@ -46,6 +46,15 @@ def test_without_a_country_the_weekend_is_saturday_and_sunday() -> None:
     assert first_working_days_after_holidays(days, None) == set()
 
 
+@pytest.mark.parametrize("country", ["cn", "XX", "Atlantis"])
+def test_a_country_without_a_calendar_is_a_value_error_naming_it(country: str) -> None:
+    with pytest.raises(ValueError, match=f"country {country!r} has no holiday calendar"):
+        day_types([date(2024, 10, 1)], country)
+    frame = month_end_portal(days=3)
+    with pytest.raises(ValueError, match="has no holiday calendar"):
+        LinearForecaster(country=country, tz=TZ).fit(frame)
+
+
 def test_first_working_days_after_a_holiday() -> None:
     cn = first_working_days_after_holidays(days_between(date(2024, 1, 1), date(2024, 10, 31)))
     assert date(2024, 10, 8) in cn  # after Golden Week
