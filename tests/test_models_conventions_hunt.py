@@ -40,6 +40,9 @@ from tests.test_models_contract import hourly
         (LinearForecaster(alpha=0.0), "alpha"),
         (LinearForecaster(folds=0), "folds"),
         (LinearForecaster(max_samples=True), "max_samples"),
+        (LastValue(window=1e4), "window"),
+        (SeasonalQuantile(weeks=4.0, country=None, tz=None), "weeks"),
+        (GradientBoostingForecaster(lags=6.0), "lags"),
         (ProphetForecaster(season="soon"), "season"),
         (ConformalCalibrator(), "model"),
         (ConformalCalibrator(SeasonalNaive(), horizon=-2), "horizon"),
@@ -63,7 +66,7 @@ def test_parameters_in_range_still_fit() -> None:
         LastValue(window=1, freq=pd.Timedelta("1h")),
         SeasonalQuantile(weeks=1, window=0, country=None, tz=None),
         GradientBoostingForecaster(max_horizon=1, lags=0, seasonal_lags=0, holdout=0.0),
-        LinearForecaster(per_origin=1, bins=1, alpha=1e-6, folds=1, max_samples=4e4),
+        LinearForecaster(per_origin=1, bins=1, alpha=1e-6, folds=1, max_samples=np.int64(40_000)),
         ConformalCalibrator(LastValue(), horizon=3, folds=1, every=None),
     ):
         forecast = model.fit(frame).predict(3)
