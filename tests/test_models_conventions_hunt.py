@@ -167,3 +167,14 @@ def test_missing_intervals_at_the_end_are_shaded_in_full(lost: int, tmp_path, re
     first_lost = frame["ds"].iloc[-lost]
     expected = (date2num(first_lost), date2num(first_lost + pd.Timedelta(hours=lost)))
     assert band == pytest.approx(expected)
+
+
+def test_last_value_repeats_a_value_seen_before_its_window() -> None:
+    """The window bounds the changes learned from; with the last ``window`` intervals
+    missing, the model said "no observed value" and forecast 0 for a series with weeks of
+    data."""
+    frame = hourly()
+    frame.loc[frame.index[-3:], "y"] = np.nan
+    model = LastValue(window=2).fit(frame)
+    assert (model.predict(4)["yhat"] == frame["y"].iloc[-4]).all()
+    assert model.fallback_reason_ == {"s": None}

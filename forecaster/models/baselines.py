@@ -25,7 +25,8 @@ class LastValue(PerSeriesModel):
     Quantiles are the last value plus the empirical quantiles of one-step changes seen in
     fit, widened by ``sqrt(h)`` at ``h`` steps ahead as for a random walk, and clipped at 0
     for a series never below 0 (request rates are not negative; a series that is, a net
-    flow, keeps its negative quantiles). ``window`` bounds the history used, in intervals.
+    flow, keeps its negative quantiles). ``window`` bounds the history the changes are
+    learned from, in intervals (the last value is the last one seen, however long ago).
     ``freq`` is the series' interval (``"1min"``), inferred from the data when ``None``:
     a series seen only once, a new service's first minute, has no interval to infer.
     """
@@ -48,7 +49,10 @@ class LastValue(PerSeriesModel):
             self.nonnegative_[uid] = bool((one["y"].dropna() >= 0).all())
             y = regular(one, self.step_).iloc[-self.window :]
             self.last_ds_[uid] = y.index[-1]
-            seen = y.dropna()
+            # the last value seen at all: the window bounds the changes learned from, and a
+            # window of missing data at the end (window=60, the last hour of logs lost)
+            # forecast 0, no traffic, for a series with days of data
+            seen = one["y"].dropna()
             self.last_value_[uid] = float(seen.iloc[-1]) if len(seen) else 0.0
             changes = y.diff().dropna().to_numpy()
             self.changes_[uid] = changes if changes.size else np.zeros(1)
