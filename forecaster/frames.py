@@ -67,7 +67,13 @@ def validate_series(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"series frame has no unique_id in {int(unnamed.sum())} of its rows")
     out["unique_id"] = out["unique_id"].astype(str)  # ids are text: 7 and "7" are one series
     out["ds"] = naive_utc(out["ds"])
-    out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
+    undated = out["ds"].isna()
+    if undated.any():  # a blank cell: its value was dropped as a gap, two were "duplicates"
+        raise ValueError(f"series frame has no ds in {int(undated.sum())} of its rows")
+    try:
+        out["y"] = pd.to_numeric(out["y"], errors="raise").astype(float)
+    except (ValueError, TypeError) as exc:  # pandas' message names neither the column nor the row
+        raise ValueError(f"series frame has a y that is not a number: {exc}") from None
     # NaN is a missing value, which every model skips; an infinite one turns a fit
     # (gradient boosting, linear) into NaN forecasts for the whole series.
     infinite = np.isinf(out["y"].to_numpy())

@@ -178,3 +178,26 @@ def test_last_value_repeats_a_value_seen_before_its_window() -> None:
     model = LastValue(window=2).fit(frame)
     assert (model.predict(4)["yhat"] == frame["y"].iloc[-4]).all()
     assert model.fallback_reason_ == {"s": None}
+
+
+@pytest.mark.parametrize("blank", [1, 2])
+def test_a_row_without_a_time_stamp_is_refused_by_name(blank: int) -> None:
+    """A blank ds was NaT: one such row was dropped as a gap without a word, two in a
+    series were refused as "duplicate (unique_id, ds) rows"."""
+    from forecaster.frames import validate_series
+
+    frame = hourly(days=2)
+    frame["ds"] = frame["ds"].astype(object)
+    frame.loc[frame.index[5 : 5 + blank], "ds"] = None
+    with pytest.raises(ValueError, match=f"series frame has no ds in {blank} of its rows"):
+        validate_series(frame)
+
+
+def test_a_y_that_is_not_a_number_is_refused_by_column() -> None:
+    """pandas said only "Unable to parse string '1,234' at position 0", naming no column."""
+    from forecaster.frames import validate_series
+
+    frame = hourly(days=2).astype({"y": object})
+    frame.loc[0, "y"] = "1,234"
+    with pytest.raises(ValueError, match="y that is not a number.*1,234"):
+        validate_series(frame)
