@@ -497,6 +497,13 @@ PRUNE_BATCH = 5_000
 tens of milliseconds of SQLite's write lock."""
 
 
+WAL_SIZE_LIMIT = 16 * 2**20
+"""Bytes a SQLite log's WAL file is cut back to once checkpointed. SQLite otherwise keeps
+the file at the largest size one transaction grew it to, for as long as the controller
+runs: the decisions held through an outage and written at once when it ends (up to
+10,000, some 5 MB), an index built on an older log (as big as the index)."""
+
+
 CONNECT_TIMEOUT = 5
 """Seconds a PostgreSQL connection may take to open. The controller tries the log at
 every reconcile, also while it is down: an unreachable host would otherwise hold each
@@ -528,6 +535,7 @@ def _engine(url: str, writer: bool) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             cursor.close()
 
     return engine

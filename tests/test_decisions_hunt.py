@@ -327,3 +327,19 @@ def test_a_write_after_postgresql_dropped_the_connections_succeeds(
         admin.dispose()
         assert log.record(sample(1)) == 2
         assert [r.current_replicas for r in log.list()] == [10, 11]
+
+
+def test_the_wal_file_is_cut_back_after_a_big_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite kept the WAL file at the largest size one transaction grew it to (the
+    # decisions written at once after an outage, an index built on an older log), for as
+    # long as the controller ran.
+    monkeypatch.setattr(decisions, "WAL_SIZE_LIMIT", 2**18)
+    path = tmp_path / "decisions.db"
+    with DecisionLog(f"sqlite:///{path}") as log:
+        log.record_many([sample(n % 600, scaler=f"prod/s{n % 7}") for n in range(10_000)])
+        grown = Path(f"{path}-wal").stat().st_size
+        for n in range(3):
+            log.record(sample(n))
+        assert grown > 2**20 and Path(f"{path}-wal").stat().st_size <= 2**18
