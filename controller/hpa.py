@@ -10,7 +10,8 @@ on request rate:
 - scale-up: no stabilisation, at most ``max(+100 %, +4 pods)`` per 15 s period, counted
   from the replicas at the period's start as the HPA's scale events do (the sync period and
   the policies' period are separate settings: syncing more often does not scale faster);
-- scale-down: the highest recommendation of the last 300 s wins, at most -100 % per period;
+- scale-down: the highest recommendation of the last 300 s wins (the count found at the
+  first sync is one), at most -100 % per period;
 - then ``min/max``.
 
 Assumptions, stated because they favour or hurt the HPA: the metric is the true demand
@@ -50,6 +51,7 @@ class HPASimulator:
     settings: HPASettings
     _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
     _events: deque[tuple[float, int]] = field(default_factory=deque)
+    _started: bool = False
 
     def recommend(self, load: float) -> int:
         """Replicas the HPA's formula asks for before behaviour rules (``ceil(load/target)``),
@@ -62,6 +64,12 @@ class HPASimulator:
     def sync(self, at_seconds: float, current: int, load: float | None) -> int:
         """One HPA sync at time ``at_seconds``: the new desired replica count."""
         s = self.settings
+        if not self._started:
+            # ``recordInitialRecommendation``: the count found at the first sync counts as
+            # a recommendation, so an HPA taking over a warm workload keeps it for the
+            # stabilisation window instead of dropping it at its first quiet sync.
+            self._recommendations.append((at_seconds, current))
+            self._started = True
         if load is None or not math.isfinite(load):
             return current  # the HPA does nothing without a metric
         target = s.target_utilization * s.capacity_per_replica

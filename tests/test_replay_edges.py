@@ -90,6 +90,16 @@ def test_the_hpa_scale_up_limit_counts_from_the_start_of_its_15_s_period() -> No
     assert hpa.sync(30, current=10, load=7000.0) == 20
 
 
+def test_the_hpa_keeps_the_count_it_finds_for_its_stabilisation_window() -> None:
+    """Upstream records the count found at the first sync as a recommendation
+    (``recordInitialRecommendation``): an HPA put on a warm workload does not drop it at
+    its first quiet sync."""
+    hpa = HPASimulator(HPASettings(1, 100, 10.0, target_utilization=0.5))
+    assert hpa.sync(0, current=10, load=10.0) == 10
+    assert hpa.sync(285, current=10, load=10.0) == 10
+    assert hpa.sync(300, current=10, load=10.0) == 2  # the first sync's count has aged out
+
+
 @pytest.mark.parametrize(
     ("freq", "expected"),
     [
@@ -101,12 +111,13 @@ def test_the_hpa_scale_up_limit_counts_from_the_start_of_its_15_s_period() -> No
 def test_the_replayed_hpa_syncs_every_15_s_whatever_the_step(freq: str, expected: list) -> None:
     # The HPA syncs at :00, :15, :30 and :45 of every minute; each sync at most doubles the
     # count (1 pod: +4). It sees the surge one interval late, from then on the syncs within
-    # each interval set its count.
+    # each interval set its count. The surge comes after the first lead window, which the
+    # replay starts every policy warm for (and the HPA keeps its first count for 300 s).
     step = pd.Timedelta(freq)
-    surge = series([10.0] * 12 + [100_000.0] * 12, freq=freq)
+    surge = series([10.0] * 30 + [100_000.0] * 12, freq=freq)
     settings = replace(SETTINGS, hpa_target=1.0, max_replicas=100_000)
     run = replay(surge, START + step, settings, policies=["hpa"]).decisions
-    seen = run[run["ds"] >= START + 13 * step]
+    seen = run[run["ds"] >= START + 31 * step]
     assert seen["replicas"].tolist()[: len(expected)] == expected
 
 

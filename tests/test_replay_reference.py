@@ -91,11 +91,8 @@ class ReferenceHPA:
     down_events: list[tuple[float, int]] = field(default_factory=list)
 
     def reconcile(self, now: float, current: int, usage_milli: int | None) -> int:
-        if self.recommendations is None:
-            # Upstream records the count found at the first sync (recordInitialRecommendation);
-            # the replay's HPA starts with an empty window instead, as if it had been
-            # running on a load that needed no more than its warm start.
-            self.recommendations = []
+        if self.recommendations is None:  # recordInitialRecommendation
+            self.recommendations = [(now, current)]
         if current > self.max_replicas:
             desired = self.max_replicas
         elif current < self.min_replicas:
