@@ -44,6 +44,12 @@ from tests.test_models_contract import hourly
         (SeasonalQuantile(weeks=4.0, country=None, tz=None), "weeks"),
         (GradientBoostingForecaster(lags=6.0), "lags"),
         (ProphetForecaster(season="soon"), "season"),
+        (ProphetForecaster(interval_width=0.0), "interval_width"),
+        (ProphetForecaster(changepoint_prior_scale=-1.0), "changepoint_prior_scale"),
+        (
+            ProphetForecaster(quantile_method="uncertainty", uncertainty_samples=0),
+            "uncertainty_samples",
+        ),
         (ConformalCalibrator(), "model"),
         (ConformalCalibrator(SeasonalNaive(), horizon=-2), "horizon"),
     ],

@@ -33,7 +33,10 @@ from forecaster.models.base import (
     future_index,
     in_zone,
     is_nonnegative,
+    number,
+    positive,
     sort_quantiles,
+    whole,
 )
 from forecaster.models.direct import cold_start, error_table, lookup_errors
 from forecaster.models.features import event_matrix
@@ -149,7 +152,18 @@ class ProphetForecaster(BaseEstimator):
             raise ValueError(
                 f"quantile_method must be residuals or uncertainty, not {self.quantile_method!r}"
             )
-        check_params(self, {"season": duration()})
+        own_interval = self.quantile_method == "uncertainty"
+        check_params(
+            self,
+            {
+                "season": duration(),
+                "changepoint_prior_scale": positive(),
+                # NaN quantiles at 0, an error from statistics at 1; and with no draws
+                # Prophet makes no interval at all (a KeyError of yhat_upper at predict)
+                "interval_width": (lambda v: number(v) and 0 < v < 1, "between 0 and 1"),
+                "uncertainty_samples": whole(1 if own_interval else 0),
+            },
+        )
         frame = validate_series(df)
         self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
