@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from forecaster.frames import quantile_column, series_freq, validate_series
+from forecaster.frames import naive_utc, quantile_column, series_freq, validate_series
 from forecaster.metrics import (
     coverage,
     mae,
@@ -26,7 +26,7 @@ from forecaster.metrics import (
     selection_score,
     smape,
 )
-from forecaster.models.base import regular
+from forecaster.models.base import ds_zone, in_zone, regular
 
 MapFunction = Callable[[Callable[[Any], pd.DataFrame], Iterable[Any]], Iterable[pd.DataFrame]]
 
@@ -66,10 +66,13 @@ def backtest(
     why a series' forecast from that cutoff came from a baseline instead of the model (too
     little history by the cutoff: the model's ``fallback_reason_``), ``None`` when it did
     not. Without it an early fold's seasonal naive forecasts were scored as the model's.
+    ``ds`` and ``cutoff`` are in the time zone of ``series`` (naive UTC when it is naive),
+    as a model's forecasts are.
     """
     frame = validate_series(series)
     points = fold_cutoffs(frame, horizon, folds, every)
-    return backtest_at(model, frame, points, horizon, quantiles, map_function, events)
+    results = backtest_at(model, frame, points, horizon, quantiles, map_function, events)
+    return in_zone(results, ds_zone(series), ("cutoff", "ds"))
 
 
 def fold_cutoffs(
@@ -207,7 +210,9 @@ def score(
         y, yhat, high = one["y"].to_numpy(), one["yhat"].to_numpy(), one[upper_column].to_numpy()
         # MASE pairs values a season apart by position: on the regular grid, rows left out
         # of the frame are NaN and a season apart in the array is a season apart in time.
-        train = regular(history[history["ds"] <= one["cutoff"].min()], step).to_numpy()
+        # results of a tz-aware frame have tz-aware cutoffs (backtest), the frame naive UTC
+        first = naive_utc(one["cutoff"]).min()
+        train = regular(history[history["ds"] <= first], step).to_numpy()
         row = {
             "unique_id": uid,
             "mae": mae(y, yhat),

@@ -207,3 +207,21 @@ def test_a_y_that_is_not_a_number_is_refused_by_column() -> None:
     frame.loc[0, "y"] = "1,234"
     with pytest.raises(ValueError, match="y that is not a number.*1,234"):
         validate_series(frame)
+
+
+def test_a_backtest_of_local_stamps_is_in_local_time_and_scores_alike() -> None:
+    """Forecasts keep the zone of the series they were fitted on; a backtest of the same
+    frame gave naive UTC stamps and cutoffs, which merged with nothing of the analyst's.
+    Its scores are those of the naive frame."""
+    from forecaster.backtest import backtest, score
+
+    frame = hourly(days=5)
+    local = frame.assign(ds=frame["ds"].dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai"))
+    naive = backtest(SeasonalNaive(), frame, horizon=6, folds=3)
+    aware = backtest(SeasonalNaive(), local, horizon=6, folds=3)
+    assert str(aware["ds"].dt.tz) == str(aware["cutoff"].dt.tz) == "Asia/Shanghai"
+    for column in ("ds", "cutoff"):
+        assert (aware[column].dt.tz_convert("UTC").dt.tz_localize(None) == naive[column]).all()
+    merged = aware.merge(local, on=["unique_id", "ds"], suffixes=("", "_actual"))
+    assert len(merged) == len(aware) and (merged["y"] == merged["y_actual"]).all()
+    pd.testing.assert_frame_equal(score(aware, local, 24, 0.9), score(naive, frame, 24, 0.9))

@@ -129,12 +129,20 @@ def ds_zone(df: pd.DataFrame) -> str | None:
     return zone
 
 
-def in_zone(forecast: pd.DataFrame, model: BaseEstimator) -> pd.DataFrame:
-    """``forecast`` (naive UTC stamps) with ``ds`` in the zone ``model`` was fitted in."""
-    zone = getattr(model, "ds_zone_", None)  # none in artefacts saved before: naive UTC
+def in_zone(
+    frame: pd.DataFrame, zone: str | None, columns: Sequence[str] = ("ds",)
+) -> pd.DataFrame:
+    """``frame`` with its naive UTC ``columns`` in ``zone`` (as they are when ``None``)."""
     if zone is not None:
-        forecast["ds"] = forecast["ds"].dt.tz_localize("UTC").dt.tz_convert(zone)
-    return forecast
+        for column in columns:
+            frame[column] = frame[column].dt.tz_localize("UTC").dt.tz_convert(zone)
+    return frame
+
+
+def fitted_zone(model: BaseEstimator) -> str | None:
+    """The zone ``model`` was fitted in (:func:`ds_zone`); ``None`` for artefacts saved
+    before it was recorded, which forecast naive UTC as they did."""
+    return getattr(model, "ds_zone_", None)
 
 
 def sort_quantiles(by_quantile: dict[float, np.ndarray]) -> dict[float, np.ndarray]:
@@ -189,7 +197,7 @@ class PerSeriesModel(BaseEstimator):
             for q in quantiles:
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
-        return in_zone(pd.concat(frames, ignore_index=True), self)
+        return in_zone(pd.concat(frames, ignore_index=True), fitted_zone(self))
 
     def _forecast_one(
         self, uid: str, index: pd.DatetimeIndex, quantiles: Sequence[float]

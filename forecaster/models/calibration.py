@@ -22,6 +22,7 @@ from forecaster.models.base import (
     check_params,
     check_predict,
     ds_zone,
+    fitted_zone,
     in_zone,
     sort_quantiles,
     whole,
@@ -160,4 +161,4 @@ class ConformalCalibrator(BaseEstimator):
             # q0.9 columns, and one[q0.9] a frame where a column was expected
             columns = dict.fromkeys(quantile_column(q) for q in quantiles)
             parts.append(one[["unique_id", "ds", "yhat", *columns]])
-        return in_zone(pd.concat(parts, ignore_index=True), self)
+        return in_zone(pd.concat(parts, ignore_index=True), fitted_zone(self))

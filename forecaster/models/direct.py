@@ -29,6 +29,7 @@ from forecaster.models.base import (
     check_predict,
     ds_zone,
     duration,
+    fitted_zone,
     future_index,
     in_zone,
     is_nonnegative,
@@ -291,4 +292,4 @@ class DirectForecaster(BaseEstimator):
             for q in quantiles:
                 frame[quantile_column(q)] = by_quantile[q]
             frames.append(frame)
-        return in_zone(pd.concat(frames, ignore_index=True), self)
+        return in_zone(pd.concat(frames, ignore_index=True), fitted_zone(self))
