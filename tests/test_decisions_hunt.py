@@ -343,3 +343,21 @@ def test_the_wal_file_is_cut_back_after_a_big_transaction(
         for n in range(3):
             log.record(sample(n))
         assert grown > 2**20 and Path(f"{path}-wal").stat().st_size <= 2**18
+
+
+def test_a_new_log_has_room_for_more_than_two_billion_decisions(url: str) -> None:  # noqa: F811
+    # The id was a 32-bit SERIAL on PostgreSQL: 1,000 scalers at a 30 s sync use it up in
+    # two years (pruning frees no ids), and every decision then failed to be recorded.
+    with DecisionLog(url) as log:
+        log.record(sample(0))
+        if log._engine.dialect.name == "postgresql":
+            with log._engine.begin() as conn:
+                conn.execute(
+                    sa.text("SELECT setval(pg_get_serial_sequence('decisions', 'id'), 2147483647)")
+                )
+        else:
+            log.record(sample(1, id=None))
+            with log._engine.begin() as conn:
+                conn.execute(sa.text("UPDATE decisions SET id = 2147483647 WHERE id = 2"))
+        assert log.record(sample(2)) == 2**31
+        assert log.list()[-1].id == 2**31
