@@ -138,7 +138,9 @@ def backtest_at(
             [reasons.get(uid) for uid in forecast["unique_id"]], index=forecast.index, dtype=object
         )
         forecast["cutoff"] = cutoff
-        forecast["h"] = ((forecast["ds"] - cutoff) / step).astype(int)
+        # Rounded up: a series on the half hour among hourly ones on the hour is 0.5 steps
+        # past the cutoff at its first forecast, which is its first step ahead, not a 0th.
+        forecast["h"] = np.ceil((forecast["ds"] - cutoff) / step).astype(int)
         # A series whose data ended before the cutoff (a retired service) is forecast from
         # its own end: the rows up to the cutoff are no step ahead of it (h of 0 or less,
         # never an actual value to score) and are left out.

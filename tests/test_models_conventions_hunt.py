@@ -225,3 +225,16 @@ def test_a_backtest_of_local_stamps_is_in_local_time_and_scores_alike() -> None:
     merged = aware.merge(local, on=["unique_id", "ds"], suffixes=("", "_actual"))
     assert len(merged) == len(aware) and (merged["y"] == merged["y_actual"]).all()
     pd.testing.assert_frame_equal(score(aware, local, 24, 0.9), score(naive, frame, 24, 0.9))
+
+
+def test_series_on_the_half_hour_keep_their_first_step_ahead() -> None:
+    """A series on the half hour among hourly ones on the hour is half a step off the
+    cutoffs: its first forecast was h 0 (truncated), with the rows before a cutoff
+    dropped it would be lost; it is h 1."""
+    from forecaster.backtest import backtest
+
+    shifted = hourly(seed=2, uid="b").assign(ds=lambda d: d["ds"] + pd.Timedelta("30min"))
+    results = backtest(LastValue(), pd.concat([hourly(uid="a"), shifted]), horizon=3, folds=2)
+    for _, fold in results.groupby(["unique_id", "cutoff"]):
+        assert list(fold["h"]) == list(range(1, len(fold) + 1))
+    assert results.groupby("unique_id").size().to_dict() == {"a": 6, "b": 6}
