@@ -93,13 +93,7 @@ def read_series(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        df = pd.read_csv(path, dtype={"unique_id": str})  # "007" is a name, not 7
-    else:
-        raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
-    return validate_series(df)
+    return validate_series(_read_table(path))
 
 
 def read_events(path: str | Path) -> pd.DataFrame:
@@ -108,10 +102,7 @@ def read_events(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, dtype={"unique_id": str})
+    df = _read_table(path)
     if "ds" not in df.columns:
         raise ValueError(f"{path}: an event calendar needs a ds column")
     names = [c for c in df.columns if c not in ("unique_id", "ds")]
@@ -127,12 +118,26 @@ def read_events(path: str | Path) -> pd.DataFrame:
     return out
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """A ``.csv`` or ``.parquet`` file (either case: ``SERIES.CSV``), ``unique_id`` as text.
+
+    An event calendar of any other extension was read as CSV: a spreadsheet (``.xlsx``)
+    failed with a UnicodeDecodeError, and ``series.CSV`` was refused.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype={"unique_id": str})  # "007" is a name, not 7
+    raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")
+
+
 def write_frame(df: pd.DataFrame, path: str | Path) -> None:
     """Write any long-format frame to ``.csv`` or ``.parquet``, chosen by the extension."""
     path = Path(path)
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         df.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
+    elif path.suffix.lower() == ".csv":
         df.to_csv(path, index=False)
     else:
         raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .csv or .parquet")

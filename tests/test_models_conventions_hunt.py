@@ -238,3 +238,16 @@ def test_series_on_the_half_hour_keep_their_first_step_ahead() -> None:
     for _, fold in results.groupby(["unique_id", "cutoff"]):
         assert list(fold["h"]) == list(range(1, len(fold) + 1))
     assert results.groupby("unique_id").size().to_dict() == {"a": 6, "b": 6}
+
+
+def test_files_are_read_by_their_extension_in_either_case(tmp_path) -> None:
+    """series.CSV was refused as an unsupported extension, and an event calendar of any
+    extension but .parquet was read as CSV: a spreadsheet failed with UnicodeDecodeError."""
+    from forecaster.frames import read_events, read_series, write_frame
+
+    frame = hourly(days=2)
+    write_frame(frame, tmp_path / "SERIES.CSV")
+    assert len(read_series(tmp_path / "SERIES.CSV")) == len(frame)
+    (tmp_path / "events.xlsx").write_bytes(b"PK\x03\x04\xff\xfe binary")
+    with pytest.raises(ValueError, match="unsupported extension '.xlsx'; use .csv or .parquet"):
+        read_events(tmp_path / "events.xlsx")
