@@ -556,6 +556,12 @@ create them: the slower one fails on the other's table or version row, which a s
 try, finding them, reads instead."""
 
 
+class SchemaError(RuntimeError):
+    """The database holds a table this surgecast cannot use as its decision log (another
+    schema version, missing columns). The controller takes it for a log that is down, as
+    it may first meet it at a late open, mid-reconcile."""
+
+
 def _open_schema(engine: Engine, create: bool) -> set[str]:
     """Create or check the schema, trying again when a concurrent open created it first;
     the names of the table's columns.
@@ -599,7 +605,7 @@ def _create_schema(conn: Connection) -> set[str]:
         if column.name not in have and column.name not in ADDED_COLUMNS
     ]
     if missing:
-        raise RuntimeError(
+        raise SchemaError(
             f"the decision log's table lacks the columns {', '.join(missing)}: it was not "
             f"made by surgecast (schema version {SCHEMA_VERSION})"
         )
@@ -613,11 +619,11 @@ def _check_version(found: int | None) -> None:
     if found is None or found == SCHEMA_VERSION:
         return
     if found > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise SchemaError(
             f"the decision log has schema version {found}, from a newer surgecast; this one "
             f"reads version {SCHEMA_VERSION}: upgrade it to use the log"
         )
-    raise RuntimeError(
+    raise SchemaError(
         f"the decision log has schema version {found}; this surgecast reads version "
         f"{SCHEMA_VERSION}"
     )

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller.decisions import DecisionLog, DecisionRecord, record_from_decision
+from controller.decisions import DecisionLog, DecisionRecord, SchemaError, record_from_decision
 from controller.kube import KubeClient, KubeError, ScaleTarget, api_group
 from controller.metrics import ControllerMetrics
 from controller.modelling import (
@@ -672,7 +672,7 @@ class Reconciler:
             if state.log_error is None:  # else it is down: keep the record for later
                 try:
                     record_id = self.decisions.record(record)
-                except SQLAlchemyError as exc:
+                except (SQLAlchemyError, SchemaError) as exc:
                     state.log_error = _db_error(exc)  # safety first: apply it all the same
                     self.log_down = (now, state.log_error)
         changed = False
@@ -760,7 +760,7 @@ class Reconciler:
                 self.decisions.mark_applied(record_id, applied_at)
             elif not_applied is not None:
                 self.decisions.mark_not_applied(record_id, not_applied)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, SchemaError) as exc:
             state.log_error = _db_error(exc)
             self._keep_unlogged(replace(done, id=record_id))
 
@@ -793,10 +793,18 @@ class Reconciler:
                     state.failed_record = record_id
             while self.unlogged:
                 marked = self.unlogged[0]
-                if marked.id is not None and marked.applied_at is not None:  # by construction
-                    self.decisions.mark_applied(marked.id, marked.applied_at)
-                elif marked.id is not None and marked.not_applied is not None:
-                    self.decisions.mark_not_applied(marked.id, marked.not_applied)
+                try:
+                    if marked.id is not None and marked.applied_at is not None:  # by construction
+                        self.decisions.mark_applied(marked.id, marked.applied_at)
+                    elif marked.id is not None and marked.not_applied is not None:
+                        self.decisions.mark_not_applied(marked.id, marked.not_applied)
+                except KeyError:
+                    # Gone from the log (pruned by the other replica, or the database was
+                    # restored from an older backup): left at the head of the queue, the
+                    # mark raised at every reconcile of every scaler, and nothing scaled.
+                    log.warning(
+                        "decision %s is no longer in the log: its mark is dropped", marked.id
+                    )
                 self.unlogged.popleft()
             log.info("decision log back: the decisions made while it was down are written")
         finally:
@@ -826,7 +834,7 @@ class Reconciler:
         try:
             self._flush_unlogged()
             self._settle_logged(config, state, scale, now)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, SchemaError) as exc:
             state.log_error = _db_error(exc)
             self.log_down = (now, state.log_error)
 
@@ -1341,7 +1349,7 @@ def _hpa_alone(load: float | None, capacity: float) -> int | None:
     return max(1, math.ceil(load / (capacity * HPA_TARGET_UTILIZATION) - 1e-9))
 
 
-def _db_error(exc: SQLAlchemyError) -> str:
+def _db_error(exc: SQLAlchemyError | SchemaError) -> str:
     """The database's own words, without SQLAlchemy's statement, parameters and help link."""
     return str(getattr(exc, "orig", None) or exc).strip()
 

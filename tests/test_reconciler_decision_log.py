@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -317,3 +318,54 @@ def test_a_cycle_tries_a_down_log_once_not_once_per_scaler(
     (tmp_path / "gone").rename(home)
     cycle(2)
     assert not rec.unlogged and len(log.list(KEY, since=PEAK)) == 3
+
+
+def test_a_held_mark_of_a_decision_gone_from_the_log_does_not_stop_scaling(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+    log,
+) -> None:
+    """An "applied" mark held through an outage, for a decision the other replica pruned
+    meanwhile (or a restore from an older backup lost): marking it raised KeyError at the
+    head of the queue, at every reconcile, and no scaler scaled again."""
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)
+    needed = replicas(api)
+    gone = log.list(KEY, since=PEAK - timedelta(hours=1))[-1]
+    rec.unlogged.append(dataclasses.replace(gone, id=10_000, applied=True, applied_at=PEAK))
+    set_replicas(api, 1)
+    reconcile(api, rec, 1)
+    assert replicas(api) >= needed
+    assert not rec.unlogged
+    assert logged(api)["status"] == "True"
+
+
+def test_a_log_met_late_with_another_schema_is_down_not_a_crash(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    """A log down at start is opened at first use; a schema this surgecast cannot use,
+    found then, raised out of every reconcile (only database errors were taken for a log
+    that is down), and nothing scaled. Now scaling goes on, and the condition says why."""
+    home = tmp_path / "log"
+    log = DecisionLog(f"sqlite:///{home / 'decisions.db'}", connect=False)
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)  # no such directory: down
+    assert logged(api)["reason"] == "DecisionLogUnavailable"
+
+    home.mkdir()  # back, written meanwhile by a newer surgecast
+    DecisionLog(f"sqlite:///{home / 'decisions.db'}").close()
+    engine = sa.create_engine(f"sqlite:///{home / 'decisions.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE schema_version SET version = 99"))
+    engine.dispose()
+    set_replicas(api, 1)
+    reconcile(api, rec, 1)
+    assert replicas(api) > 1
+    condition = logged(api)
+    assert (condition["status"], condition["reason"]) == ("False", "DecisionLogUnavailable")
+    assert "schema version 99, from a newer surgecast" in condition["message"]
