@@ -251,3 +251,14 @@ def test_files_are_read_by_their_extension_in_either_case(tmp_path) -> None:
     (tmp_path / "events.xlsx").write_bytes(b"PK\x03\x04\xff\xfe binary")
     with pytest.raises(ValueError, match="unsupported extension '.xlsx'; use .csv or .parquet"):
         read_events(tmp_path / "events.xlsx")
+
+
+@pytest.mark.parametrize("make", EVERY_MODEL.values(), ids=list(EVERY_MODEL))
+def test_levels_given_as_a_generator_are_all_columns(make) -> None:
+    """A generator of levels was used up by the first series (or by the sorted levels),
+    and the forecast came back without quantile columns, without a word."""
+    frame = pd.concat([hourly(uid="a"), hourly(seed=1, uid="b")])
+    model = make().fit(frame)
+    forecast = model.predict(3, quantiles=(q / 100 for q in (90, 50)))
+    assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.9", "q0.5"]
+    assert forecast[["q0.9", "q0.5"]].notna().all().all()

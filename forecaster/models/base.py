@@ -11,7 +11,7 @@ of every series, as ``unique_id, ds, yhat`` plus one column per quantile named b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -28,17 +28,24 @@ def future_index(last: pd.Timestamp, step: pd.Timedelta, horizon: int) -> pd.Dat
     return pd.date_range(last + step, periods=horizon, freq=step)
 
 
-def check_predict(model: BaseEstimator, horizon: int) -> int:
-    """What every ``predict`` checks first; returns the horizon as an int.
+def check_predict(
+    model: BaseEstimator, horizon: int, quantiles: Iterable[float]
+) -> tuple[int, tuple[float, ...]]:
+    """What every ``predict`` checks first; returns the horizon as an int and the levels.
 
     The horizon must be a positive whole number of intervals, and the model fitted
     (scikit-learn's own check, so an unfitted forecaster raises ``NotFittedError`` like
-    any estimator).
+    any estimator). The levels are read once, into a tuple, and each must be strictly
+    between 0 and 1: a generator was used up by the first series, and the forecast came
+    back without a quantile column.
     """
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be a positive number of intervals, got {horizon!r}")
     check_is_fitted(model)
-    return int(horizon)
+    levels = tuple(quantiles)
+    for q in levels:
+        quantile_column(q)  # a ValueError for 0, 1, 1.5 or NaN
+    return int(horizon), levels
 
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -187,7 +194,7 @@ class PerSeriesModel(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_predict(self, horizon)
+        horizon, quantiles = check_predict(self, horizon, quantiles)
         frames = []
         for uid, last in self.last_ds_.items():
             index = future_index(last, self.step_, horizon)

@@ -131,7 +131,7 @@ class ConformalCalibrator(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_predict(self, horizon)
+        horizon, quantiles = check_predict(self, horizon, quantiles)
         levels = sorted({0.5, *quantiles})
         forecast = self.model_.predict(horizon, quantiles=levels, events=events)
         parts = []

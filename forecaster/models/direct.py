@@ -259,7 +259,7 @@ class DirectForecaster(BaseEstimator):
         quantiles: Sequence[float] = (0.5, 0.9),
         events: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
-        horizon = check_predict(self, horizon)
+        horizon, quantiles = check_predict(self, horizon, quantiles)
         frames = []
         for uid, last in self.last_ds_.items():
             if uid in self.fallbacks_:
