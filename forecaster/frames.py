@@ -42,8 +42,11 @@ def naive_utc(values: pd.Series) -> pd.Series:
     (local time written across a DST change: ``-05:00`` then ``-04:00``); naive stamps are
     taken as UTC already and kept as they are. Numbers are Unix time, in seconds or (too
     large for seconds) milliseconds, as count files are read: pandas took them for
-    nanoseconds, a day of minutes within the first two seconds of 1970.
+    nanoseconds, a day of minutes within the first two seconds of 1970. Periods
+    (``to_period("h")``) are their start, as statsmodels and pandas resampling label them.
     """
+    if isinstance(values.dtype, pd.PeriodDtype):  # pandas refused them with a TypeError
+        values = values.dt.to_timestamp()
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         unit = "ms" if values.abs().max() >= EPOCH_MS_FROM else "s"
         return pd.to_datetime(values, unit=unit).astype("datetime64[ns]")

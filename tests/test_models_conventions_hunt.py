@@ -262,3 +262,12 @@ def test_levels_given_as_a_generator_are_all_columns(make) -> None:
     forecast = model.predict(3, quantiles=(q / 100 for q in (90, 50)))
     assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q0.9", "q0.5"]
     assert forecast[["q0.9", "q0.5"]].notna().all().all()
+
+
+def test_periods_are_read_as_their_start() -> None:
+    """A ds of hourly periods (``to_period("h")``) was a TypeError from pandas."""
+    frame = hourly(days=3)
+    periods = frame.assign(ds=frame["ds"].dt.to_period("h"))
+    pd.testing.assert_frame_equal(
+        LastValue().fit(periods).predict(3), LastValue().fit(frame).predict(3)
+    )
