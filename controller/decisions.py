@@ -480,6 +480,14 @@ class DecisionLog:
                 # A writer builds what an older log lacks; a reader, which should not
                 # spend that time, reads without.
                 missing = _missing_indexes(self._engine) if self._create else []
+                if self._create and _narrow_id(self._engine):
+                    log.warning(
+                        "the decision log's id is 32-bit (a log made before surgecast's ids"
+                        " were 64-bit): past 2,147,483,647 decisions, pruned or not, none can"
+                        " be recorded. Widen it once, in a quiet moment (it rewrites the"
+                        " table): ALTER TABLE decisions ALTER COLUMN id TYPE bigint;"
+                        " ALTER SEQUENCE decisions_id_seq AS bigint"
+                    )
                 self._columns = tuple(c for c in _decisions.columns if c.name in have)
                 if missing:
                     self.indexing = threading.Thread(
@@ -697,6 +705,18 @@ def _valid_pg_index(conn: Connection, name: str) -> bool:
     """Whether PostgreSQL index ``name`` was built to the end (see :func:`_build_indexes`)."""
     query = sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
     return bool(conn.execute(query, {"name": name}).scalar())
+
+
+def _narrow_id(engine: Engine) -> bool:
+    """Whether a PostgreSQL log's id is the 32-bit SERIAL of logs made before it was
+    64-bit. Widening it is not done on opening: it rewrites the table under an exclusive
+    lock, which would hold every decision of a large fleet for as long."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as conn:
+        columns = sa.inspect(conn).get_columns(_decisions.name)
+    kind = next(c["type"] for c in columns if c["name"] == "id")
+    return isinstance(kind, sa.Integer) and not isinstance(kind, sa.BigInteger)
 
 
 def _widen_names(conn: Connection) -> None:

@@ -3,6 +3,7 @@ retention, and the commands that read it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import timedelta
@@ -361,3 +362,33 @@ def test_a_new_log_has_room_for_more_than_two_billion_decisions(url: str) -> Non
                 conn.execute(sa.text("UPDATE decisions SET id = 2147483647 WHERE id = 2"))
         assert log.record(sample(2)) == 2**31
         assert log.list()[-1].id == 2**31
+
+
+def test_a_log_with_a_32_bit_id_on_postgresql_says_how_to_widen_it(
+    postgres: pg_server.PgServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log made before ids were 64-bit keeps its SERIAL id (widening it rewrites the
+    table): the controller now says so when it opens it, with the statement to run."""
+    db = postgres.new_database()
+    DecisionLog(db).close()
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN id TYPE integer"))
+    engine.dispose()
+    with caplog.at_level(logging.WARNING, logger="surgecast.decisions"):
+        with DecisionLog(db) as log:
+            log.record(sample(0))
+        assert "ALTER TABLE decisions ALTER COLUMN id TYPE bigint" in caplog.text
+        caplog.clear()
+        with DecisionLog(db, create=False) as reader:  # a reader cannot change it: no word
+            assert len(reader.list()) == 1
+        assert "32-bit" not in caplog.text
+
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN id TYPE bigint"))
+    engine.dispose()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="surgecast.decisions"):
+        DecisionLog(db).close()
+    assert "32-bit" not in caplog.text
