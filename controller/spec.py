@@ -243,6 +243,14 @@ def parse_scaler(obj: dict[str, Any]) -> ScalerConfig:
             f" model; with model.name auto only {' and '.join(sorted(AUTO_PARAMS))} apply"
             " (name the model to set it)"
         )
+    if params.get("country") is not None:
+        # Taken as it was, "cn" or "XX" failed every retrain (ModelTrainingFailed) instead.
+        from forecaster.calendar import check_country  # loads holidays: only when asked
+
+        try:
+            check_country(str(params["country"]))
+        except ValueError as exc:
+            problems.append(f"spec.model.params.country: {exc}")
     min_score = reader.number("model.minBacktestScore", 0.5, minimum=0.0, maximum=1.0)
     history = reader.duration("retrain.historyWindow", "28d")
     schedule = reader.string("retrain.schedule", "0 3 * * *")

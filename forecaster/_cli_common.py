@@ -81,11 +81,11 @@ def check_model_options(upper: float, season: str, tz: str | None, country: str 
     if tz is not None:
         zone_option(tz)
     if country is not None:
-        import holidays  # the models' calendars, loaded only when one is asked for
+        from forecaster.calendar import check_country  # loads holidays: only when asked
 
         try:
-            holidays.country_holidays(country)
-        except NotImplementedError:
+            check_country(country)
+        except ValueError:
             fail(f"--country {country!r} has no holiday calendar; use a code such as CN or US")
 
 

@@ -35,6 +35,12 @@ def _calendar(country: str, years: tuple[int, ...]) -> holidays.HolidayBase:
         ) from None
 
 
+def check_country(country: str) -> None:
+    """Raise ``ValueError`` unless ``country`` names a holiday calendar: checked where it is
+    given (a CLI option, a scaler's spec), not at the first fit, nor at every retrain."""
+    _calendar(country, ())
+
+
 def day_types(days: Iterable[date], country: str | None = "CN") -> np.ndarray:
     """``WORKING``, ``WEEKEND`` or ``HOLIDAY`` for each date (make-up days are working).
 

@@ -128,6 +128,10 @@ def test_minimal_spec_takes_every_default() -> None:
             lambda s: s.update(feed={"timeZone": "Mars/Olympus"}),
             "spec.feed.timeZone: 'Mars/Olympus' is not an IANA time zone",
         ),
+        (
+            lambda s: s.update(model={"name": "gradient_boosting", "params": {"country": "cn"}}),
+            "spec.model.params.country: country 'cn' has no holiday calendar",
+        ),
         (  # a folder of the zone database: zoneinfo raised IsADirectoryError
             lambda s: s.update(feed={"timeZone": "Europe"}),
             "spec.feed.timeZone: 'Europe' is not an IANA time zone",
