@@ -525,10 +525,23 @@ CONNECT_TIMEOUT = 5
 every reconcile, also while it is down: an unreachable host would otherwise hold each
 reconcile for the operating system's TCP timeout (minutes), and scaling with it."""
 
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+"""libpq settings of the log's connections. The connect timeout bounds only the opening:
+a server that vanishes mid-statement (a failover, a node lost) held the statement, and the
+reconcile with it, for the kernel's retransmission timeout, some 15 minutes. TCP keepalives
+and ``tcp_user_timeout`` (milliseconds) end such a connection within about 15-25 seconds."""
+
 
 def _engine(url: str, writer: bool) -> Engine:
     """An engine for ``url``; a writer's SQLite connections get WAL and
-    ``synchronous=NORMAL``, and PostgreSQL ones a connect timeout (:data:`CONNECT_TIMEOUT`).
+    ``synchronous=NORMAL``, and PostgreSQL ones timeouts (:data:`POSTGRES_CONNECT_ARGS`).
 
     A reader leaves the journal mode alone: WAL is a lasting property of the file, and
     ``surgecast decisions`` pointed at another program's SQLite file (a wrong ``--db``) had
@@ -541,7 +554,7 @@ def _engine(url: str, writer: bool) -> Engine:
     # reported an outage (DecisionLogged=False, a Warning Event) for the scaler it was on.
     engine = sa.create_engine(
         url,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT} if postgres else {},
+        connect_args=POSTGRES_CONNECT_ARGS if postgres else {},
         pool_pre_ping=postgres,
     )
     if engine.dialect.name == "sqlite" and writer:

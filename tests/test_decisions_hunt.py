@@ -392,3 +392,18 @@ def test_a_log_with_a_32_bit_id_on_postgresql_says_how_to_widen_it(
     with caplog.at_level(logging.WARNING, logger="surgecast.decisions"):
         DecisionLog(db).close()
     assert "32-bit" not in caplog.text
+
+
+def test_postgresql_connections_end_when_the_server_vanishes_mid_statement(
+    postgres: pg_server.PgServer,
+) -> None:
+    """Only the opening had a timeout: a server lost mid-statement held the reconcile for
+    the kernel's retransmission timeout (about 15 minutes). The log's connections now carry
+    TCP keepalives and a user timeout, as libpq reports them."""
+    with DecisionLog(postgres.new_database()) as log:
+        log.record(sample(0))
+        with log._engine.connect() as conn:
+            settings = conn.connection.driver_connection.info.get_parameters()
+    assert settings["connect_timeout"] == "5"
+    assert settings["keepalives_idle"] == "10" and settings["keepalives_count"] == "3"
+    assert settings["tcp_user_timeout"] == "15000"
