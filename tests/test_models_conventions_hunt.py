@@ -271,3 +271,29 @@ def test_periods_are_read_as_their_start() -> None:
     pd.testing.assert_frame_equal(
         LastValue().fit(periods).predict(3), LastValue().fit(frame).predict(3)
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "every"),
+    [(SeasonalNaive, "2D"), (lambda: SeasonalQuantile(country=None, tz=None), "7min")],
+    ids=["seasonal_naive", "seasonal_quantile"],
+)
+def test_a_refused_fit_leaves_the_model_as_it_was(make, every: str) -> None:
+    """A fit refused for the data's interval set the new step_ first: a fresh model then
+    failed predict with an AttributeError instead of NotFittedError, and a fitted one
+    forecast its old series on the refused interval."""
+    from sklearn.exceptions import NotFittedError
+
+    odd = pd.DataFrame(
+        {"unique_id": "s", "ds": pd.date_range("2026-09-01", periods=30, freq=every), "y": 1.0}
+    )
+    fresh = make()
+    with pytest.raises(ValueError, match="interval"):
+        fresh.fit(odd)
+    with pytest.raises(NotFittedError):
+        fresh.predict(3)
+    fitted = make().fit(hourly())
+    before = fitted.predict(3)
+    with pytest.raises(ValueError, match="interval"):
+        fitted.fit(odd)
+    pd.testing.assert_frame_equal(fitted.predict(3), before)

@@ -61,14 +61,17 @@ class SeasonalNaive(PerSeriesModel):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> SeasonalNaive:
         check_params(self, {"season": duration()})
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)
-        self.step_ = series_freq(frame)
-        self.period_ = int(pd.Timedelta(self.season) / self.step_)
-        if self.period_ < 1:  # nothing a season back to repeat: the forecast was all zeros
+        # Checked before any attribute is set: a refused fit left a new step_ beside the
+        # previous fit's state (a fresh model: predict's AttributeError, not NotFittedError)
+        step = series_freq(frame)
+        if pd.Timedelta(self.season) < step:  # nothing a season back: all zeros forecast
             raise ValueError(
                 f"SeasonalNaive repeats the value a season ago: the season {self.season} is"
-                f" shorter than the series' interval {to_offset(self.step_).freqstr}"
+                f" shorter than the series' interval {to_offset(step).freqstr}"
             )
+        self.ds_zone_ = ds_zone(df)
+        self.step_ = step
+        self.period_ = int(pd.Timedelta(self.season) / self.step_)
         self.history_ = {}
         self.residuals_ = {}
         self.last_ds_ = {}
@@ -160,13 +163,14 @@ class SeasonalQuantile(PerSeriesModel):
         # weeks=0 pooled nothing and repeated the last value without a word
         check_params(self, {"weeks": whole(1), "window": whole(0, optional=True)})
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)
-        self.step_ = series_freq(frame)
-        if pd.Timedelta("1D") % self.step_:
+        step = series_freq(frame)  # checked before any attribute is set (SeasonalNaive)
+        if pd.Timedelta("1D") % step:
             raise ValueError(
                 f"SeasonalQuantile pools the same time of day: the series' interval"
-                f" {to_offset(self.step_).freqstr} does not divide a day"
+                f" {to_offset(step).freqstr} does not divide a day"
             )
+        self.ds_zone_ = ds_zone(df)
+        self.step_ = step
         self.slots_ = int(pd.Timedelta("1D") / self.step_)
         self.samples_: dict[str, dict[int, list[np.ndarray]]] = {}
         self.last_ds_: dict[str, pd.Timestamp] = {}
