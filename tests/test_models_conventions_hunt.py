@@ -297,3 +297,17 @@ def test_a_refused_fit_leaves_the_model_as_it_was(make, every: str) -> None:
     with pytest.raises(ValueError, match="interval"):
         fitted.fit(odd)
     pd.testing.assert_frame_equal(fitted.predict(3), before)
+
+
+@pytest.mark.parametrize("make", EVERY_MODEL.values(), ids=list(EVERY_MODEL))
+def test_a_fresh_model_whose_fit_was_refused_is_not_fitted(make) -> None:
+    """A frame mixing intervals is refused; the zone was recorded before, so predict
+    raised an AttributeError instead of NotFittedError."""
+    from sklearn.exceptions import NotFittedError
+
+    mixed = pd.concat([hourly(uid="a"), hourly(uid="b").iloc[::2]])
+    model = make()
+    with pytest.raises(ValueError, match="different intervals"):
+        model.fit(mixed)
+    with pytest.raises(NotFittedError):
+        model.predict(3)

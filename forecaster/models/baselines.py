@@ -38,8 +38,8 @@ class LastValue(PerSeriesModel):
     def fit(self, df: pd.DataFrame, events: pd.DataFrame | None = None) -> LastValue:
         check_params(self, {"window": whole(1), "freq": duration(optional=True)})
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)
         self.step_ = pd.Timedelta(self.freq) if self.freq is not None else series_freq(frame)
+        self.ds_zone_ = ds_zone(df)  # after step_, which may refuse the frame
         self.last_ds_ = {}
         self.last_value_: dict[str, float] = {}
         self.changes_: dict[str, np.ndarray] = {}

@@ -83,8 +83,8 @@ class ConformalCalibrator(BaseEstimator):
             },
         )
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)  # model_ is fitted on naive UTC, this puts it back
         self.step_ = series_freq(frame)
+        self.ds_zone_ = ds_zone(df)  # model_ is fitted on naive UTC, this puts it back
         self.step_edges_ = np.unique(np.round(np.geomspace(1, self.horizon + 1, 5)).astype(int))
         self.corrections_: dict[str, np.ndarray] = {}
         self.fallback_reason_: dict[str, str | None] = {}

@@ -168,8 +168,8 @@ class DirectForecaster(BaseEstimator):
         geometric in the step, each get their own error quantiles.
         """
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
+        self.ds_zone_ = ds_zone(df)  # after step_, which may refuse the frame
         self.period_ = max(1, int(pd.Timedelta(self.season) / self.step_))
         self.max_horizon_ = int(self.max_horizon or self.period_)
         self.event_names_ = [] if events is None else event_names(events)

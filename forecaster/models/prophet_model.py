@@ -166,8 +166,8 @@ class ProphetForecaster(BaseEstimator):
             },
         )
         frame = validate_series(df)
-        self.ds_zone_ = ds_zone(df)
         self.step_ = series_freq(frame)
+        self.ds_zone_ = ds_zone(df)  # after step_, which may refuse the frame
         self.event_names_ = (
             [] if events is None else [c for c in events.columns if c not in ("unique_id", "ds")]
         )
