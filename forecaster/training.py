@@ -28,6 +28,7 @@ from forecaster.backtest import ShortHistoryError, backtest_at, fold_cutoffs, sc
 from forecaster.engine import Engine, LocalEngine
 from forecaster.frames import series_freq, validate_series
 from forecaster.models import PerSeriesModel, ProphetForecaster
+from forecaster.models.base import ds_zone, in_zone
 
 DEFAULT_MODEL = "seasonal_quantile"
 """Used for every series when there is too little history to backtest at all."""
@@ -185,8 +186,10 @@ def train(
     of ``folds`` cutoffs; a frame too short to backtest, or a series with no data at any
     cutoff, gets :data:`DEFAULT_MODEL` and :attr:`Trained.note` says so. A named model is
     backtested too when the data allows, so its stored scores say how far to trust it.
-    ``engine`` runs the backtests and the fits (default: in this process).
+    ``engine`` runs the backtests and the fits (default: in this process). The models are
+    fitted on the frame's ``ds`` as given, so they forecast in its zone.
     """
+    zone = ds_zone(frame)
     frame = validate_series(frame)
     engine = engine or LocalEngine()
     if model != "auto" and model not in candidates:
@@ -208,6 +211,9 @@ def train(
     for name in sorted(set(assignment.values())):
         members = [uid for uid, chosen in assignment.items() if chosen == name]
         series = _with_interval(frame[frame["unique_id"].isin(members)], step)
+        # Validated, ds is naive UTC: fitted on it, a model of a Shanghai frame forecast
+        # naive UTC, where one fitted directly forecasts Shanghai time.
+        series = in_zone(series.copy(), zone)
         parts.append(_Part(name, candidates[name](), series))
     fitted = engine.map(_FitTask(events), parts)
     models = {part.name: model for part, model in zip(parts, fitted, strict=True)}

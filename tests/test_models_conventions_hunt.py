@@ -311,3 +311,19 @@ def test_a_fresh_model_whose_fit_was_refused_is_not_fitted(make) -> None:
         model.fit(mixed)
     with pytest.raises(NotFittedError):
         model.predict(3)
+
+
+def test_train_and_forecast_keep_the_zone_the_series_came_in() -> None:
+    """``train`` validated the frame (naive UTC) before fitting, so the models it chose
+    forecast naive UTC for a Shanghai frame, where the same model fitted directly
+    forecast Shanghai time."""
+    from forecaster.training import forecast, train
+
+    frame = hourly(uid="a")
+    local = frame.assign(ds=frame["ds"].dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai"))
+    candidates = {"seasonal_naive": SeasonalNaive, "last_value": LastValue}
+    aware = forecast(train(local, candidates, horizon=6).models, 3)
+    naive = forecast(train(frame, candidates, horizon=6).models, 3)
+    assert str(aware["ds"].dt.tz) == "Asia/Shanghai" and naive["ds"].dt.tz is None
+    assert aware["ds"].min() == local["ds"].max() + pd.Timedelta("1h")
+    pd.testing.assert_frame_equal(aware.drop(columns="ds"), naive.drop(columns="ds"))
