@@ -27,6 +27,9 @@ def quantile_column(q: float) -> str:
     """
     if not 0.0 < q < 1.0:
         raise ValueError(f"quantile must be strictly between 0 and 1, got {q}")
+    if isinstance(q, np.floating) and q.dtype.itemsize < 8:
+        # The shortest text of a float32 0.9 is 0.9; as a double it is 0.8999999762.
+        q = float(np.format_float_positional(q))
     return f"q{q:.10g}"
 
 

@@ -123,3 +123,10 @@ def test_close_quantiles_get_distinct_columns_and_float_noise_none() -> None:
     assert quantile_column(0.9999999) == "q0.9999999"  # it was q1
     assert quantile_column(0.9999999) != quantile_column(0.9999998)
     assert [quantile_column(q) for q in (0.9, 0.9625, 0.1 + 0.2)] == ["q0.9", "q0.9625", "q0.3"]
+
+
+def test_a_float32_level_is_named_as_written() -> None:
+    """Levels read from a float32 array (a config loaded with NumPy, a parquet column)
+    were named by their double value: ``q0.8999999762`` for 0.9."""
+    levels = np.array([0.5, 0.9, 0.9625], dtype=np.float32)
+    assert [quantile_column(q) for q in levels] == ["q0.5", "q0.9", "q0.9625"]
