@@ -327,3 +327,30 @@ def test_train_and_forecast_keep_the_zone_the_series_came_in() -> None:
     assert str(aware["ds"].dt.tz) == "Asia/Shanghai" and naive["ds"].dt.tz is None
     assert aware["ds"].min() == local["ds"].max() + pd.Timedelta("1h")
     pd.testing.assert_frame_equal(aware.drop(columns="ds"), naive.drop(columns="ds"))
+
+
+def test_a_calibrated_net_flow_is_not_clipped_at_zero(tmp_path) -> None:
+    """Whether to clip at 0 was judged by the forecast being corrected: a net flow whose
+    last value was an inflow (3, with outflows of -5 after it every time) had its
+    corrected median, -5, clipped to 0. It is judged by the series' history now, and a
+    stored model keeps it."""
+    from datetime import datetime
+
+    from forecaster import store
+    from forecaster.models.calibration import ConformalCalibrator
+
+    rng = np.random.default_rng(0)
+    ds = pd.date_range("2026-09-07", periods=24 * 20, freq="1h")
+    y = -5 + rng.normal(0, 1, len(ds))
+    y[(len(ds) - 1 - np.arange(len(ds))) % 6 == 0] = 3.0  # each cutoff sees an inflow
+    flow = pd.DataFrame({"unique_id": "flow", "ds": ds, "y": y})
+    model = ConformalCalibrator(LastValue(), horizon=6, folds=5).fit(flow)
+    assert (model.model_.predict(6)["q0.5"] > 0).all()
+    median = model.predict(6)["q0.5"]
+    assert median.between(-6, -4).all()
+    store.save({"m": model}, str(tmp_path), {}, "x", datetime(2026, 9, 28))
+    pd.testing.assert_series_equal(store.load(str(tmp_path)).models["m"].predict(6)["q0.5"], median)
+    counts = flow.assign(y=flow["y"].clip(lower=0))
+    assert (
+        ConformalCalibrator(LastValue(), horizon=6, folds=5).fit(counts).predict(6)["q0.5"] >= 0
+    ).all()

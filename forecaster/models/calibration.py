@@ -88,6 +88,9 @@ class ConformalCalibrator(BaseEstimator):
         self.step_edges_ = np.unique(np.round(np.geomspace(1, self.horizon + 1, 5)).astype(int))
         self.corrections_: dict[str, np.ndarray] = {}
         self.fallback_reason_: dict[str, str | None] = {}
+        self.nonnegative_ = {
+            str(uid): bool((y.dropna() >= 0).all()) for uid, y in frame.groupby("unique_id")["y"]
+        }
         try:
             results = backtest(
                 self.model,
@@ -151,8 +154,12 @@ class ConformalCalibrator(BaseEstimator):
                     value = value + interpolate_levels(table, q)[step_bin]
                 corrected[q] = value
             corrected = sort_quantiles(corrected)
-            # per series: one net flow in the frame left every count's corrections unclipped
-            if (one[quantile_column(levels[0])] >= 0).all():
+            # Per series, as its history was: counts are clipped at 0, a net flow is not
+            # (clipped when the forecast it corrects was >= 0, a flow's inflow hour lost
+            # the outflows its corrections held). Artefacts stored before this was
+            # recorded judge by that forecast, as they did.
+            stored = getattr(self, "nonnegative_", {})
+            if stored.get(uid, (one[quantile_column(levels[0])] >= 0).all()):
                 corrected = {q: np.maximum(v, 0.0) for q, v in corrected.items()}
             one["yhat"] = corrected[0.5]
             for q in quantiles:
