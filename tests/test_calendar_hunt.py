@@ -124,13 +124,7 @@ def portal(
     return pd.DataFrame({"unique_id": "portal", "ds": ds, "y": y})
 
 
-def month_end_portal(days: int = 170) -> pd.DataFrame:
-    """Three times the load from 9 to 11 on the last working day of the month."""
-    return portal(last_working_days_of_month, 3.0, (9, 11), days)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
+DIRECT_MODELS = pytest.mark.parametrize(
     "model",
     [
         GradientBoostingForecaster(country="CN", tz=TZ, max_iter=60),
@@ -138,6 +132,16 @@ def month_end_portal(days: int = 170) -> pd.DataFrame:
     ],
     ids=["gradient_boosting", "linear"],
 )
+"""Both direct models, each refitted by every test that takes it."""
+
+
+def month_end_portal(days: int = 170) -> pd.DataFrame:
+    """Three times the load from 9 to 11 on the last working day of the month."""
+    return portal(last_working_days_of_month, 3.0, (9, 11), days)
+
+
+@pytest.mark.slow
+@DIRECT_MODELS
 def test_direct_models_learn_the_month_end_morning(
     model: GradientBoostingForecaster | LinearForecaster,
 ) -> None:
@@ -159,14 +163,7 @@ def test_direct_models_learn_the_month_end_morning(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "model",
-    [
-        GradientBoostingForecaster(country="CN", tz=TZ, max_iter=60),
-        LinearForecaster(country="CN", tz=TZ),
-    ],
-    ids=["gradient_boosting", "linear"],
-)
+@DIRECT_MODELS
 def test_direct_models_see_the_backlog_after_a_holiday(
     model: GradientBoostingForecaster | LinearForecaster,
 ) -> None:
