@@ -39,10 +39,13 @@ from forecaster.models.base import (
 )
 from forecaster.models.baselines import LastValue
 from forecaster.models.features import (
+    DAY_MARKS,
     FEATURES_VERSION,
+    MIN_MARKED_DAYS,
     calendar_features,
     design,
     event_matrix,
+    marked_days,
 )
 from forecaster.models.seasonal import SeasonalNaive
 
@@ -199,6 +202,14 @@ class DirectForecaster(BaseEstimator):
             self.fallback_reason_[uid] = None
             self.history_[uid] = y.to_numpy()[-keep:]
             series.append((uid, y))
+        # A day mark is used once some series has it on MIN_MARKED_DAYS days: fitted on
+        # fewer, its columns learn those days' noise and repeat it on the next one.
+        seen = [
+            marked_days(y.index[np.isfinite(y.to_numpy())], self.country, self.tz)
+            for _, y in series
+        ]
+        most = np.max(seen, axis=0) if seen else np.zeros(len(DAY_MARKS), dtype=int)
+        self.day_marks_ = [bool(n >= MIN_MARKED_DAYS) for n in most]
         return series
 
     def _fit_groups(self, uids: Sequence[str], samples: Sequence[tuple[np.ndarray, ...]]) -> None:
@@ -234,7 +245,14 @@ class DirectForecaster(BaseEstimator):
         steps: np.ndarray,
         events: pd.DataFrame | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        calendar = calendar_features(ds, pd.Timedelta(self.season), self.country, self.tz)
+        calendar = calendar_features(
+            ds,
+            pd.Timedelta(self.season),
+            self.country,
+            self.tz,
+            # artefacts saved before marks were chosen used both
+            getattr(self, "day_marks_", [True] * len(DAY_MARKS)),
+        )
         X, scale = design(
             values,
             ds,
