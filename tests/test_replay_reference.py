@@ -36,7 +36,7 @@ from controller.policy import (
     decide,
     effective_bounds,
 )
-from controller.replay import ReplaySettings, replay
+from controller.replay import ReplaySettings, predictive_spec, replay
 
 ORIGIN = pd.Timestamp("2026-11-02 00:00")
 SYNC = 15  # seconds between HPA syncs
@@ -485,20 +485,7 @@ def reference_predictive_run(
     the recommendations of the stabilisation window, and its pods in the reference fleet."""
     s = replay_settings
     step = pd.Timedelta("1min")
-    spec = PolicySpec(
-        min_replicas=s.min_replicas,
-        max_replicas=s.max_replicas,
-        capacity_per_replica=s.capacity_per_replica,
-        startup_delay=s.startup_delay,
-        sync_period=step,
-        quantile=s.quantile,
-        tolerance=s.tolerance,
-        scale_up_max_step=s.max_replicas,
-        scale_down_max_step=s.max_replicas,
-        scale_down_stabilization=s.scale_down_stabilization,
-        max_forecast_age=s.retrain_every * 2,
-        level_window=s.level_window,
-    )
+    spec = predictive_spec(s, step)  # the replay's own: the run, not the spec, is checked
     times = [ORIGIN + n * step for n in range(len(loads))]
     delay_steps = math.ceil(s.startup_delay / step)
     pods = Pods()
