@@ -34,6 +34,16 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 SCALER = "prod/portal"
 
 
+def run_sql(url: str, *statements: str) -> None:
+    """Run ``statements`` on the log at ``url`` in one transaction, as another program (an
+    older or newer surgecast, an operator) would change it."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
 def sample(n: int, scaler: str = SCALER, mode: str = "Scale", **changes: object) -> DecisionRecord:
     """The ``n``-th of a deterministic series of decisions, one a minute from T0."""
     at = T0 + timedelta(minutes=n)

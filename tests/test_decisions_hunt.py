@@ -18,7 +18,7 @@ from controller import decisions
 from controller.cli import app
 from controller.decisions import DecisionLog
 from tests import pg_server
-from tests.test_decisions import T0, sample, url  # noqa: F401 (a fixture)
+from tests.test_decisions import T0, run_sql, sample, url  # noqa: F401 (a fixture)
 
 postgres = pg_server.postgres
 
@@ -106,10 +106,7 @@ def test_the_index_an_older_log_lacks_is_built_after_the_open(
     db = f"sqlite:///{tmp_path / 'decisions.db'}"
     with DecisionLog(db) as log:
         log.record(sample(0))
-    engine = sa.create_engine(db)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX ix_decisions_at"))
-    engine.dispose()
+    run_sql(db, "DROP INDEX ix_decisions_at")
     opened, building = threading.Event(), []
     build = decisions._build_indexes
 
@@ -371,10 +368,7 @@ def test_a_log_with_a_32_bit_id_on_postgresql_says_how_to_widen_it(
     table): the controller now says so when it opens it, with the statement to run."""
     db = postgres.new_database()
     DecisionLog(db).close()
-    engine = sa.create_engine(db)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN id TYPE integer"))
-    engine.dispose()
+    run_sql(db, "ALTER TABLE decisions ALTER COLUMN id TYPE integer")
     with caplog.at_level(logging.WARNING, logger="surgecast.decisions"):
         with DecisionLog(db) as log:
             log.record(sample(0))
@@ -384,10 +378,7 @@ def test_a_log_with_a_32_bit_id_on_postgresql_says_how_to_widen_it(
             assert len(reader.list()) == 1
         assert "32-bit" not in caplog.text
 
-    engine = sa.create_engine(db)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE decisions ALTER COLUMN id TYPE bigint"))
-    engine.dispose()
+    run_sql(db, "ALTER TABLE decisions ALTER COLUMN id TYPE bigint")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="surgecast.decisions"):
         DecisionLog(db).close()

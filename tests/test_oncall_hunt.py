@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -19,7 +18,7 @@ from controller.explain import explain, format_number
 from controller.policy import Forecast, PolicySpec, decide
 from controller.review import review_page, review_route
 from tests import pg_server
-from tests.test_decisions import SCALER, T0, sample, url  # noqa: F401 (a fixture)
+from tests.test_decisions import SCALER, T0, run_sql, sample, url  # noqa: F401 (a fixture)
 from tests.test_decisions_edges import told
 from tests.test_review import figure
 
@@ -380,10 +379,7 @@ def test_a_log_missing_a_column_is_refused_once_and_clearly(url: str) -> None:  
     # and every read then failed with a SQLAlchemy traceback quoting the SELECT.
     with DecisionLog(url) as log:
         log.record(sample(0))
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE decisions DROP COLUMN ready_replicas"))
-    engine.dispose()
+    run_sql(url, "ALTER TABLE decisions DROP COLUMN ready_replicas")
     with pytest.raises(RuntimeError, match="lacks the columns ready_replicas: it was not made"):
         DecisionLog(url, create=False)
     code, out = cli("decisions", "list", SCALER, "--since", "2026-11-20", "--db", url)

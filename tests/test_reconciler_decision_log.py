@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -23,6 +22,7 @@ from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer, Fault
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, api, reconciler, scaler  # noqa: F401
+from tests.test_decisions import run_sql
 
 PEAK = START + timedelta(hours=3)  # Thursday 09:00 in Shanghai
 KEY = "gov/portal"
@@ -359,10 +359,7 @@ def test_a_log_met_late_with_another_schema_is_down_not_a_crash(
 
     home.mkdir()  # back, written meanwhile by a newer surgecast
     DecisionLog(f"sqlite:///{home / 'decisions.db'}").close()
-    engine = sa.create_engine(f"sqlite:///{home / 'decisions.db'}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE schema_version SET version = 99"))
-    engine.dispose()
+    run_sql(f"sqlite:///{home / 'decisions.db'}", "UPDATE schema_version SET version = 99")
     set_replicas(api, 1)
     reconcile(api, rec, 1)
     assert replicas(api) > 1

@@ -22,6 +22,7 @@ from tests.kubefake import FakeKubeServer, Fault, hpa
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import api, scaler  # noqa: F401 (fixture)
 from tests.test_controller_runner import fleet, listed  # noqa: F401 (fixture)
+from tests.test_decisions import run_sql
 
 T0 = datetime(2026, 3, 5, 1, 0, 17, tzinfo=UTC)
 
@@ -290,10 +291,7 @@ def test_a_decision_log_that_is_up_but_wrong_still_fails_at_start(tmp_path) -> N
 
     path = tmp_path / "decisions.db"
     DecisionLog(f"sqlite:///{path}").close()
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE schema_version SET version = 99"))
-    engine.dispose()
+    run_sql(f"sqlite:///{path}", "UPDATE schema_version SET version = 99")
     with pytest.raises(RuntimeError, match="schema version 99"):
         _open_decision_log(f"sqlite:///{path}")
     with pytest.raises(sa.exc.ArgumentError):
