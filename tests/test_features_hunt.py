@@ -12,8 +12,10 @@ from forecaster.models import GradientBoostingForecaster, LinearForecaster
 from forecaster.models.features import (
     CAP,
     FEATURES_VERSION,
+    calendar_features,
     capped,
     design,
+    level_skipping,
     origin_level,
     rolling_mean,
 )
@@ -185,3 +187,39 @@ def test_a_corrupt_interval_at_the_origin_does_not_zero_the_linear_forecast() ->
     counter reset in the last interval put the linear model's whole next day at 0."""
     ratio = linear_forecast_after_a_spike(1)
     assert ratio.between(0.8, 1.25).mean() > 0.8
+
+
+def test_level_skipping_is_the_level_of_the_intervals_kept() -> None:
+    y, _ = hourly_counts(200)
+    skip = np.zeros(len(y), dtype=bool)
+    skip[:10] = skip[100:148] = True  # two days off, the first before anything is kept
+    level = level_skipping(y, skip, 24)
+    assert np.isnan(level[:10]).all()
+    kept = origin_level(y[~skip], 24, 24)
+    np.testing.assert_array_equal(level[~skip], kept)
+    # through the days off, the level of the last interval kept before them
+    assert (level[100:148] == kept[89]).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    origin=st.integers(100, 380),
+    steps=st.lists(st.sampled_from([1, 5, 24, 48, 72, 168]), min_size=1, max_size=4),
+    noise=st.floats(1, 1000),
+)
+def test_features_with_a_calendar_never_read_after_the_origin(
+    origin: int, steps: list[int], noise: float
+) -> None:
+    """The same as without a calendar, over Dragon Boat Festival and the weekends around
+    it, where version 6 takes a working day's level on working days only."""
+    y = np.random.default_rng(origin).poisson(50, 400).astype(float)
+    ds = pd.date_range("2024-05-31 16:00", periods=len(y) + 168, freq="1h")
+    calendar = calendar_features(ds, pd.Timedelta("1D"), "CN", "Asia/Shanghai")
+    origins, hours = np.full(len(steps), origin), np.asarray(steps)
+    extended = np.concatenate([y, np.full(168, np.nan)])
+    before = design(extended, ds, origins, hours, 24, 3, 2, calendar, None)
+    changed = extended.copy()
+    changed[origin + 1 :] += noise  # the future changes...
+    after = design(changed, ds, origins, hours, 24, 3, 2, calendar, None)
+    for old, new in zip(before, after, strict=True):  # ...and no feature nor level does
+        np.testing.assert_array_equal(old, new)

@@ -58,11 +58,12 @@ def test_gaps_are_missing_data_not_zeros() -> None:
     as_absent = LinearForecaster().fit(holed.dropna()).predict(48)
     pd.testing.assert_frame_equal(as_absent, as_nan)  # absent rows and NaN are the same gap
     assert as_nan["yhat"].mean() == pytest.approx(clean, rel=0.1)
-    # the last day lost: learned as zeros it would forecast silence
+    # the last day (a Sunday) lost: learned as zeros it would forecast far less, though
+    # not silence, the Monday's level being taken on working days (features version 6)
     last_day = frame.assign(y=frame["y"].where(frame["ds"] <= end - pd.Timedelta("1D")))
     gap = LinearForecaster().fit(last_day).predict(48)["yhat"].mean()
     zeros = LinearForecaster().fit(last_day.fillna(0.0)).predict(48)["yhat"].mean()
-    assert gap == pytest.approx(clean, rel=0.15) and zeros < 0.5 * clean
+    assert gap == pytest.approx(clean, rel=0.15) and zeros < 0.7 * clean
 
 
 def test_forecasts_from_the_last_observed_interval_when_the_end_is_missing() -> None:

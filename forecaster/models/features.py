@@ -25,8 +25,16 @@ from forecaster.calendar import (
 )
 from forecaster.frames import naive_utc
 
-FEATURES_VERSION = 5
+FEATURES_VERSION = 6
 """The feature recipe a model is fitted with; a stored model keeps using its own.
+
+Version 6 measures the level of a sample whose target is a working day on working days
+only (:func:`level_skipping`). The level of the day before, a holiday or a weekend, told
+the trees nothing they could use about a working day after it: they learned the jump from
+the weekend by the day of the week (Monday), so the first working day after a holiday, a
+Tuesday, came out as a Tuesday after a working Monday, at the holiday's level. Gradient
+boosting forecast 10 a.m. the day after Dragon Boat Festival at 53 requests for 93 (q0.9
+57), and a make-up working Sunday after Qingming at 70 for 105; the linear model at 44.
 
 Version 5 adds two days to the calendar (:data:`CALENDAR_V4` columns before it), each
 alone and times the time of day: the last working day of the month and the first working
@@ -127,6 +135,19 @@ def origin_level(y: np.ndarray, period: int, window: int) -> np.ndarray:
         return np.where(n > 0, (total + np.nan_to_num(own)) / np.maximum(n, 1), np.nan)
 
 
+def level_skipping(y: np.ndarray, skip: np.ndarray, period: int) -> np.ndarray:
+    """:func:`origin_level` over the intervals not ``skip``-ped, at every interval: the
+    level of the last ``period`` of them up to it (NaN before the first). Each reads only
+    intervals at or before it, as the plain level does."""
+    kept = np.flatnonzero(~skip)
+    out = np.full(len(y), np.nan)
+    if len(kept):
+        level = origin_level(y[kept], period, period)
+        latest = np.searchsorted(kept, np.arange(len(y)), side="right") - 1
+        out[latest >= 0] = level[latest[latest >= 0]]
+    return out
+
+
 def centred_mean(y: np.ndarray, half: int) -> np.ndarray:
     """Mean over ``[t - half, t + half]`` ignoring NaN (smooths per-minute noise)."""
     if half <= 0:
@@ -145,6 +166,9 @@ def take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 CALENDAR_V4 = 10
 """Calendar columns of feature versions 1 to 4, which read no more of :func:`calendar_features`."""
+
+WORKING_COLUMN = 7
+"""The column of :func:`calendar_features` that flags working days (make-up days included)."""
 
 
 DAY_MARKS = (last_working_days_of_month, first_working_days_after_holidays)
@@ -229,10 +253,16 @@ def design(
     values :func:`capped`, from version 4 with the origin's own value bounded as at
     predict (:func:`origin_level`) and floored at :data:`FLOOR` of the week's level before
     the origin (version 3's floor read the whole series, the future included). From
-    version 4 the values themselves are bounded too, each as the last one seen.
+    version 4 the values themselves are bounded too, each as the last one seen. From
+    version 6 a sample whose target is a working day takes its level on working days.
     """
     if version >= 4:
         level = take(origin_level(y, period, period), origins)
+        if version >= 6 and calendar is not None:
+            work = calendar[:, WORKING_COLUMN] == 1
+            working = take(level_skipping(y, ~work, period), origins)
+            to_work = take(work.astype(float), origins + steps) == 1
+            level = np.where(to_work & np.isfinite(working), working, level)
         weekly = take(origin_level(y, period, 7 * period), origins)
         weekly = np.where(np.isfinite(weekly), np.maximum(weekly, 1e-5), 10.0)
         floor = FLOOR * weekly
