@@ -18,6 +18,7 @@ Both are context managers: ``with open_engine("dask") as engine: engine.map(fn, 
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -133,6 +134,10 @@ class DaskEngine(Engine):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # A task that raised (an unrecognised log format) is reported by the command
+                # in one line; each worker also logged it as "Compute Failed" with its
+                # traceback, some twenty lines on stderr per attempt before that line.
+                silence_logs=logging.CRITICAL,
             )
         try:
             self._client = _connect(self._cluster)
