@@ -1,0 +1,86 @@
+"""README promises of the reliability table that no other test held the controller to:
+a deleted target is reported once and scaling resumes when it is back, and a SQLite
+decision log locked by another writer is ridden out like one that is down."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+
+from controller.decisions import DecisionLog
+from tests.prom_server import prom  # noqa: F401 (the session fixture)
+from tests.test_controller_e2e import DEPLOYMENT, api, scaler  # noqa: F401
+from tests.test_reconciler_decision_log import (
+    KEY,
+    PEAK,
+    events,
+    logged,
+    reconcile,
+    replicas,
+    set_replicas,
+    with_log,
+)
+
+
+def ready(server) -> tuple[str, str]:
+    status = server.state.get("predictivescalers", "gov", "portal")["status"]
+    condition = next(c for c in status["conditions"] if c["type"] == "Ready")
+    return condition["status"], condition["reason"]
+
+
+def test_a_deleted_target_is_reported_once_and_scaled_again_when_it_is_back(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, DecisionLog(f"sqlite:///{tmp_path / 'decisions.db'}"))
+    reconcile(api, rec, 0)
+    needed = replicas(api)
+    assert needed > 1  # the peak needs more than the one replica it starts with
+
+    api.state.delete("deployments", "gov", "portal")
+    for minute in (1, 2, 3):
+        reconcile(api, rec, minute)
+        assert ready(api) == ("False", "TargetNotFound")
+    assert len(events(api, "TargetNotFound")) == 1  # one Event, not one a minute
+
+    api.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))  # back, at 1 replica
+    reconcile(api, rec, 4)
+    assert ready(api) == ("True", "Reconciled")
+    assert replicas(api) >= needed  # scaling resumed without a restart
+
+
+def test_a_decision_log_locked_by_another_writer_does_not_stop_scaling(
+    api,  # noqa: F811
+    prom,  # noqa: F811
+    tmp_path,
+) -> None:
+    path = tmp_path / "decisions.db"
+    log = DecisionLog(f"sqlite:///{path}")
+    api.state.put("predictivescalers", "gov", scaler(prom.url, "Scale"))
+    rec = with_log(api, tmp_path, log)
+    reconcile(api, rec, 0)
+    needed = replicas(api)
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock, and reads too
+    try:
+        set_replicas(api, 1)  # scaled down by hand: the next decision scales up
+        for minute in (1, 2):
+            reconcile(api, rec, minute)
+            assert replicas(api) >= needed  # applied although it could not be recorded
+            condition = logged(api)
+            assert (condition["status"], condition["reason"]) == (
+                "False",
+                "DecisionLogUnavailable",
+            )
+        assert len(events(api, "DecisionLogUnavailable")) == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    reconcile(api, rec, 3)
+    assert logged(api)["status"] == "True"
+    records = log.list(KEY, since=PEAK)
+    assert len(records) == 4 and all(r.applied for r in records)  # the locked minutes too
