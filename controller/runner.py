@@ -45,6 +45,8 @@ log = logging.getLogger("surgecast.controller")
 
 DEFAULT_SYNC = timedelta(seconds=30)
 SCHEDULER_THREADS = 4
+ELECTION = "election"
+"""The scheduler executor that runs the leader election alone."""
 URGENT_EVERY = 1.0
 """Seconds between looks at the scalers whose spec changed."""
 WATCH_BACKOFF = (1.0, 30.0)
@@ -72,9 +74,16 @@ class Controller:
         default_factory=lambda: BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1},
-            # Jobs: the election, the urgent set, one cycle per sync period; a thread each
-            # at most. Fewer threads also mean fewer malloc arenas holding freed memory.
-            executors={"default": ThreadPoolExecutor(SCHEDULER_THREADS)},
+            # Jobs: the urgent set and one cycle per sync period share a few threads (fewer
+            # threads, fewer malloc arenas holding freed memory). The election has a thread
+            # of its own: batches run one at a time, and while a long one runs (a Prometheus
+            # that hangs costs 5 tries of 10 s) the urgent job and the other periods' cycles
+            # each hold a shared thread waiting for it; with three sync periods that was
+            # every thread, the Lease went unrenewed, and the leader stopped mid-batch.
+            executors={
+                "default": ThreadPoolExecutor(SCHEDULER_THREADS),
+                ELECTION: ThreadPoolExecutor(1),
+            },
         )
     )
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -107,6 +116,7 @@ class Controller:
             "interval",
             seconds=self.elector.settings.retry_period.total_seconds(),
             id="leader-election",
+            executor=ELECTION,
             next_run_time=self.clock(),
         )
         self.scheduler.add_job(self.reconcile_urgent, "interval", seconds=URGENT_EVERY, id="urgent")

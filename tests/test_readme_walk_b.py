@@ -1,15 +1,24 @@
-"""README promises of the reliability table that no other test held the controller to:
-a deleted target is reported once and scaling resumes when it is back, and a SQLite
-decision log locked by another writer is ridden out like one that is down."""
+"""README promises that no other test held the controller to: a deleted target is reported
+once and scaling resumes when it is back; a SQLite decision log locked by another writer is
+ridden out like one that is down; and the Lease stays renewed through a long batch."""
 
 from __future__ import annotations
 
 import copy
+import random
 import sqlite3
+import time
 
 from controller.decisions import DecisionLog
+from controller.kube import KubeClient, RetryPolicy
+from controller.leader import LeaderElector
+from controller.metrics import ControllerMetrics
+from controller.prometheus import PrometheusClient
+from controller.runner import Controller
+from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, api, scaler  # noqa: F401
+from tests.test_controller_runner import FAST, Paced, wait_for
 from tests.test_reconciler_decision_log import (
     KEY,
     PEAK,
@@ -84,3 +93,43 @@ def test_a_decision_log_locked_by_another_writer_does_not_stop_scaling(
     assert logged(api)["status"] == "True"
     records = log.list(KEY, since=PEAK)
     assert len(records) == 4 and all(r.applied for r in records)  # the locked minutes too
+
+
+def test_a_long_batch_with_three_sync_periods_keeps_the_lease_renewed() -> None:
+    """README: only the Lease holder acts, and a leader stops only when it cannot renew.
+    The scheduler's threads ran the election beside the cycles; with three sync periods, a
+    long batch (a Prometheus that hangs, 5 tries of 10 s) held one thread and the other
+    cycles and the urgent job each blocked one more waiting for it, so the election had no
+    thread: the leader's renew deadline passed mid-batch, it stopped scaling, and the
+    standby took over, for every batch of the outage."""
+    with FakeKubeServer() as server:
+        for i, period in enumerate(("1s", "2s", "3s")):
+            deployment = copy.deepcopy(DEPLOYMENT)
+            deployment["metadata"]["name"] = f"app{i}"
+            server.state.put("deployments", "gov", deployment)
+            body = scaler("http://127.0.0.1:9", "Scale", behavior={"syncPeriod": period})
+            body["metadata"]["name"] = f"s{i}"
+            body["spec"]["scaleTargetRef"]["name"] = f"app{i}"
+            server.state.put("predictivescalers", "gov", body)
+        kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+        reconciler = Paced(
+            kube,
+            ControllerMetrics(),
+            prometheus=lambda url: PrometheusClient(
+                url, sleep=lambda _: None, rng=random.Random(0)
+            ),
+            during=lambda key: time.sleep(2.5),  # each batch outlasts the 1 s renew deadline
+        )
+        elector = LeaderElector(kube, "gov", "surgecast-controller", "a", FAST)
+        one = Controller(kube, reconciler, elector, watch_timeout=2).start()
+        try:
+            wait_for(elector.is_leader)
+            lapsed = []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                if not elector.is_leader():
+                    lapsed.append(time.monotonic())
+                time.sleep(0.05)
+        finally:
+            one.stop()
+    assert lapsed == [], f"not leading for {len(lapsed) * 0.05:.1f} s of 8"
