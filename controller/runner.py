@@ -209,6 +209,12 @@ class Controller:
             return
         with self._lock:
             keys, self.urgent = self.urgent, set()
+        if not keys and not self.reconciler.waiting:
+            # Nothing to do, most seconds: not a wait for the batch under way, which held a
+            # scheduler thread and logged a WARNING each second ("maximum number of running
+            # instances reached") through every batch longer than a second. A scaler that
+            # starts waiting meanwhile is looked at a second later.
+            return
         self._reconcile_many(keys, "urgent", wake_waiting=True, requeue=True)
 
     def _requeue(self, keys: set[str]) -> None:

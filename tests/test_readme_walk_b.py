@@ -133,3 +133,37 @@ def test_a_long_batch_with_three_sync_periods_keeps_the_lease_renewed() -> None:
         finally:
             one.stop()
     assert lapsed == [], f"not leading for {len(lapsed) * 0.05:.1f} s of 8"
+
+
+def test_while_a_batch_runs_an_idle_urgent_job_does_not_wait_for_it(caplog) -> None:
+    """The urgent job, with nothing to do, waited every second for the batch under way, so
+    the scheduler logged a WARNING each second ("skipped: maximum number of running
+    instances reached") all through every batch longer than a second, as a large fleet's
+    are, and one of its threads was taken for nothing."""
+    with FakeKubeServer() as server:
+        server.state.put("deployments", "gov", copy.deepcopy(DEPLOYMENT))
+        server.state.put(
+            "predictivescalers",
+            "gov",
+            scaler("http://127.0.0.1:9", "Scale", behavior={"syncPeriod": "1m"}),
+        )
+        kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+        reconciler = Paced(
+            kube,
+            ControllerMetrics(),
+            prometheus=lambda url: PrometheusClient(
+                url, sleep=lambda _: None, rng=random.Random(0)
+            ),
+        )
+        elector = LeaderElector(kube, "gov", "surgecast-controller", "a", FAST)
+        one = Controller(kube, reconciler, elector, watch_timeout=2).start()
+        try:
+            wait_for(lambda: bool(server.state.calls("PATCH", "/status")))
+            wait_for(lambda: not one.urgent and not reconciler.jobs)  # the failed training too
+            time.sleep(1)
+            with caplog.at_level("WARNING", logger="apscheduler"), one._reconciling:
+                time.sleep(4)  # a cycle's batch of a large fleet, or one waiting on Prometheus
+        finally:
+            one.stop()
+    noise = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]
+    assert noise == []
