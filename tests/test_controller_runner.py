@@ -160,15 +160,20 @@ def fleet():
         yield server
 
 
-def listed(server: FakeKubeServer, during: Callable[[str], None]) -> tuple[Controller, Monotonic]:
-    """A leading controller that has listed the scalers, its jobs not started."""
-    kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
-    reconciler = Paced(
+def paced(kube: KubeClient, during: Callable[[str], None] = lambda key: None) -> Paced:
+    """The real reconciler on ``kube``, its Prometheus retries without sleeping."""
+    return Paced(
         kube,
         ControllerMetrics(),
         prometheus=lambda url: PrometheusClient(url, sleep=lambda _: None, rng=random.Random(0)),
         during=during,
     )
+
+
+def listed(server: FakeKubeServer, during: Callable[[str], None]) -> tuple[Controller, Monotonic]:
+    """A leading controller that has listed the scalers, its jobs not started."""
+    kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
+    reconciler = paced(kube, during)
     clock = Monotonic()
     elector = LeaderElector(kube, "gov", "lease", "a", FAST, monotonic=clock)
     made = Controller(kube, reconciler, elector, clock=lambda: T0)

@@ -5,20 +5,17 @@ ridden out like one that is down; and the Lease stays renewed through a long bat
 from __future__ import annotations
 
 import copy
-import random
 import sqlite3
 import time
 
 from controller.decisions import DecisionLog
 from controller.kube import KubeClient, RetryPolicy
 from controller.leader import LeaderElector
-from controller.metrics import ControllerMetrics
-from controller.prometheus import PrometheusClient
 from controller.runner import Controller
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, api, scaler  # noqa: F401
-from tests.test_controller_runner import FAST, Paced, wait_for
+from tests.test_controller_runner import FAST, paced, wait_for
 from tests.test_reconciler_decision_log import (
     KEY,
     PEAK,
@@ -112,14 +109,8 @@ def test_a_long_batch_with_three_sync_periods_keeps_the_lease_renewed() -> None:
             body["spec"]["scaleTargetRef"]["name"] = f"app{i}"
             server.state.put("predictivescalers", "gov", body)
         kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
-        reconciler = Paced(
-            kube,
-            ControllerMetrics(),
-            prometheus=lambda url: PrometheusClient(
-                url, sleep=lambda _: None, rng=random.Random(0)
-            ),
-            during=lambda key: time.sleep(2.5),  # each batch outlasts the 1 s renew deadline
-        )
+        # each batch outlasts the 1 s renew deadline
+        reconciler = paced(kube, during=lambda key: time.sleep(2.5))
         elector = LeaderElector(kube, "gov", "surgecast-controller", "a", FAST)
         one = Controller(kube, reconciler, elector, watch_timeout=2).start()
         try:
@@ -148,13 +139,7 @@ def test_while_a_batch_runs_an_idle_urgent_job_does_not_wait_for_it(caplog) -> N
             scaler("http://127.0.0.1:9", "Scale", behavior={"syncPeriod": "1m"}),
         )
         kube = KubeClient(server.api_client(), RetryPolicy(attempts=1), sleep=lambda _: None)
-        reconciler = Paced(
-            kube,
-            ControllerMetrics(),
-            prometheus=lambda url: PrometheusClient(
-                url, sleep=lambda _: None, rng=random.Random(0)
-            ),
-        )
+        reconciler = paced(kube)
         elector = LeaderElector(kube, "gov", "surgecast-controller", "a", FAST)
         one = Controller(kube, reconciler, elector, watch_timeout=2).start()
         try:
