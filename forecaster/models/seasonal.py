@@ -15,16 +15,32 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from forecaster.calendar import HOLIDAY, WEEKEND, WORKING, day_types
+from forecaster.calendar import (
+    HOLIDAY,
+    WEEKEND,
+    WORKING,
+    day_types,
+    last_working_days_of_month,
+)
 from forecaster.frames import series_freq, validate_series
 from forecaster.models.base import PerSeriesModel, check_params, ds_zone, duration, whole
 from forecaster.models.baselines import LastValue, clip_at_zero
+from forecaster.models.features import MIN_MARKED_DAYS
+
+MONTH_END = 3
+"""The day type of :class:`SeasonalQuantile` alone for the last working day of a month,
+beside ``WORKING``, ``WEEKEND`` and ``HOLIDAY`` (a key of its ``samples_``)."""
+
+
+def _local_days(ds: pd.DatetimeIndex, tz: str | None) -> pd.DatetimeIndex:
+    """The local calendar day (naive midnight) of each timestamp."""
+    local = ds.tz_localize("UTC").tz_convert(tz) if tz else ds
+    return local.normalize().tz_localize(None) if tz else local.normalize()
 
 
 def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
     """Working day / weekend / holiday per timestamp, in the service's local time."""
-    local = ds.tz_localize("UTC").tz_convert(tz) if tz else ds
-    days = local.normalize().tz_localize(None) if tz else local.normalize()
+    days = _local_days(ds, tz)
     unique = pd.DatetimeIndex(days.unique())
     if country:
         kinds = day_types([d.date() for d in unique], country)
@@ -32,6 +48,15 @@ def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.n
         kinds = np.where(unique.day_of_week >= 5, WEEKEND, WORKING).astype(np.int8)
     lookup = pd.Series(kinds, index=unique)
     return lookup.reindex(days).to_numpy()
+
+
+def _month_end(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
+    """Whether each timestamp falls on the last working day of its local month."""
+    days = _local_days(ds, tz)
+    unique = pd.DatetimeIndex(days.unique())
+    ends = last_working_days_of_month([d.date() for d in unique], country)
+    lookup = pd.Series([d.date() in ends for d in unique], index=unique)
+    return lookup.reindex(days).to_numpy(dtype=bool)
 
 
 def _slot(ds: pd.DatetimeIndex, tz: str | None, step: pd.Timedelta) -> np.ndarray:
@@ -128,11 +153,23 @@ class SeasonalQuantile(PerSeriesModel):
     ``fallback_reason_`` says so) rather than forecasting zero traffic. ``yhat`` is the
     median.
 
+    The last working day of each local month (make-up working days count; a month ending
+    on a weekend or a holiday ends earlier) is a day type of its own once the pooled
+    weeks hold at least :data:`~forecaster.models.features.MIN_MARKED_DAYS` (3) of them
+    with data: month-end surges (a pension portal's 9-11 a.m. rush) were otherwise
+    forecast as an ordinary working day, whatever the history showed. Those days are then
+    pooled only there; with fewer they stay in the working-day pool, since one or two
+    days are noise rather than a profile (the rule of the gradient-boosting model's
+    month-end mark). So ``weeks`` must cover about three months for month ends to be
+    learnt (14 weeks always hold three); at the default 4 they never are, and a month
+    end is forecast as the working day it is, exactly as before.
+
     The series' interval must divide a day (a minute, five, an hour), so that every day
     has the same slots; ``fit`` refuses any other.
 
     Args:
-        weeks: how much history to pool; recent weeks follow growth and level shifts.
+        weeks: how much history to pool; recent weeks follow growth and level shifts,
+            14 or more learn month ends.
         window: half-width, in intervals, of the time-of-day neighbourhood pooled. By
             default 15 minutes' worth (15 at one minute, 3 at five, 0 at an hour): what
             makes neighbouring intervals alike is their distance in time, and at coarse
@@ -182,16 +219,16 @@ class SeasonalQuantile(PerSeriesModel):
             self.last_ds_[uid] = one.index[-1]
             recent = one[one.index > one.index[-1] - pd.Timedelta(weeks=self.weeks)]
             index = pd.DatetimeIndex(recent.index)
-            kinds = _day_kind(index, self.country, self.tz)
-            slots = _slot(index, self.tz, self.step_)
             values = recent.to_numpy(dtype=float)
+            kinds = _pooled_kinds(index, np.isfinite(values), self.slots_, self.country, self.tz)
+            slots = _slot(index, self.tz, self.step_)
             self.level_[uid] = 1.0
             if self.normalize:
                 values, self.level_[uid] = _normalize_days(
                     values, kinds, slots, index, self.slots_, self.tz
                 )
             per_kind: dict[int, list[np.ndarray]] = {}
-            for kind in (WORKING, WEEKEND, HOLIDAY):
+            for kind in (WORKING, WEEKEND, HOLIDAY, MONTH_END):
                 mask = (kinds == kind) & np.isfinite(values)
                 if mask.sum() < self.slots_:
                     continue
@@ -213,6 +250,8 @@ class SeasonalQuantile(PerSeriesModel):
         if window is None:
             window = int(pd.Timedelta("15min") // self.step_)
         kinds = _day_kind(index, self.country, self.tz)
+        if MONTH_END in tables:  # else a month end is forecast as the working day it is
+            kinds = np.where(_month_end(index, self.country, self.tz), MONTH_END, kinds)
         slots = _slot(index, self.tz, self.step_)
         levels = sorted({0.5, *quantiles})
         out = {q: np.zeros(len(index)) for q in levels}
@@ -238,6 +277,30 @@ class SeasonalQuantile(PerSeriesModel):
         return yhat, by_quantile
 
 
+def _pooled_kinds(
+    index: pd.DatetimeIndex,
+    observed: np.ndarray,
+    n_slots: int,
+    country: str | None,
+    tz: str | None,
+) -> np.ndarray:
+    """The day type each training interval is pooled under: ``MONTH_END`` for the last
+    working days of months when at least :data:`MIN_MARKED_DAYS` of them have data (and
+    together a day's worth of values, what any day type needs for a profile), else the
+    day type of :func:`_day_kind`: with fewer they stay in the working-day pool.
+
+    Fewer would make the profile one day's noise (the reason the gradient-boosting model
+    waits for as many), and the default four weeks never hold three month ends: a fitted
+    model with them forecasts as it did before month ends had a type of their own.
+    """
+    kinds = _day_kind(index, country, tz)
+    ends = _month_end(index, country, tz)
+    seen = ends & observed
+    if len(_local_days(index[seen], tz).unique()) >= MIN_MARKED_DAYS and seen.sum() >= n_slots:
+        return np.where(ends, MONTH_END, kinds)
+    return kinds
+
+
 def _normalize_days(
     values: np.ndarray,
     kinds: np.ndarray,
@@ -255,8 +318,7 @@ def _normalize_days(
     level and is left as it is; when none of the last five days has one, the forecast
     starts from 1 (the seasonal median itself) rather than from NaN.
     """
-    local = index.tz_localize("UTC").tz_convert(tz) if tz else index
-    day = np.asarray(local.normalize().tz_localize(None) if tz else local.normalize())
+    day = np.asarray(_local_days(index, tz))
     median = np.full(len(values), np.nan)
     for kind in np.unique(kinds):
         mask = (kinds == kind) & np.isfinite(values)
