@@ -9,7 +9,8 @@ model fitted on coarser totals are not (they miss minute-level bursts).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,25 +39,35 @@ def _local_days(ds: pd.DatetimeIndex, tz: str | None) -> pd.DatetimeIndex:
     return local.normalize().tz_localize(None) if tz else local.normalize()
 
 
-def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
-    """Working day / weekend / holiday per timestamp, in the service's local time."""
+def _by_local_day(
+    ds: pd.DatetimeIndex, tz: str | None, per_day: Callable[[pd.DatetimeIndex], Any]
+) -> np.ndarray:
+    """``per_day`` of the distinct local days, spread back over every timestamp: a
+    calendar is looked up once a day, not once an interval."""
     days = _local_days(ds, tz)
     unique = pd.DatetimeIndex(days.unique())
-    if country:
-        kinds = day_types([d.date() for d in unique], country)
-    else:
-        kinds = np.where(unique.day_of_week >= 5, WEEKEND, WORKING).astype(np.int8)
-    lookup = pd.Series(kinds, index=unique)
-    return lookup.reindex(days).to_numpy()
+    return pd.Series(per_day(unique), index=unique).reindex(days).to_numpy()
+
+
+def _day_kind(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
+    """Working day / weekend / holiday per timestamp, in the service's local time."""
+
+    def kinds(unique: pd.DatetimeIndex) -> np.ndarray:
+        if country:
+            return day_types([d.date() for d in unique], country)
+        return np.where(unique.day_of_week >= 5, WEEKEND, WORKING).astype(np.int8)
+
+    return _by_local_day(ds, tz, kinds)
 
 
 def _month_end(ds: pd.DatetimeIndex, country: str | None, tz: str | None) -> np.ndarray:
     """Whether each timestamp falls on the last working day of its local month."""
-    days = _local_days(ds, tz)
-    unique = pd.DatetimeIndex(days.unique())
-    ends = last_working_days_of_month([d.date() for d in unique], country)
-    lookup = pd.Series([d.date() in ends for d in unique], index=unique)
-    return lookup.reindex(days).to_numpy(dtype=bool)
+
+    def ends(unique: pd.DatetimeIndex) -> list[bool]:
+        last = last_working_days_of_month([d.date() for d in unique], country)
+        return [d.date() in last for d in unique]
+
+    return _by_local_day(ds, tz, ends).astype(bool)
 
 
 def _slot(ds: pd.DatetimeIndex, tz: str | None, step: pd.Timedelta) -> np.ndarray:
