@@ -50,11 +50,14 @@ def test_a_portal_month_end_morning_is_forecast_from_past_month_ends(
     assert truth < forecast.loc[ten, "q0.9"] < 1.5 * truth
     assert forecast.loc[ten, "q0.5"] > 1.8 * ordinary
 
+    # The default weeks=4 pools month ends from all the history given all the same...
     four_weeks = SeasonalQuantile(weeks=4, country="CN", tz=ZONE, normalize=normalize)
-    assert (
-        four_weeks.fit(train).predict(288, quantiles=(0.9,)).set_index("ds").loc[ten, "q0.9"]
-        < 0.7 * truth
-    )  # four weeks hold no three month ends: an ordinary working day
+    forecast = four_weeks.fit(train).predict(288, quantiles=(0.5,)).set_index("ds")
+    assert forecast.loc[ten, "q0.5"] == pytest.approx(truth, rel=0.15)
+    # ...but four weeks of history hold no three month ends: an ordinary working day
+    last_weeks = train[train["ds"] > train["ds"].max() - pd.Timedelta(weeks=4)]
+    forecast = four_weeks.fit(last_weeks).predict(288, quantiles=(0.9,)).set_index("ds")
+    assert forecast.loc[ten, "q0.9"] < 0.7 * truth
 
 
 def _steps(start: str, end: str, missing: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -79,7 +82,8 @@ def test_month_ends_before_a_weekend_a_holiday_or_on_a_make_up_day(normalize: bo
     """30 November 2024 is a Saturday and 31 January 2025 a Spring Festival holiday: their
     months end on Friday 29 November and Monday 27 January (after Sunday 26 January, a
     make-up working day). Saturday 28 February 2026 is a make-up day and February's end.
-    Normalised, a month end is measured against month ends, not divided down to 100."""
+    Normalised, a month end is measured against the working days of its week (3x them),
+    not divided down to 100."""
     model = SeasonalQuantile(weeks=20, country="CN", tz=None, normalize=normalize)
     forecast = model.fit(_steps("2024-10-01", "2025-01-25")).predict(24 * 7, quantiles=(0.5,))
     days = _day_range(forecast)
@@ -106,14 +110,33 @@ def test_month_ends_before_a_weekend_a_holiday_or_on_a_make_up_day(normalize: bo
 def test_fewer_than_three_month_ends_forecast_as_a_working_day(
     weeks: int, start: str, missing: tuple[str, ...], normalize: bool
 ) -> None:
-    """The default four weeks (the replay benchmark's) forecast as before month ends had a
-    type: Monday 27 January 2025 exactly as Friday 24 January, every quantile."""
+    """Four weeks of history (the replay benchmark's and the controller's default) forecast
+    as before month ends had a type: Monday 27 January 2025 exactly as Friday 24 January,
+    every quantile."""
     frame = _steps(start, "2025-01-06", missing)
     model = SeasonalQuantile(weeks=weeks, country="CN", tz=None, normalize=normalize).fit(frame)
     assert MONTH_END not in model.samples_["s"]
     forecast = model.predict(24 * 23, quantiles=(0.5, 0.9, 0.99)).set_index("ds")
     month_end = forecast.loc["2025-01-27"].to_numpy()
     np.testing.assert_array_equal(month_end, forecast.loc["2025-01-24"].to_numpy())
+
+
+@pytest.mark.parametrize(("normalize", "month_end"), [(False, 150.0), (True, 300.0)])
+def test_month_ends_come_from_all_the_history_ordinary_days_from_the_last_weeks(
+    normalize: bool, month_end: float
+) -> None:
+    """Working days ran at 50 and month ends at 150 until 9 December 2024, then doubled.
+    With ``weeks=4`` working days forecast today's 100 (the old level is not pooled) and
+    month ends come from October's and November's as much as December's: pooled raw, the
+    middle one's 150; normalised, three times the working days of their own week, at
+    today's level."""
+    frame = _steps("2024-10-01", "2025-01-25")
+    before = frame["ds"] < "2024-12-09"
+    frame.loc[before & (frame["y"] > 30.0), "y"] /= 2
+    model = SeasonalQuantile(weeks=4, country="CN", tz=None, normalize=normalize).fit(frame)
+    days = _day_range(model.predict(24 * 3, quantiles=(0.5,)))
+    assert days.loc[date(2025, 1, 27)].to_list() == [month_end, month_end]
+    assert days.loc[date(2025, 1, 26)].to_list() == [100.0, 100.0]
 
 
 def test_the_month_end_profile_survives_the_model_store(tmp_path: Path) -> None:

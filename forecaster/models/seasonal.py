@@ -165,22 +165,27 @@ class SeasonalQuantile(PerSeriesModel):
     median.
 
     The last working day of each local month (make-up working days count; a month ending
-    on a weekend or a holiday ends earlier) is a day type of its own once the pooled
-    weeks hold at least :data:`~forecaster.models.features.MIN_MARKED_DAYS` (3) of them
-    with data: month-end surges (a pension portal's 9-11 a.m. rush) were otherwise
-    forecast as an ordinary working day, whatever the history showed. Those days are then
-    pooled only there; with fewer they stay in the working-day pool, since one or two
-    days are noise rather than a profile (the rule of the gradient-boosting model's
-    month-end mark). So ``weeks`` must cover about three months for month ends to be
-    learnt (14 weeks always hold three); at the default 4 they never are, and a month
-    end is forecast as the working day it is, exactly as before.
+    on a weekend or a holiday ends earlier) is a day type of its own once the history
+    given to ``fit`` holds at least :data:`~forecaster.models.features.MIN_MARKED_DAYS`
+    (3) of them with data: month-end surges (a pension portal's 9-11 a.m. rush) were
+    otherwise forecast as an ordinary working day, whatever the history showed. Those
+    days are then pooled only there, from the whole history rather than the last
+    ``weeks`` (a month end comes once a month; ``weeks`` long enough to hold three would
+    blur the ordinary days' recent level); with fewer they stay in the working-day pool,
+    since one or two days are noise rather than a profile (the rule of the
+    gradient-boosting model's month-end mark). So the history must cover about three
+    months for month ends to be learnt (14 weeks always hold three); four weeks of it,
+    the replay's and the controller's default, never do, and a month end is then
+    forecast as the working day it is. Normalised, each month end counts as a multiple of
+    the working days of its own week, so one from months back brings its surge, not the
+    level of its time.
 
     The series' interval must divide a day (a minute, five, an hour), so that every day
     has the same slots; ``fit`` refuses any other.
 
     Args:
-        weeks: how much history to pool; recent weeks follow growth and level shifts,
-            14 or more learn month ends.
+        weeks: how much recent history to pool, month ends apart; recent weeks follow
+            growth and level shifts.
         window: half-width, in intervals, of the time-of-day neighbourhood pooled. By
             default 15 minutes' worth (15 at one minute, 3 at five, 0 at an hour): what
             makes neighbouring intervals alike is their distance in time, and at coarse
@@ -228,16 +233,19 @@ class SeasonalQuantile(PerSeriesModel):
         for uid, rows in frame.groupby("unique_id", sort=True):
             one = rows.set_index("ds")["y"].asfreq(self.step_)
             self.last_ds_[uid] = one.index[-1]
-            recent = one[one.index > one.index[-1] - pd.Timedelta(weeks=self.weeks)]
-            index = pd.DatetimeIndex(recent.index)
-            values = recent.to_numpy(dtype=float)
+            index = pd.DatetimeIndex(one.index)
+            values = one.to_numpy(dtype=float)
             kinds = _pooled_kinds(index, np.isfinite(values), self.slots_, self.country, self.tz)
             slots = _slot(index, self.tz, self.step_)
+            # Month ends come a dozen a year: pooled from all the history given, ordinary
+            # days from the last ``weeks`` only, which follow growth and level shifts.
+            pooled = (index > index[-1] - pd.Timedelta(weeks=self.weeks)) | (kinds == MONTH_END)
             self.level_[uid] = 1.0
             if self.normalize:
                 values, self.level_[uid] = _normalize_days(
-                    values, kinds, slots, index, self.slots_, self.tz
+                    values, kinds, slots, index, pooled, self.tz
                 )
+            values, kinds, slots = values[pooled], kinds[pooled], slots[pooled]
             per_kind: dict[int, list[np.ndarray]] = {}
             for kind in (WORKING, WEEKEND, HOLIDAY, MONTH_END):
                 mask = (kinds == kind) & np.isfinite(values)
@@ -301,8 +309,8 @@ def _pooled_kinds(
     day type of :func:`_day_kind`: with fewer they stay in the working-day pool.
 
     Fewer would make the profile one day's noise (the reason the gradient-boosting model
-    waits for as many), and the default four weeks never hold three month ends: a fitted
-    model with them forecasts as it did before month ends had a type of their own.
+    waits for as many), and four weeks of history never hold three month ends: a model
+    fitted on them forecasts as it did before month ends had a type of their own.
     """
     kinds = _day_kind(index, country, tz)
     ends = _month_end(index, country, tz)
@@ -317,10 +325,11 @@ def _normalize_days(
     kinds: np.ndarray,
     slots: np.ndarray,
     index: pd.DatetimeIndex,
-    n_slots: int,
+    pooled: np.ndarray,
     tz: str | None,
 ) -> tuple[np.ndarray, float]:
-    """Divide each local day by its level: its load over the seasonal median of its day type.
+    """Divide each local day by its level: its load over the seasonal median of its day type
+    (taken over the ``pooled`` rows).
 
     Busy and quiet days then share one shape, so the quantiles measure the noise around a
     day's own level rather than the spread between days. Returns the normalised values
@@ -328,11 +337,15 @@ def _normalize_days(
     whose seasonal median is not positive (a series that is all zeros, or negative) has no
     level and is left as it is; when none of the last five days has one, the forecast
     starts from 1 (the seasonal median itself) rather than from NaN.
+
+    A month end takes the level of the working days of the week before it instead (see
+    :func:`_month_ends_at_working_level`): its surge is then kept as a multiple of the
+    ordinary level of its time, which the forecast scales to today's.
     """
     day = np.asarray(_local_days(index, tz))
     median = np.full(len(values), np.nan)
     for kind in np.unique(kinds):
-        mask = (kinds == kind) & np.isfinite(values)
+        mask = (kinds == kind) & np.isfinite(values) & pooled
         if mask.any():
             profile = pd.Series(values[mask]).groupby(slots[mask]).median()
             median[kinds == kind] = profile.reindex(slots[kinds == kind]).to_numpy()
@@ -340,9 +353,31 @@ def _normalize_days(
     usable = frame.dropna()
     sums = usable.groupby("day")[["y", "m"]].sum()
     level = (sums["y"] / sums["m"]).where(sums["m"] > 0).clip(0.2, 5.0)
+    level = _month_ends_at_working_level(
+        level, pd.Series(kinds, index=day).groupby(level=0).first()
+    )
     per_row = frame["day"].map(level).fillna(1.0).to_numpy()
     recent = level.iloc[-5:].dropna()
     return values / per_row, float(recent.median()) if len(recent) else 1.0
+
+
+def _month_ends_at_working_level(level: pd.Series, kind_of_day: pd.Series) -> pd.Series:
+    """``level`` (per local day) with each month end's replaced by the median level of the
+    working days in the seven days before it, when it has any.
+
+    Pooled from months back, month ends measured against their own median kept the level
+    of the middle one: with 2 % growth a week, a month end forecast from three of them was
+    about 15 % short. Measured against the ordinary days of their own week, each keeps
+    only its surge over them, and the forecast multiplies that by today's level.
+    """
+    kind = kind_of_day.reindex(level.index)
+    working = level[kind == WORKING].dropna()
+    level = level.copy()
+    for end in level.index[kind == MONTH_END]:
+        week = working[(working.index >= end - pd.Timedelta(days=7)) & (working.index < end)]
+        if len(week):
+            level[end] = week.median()
+    return level
 
 
 def _slot_table(slots: np.ndarray, values: np.ndarray, n_slots: int) -> list[np.ndarray]:
