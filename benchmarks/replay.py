@@ -8,8 +8,9 @@ refits its empirical seasonal-quantile model every day on the four weeks before 
 starts from July). Prints every policy setting, so the cost/unserved frontier is visible,
 then checks the targets of the issue.
 
-The policy's settings (nowcast window, stabilisation) were chosen on that August replay, so
-its figures flatter them. It also replays 1995-07-08 to 07-27 with the same
+The policy's settings (nowcast window, stabilisation) and the model's time-of-day pool
+(``forecaster.models.seasonal.DEFAULT_REACH``) were chosen on that August replay, so its
+figures flatter them. It also replays 1995-07-08 to 07-27 with the same
 settings, a month they were not chosen on (its model refits on one week of history at the
 start, not quite three at the end; the month has a shuttle launch, STS-70 on 13 July).
 """
