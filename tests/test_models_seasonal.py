@@ -213,6 +213,27 @@ def test_hourly_data_pools_its_own_hour_not_fifteen_hours_around_it() -> None:
     assert peak > 80  # the 10:00 peak (mean 100) is not averaged with the night (mean 20)
 
 
+@pytest.mark.parametrize(
+    ("freq", "reached", "beyond"),
+    [("1min", "10:30", "10:31"), ("5min", "10:30", "10:35"), ("1h", "10:00", "11:00")],
+)
+def test_the_default_pool_reaches_thirty_minutes_either_side(
+    freq: str, reached: str, beyond: str
+) -> None:
+    """A spike at 10:00 every day shows in q0.999 up to 30 minutes away (the
+    width the NASA replay chose, ``DEFAULT_REACH``) and no further; an hour pools itself."""
+    ds = pd.date_range(
+        "2026-10-05", periods=14 * pd.Timedelta("1D") // pd.Timedelta(freq), freq=freq
+    )
+    y = np.where((ds.hour == 10) & (ds.minute == 0), 1000.0, 10.0)
+    frame = pd.DataFrame({"unique_id": "s", "ds": ds, "y": y})
+    model = SeasonalQuantile(country=None, tz=None).fit(frame)
+    forecast = model.predict(pd.Timedelta("1D") // pd.Timedelta(freq), quantiles=(0.999,))
+    at = forecast.set_index(forecast["ds"].dt.strftime("%H:%M"))["q0.999"]
+    assert at[reached] == 1000.0
+    assert at[beyond] == 10.0
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 def test_an_all_zero_series_forecasts_zero(normalize: bool) -> None:
     """A status=5xx series that never fired: every day's level is 0/0, which must not turn
