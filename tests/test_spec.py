@@ -36,7 +36,7 @@ def test_example_parses_with_defaults() -> None:
     assert config.quantile == 0.95 and config.capacity_per_replica == 100.0
     assert config.scale_down_stabilization == timedelta(minutes=10)
     assert config.sync_period == timedelta(seconds=30) and config.tolerance == 0.1
-    assert config.history_window == timedelta(days=100)  # three month ends
+    assert config.history_window == timedelta(days=28)
     assert [w.name for w in config.overrides] == ["annual-pension-adjustment"]
     assert config.overrides[0].min_replicas == 10 and config.overrides[
         0
