@@ -74,16 +74,23 @@ def proxy(prom: PromServer) -> Iterator[FaultProxy]:
 
 
 RETRY = RetryPolicy(attempts=2, base=0.001, cap=0.01, timeout=0.5)
+"""Short enough that a fault's 0.7-second delay times out."""
+
+PATIENT = RetryPolicy(attempts=2, base=0.001, cap=0.01, timeout=10)
+"""For tests that inject no delay: a busy CI machine took over 0.5 s to answer twelve
+scalers' three-day ranges, and the test saw a timeout nobody meant."""
 
 
-def reconciler(api: FakeKubeServer, tmp_path, prometheus: Any = None) -> Reconciler:
-    kube = KubeClient(api.api_client(), RETRY, sleep=lambda _: None, rng=random.Random(0))
+def reconciler(
+    api: FakeKubeServer, tmp_path, prometheus: Any = None, retry: RetryPolicy = RETRY
+) -> Reconciler:
+    kube = KubeClient(api.api_client(), retry, sleep=lambda _: None, rng=random.Random(0))
     return Reconciler(
         kube,
         ControllerMetrics(),
         model_store=str(tmp_path / "models"),
         prometheus=prometheus
-        or (lambda url: PrometheusClient(url, retry=RETRY, sleep=lambda _: None)),
+        or (lambda url: PrometheusClient(url, retry=retry, sleep=lambda _: None)),
     )
 
 

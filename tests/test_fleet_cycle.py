@@ -20,9 +20,14 @@ from controller.reconciler import Reconciler
 from tests.kubefake import FakeKubeServer
 from tests.prom_server import FaultProxy, PromServer, prom  # noqa: F401 (the session fixture)
 from tests.test_controller_e2e import DEPLOYMENT, START, scaler
-from tests.test_faults import RETRY, reconciler
+from tests.test_faults import PATIENT
+from tests.test_faults import reconciler as fault_reconciler
 
 SCALERS = 12
+
+
+def reconciler(api: FakeKubeServer, tmp_path) -> Reconciler:
+    return fault_reconciler(api, tmp_path, retry=PATIENT)
 
 
 @pytest.fixture
@@ -192,7 +197,7 @@ class SlowBackfills(PrometheusClient):
 def test_a_new_scalers_failed_backfill_blinds_only_that_scaler(fleet, proxy, tmp_path) -> None:
     rec = reconciler(fleet, tmp_path)
     cycle(fleet, rec, 0)
-    rec.clients[proxy.url] = SlowBackfills(proxy.url, retry=RETRY, sleep=lambda _: None)
+    rec.clients[proxy.url] = SlowBackfills(proxy.url, retry=PATIENT, sleep=lambda _: None)
     newcomer = copy.deepcopy(fleet.state.get("predictivescalers", "gov", "portal-01"))
     newcomer["metadata"] = {"name": "portal-new"}
     newcomer["spec"]["metric"]["query"] += " * 100"
