@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(VENV)/bin/surgecast demo --out demo-out
 
+# One test worker per core, at most four: each starts its own Prometheus and PostgreSQL.
 test: $(STAMP)
 	bash scripts/test-services.sh postgresql prometheus chromium chromium-driver
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check forecaster controller tests benchmarks
