@@ -15,6 +15,7 @@ from sklearn.base import clone
 from forecaster import store
 from forecaster.calendar import WORKING, day_types
 from forecaster.models import LastValue, SeasonalNaive, SeasonalQuantile
+from forecaster.models.seasonal import _pooled_quantiles
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 MODELS = [
@@ -300,3 +301,36 @@ def test_a_series_below_zero_keeps_its_negative_quantiles(make) -> None:
     both = pd.concat([negative.assign(unique_id="net"), frame])  # a count is still clipped
     counts = make().fit(both).predict(12, quantiles=(0.1,))
     assert (counts.loc[counts["unique_id"] == "s", "q0.1"] >= 0).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 4), min_size=1, max_size=30),
+    window=st.integers(0, 70),
+    seed=st.integers(0, 2**16),
+)
+def test_pooled_quantiles_are_those_of_the_neighbouring_slots(
+    sizes: list[int], window: int, seed: int
+) -> None:
+    """The stacked computation gives, slot by slot, the quantiles of the values of every
+    slot within ``window`` (wrapping at midnight, a slot counted once per time it is
+    reached); a slot with none that near pools the nearest slots that have values."""
+    rng = np.random.default_rng(seed)
+    n = len(sizes)
+    table = [rng.gamma(2.0, 10.0, k) for k in sizes]
+    levels = [0.05, 0.5, 0.9, 0.975]
+    wanted = np.unique(rng.integers(0, n, rng.integers(1, n + 1)))
+    got = _pooled_quantiles(table, levels, window, wanted)
+
+    def around(slot: int, reach: int) -> np.ndarray:
+        return np.concatenate([table[(slot + k) % n] for k in range(-reach, reach + 1)])
+
+    seen = [s for s in range(n) if sizes[s]]
+    for slot in range(n):
+        if slot not in wanted or not seen:
+            assert (got[:, slot] == 0).all()
+            continue
+        pooled = around(slot, window)
+        if not pooled.size:
+            pooled = around(slot, min(min(abs(s - slot), n - abs(s - slot)) for s in seen))
+        assert got[:, slot] == pytest.approx(np.quantile(pooled, levels), rel=1e-12)
