@@ -424,17 +424,22 @@ def _pooled_quantiles(
     seen = np.flatnonzero(sizes)
     if not seen.size:
         return result
-    reach = np.full(len(wanted), window)
     lap = window // n + 1  # copies of the day needed on either side
     flat = np.tile(np.concatenate(table), 2 * lap + 1)
     bounds = np.concatenate([[0], np.cumsum(np.tile(sizes, 2 * lap + 1))])
-    first, last = bounds[wanted + lap * n - reach], bounds[wanted + lap * n + reach + 1]
+    centre = wanted + lap * n  # each wanted slot in the middle copy
+
+    def pools(reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each wanted slot's pool of ``reach`` slots either side starts and ends."""
+        return bounds[centre - reach], bounds[centre + reach + 1]
+
+    reach = np.full(len(wanted), window)
+    first, last = pools(reach)
     empty = first == last
-    if empty.any():
+    if empty.any():  # the nearest slots with values are at most half a day away
         gap = np.abs(seen[None, :] - wanted[empty, None])
         reach[empty] = np.minimum(gap, n - gap).min(axis=1)
-        first[empty] = bounds[wanted[empty] + lap * n - reach[empty]]
-        last[empty] = bounds[wanted[empty] + lap * n + reach[empty] + 1]
+        first, last = pools(reach)
     lengths = last - first
     for length in np.unique(lengths):
         same = np.flatnonzero(lengths == length)
